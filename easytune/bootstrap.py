@@ -1,0 +1,90 @@
+"""Install EasyTune into ./.venv and start it, or run its tests: the README's two commands.
+
+    python3 -m easytune.bootstrap            install (first time only), then start the app
+    python3 -m easytune.bootstrap test       install with test tools, then run the whole suite
+    python3 -m easytune.bootstrap install    install only
+
+Standard library only: this runs before anything is installed.
+
+Two install rules live here and nowhere else:
+- PyTorch: where there is no NVIDIA GPU and this is not macOS, torch is pinned to the CPU build
+  (`EASYTUNE_TORCH`, default torch==2.13.0), so pip never pulls a multi-GB CUDA build. pyproject.toml
+  keeps a range, so a GPU machine gets the CUDA build it needs.
+- optimum-intel requires torchvision, and PyPI's torchvision is built against CUDA torch: beside a
+  CPU torch it fails to load ("operator torchvision::nms does not exist") and takes peft and
+  optimum.intel down with it. Nothing in EasyTune uses torchvision, so optimum-intel is installed
+  with --no-deps; its other requirements are EasyTune's own (pyproject.toml).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+VENV = Path(os.environ.get("EASYTUNE_VENV", ROOT / ".venv"))
+OPTIMUM_INTEL = "optimum-intel==2.2.*"
+CPU_TORCH = os.environ.get("EASYTUNE_TORCH", "torch==2.13.0")
+
+
+def venv_bin(name: str) -> Path:
+    return VENV / ("Scripts" if os.name == "nt" else "bin") / name
+
+
+def needs_cpu_torch() -> bool:
+    return platform.system() != "Darwin" and shutil.which("nvidia-smi") is None
+
+
+def install_stamp(extras: str) -> str:
+    """Changes whenever what would be installed changes, so an unchanged install is skipped."""
+    digest = hashlib.sha256((ROOT / "pyproject.toml").read_bytes())
+    digest.update(f"{extras}|{CPU_TORCH if needs_cpu_torch() else 'gpu'}|{OPTIMUM_INTEL}".encode())
+    return digest.hexdigest()
+
+
+def pip(*args: str) -> None:
+    print("+ pip install", " ".join(args), flush=True)
+    subprocess.run([str(venv_bin("python")), "-m", "pip", "install", "--disable-pip-version-check",
+                    *args], check=True)
+
+
+def install(extras: str = "") -> None:
+    stamp_file = VENV / ".easytune-installed"
+    stamp = install_stamp(extras)
+    if stamp_file.exists() and stamp_file.read_text() == stamp:
+        return
+    if not venv_bin("python").exists():
+        print(f"Creating {VENV} …", flush=True)
+        venv.create(VENV, with_pip=True)
+    if needs_cpu_torch():
+        pip(CPU_TORCH)
+    target = f"{ROOT}[{extras}]" if extras else str(ROOT)
+    pip("-e", target)
+    pip("--no-deps", OPTIMUM_INTEL)
+    stamp_file.write_text(stamp)
+
+
+def main(argv: list[str]) -> int:
+    command = argv[0] if argv else "start"
+    if command == "install":
+        install()
+        return 0
+    if command == "test":
+        install("test")
+        code = subprocess.call([str(venv_bin("python")), "-m", "pytest", *argv[1:]], cwd=ROOT)
+        # pytest's 5 means "no tests ran": a suite that ran nothing has not passed.
+        return 1 if code == 5 else code
+    install()
+    args = argv[1:] if command == "start" else argv
+    os.execv(str(venv_bin("easytune")), [str(venv_bin("easytune")), *args])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

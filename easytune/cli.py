@@ -1,0 +1,196 @@
+"""`easytune`: the command line over the same services the UI calls.
+
+Every command that reports something takes --json (one JSON document on stdout) so scripts and tests
+read it; human output goes to stdout in the user's language (--lang, EASYTUNE_LANG, or the locale).
+Imports stay inside the commands: `easytune ui` must not pay for the training stack.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+from easytune.i18n import UserError, normalize_lang, t
+from easytune.settings import load_settings
+
+
+def _emit(args, data, human: str | None = None) -> None:
+    if args.json:
+        print(json.dumps(data, ensure_ascii=False, indent=2, default=str))
+    elif human is not None:
+        print(human)
+
+
+def cmd_ui(args, settings) -> int:
+    from easytune.ui.server import serve
+
+    return serve(settings)
+
+
+def _follow(settings, job_id: str, lang: str, quiet: bool) -> dict:
+    """Follow a job until it ends, printing progress; Ctrl-C stops it cleanly."""
+    from easytune import jobs
+
+    shown_step, shown_events = 0, 0
+    try:
+        while True:
+            job = jobs.sync_job(settings, job_id)
+            if not quiet:
+                loss = jobs.metrics(settings, job_id).get("loss", [])
+                for step, value in loss[shown_step:]:
+                    print(t("cli.train.step", lang, step=step, total=job["total_steps"], loss=f"{value:.4f}"),
+                          file=sys.stderr, flush=True)
+                shown_step = len(loss)
+                logged = jobs.events(settings, job_id, types=("log",))
+                for event in logged[shown_events:]:
+                    data = event["data"]
+                    print(t(data["key"], lang, **data.get("params", {})), file=sys.stderr, flush=True)
+                shown_events = len(logged)
+            if job["state"] not in ("PENDING", "PREPARING", "RUNNING"):
+                return job
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        return jobs.stop_job(settings, job_id)
+
+
+def job_summary(settings, job: dict, lang: str) -> dict:
+    from easytune import jobs
+
+    loss = jobs.metrics(settings, job["id"]).get("loss", [])
+    error = json.loads(job["error"]) if job.get("error") else None
+    return {**job, "first_loss": loss[0][1] if loss else None, "final_loss": loss[-1][1] if loss else None,
+            "error_message": t(error["key"], lang, **error["params"]) if error else None}
+
+
+def cmd_train(args, settings) -> int:
+    from easytune import jobs
+    from easytune.plan.schema import TrainingPlan
+
+    plan = TrainingPlan.load(args.config)
+    job = jobs.launch(settings, plan)
+    if not args.json:
+        print(t("cli.train.started", args.lang, job=job["id"], dir=job["job_dir"]), flush=True)
+    if args.detach:
+        _emit(args, job_summary(settings, job, args.lang))
+        return 0
+    job = _follow(settings, job["id"], args.lang, quiet=args.json)
+    summary = job_summary(settings, job, args.lang)
+    _emit(args, summary, t("cli.train.finished", args.lang, state=t("state." + job["state"], args.lang),
+                           loss=summary["final_loss"], error=summary["error_message"] or ""))
+    return 0 if job["state"] == "COMPLETED" else 1
+
+
+def cmd_jobs(args, settings) -> int:
+    from easytune import jobs
+
+    jobs.sync_active(settings)
+    if args.action == "list":
+        rows = jobs.list_jobs(settings, args.state)
+        lines = [f"{j['id']}  {t('state.' + j['state'], args.lang):<8}  {j['progress'] * 100:5.1f}%  {j['name']}"
+                 for j in rows] or [t("cli.jobs.none", args.lang)]
+        _emit(args, rows, "\n".join(lines))
+        return 0
+    if not args.job:
+        raise UserError("cli.error.job_required", action=args.action)
+    if args.action == "show":
+        summary = job_summary(settings, jobs.get_job(settings, args.job), args.lang)
+        _emit(args, summary, "\n".join(f"{k}: {v}" for k, v in summary.items()))
+    elif args.action == "stop":
+        job = jobs.stop_job(settings, args.job)
+        _emit(args, job, t("state." + job["state"], args.lang))
+    elif args.action == "logs":
+        logged = jobs.events(settings, args.job)
+        lines = [_event_text(e["data"], args.lang) for e in logged]
+        _emit(args, [e["data"] for e in logged], "\n".join(lines))
+    return 0
+
+
+def _event_text(data: dict, lang: str) -> str:
+    stamp = time.strftime("%H:%M:%S", time.localtime(data["t"]))
+    if data["type"] == "state":
+        return f"{stamp} {t('state.' + data['state'], lang)}"
+    if data["type"] == "artifact":
+        return f"{stamp} {t('cli.logs.artifact', lang, kind=data['kind'], path=data['path'])}"
+    key = data.get("key") or data.get("code")
+    return f"{stamp} [{data.get('level', 'error')}] {t(key, lang, **(data.get('params') or {}))}"
+
+
+def cmd_chat(args, settings) -> int:
+    from easytune import chat
+
+    if args.base:
+        reply = chat.ask_base(settings, args.target, args.question, max_new_tokens=args.max_new_tokens)
+    else:
+        reply = chat.ask_job(settings, args.target, args.question, max_new_tokens=args.max_new_tokens)
+    _emit(args, {"question": args.question, "answer": reply}, reply)
+    return 0
+
+
+def cmd_doctor(args, settings) -> int:
+    from easytune.doctor import diagnose, render
+
+    report = diagnose(settings)
+    _emit(args, report, render(report, args.lang))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--json", action="store_true", help="print one JSON document (for scripts)")
+    common.add_argument("--lang", choices=("zh", "en"), default=None, help="language of messages")
+
+    parser = argparse.ArgumentParser(prog="easytune", parents=[common],
+                                     description="EasyTune: offline, intent-driven LLM fine-tuning.")
+    sub = parser.add_subparsers(dest="command")
+
+    ui = sub.add_parser("ui", parents=[common], help="start the web app (the default)")
+    ui.add_argument("--host", default=None, help="address to bind (default 127.0.0.1)")
+    ui.add_argument("--port", type=int, default=None, help="port (default 7860)")
+    ui.add_argument("--password", default=None, help="required when --host is not a loopback address")
+    ui.set_defaults(func=cmd_ui)
+
+    train = sub.add_parser("train", parents=[common], help="train from a plan YAML (the one the UI shows)")
+    train.add_argument("--config", required=True, help="plan YAML")
+    train.add_argument("--detach", action="store_true", help="start and return; follow with `jobs show`")
+    train.set_defaults(func=cmd_train)
+
+    jobs = sub.add_parser("jobs", parents=[common], help="list, inspect, stop jobs and read their logs")
+    jobs.add_argument("action", choices=("list", "show", "stop", "logs"))
+    jobs.add_argument("job", nargs="?")
+    jobs.add_argument("--state", default=None, help="only jobs in this state (list)")
+    jobs.set_defaults(func=cmd_jobs)
+
+    chat = sub.add_parser("chat", parents=[common], help="ask a finished job's model (or a base model)")
+    chat.add_argument("target", help="job id, or a model name with --base")
+    chat.add_argument("-q", "--question", required=True)
+    chat.add_argument("--base", action="store_true", help="TARGET is a base model, not a job")
+    chat.add_argument("--max-new-tokens", type=int, default=128)
+    chat.set_defaults(func=cmd_chat)
+
+    doctor = sub.add_parser("doctor", parents=[common], help="hardware, versions and the home folder")
+    doctor.set_defaults(func=cmd_doctor)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or (argv[0].startswith("-") and argv[0] not in ("-h", "--help")):
+        argv = ["ui", *argv]  # `easytune` alone starts the app
+    args = build_parser().parse_args(argv)
+    overrides = {k: getattr(args, k, None) for k in ("host", "port", "password")}
+    settings = load_settings(**overrides, language=args.lang)
+    args.lang = normalize_lang(settings.language)
+    try:
+        return args.func(args, settings)
+    except UserError as exc:
+        if args.json:
+            print(json.dumps({"error": exc.key, "params": exc.params, "message": exc.message(args.lang)},
+                             ensure_ascii=False, default=str))
+        print(exc.message(args.lang), file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,120 @@
+"""TrainingPlan: the one definition of every training setting.
+
+Each field carries its default, its allowed range or choices and its UI group in `metadata`; its
+help text lives in the message catalogs as `plan.field.<name>` (zh + en). The YAML a job runs
+from, the expert form in the UI and the explanation texts are all generated from these fields.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import yaml
+
+from easytune.i18n import UserError, t
+
+PLAN_VERSION = 1
+
+
+def setting(default, *, lo=None, hi=None, choices=None, group="training"):
+    return field(default=default, metadata={"lo": lo, "hi": hi, "choices": choices, "group": group})
+
+
+@dataclass
+class TrainingPlan:
+    # what to train
+    model: str = setting("easytune-tiny", group="data")  # built-in name, local folder or hub id
+    dataset: str = setting("demo:shop_faq_zh", group="data")  # demo:<name>, dataset id or file path
+    # how
+    method: str = setting("lora", choices=("lora", "full"), group="method")
+    lora_r: int = setting(8, lo=1, hi=256, group="method")
+    lora_alpha: int = setting(16, lo=1, hi=1024, group="method")  # scale = alpha / r
+    lora_dropout: float = setting(0.05, lo=0.0, hi=0.5, group="method")
+    target_modules: str = setting("all_linear", choices=("all_linear", "attention", "attention_qkv"),
+                                  group="method")
+    # optimisation
+    learning_rate: float = setting(2e-4, lo=1e-7, hi=1e-1)
+    epochs: float = setting(3.0, lo=0.01, hi=1000.0)
+    max_steps: int = setting(0, lo=0, hi=10_000_000)  # 0: derived from epochs
+    batch_size: int = setting(4, lo=1, hi=4096)
+    grad_accum: int = setting(1, lo=1, hi=1024)  # effective batch = batch_size * grad_accum
+    max_seq_len: int = setting(512, lo=16, hi=1_048_576)  # tokens; longer rows are cut
+    warmup_ratio: float = setting(0.05, lo=0.0, hi=0.5)
+    scheduler: str = setting("cosine", choices=("cosine", "linear", "constant"))
+    weight_decay: float = setting(0.0, lo=0.0, hi=1.0)
+    val_ratio: float = setting(0.1, lo=0.0, hi=0.5)  # share of rows held out for validation
+    eval_every: int = setting(0, lo=0, hi=10_000_000)  # steps; 0: about ten evaluations per run
+    seed: int = setting(42, lo=0, hi=2**31 - 1)
+    # where
+    device: str = setting("auto", choices=("auto", "cpu", "cuda", "mps", "xpu"), group="hardware")
+    precision: str = setting("auto", choices=("auto", "fp32", "bf16", "fp16"), group="hardware")
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            setattr(self, f.name, _checked(f, getattr(self, f.name)))
+
+    # --- YAML round trip -------------------------------------------------------------------
+    @classmethod
+    def from_dict(cls, data: dict) -> "TrainingPlan":
+        if not isinstance(data, dict):
+            raise UserError("plan.not_a_mapping")
+        data = {k: v for k, v in data.items() if k != "version"}
+        known = {f.name for f in fields(cls)}
+        for key in data:
+            if key not in known:
+                close = difflib.get_close_matches(str(key), known, n=1)
+                raise UserError("plan.unknown_key", key=key, hint=close[0] if close else "—")
+        return cls(**data)
+
+    @classmethod
+    def from_yaml(cls, text: str) -> "TrainingPlan":
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise UserError("plan.bad_yaml", detail=str(exc).splitlines()[0]) from exc
+        return cls.from_dict(data or {})
+
+    @classmethod
+    def load(cls, path: Path) -> "TrainingPlan":
+        if not Path(path).is_file():
+            raise UserError("plan.no_file", path=str(path))
+        return cls.from_yaml(Path(path).read_text(encoding="utf-8"))
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def to_yaml(self, lang: str = "en") -> str:
+        """YAML with each setting's help as a comment; loading it back gives an equal plan."""
+        lines = [f"# {t('plan.yaml_header', lang)}", f"version: {PLAN_VERSION}"]
+        for f in fields(self):
+            value = yaml.safe_dump({f.name: getattr(self, f.name)}, allow_unicode=True,
+                                   default_flow_style=True, width=1_000_000).strip()[1:-1]
+            lines.append(f"{value}  # {t('plan.field.' + f.name, lang)}")
+        return "\n".join(lines) + "\n"
+
+    def save(self, path: Path, lang: str = "en") -> None:
+        Path(path).write_text(self.to_yaml(lang), encoding="utf-8")
+
+
+def _checked(f, value):
+    """Coerce a value to the field's type and check its range; errors name the field and the fix."""
+    kind = type(f.default)
+    meta = f.metadata
+    try:
+        if isinstance(value, bool) or (kind is int and isinstance(value, float) and not value.is_integer()):
+            raise ValueError  # True is not 1 epoch; 2.5 is not a batch size
+        value = kind(value)
+    except (TypeError, ValueError):
+        raise UserError("plan.bad_type", key=f.name, value=value, expected=kind.__name__) from None
+    if meta["choices"] and value not in meta["choices"]:
+        raise UserError("plan.bad_choice", key=f.name, value=value, choices=", ".join(meta["choices"]))
+    if meta["lo"] is not None and not (meta["lo"] <= value <= meta["hi"]):
+        raise UserError("plan.out_of_range", key=f.name, value=value, lo=meta["lo"], hi=meta["hi"])
+    return value
+
+
+def plan_fields():
+    """The settings in declaration order, for code that generates forms, flags and docs."""
+    return fields(TrainingPlan)

@@ -1,0 +1,78 @@
+"""SQLite metadata: the schema as ordered migrations, each applied once and recorded.
+
+A shipped migration is never edited; a schema change is a new function appended to MIGRATIONS.
+Opening a database always runs the ones it has not seen, so an older file is upgraded in place.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Callable
+
+import sqlite_utils
+
+
+def _m001_initial(db: sqlite_utils.Database) -> None:
+    db["datasets"].create({"id": str, "name": str, "source": str, "path": str, "shape": str,
+                           "rows": int, "sha256": str, "created_at": float}, pk="id")
+    db["models"].create({"id": str, "name": str, "source": str, "path": str, "created_at": float}, pk="id")
+    db["jobs"].create({"id": str, "name": str, "state": str, "model": str, "dataset": str,
+                       "job_dir": str, "pid": int, "pid_started_at": float, "error": str,
+                       "created_at": float, "started_at": float, "finished_at": float}, pk="id")
+    db["job_metrics"].create({"job_id": str, "step": int, "name": str, "value": float, "t": float},
+                             foreign_keys=[("job_id", "jobs", "id")])
+    db["job_metrics"].create_index(["job_id", "name", "step"])
+    db["job_events"].create({"job_id": str, "t": float, "type": str, "level": str, "data": str},
+                            foreign_keys=[("job_id", "jobs", "id")])
+    db["job_events"].create_index(["job_id", "t"])
+
+
+def _m002_event_offsets(db: sqlite_utils.Database) -> None:
+    # Where the orchestrator stopped reading each job's events.jsonl, so a restarted app
+    # re-attaches to a running job without replaying (and double-counting) its history.
+    db["jobs"].add_column("events_offset", int, not_null_default=0)
+    db["jobs"].add_column("progress", float, not_null_default=0.0)
+    db["jobs"].add_column("total_steps", int, not_null_default=0)
+
+
+MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [
+    ("001_initial", _m001_initial),
+    ("002_event_offsets", _m002_event_offsets),
+]
+
+
+def migrate(db: sqlite_utils.Database, upto: int | None = None) -> list[str]:
+    """Apply the migrations this database has not seen yet; return their names."""
+    if "_migrations" not in db.table_names():
+        db["_migrations"].create({"name": str, "applied_at": float}, pk="name")
+    done = {row["name"] for row in db["_migrations"].rows}
+    applied = []
+    for name, step in MIGRATIONS[:upto]:
+        if name in done:
+            continue
+        with db.conn:  # one transaction: a migration lands whole or not at all
+            step(db)
+            db["_migrations"].insert({"name": name, "applied_at": time.time()})
+        applied.append(name)
+    return applied
+
+
+_migrated: set[Path] = set()
+
+
+def open_db(path: Path) -> sqlite_utils.Database:
+    """A fresh connection (one per caller and thread; SQLite connections are not shared)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    db = sqlite_utils.Database(path)
+    db.conn.execute("PRAGMA busy_timeout = 10000")  # the app and a CLI may write at the same time
+    if path not in _migrated:
+        db.enable_wal()
+        migrate(db)
+        _migrated.add(path)
+    return db
+
+
+def dumps(data: dict) -> str:
+    return json.dumps(data, ensure_ascii=False)

@@ -1,0 +1,59 @@
+"""The event protocol between a training worker and the orchestrator (version 1).
+
+The worker appends one JSON object per line to `<job_dir>/events.jsonl`; the orchestrator tails the
+file (no pipe that dies with the UI), so a restarted app re-attaches to a running job. Every event has
+    v      protocol version (1)
+    t      unix time, seconds
+    type   one of the kinds below
+and the fields of its kind:
+    state     state: PREPARING | RUNNING | COMPLETED | FAILED | STOPPED; reason (optional message key)
+    step      step, total_steps, epoch, loss, lr, tokens_per_s
+    eval      step, val_loss
+    log       level (info | warning | error), key (message key), params (dict) — shown translated
+    error     code (message key), params, detail (the exception text, for the log)
+    artifact  kind (adapter | model), path (relative to the job folder)
+A line is complete only when it ends in a newline; readers skip a partial last line and re-read it.
+Control flows the other way through files: `<job_dir>/STOP` asks the worker to stop at the next step.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+PROTOCOL_VERSION = 1
+EVENTS_FILE = "events.jsonl"
+STOP_FILE = "STOP"
+TERMINAL_STATES = ("COMPLETED", "FAILED", "STOPPED", "INTERRUPTED")
+ACTIVE_STATES = ("PENDING", "PREPARING", "RUNNING")
+
+
+class EventWriter:
+    def __init__(self, job_dir: Path):
+        self.path = Path(job_dir) / EVENTS_FILE
+
+    def emit(self, type: str, **fields) -> None:
+        line = json.dumps({"v": PROTOCOL_VERSION, "t": time.time(), "type": type, **fields},
+                          ensure_ascii=False)
+        with self.path.open("a", encoding="utf-8") as f:  # one write per line: readers never see half
+            f.write(line + "\n")
+
+    def state(self, state: str, reason: str | None = None, **params) -> None:
+        self.emit("state", state=state, reason=reason, params=params)
+
+    def log(self, key: str, level: str = "info", **params) -> None:
+        self.emit("log", level=level, key=key, params=params)
+
+
+def read_events(job_dir: Path, offset: int = 0) -> tuple[list[dict], int]:
+    """Complete events after byte `offset`, and the offset to continue from."""
+    path = Path(job_dir) / EVENTS_FILE
+    if not path.exists():
+        return [], offset
+    with path.open("rb") as f:
+        f.seek(offset)
+        chunk = f.read()
+    end = chunk.rfind(b"\n") + 1  # a partial last line waits for the next read
+    events = [json.loads(line) for line in chunk[:end].splitlines() if line.strip()]
+    return events, offset + end

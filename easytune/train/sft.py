@@ -1,0 +1,56 @@
+"""Supervised fine-tuning data: conversations → token ids with loss only on assistant turns."""
+
+from __future__ import annotations
+
+import torch
+
+IGNORE = -100
+
+# For base models that ship no chat template (the worker warns when it falls back to this).
+DEFAULT_CHAT_TEMPLATE = (
+    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+
+def encode_conversation(tokenizer, row: dict, max_len: int) -> dict | None:
+    """Token ids and labels for one canonical row; None when no assistant turn is left to learn.
+
+    The conversation is rendered turn by turn: the text before each assistant answer is exactly the
+    prompt the model sees at inference (rendered with add_generation_prompt), so it is tokenized as
+    one piece and masked; the answer's tokens are the labels.
+    """
+    messages = row["messages"]
+    ids: list[int] = []
+    labels: list[int] = []
+    rendered = ""
+    for i, message in enumerate(messages):
+        if message["role"] != "assistant":
+            continue
+        prompt = tokenizer.apply_chat_template(messages[:i], add_generation_prompt=True, tokenize=False)
+        full = tokenizer.apply_chat_template(messages[: i + 1], tokenize=False)
+        if not (prompt.startswith(rendered) and full.startswith(prompt)):
+            raise ValueError(f"chat template is not incremental at line {row.get('line')}")
+        context = tokenizer(prompt[len(rendered):], add_special_tokens=False)["input_ids"]
+        answer = tokenizer(full[len(prompt):], add_special_tokens=False)["input_ids"]
+        ids += context + answer
+        labels += [IGNORE] * len(context) + (answer if message.get("train", True) else [IGNORE] * len(answer))
+        rendered = full
+    ids, labels = ids[:max_len], labels[:max_len]
+    if all(label == IGNORE for label in labels):
+        return None
+    return {"input_ids": ids, "labels": labels}
+
+
+def batches(examples: list[dict], batch_size: int, pad_id: int, device):
+    """Right-padded batches in the given order."""
+    for start in range(0, len(examples), batch_size):
+        chunk = examples[start:start + batch_size]
+        width = max(len(e["input_ids"]) for e in chunk)
+        pad = [width - len(e["input_ids"]) for e in chunk]
+        yield {
+            "input_ids": torch.tensor([e["input_ids"] + [pad_id] * p for e, p in zip(chunk, pad)], device=device),
+            "labels": torch.tensor([e["labels"] + [IGNORE] * p for e, p in zip(chunk, pad)], device=device),
+            "attention_mask": torch.tensor([[1] * len(e["input_ids"]) + [0] * p for e, p in zip(chunk, pad)],
+                                           device=device),
+        }

@@ -1,0 +1,26 @@
+"""The look: dark, high-contrast, minimal; system fonts only (nothing fetched from a font service)."""
+
+import gradio as gr
+
+FONTS = ["Inter", "PingFang SC", "Microsoft YaHei", "Noto Sans CJK SC", "system-ui", "sans-serif"]
+MONO = ["JetBrains Mono", "SFMono-Regular", "Consolas", "monospace"]
+
+THEME = gr.themes.Base(primary_hue="cyan", neutral_hue="slate", font=FONTS, font_mono=MONO).set(
+    body_background_fill_dark="#0b0f17",
+    block_background_fill_dark="#111827",
+    body_text_color_dark="#f3f4f6",
+    block_label_text_color_dark="#e5e7eb",
+    border_color_primary_dark="#374151",
+    button_primary_background_fill_dark="#06b6d4",
+    button_primary_text_color_dark="#041014",
+)
+
+CSS = """
+#et-header { align-items: center; }
+#et-header h1 { margin: 0; }
+.et-error { color: #fca5a5; font-weight: 600; }
+#et-status h3 { margin-bottom: 0.2em; }
+"""
+
+# Always dark: the product is designed for one high-contrast palette.
+FORCE_DARK_JS = "() => { document.body.classList.add('dark'); }"

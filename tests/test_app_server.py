@@ -1,0 +1,47 @@
+"""The app starts fast on 127.0.0.1, without the training stack and without touching the network."""
+
+import os
+import subprocess
+import sys
+
+from conftest import ROOT, cli, free_port, wait_http
+
+GUARD = ROOT / "tests" / "netguard"
+
+
+def test_app_serves_its_page_offline_without_the_training_stack(tmp_path):
+    port = free_port()
+    log = tmp_path / "guard.log"
+    env = dict(os.environ, EASYTUNE_HOME=str(tmp_path / "home"), EASYTUNE_LANG="zh",
+               PYTHONPATH=os.pathsep.join([str(GUARD), os.environ.get("PYTHONPATH", "")]),
+               EASYTUNE_GUARD_LOG=str(log))
+    app = subprocess.Popen([sys.executable, "-m", "easytune.cli", "--port", str(port)], env=env,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        page = wait_http(f"http://127.0.0.1:{port}/", proc=app)
+        assert "EasyTune" in page
+        config = wait_http(f"http://127.0.0.1:{port}/config", proc=app)
+        for step in ("数据与模型", "意图配置", "训练监控", "评估与导出"):
+            assert step in config, step
+    finally:
+        app.terminate()
+        app.wait(timeout=20)
+    findings = log.read_text().splitlines() if log.exists() else []
+    assert findings == [], findings
+
+
+def test_binding_beyond_loopback_needs_a_password(tmp_path):
+    result = cli("ui", "--host", "0.0.0.0", home=tmp_path / "home", check=False)
+    assert result.returncode == 2
+    assert "--password" in result.stderr
+    zh = cli("ui", "--host", "0.0.0.0", home=tmp_path / "home", check=False, lang="zh")
+    assert "密码" in zh.stderr
+
+
+def test_building_the_app_imports_no_training_stack(tmp_path):
+    code = ("import sys; from easytune.ui.app import build_app; build_app(); "
+            "print(sorted(m for m in ('torch','transformers','peft','datasets','openvino','accelerate') "
+            "if m in sys.modules))")
+    env = dict(os.environ, EASYTUNE_HOME=str(tmp_path / "home"))
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    assert out.stdout.strip() == "[]", out.stdout + out.stderr

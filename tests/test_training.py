@@ -1,0 +1,83 @@
+"""A real LoRA run on the built-in tiny model, through the CLI, in a real worker subprocess."""
+
+import difflib
+import json
+from pathlib import Path
+
+import pytest
+from safetensors.torch import load_file
+
+from conftest import ROOT, cli, cli_json, write_plan
+
+pytestmark = pytest.mark.slow
+TINY = ROOT / "assets" / "tiny-model"
+
+
+def similarity(a: str, b: str) -> float:
+    return difflib.SequenceMatcher(None, a, b).ratio()
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """One demo run shared by the tests below (it is the expensive part)."""
+    home = tmp_path_factory.mktemp("home")
+    base_weights = load_file(TINY / "model.safetensors")
+    plan = write_plan(home.parent / "run.yaml")
+    result = cli_json("train", "--config", str(plan), home=home)
+    return home, result, base_weights
+
+
+def test_demo_run_completes_and_the_loss_falls(trained):
+    home, job, _ = trained
+    assert job["state"] == "COMPLETED", job
+    assert job["final_loss"] < job["first_loss"] * 0.5, job
+    listed = cli_json("jobs", "list", home=home)
+    assert [j["id"] for j in listed] == [job["id"]]
+    assert listed[0]["state"] == "COMPLETED"
+    assert listed[0]["progress"] == 1.0
+
+
+def test_job_folder_is_self_contained(trained):
+    _, job, _ = trained
+    folder = Path(job["job_dir"])
+    resolved = json.loads((folder / "job.json").read_text())
+    assert len(resolved["dataset_sha256"]) == 64 and resolved["versions"]["torch"] != "-"
+    assert (folder / "plan.yaml").read_text().startswith("#")
+    events = [json.loads(line) for line in (folder / "events.jsonl").read_text().splitlines()]
+    assert all(e["v"] == 1 for e in events)
+    assert [e["state"] for e in events if e["type"] == "state"] == ["PREPARING", "RUNNING", "COMPLETED"]
+    assert not list(folder.rglob("*.bin")), "weights are saved as safetensors only"
+
+
+def test_adapter_changed_and_base_did_not(trained):
+    _, job, base_before = trained
+    adapter = load_file(Path(job["job_dir"]) / "adapter" / "adapter_model.safetensors")
+    lora_b = [v for k, v in adapter.items() if "lora_B" in k]
+    assert lora_b and all(v.abs().sum() > 0 for v in lora_b), "LoRA B starts at zero; training must move it"
+    base_after = load_file(TINY / "model.safetensors")
+    assert base_before.keys() == base_after.keys()
+    assert all((base_before[k] == base_after[k]).all() for k in base_before)
+
+
+def test_answer_moves_toward_the_trained_answer(trained):
+    home, job, _ = trained
+    row = json.loads((ROOT / "assets" / "demo" / "shop_faq_zh.jsonl").read_text(encoding="utf-8").splitlines()[0])
+    question = row["messages"][0]["content"]
+    expected = row["messages"][-1]["content"]
+    tuned = cli_json("chat", job["id"], "-q", question, home=home)["answer"]
+    base = cli_json("chat", "easytune-tiny", "--base", "-q", question, home=home)["answer"]
+    assert tuned != base
+    assert similarity(tuned, expected) > similarity(base, expected) + 0.2, (tuned, base, expected)
+    assert similarity(tuned, expected) > 0.6, (tuned, expected)
+
+
+def test_bad_plan_is_refused_before_anything_starts(tmp_path):
+    home = tmp_path / "home"
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model: easytune-tiny\nlearning_rat: 0.1\n")
+    result = cli("train", "--config", str(bad), home=home, check=False)
+    assert result.returncode == 2
+    assert "learning_rat" in result.stderr and "learning_rate" in result.stderr
+    assert cli_json("jobs", "list", home=home) == []
+    zh = cli("train", "--config", str(bad), home=home, check=False, lang="zh")
+    assert "未知设置" in zh.stderr
