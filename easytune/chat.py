@@ -66,6 +66,6 @@ def ask_job(settings: Settings, job_id: str, question: str, **options) -> str:
 
 
 def ask_base(settings: Settings, model: str, question: str, **options) -> str:
-    from easytune.models.sources import resolve_model
+    from easytune.models import sources
 
-    return answer(str(resolve_model(settings, model)), None, question, **options)
+    return answer(sources.resolve(model).path, None, question, **options)

@@ -23,7 +23,7 @@ import psutil
 
 from easytune.datasets import resolve_dataset
 from easytune.i18n import UserError
-from easytune.models.sources import resolve_model
+from easytune.models import sources
 from easytune.plan.schema import TrainingPlan
 from easytune.settings import Settings
 from easytune.store import dumps, open_db
@@ -46,7 +46,7 @@ def _versions() -> dict[str, str]:
 
 def create_job(settings: Settings, plan: TrainingPlan, name: str | None = None) -> dict:
     """Validate what the plan names, write a self-contained job folder, record it as PENDING."""
-    model_path = resolve_model(settings, plan.model)
+    model_path = sources.resolve(plan.model).path
     data = resolve_dataset(settings, plan.dataset)
     job_id = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
     job_dir = settings.jobs_dir / job_id

@@ -142,7 +142,7 @@ def build_app(settings: Settings | None = None) -> gr.Blocks:
                 to_eval = T.make(gr.Button, {"value": "ui.next"}, variant="primary")
 
             # ---- 4 evaluate ----
-            with T.make(gr.Tab, {"label": "ui.step.evaluate"}, id="evaluate"):
+            with T.make(gr.Tab, {"label": "ui.step.evaluate"}, id="evaluate") as eval_tab:
                 T.make(gr.Markdown, {"value": "ui.eval.intro"})
                 eval_job = T.make(gr.Dropdown, {"label": "ui.eval.job"}, choices=job_choices(settings, True))
                 question = T.make(gr.Textbox, {"label": "ui.eval.question", "placeholder": "ui.eval.placeholder"},
@@ -224,6 +224,7 @@ def build_app(settings: Settings | None = None) -> gr.Blocks:
         job.change(refresh, [language, job, gr.State(None)], [status, plot, logs, seen])
         stop.click(on_stop, [language, job], status)
         to_eval.click(lambda: gr.Tabs(selected="evaluate"), None, tabs).then(eval_choices, None, eval_job)
+        eval_tab.select(eval_choices, None, eval_job)
         ask.click(on_ask, [language, eval_job, question], [tuned_answer, base_answer, ask_error])
         question.submit(on_ask, [language, eval_job, question], [tuned_answer, base_answer, ask_error])
         demo.load(show_plan, plan_inputs, plan_outputs).then(show_preview, [dataset, language], preview).then(

@@ -34,5 +34,5 @@ def serve(settings: Settings, demo=None) -> int:
     demo.queue(default_concurrency_limit=4).launch(
         server_name=settings.host, server_port=settings.port, auth=auth, share=False,
         max_file_size=f"{settings.max_upload_mb}mb", ssr_mode=False, mcp_server=False,
-        enable_monitoring=False, quiet=True, **LAUNCH_OPTIONS)
+        enable_monitoring=False, quiet=True, footer_links=[], **LAUNCH_OPTIONS)
     return 0
