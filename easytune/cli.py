@@ -117,6 +117,36 @@ def _event_text(data: dict, lang: str) -> str:
     return f"{stamp} [{data.get('level', 'error')}] {t(key, lang, **(data.get('params') or {}))}"
 
 
+def cmd_data(args, settings) -> int:
+    from easytune import datasets
+
+    if args.action == "list":
+        rows = datasets.list_datasets(settings, args.search, args.shape)
+        lines = [f"{r['id']}  {r['name']:<24} {r['shape']:<10} {r['rows']:>8}" for r in rows]
+        _emit(args, rows, "\n".join(lines) or t("cli.data.none", args.lang))
+        return 0
+    if not args.target:
+        raise UserError("cli.error.target_required", action=f"data {args.action}")
+    if args.action == "add":
+        from easytune.data.summary import report_markdown
+
+        mapping = dict(item.split("=", 1) for item in args.map) if args.map else None
+        result = datasets.add_dataset(settings, args.target, name=args.name, mapping=mapping,
+                                      mask_pii=args.mask_pii, drop_duplicates=args.drop_duplicates)
+        _emit(args, result, report_markdown(result["report"], args.lang, result["duplicate_of"]))
+    elif args.action == "show":
+        shown = datasets.show_dataset(settings, args.target, args.offset, args.limit)
+        rows = "\n".join(json.dumps(r, ensure_ascii=False) for r in shown["preview"].get("rows", []))
+        _emit(args, shown, rows)
+    elif args.action == "rm":
+        row = datasets.remove_dataset(settings, args.target)
+        _emit(args, row, t("cli.data.removed", args.lang, name=row["name"]))
+    elif args.action == "export":
+        path = datasets.export_dataset(settings, args.target, args.out or f"{args.target}.jsonl")
+        _emit(args, {"path": str(path)}, t("cli.data.exported", args.lang, path=path))
+    return 0
+
+
 def cmd_chat(args, settings) -> int:
     from easytune import chat
 
@@ -161,6 +191,21 @@ def build_parser() -> argparse.ArgumentParser:
     jobs.add_argument("job", nargs="?")
     jobs.add_argument("--state", default=None, help="only jobs in this state (list)")
     jobs.set_defaults(func=cmd_jobs)
+
+    data = sub.add_parser("data", parents=[common], help="import, list, show, remove and export datasets")
+    data.add_argument("action", choices=("add", "list", "show", "rm", "export"))
+    data.add_argument("target", nargs="?", help="a file to add, or a dataset id or name")
+    data.add_argument("--name", help="name for the imported dataset (add)")
+    data.add_argument("--map", action="append", metavar="ROLE=FIELD",
+                      help="field mapping override, e.g. --map prompt=问题 --map response=答案 (add)")
+    data.add_argument("--mask-pii", action="store_true", help="mask phone numbers, e-mail, IDs, cards (add)")
+    data.add_argument("--drop-duplicates", action="store_true", help="leave out repeated rows (add)")
+    data.add_argument("--search", help="only names containing this (list)")
+    data.add_argument("--shape", help="only this shape, e.g. alpaca, sharegpt, preference (list)")
+    data.add_argument("--offset", type=int, default=0, help="first row to show (show)")
+    data.add_argument("--limit", type=int, default=20, help="rows to show (show)")
+    data.add_argument("--out", help="file to write (export)")
+    data.set_defaults(func=cmd_data)
 
     chat = sub.add_parser("chat", parents=[common], help="ask a finished job's model (or a base model)")
     chat.add_argument("target", help="job id, or a model name with --base")

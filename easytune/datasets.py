@@ -1,17 +1,27 @@
-"""Datasets the user can train on: the built-in demos, and what they imported (SQLite + files)."""
+"""Datasets the user can train on: the built-in demos, and the files they import.
+
+An import keeps the untouched original in `uploads/<id>/`, writes the cleaned canonical rows to
+`datasets/<id>/` (train.jsonl, val.jsonl, rejected.jsonl, report.json) and records it in SQLite —
+all of it or, on any failure, none of it.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import shutil
+import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
 from easytune.i18n import UserError
 from easytune.settings import ASSETS_DIR, Settings
+from easytune.store import open_db
 
 DEMO_DIR = ASSETS_DIR / "demo"
 DEMO_PREFIX = "demo:"
+ACTIVE_JOB_STATES = ("PENDING", "PREPARING", "RUNNING")
 
 
 @dataclass(frozen=True)
@@ -21,6 +31,7 @@ class ResolvedDataset:
     val_file: Path | None
     sha256: str
     rows: int
+    kind: str = "sft"
 
 
 def file_sha256(path: Path) -> str:
@@ -40,22 +51,138 @@ def count_rows(path: Path) -> int:
         return sum(1 for line in f if line.strip())
 
 
+def _row(settings: Settings, ref: str) -> dict:
+    row = next(open_db(settings.db_path)["datasets"].rows_where("id = ? or name = ?", [ref, ref]), None)
+    if row is None:
+        known = demo_names() + [r["name"] for r in list_datasets(settings)]
+        raise UserError("datasets.unknown", name=ref, known=", ".join(known))
+    return row
+
+
 def resolve_dataset(settings: Settings, name: str) -> ResolvedDataset:
-    """The files a job trains on, for a demo name or a dataset id in the registry."""
+    """The files a job trains on, for a demo name, a dataset id or a dataset name."""
     if name.startswith(DEMO_PREFIX):
         path = DEMO_DIR / f"{name[len(DEMO_PREFIX):]}.jsonl"
         if not path.is_file():
             raise UserError("datasets.unknown", name=name, known=", ".join(demo_names()))
         return ResolvedDataset(name, path, None, file_sha256(path), count_rows(path))
-    from easytune.store import open_db
-
-    row = next(open_db(settings.db_path)["datasets"].rows_where("id = ? or name = ?", [name, name]), None)
-    if row is None:
-        raise UserError("datasets.unknown", name=name, known=", ".join(demo_names()))
+    row = _row(settings, name)
     folder = Path(row["path"])
     val = folder / "val.jsonl"
     return ResolvedDataset(row["name"], folder / "train.jsonl", val if val.is_file() and val.stat().st_size else None,
-                           row["sha256"], row["rows"])
+                           row["sha256"], row["rows"], row["kind"] or "sft")
+
+
+# ---- import ---------------------------------------------------------------------------------------
+
+def add_dataset(settings: Settings, path: str | Path, *, name: str | None = None, mapping: dict | None = None,
+                mask_pii: bool = False, drop_duplicates: bool = False, progress=None) -> dict:
+    """Import a file. Returns {"dataset": row, "report": report dict, "duplicate_of": id or None}."""
+    from easytune.data.ingest import content_hash, import_file
+
+    source = Path(path).expanduser()
+    if not source.is_file():
+        raise UserError("datasets.no_file", path=str(source))
+    limit = settings.max_upload_mb * 1024 * 1024
+    if source.stat().st_size > limit:
+        raise UserError("datasets.too_large", size_mb=source.stat().st_size // (1024 * 1024),
+                        limit_mb=settings.max_upload_mb)
+    sha = content_hash(source)
+    same = next(open_db(settings.db_path)["datasets"].rows_where("sha256 = ?", [sha]), None)
+    if same is not None and not mapping and not mask_pii and not drop_duplicates:
+        report = json.loads((Path(same["path"]) / "report.json").read_text(encoding="utf-8"))
+        return {"dataset": same, "report": report, "duplicate_of": same["id"]}
+
+    dataset_id = "ds-" + uuid.uuid4().hex[:10]
+    upload_dir = settings.folder("uploads") / dataset_id
+    out_dir = settings.folder("datasets") / dataset_id
+    try:
+        upload_dir.mkdir(parents=True)
+        original = upload_dir / source.name
+        shutil.copy2(source, original)  # the original is kept as it came, whatever happens to the rows
+        report = import_file(original, out_dir=out_dir, mapping=mapping, mask_pii=mask_pii,
+                             drop_duplicates=drop_duplicates, max_bytes=limit, progress=progress)
+        kinds = report.kinds or {"sft": report.rows_usable}
+        row = {"id": dataset_id, "name": _unique_name(settings, name or source.stem), "source": "upload",
+               "path": str(out_dir), "shape": report.shape, "rows": report.rows_usable, "sha256": sha,
+               "created_at": time.time(), "kind": max(kinds, key=kinds.get), "original": str(original),
+               "size_bytes": report.size_bytes, "rows_rejected": report.rows_rejected}
+        open_db(settings.db_path)["datasets"].insert(row)
+    except BaseException:
+        shutil.rmtree(upload_dir, ignore_errors=True)
+        shutil.rmtree(out_dir, ignore_errors=True)
+        raise
+    return {"dataset": row, "report": report.to_dict(), "duplicate_of": None}
+
+
+def _unique_name(settings: Settings, wanted: str) -> str:
+    taken = {row["name"] for row in list_datasets(settings)}
+    name, n = wanted, 2
+    while name in taken:
+        name, n = f"{wanted}-{n}", n + 1
+    return name
+
+
+# ---- managing ------------------------------------------------------------------------------------
+
+def list_datasets(settings: Settings, search: str | None = None, shape: str | None = None,
+                  sort: str = "created_at desc") -> list[dict]:
+    where, args = [], []
+    if search:
+        where.append("name like ?")
+        args.append(f"%{search}%")
+    if shape:
+        where.append("shape = ?")
+        args.append(shape)
+    if sort not in ("created_at desc", "created_at", "name", "rows desc"):
+        sort = "created_at desc"
+    return list(open_db(settings.db_path)["datasets"].rows_where(" and ".join(where) or None, args or None,
+                                                                 order_by=sort))
+
+
+def show_dataset(settings: Settings, ref: str, offset: int = 0, limit: int = 20, split: str = "train") -> dict:
+    from easytune.data.ingest import preview
+
+    row = _row(settings, ref)
+    report = json.loads((Path(row["path"]) / "report.json").read_text(encoding="utf-8"))
+    return {"dataset": row, "report": report, "preview": preview(row["path"], offset, limit, split=split)}
+
+
+def rename_dataset(settings: Settings, ref: str, new_name: str) -> dict:
+    row = _row(settings, ref)
+    if not new_name.strip():
+        raise UserError("datasets.empty_name")
+    open_db(settings.db_path)["datasets"].update(row["id"], {"name": _unique_name(settings, new_name.strip())})
+    return _row(settings, row["id"])
+
+
+def remove_dataset(settings: Settings, ref: str) -> dict:
+    """Delete the rows and files; refused while a job still needs them."""
+    row = _row(settings, ref)
+    db = open_db(settings.db_path)
+    marks = ",".join("?" * len(ACTIVE_JOB_STATES))
+    busy = list(db["jobs"].rows_where(f"dataset in (?, ?) and state in ({marks})",
+                                      [row["id"], row["name"], *ACTIVE_JOB_STATES]))
+    if busy:
+        raise UserError("datasets.in_use", name=row["name"], job=busy[0]["id"])
+    db["datasets"].delete(row["id"])
+    shutil.rmtree(row["path"], ignore_errors=True)
+    if row.get("original"):
+        shutil.rmtree(Path(row["original"]).parent, ignore_errors=True)
+    return row
+
+
+def export_dataset(settings: Settings, ref: str, out: str | Path) -> Path:
+    """The cleaned canonical rows (train then validation) as one JSON Lines file."""
+    row = _row(settings, ref)
+    out = Path(out).expanduser()
+    with open(out, "wb") as target:
+        for split in ("train.jsonl", "val.jsonl"):
+            part = Path(row["path"]) / split
+            if part.is_file():
+                with open(part, "rb") as f:
+                    shutil.copyfileobj(f, target)
+    return out
 
 
 def preview_rows(settings: Settings, name: str, limit: int = 20) -> list[dict]:
@@ -66,8 +193,9 @@ def preview_rows(settings: Settings, name: str, limit: int = 20) -> list[dict]:
         for line in f:
             if len(out) >= limit:
                 break
-            messages = json.loads(line).get("messages", [])
-            user = next((m["content"] for m in messages if m["role"] == "user"), "")
-            answer = next((m["content"] for m in messages if m["role"] == "assistant"), "")
+            row = json.loads(line)
+            messages = row.get("messages", [])
+            user = next((m["content"] for m in messages if m["role"] == "user"), row.get("text", ""))
+            answer = next((m["content"] for m in messages if m["role"] == "assistant"), row.get("chosen", ""))
             out.append({"user": user, "assistant": answer})
     return out

@@ -48,6 +48,8 @@ def create_job(settings: Settings, plan: TrainingPlan, name: str | None = None) 
     """Validate what the plan names, write a self-contained job folder, record it as PENDING."""
     model_path = sources.resolve(plan.model).path
     data = resolve_dataset(settings, plan.dataset)
+    if data.kind in ("preference", "kto"):  # these need a preference trainer, not supervised fine-tuning
+        raise UserError("jobs.error.method_needed", dataset=data.name, kind=data.kind)
     job_id = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
     job_dir = settings.jobs_dir / job_id
     job_dir.mkdir(parents=True)

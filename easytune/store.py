@@ -37,9 +37,26 @@ def _m002_event_offsets(db: sqlite_utils.Database) -> None:
     db["jobs"].add_column("total_steps", int, not_null_default=0)
 
 
+def _m003_dataset_imports(db: sqlite_utils.Database) -> None:
+    # Imported datasets keep their untouched original beside the cleaned, canonical files.
+    db["datasets"].add_column("kind", str)  # main canonical kind: sft | preference | kto | text
+    db["datasets"].add_column("original", str)  # path of the uploaded original
+    db["datasets"].add_column("size_bytes", int)
+    db["datasets"].add_column("rows_rejected", int)
+    db["datasets"].create_index(["sha256"])
+
+
+def _m004_model_registry(db: sqlite_utils.Database) -> None:
+    db["models"].add_column("hub_id", str)
+    db["models"].add_column("trust_remote_code", int, not_null_default=0)  # an explicit, recorded choice
+    db["models"].add_column("owned", int, not_null_default=0)  # 1: EasyTune downloaded it and may delete it
+
+
 MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [
     ("001_initial", _m001_initial),
     ("002_event_offsets", _m002_event_offsets),
+    ("003_dataset_imports", _m003_dataset_imports),
+    ("004_model_registry", _m004_model_registry),
 ]
 
 

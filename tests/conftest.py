@@ -1,20 +1,10 @@
-"""Shared fixtures: a private EASYTUNE_HOME per test, and the real CLI run as a subprocess."""
+"""Shared fixtures: a private EASYTUNE_HOME per test (helpers live in support.py)."""
 
 from __future__ import annotations
 
-import json
-import os
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
-
-ROOT = Path(__file__).resolve().parent.parent
-SHARED = Path(os.environ.get("EASYTUNE_SHARED_DIR", ROOT.parent / "shared"))
 
 
 @pytest.fixture
@@ -30,47 +20,3 @@ def settings(home):
     from easytune.settings import load_settings
 
     return load_settings()
-
-
-def cli(*args: str, home: Path, check: bool = True, timeout: float = 600, lang: str = "en") -> subprocess.CompletedProcess:
-    env = dict(os.environ, EASYTUNE_HOME=str(home), EASYTUNE_LANG=lang)
-    result = subprocess.run([sys.executable, "-m", "easytune.cli", *args], capture_output=True, text=True,
-                            env=env, timeout=timeout, cwd=ROOT)
-    if check and result.returncode != 0:
-        raise AssertionError(f"easytune {' '.join(args)} exited {result.returncode}:\n{result.stdout}\n{result.stderr}")
-    return result
-
-
-def cli_json(*args: str, home: Path, **kwargs):
-    result = cli(*args, "--json", home=home, **kwargs)
-    return json.loads(result.stdout)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_http(url: str, timeout: float = 60, proc: subprocess.Popen | None = None) -> str:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if proc is not None and proc.poll() is not None:
-            raise AssertionError(f"server exited with {proc.returncode}")
-        try:
-            with urllib.request.urlopen(url, timeout=2) as response:
-                return response.read().decode("utf-8", "replace")
-        except OSError:
-            time.sleep(0.2)
-    raise AssertionError(f"{url} did not answer within {timeout}s")
-
-
-def write_plan(path: Path, **settings) -> Path:
-    """A plan YAML based on the demo preset, with some settings changed."""
-    from easytune.plan.schema import TrainingPlan
-
-    plan = TrainingPlan.load(ROOT / "presets" / "demo.yaml")
-    for key, value in settings.items():
-        setattr(plan, key, value)
-    TrainingPlan.from_dict(plan.to_dict()).save(path)  # through the validator, as a user's file would be
-    return path

@@ -4,7 +4,7 @@ import os
 import subprocess
 import sys
 
-from conftest import ROOT, cli, free_port, wait_http
+from support import ROOT, cli, free_port, wait_http
 
 GUARD = ROOT / "tests" / "netguard"
 

@@ -1,6 +1,6 @@
 """The CLI's reporting commands speak JSON for scripts and the user's language for people."""
 
-from conftest import cli, cli_json
+from support import cli, cli_json
 
 
 def test_doctor_reports_device_memory_versions_and_home(home):

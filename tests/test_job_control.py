@@ -10,7 +10,7 @@ import time
 import psutil
 import pytest
 
-from conftest import ROOT, cli_json, free_port, wait_http, write_plan
+from support import ROOT, cli_json, free_port, wait_http, write_plan
 
 pytestmark = pytest.mark.slow
 

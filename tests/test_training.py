@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from safetensors.torch import load_file
 
-from conftest import ROOT, cli, cli_json, write_plan
+from support import ROOT, cli, cli_json, write_plan
 
 pytestmark = pytest.mark.slow
 TINY = ROOT / "assets" / "tiny-model"

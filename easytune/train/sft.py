@@ -42,6 +42,23 @@ def encode_conversation(tokenizer, row: dict, max_len: int) -> dict | None:
     return {"input_ids": ids, "labels": labels}
 
 
+def encode_text(tokenizer, row: dict, max_len: int) -> list[dict]:
+    """Raw text for continued pre-training: every token is learned, in chunks of the context length."""
+    ids = tokenizer(row["text"], add_special_tokens=False)["input_ids"]
+    if tokenizer.eos_token_id is not None:
+        ids.append(tokenizer.eos_token_id)
+    return [{"input_ids": ids[i:i + max_len], "labels": ids[i:i + max_len]}
+            for i in range(0, len(ids), max_len) if len(ids[i:i + max_len]) > 1]
+
+
+def encode_row(tokenizer, row: dict, max_len: int) -> list[dict]:
+    """Training examples from one canonical row (see easytune.data): a conversation or raw text."""
+    if row.get("kind") == "text":
+        return encode_text(tokenizer, row, max_len)
+    example = encode_conversation(tokenizer, row, max_len)
+    return [example] if example is not None else []
+
+
 def batches(examples: list[dict], batch_size: int, pad_id: int, device):
     """Right-padded batches in the given order."""
     for start in range(0, len(examples), batch_size):

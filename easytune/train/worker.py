@@ -23,7 +23,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from easytune.i18n import UserError
 from easytune.plan.schema import TrainingPlan
 from easytune.train.events import STOP_FILE, EventWriter
-from easytune.train.sft import DEFAULT_CHAT_TEMPLATE, batches, encode_conversation
+from easytune.train.sft import DEFAULT_CHAT_TEMPLATE, batches, encode_row
 
 
 def pick_device(wanted: str) -> torch.device:
@@ -113,11 +113,9 @@ def train(job_dir: Path, events: EventWriter) -> str:
         events.log("train.log.default_template", level="warning")
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     rows = read_rows(Path(job["train_file"]))
-    examples = [encode_conversation(tokenizer, row, plan.max_seq_len) for row in rows]
-    examples = [e for e in examples if e is not None]
+    examples = [e for row in rows for e in encode_row(tokenizer, row, plan.max_seq_len)]
     if job.get("val_file"):
-        val = [encode_conversation(tokenizer, r, plan.max_seq_len) for r in read_rows(Path(job["val_file"]))]
-        val = [e for e in val if e is not None]
+        val = [e for row in read_rows(Path(job["val_file"])) for e in encode_row(tokenizer, row, plan.max_seq_len)]
         train_set = examples
     else:  # deterministic hold-out, so the same plan always validates on the same rows
         order = list(range(len(examples)))

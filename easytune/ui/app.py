@@ -59,6 +59,11 @@ def _error_text(error: str | None, lang: str) -> str:
     return t(data["key"], lang, **data.get("params", {}))
 
 
+def dataset_choices(settings: Settings) -> list[tuple[str, str]]:
+    imported = [(f"{row['name']} ({row['rows']})", row["id"]) for row in datasets.list_datasets(settings)]
+    return imported + [(name, name) for name in datasets.demo_names()]
+
+
 def job_choices(settings: Settings, finished_only: bool = False) -> list[tuple[str, str]]:
     rows = jobs.list_jobs(settings, "COMPLETED" if finished_only else None)
     return [(f"{row['id']} · {row['name']}", row["id"]) for row in rows]
@@ -98,6 +103,7 @@ def build_app(settings: Settings | None = None) -> gr.Blocks:
     T = Texts(lang)
     plan = demo_plan()
     demos = datasets.demo_names()
+    upload_types = [".json", ".jsonl", ".csv", ".tsv", ".txt", ".xlsx", ".parquet"]
 
     with gr.Blocks(title="EasyTune", fill_width=True, analytics_enabled=False) as demo:
         with gr.Row(elem_id="et-header"):
@@ -112,7 +118,11 @@ def build_app(settings: Settings | None = None) -> gr.Blocks:
                     model = T.make(gr.Dropdown, {"label": "ui.data.model", "info": "ui.data.model_info"},
                                    choices=[("easytune-tiny", "easytune-tiny")], value=plan.model)
                     dataset = T.make(gr.Dropdown, {"label": "ui.data.dataset", "info": "ui.data.dataset_info"},
-                                     choices=demos, value=plan.dataset if plan.dataset in demos else demos[0])
+                                     choices=dataset_choices(settings),
+                                     value=plan.dataset if plan.dataset in demos else demos[0])
+                upload = T.make(gr.File, {"label": "ui.data.upload"}, file_types=upload_types, file_count="single",
+                                elem_id="et-upload", height=120)
+                import_report = gr.Markdown(elem_id="et-import-report")
                 preview = T.make(gr.Dataframe, {"label": "ui.data.preview"}, interactive=False, wrap=True,
                                  max_height=360)
                 to_plan = T.make(gr.Button, {"value": "ui.next"}, variant="primary")
@@ -174,6 +184,18 @@ def build_app(settings: Settings | None = None) -> gr.Blocks:
             return gr.update(value=[[r["user"], r["assistant"]] for r in rows],
                              headers=[t("ui.data.col_user", new_lang), t("ui.data.col_assistant", new_lang)])
 
+        def on_upload(new_lang, file):
+            if file is None:
+                return gr.skip(), gr.skip()
+            try:
+                result = datasets.add_dataset(settings, file)
+            except UserError as exc:
+                return f"⚠️ {exc.message(new_lang)}", gr.skip()
+            from easytune.data.summary import report_markdown
+
+            return (report_markdown(result["report"], new_lang, result["duplicate_of"]),
+                    gr.update(choices=dataset_choices(settings), value=result["dataset"]["id"]))
+
         def on_start(new_lang, model_name, dataset_name, *values):
             try:
                 launched = jobs.launch(settings, plan_from_form(model_name, dataset_name, values))
@@ -218,6 +240,7 @@ def build_app(settings: Settings | None = None) -> gr.Blocks:
         for component in (model, dataset, *form):
             component.change(show_plan, plan_inputs, plan_outputs)
         dataset.change(show_preview, [dataset, language], preview)
+        upload.upload(on_upload, [language, upload], [import_report, dataset])
         to_plan.click(lambda: gr.Tabs(selected="plan"), None, tabs)
         start.click(on_start, plan_inputs, [job, tabs])
         timer.tick(refresh, [language, job, seen], [status, plot, logs, seen])

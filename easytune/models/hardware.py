@@ -1,0 +1,165 @@
+"""What this machine has for training: GPUs (CUDA, Apple MPS, Intel XPU), CPU cores, memory, disk.
+
+PyTorch is imported inside `probe()` only; without it the machine is reported as CPU only. Nothing
+here creates a GPU context: names, memory and capabilities come from device properties.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+MPS_SHARE = 0.75  # of unified memory that a training process on Apple silicon can count on
+
+
+@dataclass
+class GpuInfo:
+    index: int
+    name: str
+    total_memory: int
+    bf16: bool
+    compute_capability: str | None = None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class Hardware:
+    cuda: list[GpuInfo] = field(default_factory=list)
+    mps: bool = False
+    xpu: list[GpuInfo] = field(default_factory=list)
+    cpu_physical: int | None = None
+    cpu_logical: int = 1
+    ram_total: int = 0
+    ram_available: int = 0
+    disk_path: str | None = None
+    disk_free: int | None = None
+    torch_version: str | None = None
+    cuda_version: str | None = None
+
+    @property
+    def accelerator(self) -> str:
+        """The device training would use: cuda, mps, xpu or cpu."""
+        if self.cuda:
+            return "cuda"
+        if self.mps:
+            return "mps"
+        if self.xpu:
+            return "xpu"
+        return "cpu"
+
+    def training_memory(self, device: str | None = None) -> int:
+        """Bytes a training run on `device` (default: the accelerator) can use."""
+        device = device or self.accelerator
+        if device == "cuda" and self.cuda:
+            return max(g.total_memory for g in self.cuda)
+        if device == "xpu" and self.xpu:
+            return max(g.total_memory for g in self.xpu)
+        if device == "mps" and self.mps:
+            return int(min(self.ram_total * MPS_SHARE, self.ram_available))
+        return int(self.ram_available)
+
+    @property
+    def bf16(self) -> bool:
+        if self.cuda:
+            return all(g.bf16 for g in self.cuda)
+        return self.mps or bool(self.xpu)
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data.update(accelerator=self.accelerator, training_memory=self.training_memory(), bf16=self.bf16)
+        return data
+
+
+def _existing(path: Path) -> Path:
+    path = path.expanduser().absolute()
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
+def _memory() -> tuple[int, int]:
+    try:
+        import psutil
+
+        vm = psutil.virtual_memory()
+        return int(vm.total), int(vm.available)
+    except ImportError:  # pragma: no cover - psutil is a dependency; this is the bare fallback
+        pages, size = os.sysconf("SC_PHYS_PAGES"), os.sysconf("SC_PAGE_SIZE")
+        available = os.sysconf("SC_AVPHYS_PAGES") * size
+        return pages * size, available
+
+
+def _physical_cores() -> int | None:
+    try:
+        import psutil
+
+        return psutil.cpu_count(logical=False)
+    except ImportError:  # pragma: no cover
+        return None
+
+
+def _cuda_devices(torch) -> list[GpuInfo]:
+    try:
+        if not torch.cuda.is_available():
+            return []
+        devices = []
+        for index in range(torch.cuda.device_count()):
+            props = torch.cuda.get_device_properties(index)
+            major, minor = getattr(props, "major", 0), getattr(props, "minor", 0)
+            is_rocm = getattr(torch.version, "hip", None) is not None
+            devices.append(GpuInfo(index=index, name=props.name, total_memory=int(props.total_memory),
+                                   bf16=bool(is_rocm or major >= 8),  # Ampere and newer
+                                   compute_capability=f"{major}.{minor}"))
+        return devices
+    except Exception:  # noqa: BLE001 - a broken driver is reported as no GPU, not a crash
+        return []
+
+
+def _xpu_devices(torch) -> list[GpuInfo]:
+    try:
+        xpu = getattr(torch, "xpu", None)
+        if xpu is None or not xpu.is_available():
+            return []
+        devices = []
+        for index in range(xpu.device_count()):
+            props = xpu.get_device_properties(index)
+            devices.append(GpuInfo(index=index, name=str(getattr(props, "name", "Intel XPU")),
+                                   total_memory=int(getattr(props, "total_memory", 0)), bf16=True))
+        return devices
+    except Exception:  # noqa: BLE001
+        return []
+
+
+def _mps(torch) -> bool:
+    try:
+        backend = getattr(torch.backends, "mps", None)
+        return bool(backend is not None and backend.is_available())
+    except Exception:  # noqa: BLE001
+        return False
+
+
+def probe(disk_path: str | Path | None = None) -> Hardware:
+    """Look at the machine. disk_path: where models and jobs will be written (free space reported)."""
+    ram_total, ram_available = _memory()
+    hw = Hardware(cpu_physical=_physical_cores(), cpu_logical=os.cpu_count() or 1,
+                  ram_total=ram_total, ram_available=ram_available)
+    if disk_path is not None:
+        where = _existing(Path(disk_path))
+        try:
+            hw.disk_path, hw.disk_free = str(where), int(shutil.disk_usage(where).free)
+        except OSError:
+            hw.disk_path = str(where)
+    try:
+        import torch
+    except ImportError:
+        return hw
+    hw.torch_version = str(torch.__version__)
+    hw.cuda_version = getattr(torch.version, "cuda", None) or getattr(torch.version, "hip", None)
+    hw.cuda = _cuda_devices(torch)
+    hw.mps = _mps(torch)
+    hw.xpu = _xpu_devices(torch)
+    return hw

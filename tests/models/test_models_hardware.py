@@ -1,0 +1,43 @@
+"""Hardware probe: what is there, and a CPU-only answer when PyTorch is absent."""
+
+from __future__ import annotations
+
+import builtins
+
+from easytune.models.hardware import GpuInfo, Hardware, probe
+
+
+def test_probe_reports_this_machine(tmp_path):
+    hw = probe(tmp_path / "not" / "yet")
+    data = hw.to_dict()
+    assert set(data) >= {"cuda", "mps", "xpu", "cpu_physical", "cpu_logical", "ram_total", "ram_available",
+                         "disk_path", "disk_free", "torch_version", "accelerator", "training_memory", "bf16"}
+    assert data["cpu_logical"] >= 1 and data["ram_total"] >= data["ram_available"] > 0
+    assert data["disk_free"] > 0 and data["disk_path"] == str(tmp_path)  # nearest existing parent
+    assert data["torch_version"]
+    assert data["accelerator"] in {"cuda", "mps", "xpu", "cpu"}
+    for gpu in data["cuda"]:
+        assert gpu["total_memory"] > 0 and gpu["name"]
+
+
+def test_probe_without_torch(monkeypatch):
+    real_import = builtins.__import__
+
+    def no_torch(name, *args, **kwargs):
+        if name == "torch" or name.startswith("torch."):
+            raise ImportError("no torch here")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_torch)
+    hw = probe()
+    assert hw.accelerator == "cpu" and hw.cuda == [] and hw.torch_version is None
+    assert hw.training_memory() == hw.ram_available
+
+
+def test_training_memory_per_device():
+    gpu = GpuInfo(index=0, name="Test GPU", total_memory=16 * 2**30, bf16=True, compute_capability="8.9")
+    hw = Hardware(cuda=[gpu], cpu_logical=8, ram_total=64 * 2**30, ram_available=40 * 2**30)
+    assert hw.accelerator == "cuda" and hw.training_memory() == 16 * 2**30 and hw.bf16
+    assert hw.training_memory("cpu") == 40 * 2**30
+    mac = Hardware(mps=True, ram_total=32 * 2**30, ram_available=30 * 2**30)
+    assert mac.accelerator == "mps" and mac.training_memory() == 24 * 2**30
