@@ -66,6 +66,6 @@ def ask_job(settings: Settings, job_id: str, question: str, **options) -> str:
 
 
 def ask_base(settings: Settings, model: str, question: str, **options) -> str:
-    from easytune.models import sources
+    from easytune.models.registry import resolve_path
 
-    return answer(sources.resolve(model).path, None, question, **options)
+    return answer(resolve_path(settings, model), None, question, **options)

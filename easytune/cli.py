@@ -147,6 +147,40 @@ def cmd_data(args, settings) -> int:
     return 0
 
 
+def cmd_models(args, settings) -> int:
+    from easytune.models import registry
+
+    if args.action == "list":
+        listing = registry.list_models(settings, args.lang)
+        lines = [f"{m['name']:<28} {m['source']:<9} {m['path']}" for m in listing["models"]]
+        lines += [t("cli.models.catalog_head", args.lang)]
+        lines += [f"  {'✓' if c['on_disk'] else '·'} {c['id']:<32} {c['params_b']:>5}B  {c['good_for']}"
+                  for c in listing["catalog"]]
+        _emit(args, listing, "\n".join(lines))
+        return 0
+    if not args.target:
+        raise UserError("cli.error.target_required", action=f"models {args.action}")
+    if args.action == "add":
+        added = registry.add_model(settings, args.target, name=args.name, trust_remote_code=args.trust_remote_code)
+        warnings = [t(w["key"], args.lang, **w["params"]) for w in added["source"]["warnings"]]
+        _emit(args, added, "\n".join([t("cli.models.added", args.lang, name=added["model"]["name"],
+                                                                        path=added["model"]["path"]), *warnings]))
+    elif args.action == "info":
+        info = registry.model_info(settings, args.target)
+        _emit(args, info, "\n".join(f"{k}: {v}" for k, v in info.items() if k != "first_block"))
+    elif args.action == "fit":
+        result = registry.fit(settings, args.target, method=args.method, seq_len=args.seq_len, batch=args.batch,
+                              grad_checkpointing=args.grad_checkpointing, lora_r=args.lora_r)
+        judged = result["verdict"]
+        lines = [t(judged["key"], args.lang, **judged["params"])]
+        lines += [f"- {t(s['key'], args.lang, **s['params'])}" for s in judged["suggestions"]]
+        _emit(args, result, "\n".join(lines))
+    elif args.action == "rm":
+        row = registry.remove_model(settings, args.target, delete_files=args.delete_files)
+        _emit(args, row, t("cli.models.removed", args.lang, name=row["name"]))
+    return 0
+
+
 def cmd_chat(args, settings) -> int:
     from easytune import chat
 
@@ -206,6 +240,20 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--limit", type=int, default=20, help="rows to show (show)")
     data.add_argument("--out", help="file to write (export)")
     data.set_defaults(func=cmd_data)
+
+    models = sub.add_parser("models", parents=[common], help="list, add, inspect, check fit of and remove models")
+    models.add_argument("action", choices=("list", "add", "info", "fit", "rm"))
+    models.add_argument("target", nargs="?", help="a folder, hub id, registered name or catalog id")
+    models.add_argument("--name", help="name to register under (add)")
+    models.add_argument("--trust-remote-code", action="store_true",
+                        help="allow this model's own Python code to run (add; only for sources you trust)")
+    models.add_argument("--delete-files", action="store_true", help="also delete files EasyTune downloaded (rm)")
+    models.add_argument("--method", choices=("lora", "qlora", "full"), default="lora", help="(fit)")
+    models.add_argument("--seq-len", type=int, default=1024, help="(fit)")
+    models.add_argument("--batch", type=int, default=4, help="(fit)")
+    models.add_argument("--lora-r", type=int, default=16, help="(fit)")
+    models.add_argument("--grad-checkpointing", action="store_true", help="(fit)")
+    models.set_defaults(func=cmd_models)
 
     chat = sub.add_parser("chat", parents=[common], help="ask a finished job's model (or a base model)")
     chat.add_argument("target", help="job id, or a model name with --base")

@@ -23,7 +23,7 @@ import psutil
 
 from easytune.datasets import resolve_dataset
 from easytune.i18n import UserError
-from easytune.models import sources
+from easytune.models.registry import resolve_path
 from easytune.plan.schema import TrainingPlan
 from easytune.settings import Settings
 from easytune.store import dumps, open_db
@@ -46,7 +46,7 @@ def _versions() -> dict[str, str]:
 
 def create_job(settings: Settings, plan: TrainingPlan, name: str | None = None) -> dict:
     """Validate what the plan names, write a self-contained job folder, record it as PENDING."""
-    model_path = sources.resolve(plan.model).path
+    model_path = resolve_path(settings, plan.model)
     data = resolve_dataset(settings, plan.dataset)
     if data.kind in ("preference", "kto"):  # these need a preference trainer, not supervised fine-tuning
         raise UserError("jobs.error.method_needed", dataset=data.name, kind=data.kind)

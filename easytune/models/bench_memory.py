@@ -7,7 +7,9 @@
 Each case builds a randomly initialised Llama from a config (nothing is downloaded), runs a few
 LoRA or full fine-tuning steps in fp32 (forward, backward, AdamW step), and reports the peak resident
 memory of its process above what the process held before the model was built. The estimate for the
-same shape and settings is computed with `estimate_memory(..., device="cpu")`.
+same shape and settings is computed with `estimate_memory(..., device="cpu")`. Each measuring process
+first calls `hardware.tune_cpu_allocator()`, as a CPU training process should
+(`--default-allocator` shows what glibc's default settings cost instead).
 """
 
 from __future__ import annotations
@@ -98,6 +100,11 @@ def child(spec: dict) -> dict:
     """Runs inside the measuring process: build, train a few steps, report the peak."""
     import gc
 
+    from easytune.models.hardware import tune_cpu_allocator
+
+    if spec.get("tuned_allocator", True):
+        tune_cpu_allocator()  # as the training process does
+
     import torch
     from peft import LoraConfig, get_peft_model
     from transformers import LlamaConfig, LlamaForCausalLM
@@ -141,9 +148,15 @@ def child(spec: dict) -> dict:
             "trainable": sum(p.numel() for p in params)}
 
 
-def measure(case: Case, timeout: float = 600) -> dict:
-    """Run one case in a fresh process; its peak resident memory above its starting point, in bytes."""
-    proc = subprocess.run([sys.executable, "-m", "easytune.models.bench_memory", "--child", case.to_json()],
+def measure(case: Case, timeout: float = 600, tuned_allocator: bool = True) -> dict:
+    """Run one case in a fresh process; its peak resident memory above its starting point, in bytes.
+
+    tuned_allocator=False measures with the C library's default (adaptive) malloc settings instead
+    of those hardware.tune_cpu_allocator() sets.
+    """
+    spec = json.loads(case.to_json())
+    spec["tuned_allocator"] = tuned_allocator
+    proc = subprocess.run([sys.executable, "-m", "easytune.models.bench_memory", "--child", json.dumps(spec)],
                           capture_output=True, text=True, timeout=timeout, check=False)
     lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
     if proc.returncode != 0 or not lines:
@@ -151,10 +164,10 @@ def measure(case: Case, timeout: float = 600) -> dict:
     return json.loads(lines[-1])
 
 
-def compare(case: Case, timeout: float = 600) -> dict:
+def compare(case: Case, timeout: float = 600, tuned_allocator: bool = True) -> dict:
     """Estimate vs measured for one case. The estimate leaves out the runtime's own memory (Python
     and the libraries, loaded before the measurement starts), as the measurement does."""
-    result = measure(case, timeout)
+    result = measure(case, timeout, tuned_allocator)
     estimate = case.estimate()
     predicted = estimate.total - estimate.parts.get("runtime", 0)
     error = (predicted - result["measured"]) / result["measured"] * 100
@@ -177,6 +190,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="only the tiny model")
     parser.add_argument("--large", action="store_true", help="add a Qwen2.5-0.5B-sized model")
     parser.add_argument("--only-large", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--default-allocator", action="store_true",
+                        help="measure with the C library's default malloc settings (not tuned)")
     parser.add_argument("--json", action="store_true", help="print the rows as JSON as well")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -191,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.only_large:
         cases = LARGE_CASES
     for case in cases:
-        rows.append(compare(case))
+        rows.append(compare(case, tuned_allocator=not args.default_allocator))
         print("\n".join(format_table(rows).splitlines()[(0 if len(rows) == 1 else -1):]), flush=True)
     worst = max(abs(r["error_pct"]) for r in rows)
     print(f"\nlargest error: {worst:.1f}%")

@@ -23,6 +23,10 @@ and the head keeps the final norm's input plus fp32 log-probabilities over the v
 backward pass briefly holds two more vocabulary-wide fp32 tensors. Gradient checkpointing keeps only
 each layer's input and recomputes one layer at a time.
 
+On CPU the numbers assume the training process returns freed memory to the system promptly
+(`hardware.tune_cpu_allocator()`); with glibc's default, adaptive settings, freed activations stay
+in its heap and the resident size can reach about twice the activations.
+
 The peak is the larger of two moments: the start of the backward pass (weights + optimiser states +
 all activations) and the optimiser step (weights + optimiser states + gradients), because a full
 fine-tune's gradients are created while the activations are being released. Gradient accumulation
@@ -60,8 +64,6 @@ SLACK = {"cuda": 0.08, "xpu": 0.08, "mps": 0.10, "cpu": 0.05}
 # Where training shares memory with the host (CPU, Apple unified memory), the training process itself
 # (Python, PyTorch, Transformers, PEFT loaded) counts too.
 RUNTIME = {"cuda": 0, "xpu": 0, "mps": 700 * MIB, "cpu": 700 * MIB}
-
-HEAP_CEILING = 32 * MIB  # glibc's largest adaptive mmap threshold (64-bit)
 
 FITS_BELOW = 0.85  # of the memory available: fits; up to 1.0: tight; above: does not fit
 
@@ -315,15 +317,18 @@ def estimate_memory(shape: Any, method: str = "lora", seq_len: int = 1024, batch
         shape, method=method, target=target, seq_len=seq_len, act_bytes=e, lora_r=lora_r,
         lora_dropout=lora_dropout, padded=padded, attention=attention, device=device)
     layer_bytes = sum(per_layer.values()) * tokens
-    if grad_checkpointing:
-        layers_bytes = shape.layers * shape.hidden * e * tokens + layer_bytes
-    else:
-        layers_bytes = shape.layers * layer_bytes
     # final norm, then fp32 log-probabilities kept for the loss and two more vocabulary-wide fp32
     # tensors while the loss is differentiated (plus the cast back to 16 bit)
     head = (shape.hidden * e * (3 if method == "full" else 1)
             + shape.vocab * (3 * 4 + (e if e != 4 else 0))) * tokens
-    activations = layers_bytes + head
+    if grad_checkpointing:
+        # each layer's input is kept; the head is differentiated first and released before the
+        # last layer is recomputed, so the two never coexist
+        layers_bytes = shape.layers * shape.hidden * e * tokens + layer_bytes
+        activations = shape.layers * shape.hidden * e * tokens + max(layer_bytes, head)
+    else:
+        layers_bytes = shape.layers * layer_bytes
+        activations = layers_bytes + head
     parts.update(layer_activations=layers_bytes, head_activations=head)
     for name, value in per_layer.items():
         parts[f"per_layer_{name}"] = value * tokens
@@ -339,10 +344,7 @@ def estimate_memory(shape: Any, method: str = "lora", seq_len: int = 1024, batch
     parts.update(fixed=FIXED_OVERHEAD[device], slack=int(SLACK[device] * dynamic), runtime=RUNTIME[device])
     if method == "qlora":  # one projection dequantised at a time, forward and backward
         parts["dequantize"] = 2 * max(a * b for _, a, b in shape.linears()) * e
-    if device == "cpu":
-        parts["allocator"] = _heap_retained(shape, per_layer, tokens, e, grad_checkpointing, method,
-                                            trainable_params)
-    overhead = sum(parts.get(k, 0) for k in ("fixed", "slack", "runtime", "dequantize", "allocator"))
+    overhead = sum(parts.get(k, 0) for k in ("fixed", "slack", "runtime", "dequantize"))
     return Estimate(
         weights=int(weights), trainable=int(adapter + grads + optimizer), activations=int(activations),
         overhead=int(overhead), total=int(dynamic + overhead), peak_phase=peak_phase,
@@ -351,38 +353,6 @@ def estimate_memory(shape: Any, method: str = "lora", seq_len: int = 1024, batch
         dtype=dtype, lora_r=int(lora_r), target=target, device=device, grad_accum=grad_accum,
         lora_dropout=float(lora_dropout), padded=bool(padded), attention=attention,
         parts={k: int(v) for k, v in parts.items()})
-
-
-def _heap_retained(shape: ModelShape, per_layer: dict, tokens: int, e: int, grad_checkpointing: bool,
-                   method: str, trainable_params: int) -> int:
-    """Memory the C library's allocator keeps after activations are freed, on CPU.
-
-    glibc hands allocations below its adaptive mmap threshold (at most 32 MiB) out of its heap and,
-    once the first large block has been freed, serves every activation smaller than that from the
-    heap. Freed heap memory is not returned between training steps, so those activations are held
-    about twice at the peak: the live ones and the freed ones from the step before, except where
-    long-lived allocations made after the first pass (the optimiser's moments, created at the first
-    step) have moved into the freed space. Tensors of 32 MiB or more are mapped and unmapped directly
-    and cost nothing extra.
-    """
-    width = {"residual": shape.hidden, "attention": shape.q_width, "mlp": shape.intermediate,
-             "weight_inputs": shape.hidden, "adapter_inputs": shape.hidden}
-
-    def heap_bytes(parts: dict) -> int:
-        return sum(value * tokens for name, value in parts.items()
-                   if tokens * width.get(name, shape.hidden) * e < HEAP_CEILING)
-
-    one_layer = heap_bytes(per_layer)
-    if grad_checkpointing:
-        kept = shape.layers * shape.hidden * e * tokens
-        freed = one_layer + (kept if tokens * shape.hidden * e < HEAP_CEILING else 0)
-    else:
-        freed = shape.layers * one_layer
-    if method == "full":  # AdamW's two moments per weight matrix, where a matrix is heap-sized
-        moments = shape.layers * sum(2 * a * b * e for _, a, b in shape.linears() if a * b * e < HEAP_CEILING)
-    else:
-        moments = 2 * trainable_params * ADAPTER_BYTES
-    return max(0, freed - moments)
 
 
 # ---------------------------------------------------------------------------------------------

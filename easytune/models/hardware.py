@@ -6,12 +6,16 @@ here creates a GPU context: names, memory and capabilities come from device prop
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import os
 import shutil
+import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 MPS_SHARE = 0.75  # of unified memory that a training process on Apple silicon can count on
+MALLOC_THRESHOLD = 1 << 20  # see tune_cpu_allocator
 
 
 @dataclass
@@ -163,3 +167,32 @@ def probe(disk_path: str | Path | None = None) -> Hardware:
     hw.mps = _mps(torch)
     hw.xpu = _xpu_devices(torch)
     return hw
+
+
+def tune_cpu_allocator(threshold: int = MALLOC_THRESHOLD) -> bool:
+    """Make a CPU training process give freed tensor memory back to the system at once.
+
+    glibc's malloc adapts its mmap threshold upwards (to 32 MiB) as blocks are freed, after which
+    every activation tensor below that size lives in its heap, and freed heap memory is kept: a
+    training process then grows to about twice its activations. Fixing the threshold (and the trim
+    threshold beside it) maps each allocation of `threshold` bytes or more on its own and unmaps it
+    on free, so resident memory follows the tensors alive, as the estimator assumes. Call it early
+    in the training process. Returns False where there is nothing to tune (not Linux/glibc).
+    The environment variables MALLOC_MMAP_THRESHOLD_ and MALLOC_TRIM_THRESHOLD_ do the same for a
+    child process.
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    m_trim_threshold, m_mmap_threshold = -1, -3
+    return bool(mallopt(m_mmap_threshold, int(threshold)) == 1
+                and mallopt(m_trim_threshold, 2 * int(threshold)) == 1)
+
+
+def allocator_env(threshold: int = MALLOC_THRESHOLD) -> dict[str, str]:
+    """Environment variables with the effect of tune_cpu_allocator(), for starting a subprocess."""
+    return {"MALLOC_MMAP_THRESHOLD_": str(int(threshold)), "MALLOC_TRIM_THRESHOLD_": str(2 * int(threshold))}

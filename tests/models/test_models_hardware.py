@@ -41,3 +41,17 @@ def test_training_memory_per_device():
     assert hw.training_memory("cpu") == 40 * 2**30
     mac = Hardware(mps=True, ram_total=32 * 2**30, ram_available=30 * 2**30)
     assert mac.accelerator == "mps" and mac.training_memory() == 24 * 2**30
+
+
+def test_cpu_allocator_tuning_runs_in_a_training_process():
+    import subprocess
+    import sys
+
+    from easytune.models.hardware import allocator_env
+
+    code = "from easytune.models.hardware import tune_cpu_allocator; print(tune_cpu_allocator())"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    expected = "True" if sys.platform.startswith("linux") else "False"
+    assert out.stdout.strip() == expected
+    env = allocator_env()
+    assert int(env["MALLOC_MMAP_THRESHOLD_"]) > 0 and int(env["MALLOC_TRIM_THRESHOLD_"]) > 0

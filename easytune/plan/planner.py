@@ -1,0 +1,1053 @@
+"""The intent planner: the user's two answers (task, level) → a complete TrainingPlan with a reason
+for every value.
+
+    propose(model="easytune-tiny", dataset="demo:shop_faq_zh", task="chat", level="L2",
+            model_info=info.to_dict(), data_stats=report.to_dict(), hardware=probe().to_dict())
+        -> Proposal(plan, reasons, user_set, warnings, estimates)
+
+The rules are data, in presets/intents.yaml (checked by `validate_intents` on load). The planner
+works in the order the settings depend on each other: data → validation split → device and number
+format → method → adapter shape → learning rate → sequence length → batch (from the memory
+estimator) → epochs → time, disk and memory estimates. A setting the user gave in `overrides` is
+kept as given (and flagged when it is outside what this intent recommends); the settings that
+depend on it are planned around it.
+
+Every reason and warning is a message key with parameters (`planner.*` in the catalogs), so each
+door renders it in its own language. Inputs are plain dicts (ModelInfo.to_dict(), a catalog entry,
+ImportReport.to_dict(), Hardware.to_dict()) or the objects themselves; a missing one is replaced by
+a safe fallback that the reasons name. Nothing here imports the training stack.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from easytune.i18n import UserError, t
+from easytune.models.estimate import (
+    DTYPE_BYTES,
+    FITS_BELOW,
+    GIB,
+    MIB,
+    as_shape,
+    estimate_memory,
+    lora_parameters,
+    verdict,
+)
+from easytune.models.hardware import GpuInfo, Hardware
+from easytune.plan.schema import TrainingPlan
+
+INTENTS_PATH = Path(__file__).resolve().parents[2] / "presets" / "intents.yaml"
+SCHEMA_VERSION = 1
+TASKS = ("chat", "domain", "style", "extraction", "preference", "pretrain")
+LEVELS = ("L1", "L2", "L3")
+DATA_KINDS = ("sft", "preference", "kto", "text")
+SCOPES = ("attention_qkv", "attention", "all_linear")
+WIDER = {"attention_qkv": "attention", "attention": "all_linear"}
+DEVICE_NAMES = {"cpu": "CPU", "cuda": "GPU", "mps": "Apple MPS", "xpu": "Intel XPU"}
+
+
+class IntentsError(ValueError):
+    """presets/intents.yaml breaks its schema (a packaging error, not something a user can fix)."""
+
+
+# ---------------------------------------------------------------------------------------------
+# the rules file
+
+
+def _number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def validate_intents(data: Any) -> dict:
+    """Check parsed intents YAML; raise IntentsError listing every problem. Returns the data."""
+    problems: list[str] = []
+
+    def need(where: str, mapping: Any, key: str, check, what: str) -> None:
+        if not isinstance(mapping, dict) or key not in mapping:
+            problems.append(f"{where}: missing {key!r}")
+        elif not check(mapping[key]):
+            problems.append(f"{where}.{key}: expected {what}, got {mapping[key]!r}")
+
+    def positive(v) -> bool:
+        return _number(v) and v > 0
+
+    def share(v) -> bool:
+        return _number(v) and 0 <= v <= 1
+
+    if not isinstance(data, dict) or data.get("schema") != SCHEMA_VERSION:
+        raise IntentsError(f"intents: expected `schema: {SCHEMA_VERSION}` at the top")
+    sections = ("levels", "tasks", "data_size", "steps", "model_size", "method", "seq_len", "memory",
+                "validation", "throughput", "disk")
+    for key in data:
+        if key not in sections and key != "schema":
+            problems.append(f"intents: unknown section {key!r}")
+    for key in sections:
+        if key not in data:
+            problems.append(f"intents: missing section {key!r}")
+    if problems:
+        raise IntentsError("; ".join(problems))
+
+    levels = data["levels"]
+    if not isinstance(levels, dict) or set(levels) != set(LEVELS):
+        problems.append(f"levels: expected exactly {', '.join(LEVELS)}")
+    else:
+        level_keys = {"r_range", "lora_r", "target_modules", "learning_rate", "lr_range", "warmup_ratio",
+                      "scheduler"}
+        for name, row in levels.items():
+            where = f"levels.{name}"
+            if not isinstance(row, dict):
+                problems.append(f"{where}: expected a mapping")
+                continue
+            for key in row:
+                if key not in level_keys:
+                    problems.append(f"{where}: unknown field {key!r}")
+            need(where, row, "r_range", lambda v: isinstance(v, list) and len(v) == 2
+                 and all(isinstance(x, int) and x >= 1 for x in v) and v[0] <= v[1], "[low, high] ranks")
+            need(where, row, "lora_r", lambda v: isinstance(v, int) and v >= 1, "a rank")
+            need(where, row, "target_modules", lambda v: v in SCOPES, f"one of {SCOPES}")
+            need(where, row, "learning_rate", positive, "a positive number")
+            need(where, row, "lr_range", lambda v: isinstance(v, list) and len(v) == 2
+                 and all(positive(x) for x in v) and v[0] <= v[1], "[low, high]")
+            need(where, row, "warmup_ratio", lambda v: _number(v) and 0 <= v <= 0.5, "0 … 0.5")
+            need(where, row, "scheduler", lambda v: v in ("cosine", "linear", "constant"),
+                 "cosine, linear or constant")
+            if not problems and not row["r_range"][0] <= row["lora_r"] <= row["r_range"][1]:
+                problems.append(f"{where}: lora_r outside r_range")
+            if not problems and not row["lr_range"][0] <= row["learning_rate"] <= row["lr_range"][1]:
+                problems.append(f"{where}: learning_rate outside lr_range")
+
+    tasks = data["tasks"]
+    task_keys = {"needs": lambda v: isinstance(v, list) and v and all(k in DATA_KINDS for k in v),
+                 "lr_factor": positive, "epochs_factor": positive,
+                 "max_epochs": positive, "rank": lambda v: v in ("upper", "lower"),
+                 "target_modules": lambda v: v in SCOPES, "lora_dropout_min": lambda v: _number(v)
+                 and 0 <= v <= 0.5, "keep_long_rows": lambda v: isinstance(v, bool),
+                 "suggest_level": lambda v: v in LEVELS, "full_allowed": lambda v: isinstance(v, bool),
+                 "sequences_per_row": lambda v: isinstance(v, int) and v >= 1,
+                 "reference_forward": lambda v: isinstance(v, bool),
+                 "method_needed": lambda v: (isinstance(v, str) and v.isidentifier()) or (
+                     isinstance(v, dict) and v and all(k in DATA_KINDS and isinstance(x, str) for k, x in v.items()))}
+    if not isinstance(tasks, dict) or set(tasks) != set(TASKS):
+        problems.append(f"tasks: expected exactly {', '.join(TASKS)}")
+    else:
+        for name, row in tasks.items():
+            where = f"tasks.{name}"
+            if not isinstance(row, dict) or "needs" not in row:
+                problems.append(f"{where}: expected a mapping with `needs`")
+                continue
+            for key, value in row.items():
+                if key not in task_keys:
+                    problems.append(f"{where}: unknown field {key!r}")
+                elif not task_keys[key](value):
+                    problems.append(f"{where}.{key}: bad value {value!r}")
+
+    rows = data["data_size"]
+    if not isinstance(rows, list) or not rows:
+        problems.append("data_size: expected a list of rows")
+    else:
+        last = 0
+        for i, row in enumerate(rows):
+            where = f"data_size[{i}]"
+            if not isinstance(row, dict):
+                problems.append(f"{where}: expected a mapping")
+                continue
+            if set(row) != {"max_rows", "epochs", "effective_batch", "lora_dropout", "rank"}:
+                problems.append(f"{where}: expected max_rows, epochs, effective_batch, lora_dropout, rank")
+                continue
+            bound = row["max_rows"]
+            if i == len(rows) - 1:
+                if bound is not None:
+                    problems.append(f"{where}: the last row must have max_rows: null")
+            elif not (isinstance(bound, int) and bound > last):
+                problems.append(f"{where}: max_rows must be increasing integers")
+            else:
+                last = bound
+            need(where, row, "epochs", positive, "a positive number")
+            need(where, row, "effective_batch", lambda v: isinstance(v, int) and v >= 1, "a batch size")
+            need(where, row, "lora_dropout", lambda v: _number(v) and 0 <= v <= 0.5, "0 … 0.5")
+            need(where, row, "rank", lambda v: v in ("upper", "lower"), "upper or lower")
+
+    numbers = {
+        "steps": ("min_steps", "max_epochs", "tiny_rows", "unknown_rows_epochs"),
+        "model_size": ("reference_params", "exponent", "max_factor", "max_learning_rate", "max_rank_share",
+                       "min_rank"),
+        "seq_len": ("template_tokens", "estimated_margin", "long_tail_ratio", "round_to", "min", "max",
+                    "fallback", "fallback_context"),
+        "memory": ("min_seq_len",),
+        "validation": ("ratio", "max_rows", "min_ratio", "min_rows"),
+        "throughput": ("cpu_gflops_per_core", "cuda_fp32_tflops", "mps_tflops", "xpu_tflops", "evaluations",
+                       "slow_hours", "startup_s", "load_mb_per_s"),
+        "disk": ("fixed_mib", "headroom"),
+    }
+    for section, keys in numbers.items():
+        for key in keys:
+            need(section, data[section], key, positive, "a positive number")
+    for key in ("ratio", "min_ratio"):
+        need("validation", data["validation"], key, share, "a share 0 … 1")
+    devices = ("cpu", "mps", "cuda", "xpu")
+    need("memory", data["memory"], "micro_batch_cap", lambda v: isinstance(v, dict) and set(v) == set(devices)
+         and all(isinstance(x, int) and x >= 1 for x in v.values()), f"a batch per device ({devices})")
+    need("throughput", data["throughput"], "step_overhead_s", lambda v: isinstance(v, dict)
+         and set(v) == set(devices) and all(_number(x) and x >= 0 for x in v.values()), "seconds per device")
+    need("throughput", data["throughput"], "cuda_tflops", lambda v: isinstance(v, list) and v and all(
+        isinstance(r, dict) and set(r) == {"min_gb", "bf16"} and _number(r["min_gb"]) and positive(r["bf16"])
+        for r in v), "a list of {min_gb, bf16}")
+    full = data["method"].get("full") if isinstance(data["method"], dict) else None
+    if not isinstance(full, dict):
+        problems.append("method: missing 'full'")
+    else:
+        for key in ("max_params", "min_rows", "max_memory_share", "lr_factor"):
+            need("method.full", full, key, positive, "a positive number")
+        need("method.full", full, "weight_decay", lambda v: _number(v) and 0 <= v <= 1, "0 … 1")
+        need("method.full", full, "levels", lambda v: isinstance(v, list) and all(x in LEVELS for x in v),
+             "a list of levels")
+    if problems:
+        raise IntentsError("; ".join(problems))
+    return data
+
+
+@lru_cache(maxsize=4)
+def _load(path: str, mtime: float) -> dict:
+    return validate_intents(yaml.safe_load(Path(path).read_text(encoding="utf-8")))
+
+
+def load_intents(path: str | Path | None = None) -> dict:
+    """The rules from presets/intents.yaml (or `path`), checked against the schema."""
+    path = Path(path or INTENTS_PATH)
+    return _load(str(path), path.stat().st_mtime)
+
+
+def choices() -> dict:
+    """Tasks and levels for a form: ids with their label and help message keys."""
+    rules = load_intents()
+    return {
+        "tasks": [{"id": k, "label": f"planner.task.{k}", "help": f"planner.task_help.{k}",
+                   "needs": list(rules["tasks"][k]["needs"])} for k in TASKS],
+        "levels": [{"id": k, "label": f"planner.level.{k}", "help": f"planner.level_help.{k}"} for k in LEVELS],
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# the result
+
+
+def _render(entry: dict, lang: str) -> str:
+    return t(entry["key"], lang, **_localised(entry.get("params", {}), lang))
+
+
+def _localised(params: dict, lang: str) -> dict:
+    """Parameters that are themselves message keys (`*_key`) are rendered in the language too."""
+    out = {}
+    for name, value in params.items():
+        if name.endswith("_key") and isinstance(value, str):
+            out[name[:-4]] = t(value, lang)
+        out[name] = value
+    return out
+
+
+@dataclass
+class Proposal:
+    plan: TrainingPlan
+    reasons: dict[str, dict]  # field -> {"key", "params"}: why the value was chosen (or kept)
+    user_set: list[str]  # fields taken from the user's overrides, as given
+    warnings: list[dict]  # {"key", "params", [field], [method_needed], [change]}
+    estimates: dict  # steps, minutes, disk bytes, memory, ...
+    intent: dict = field(default_factory=dict)  # task, level, data kind, method_needed
+
+    @property
+    def method_needed(self) -> str | None:
+        return self.intent.get("method_needed")
+
+    def reason(self, name: str, lang: str = "zh") -> str:
+        return _render(self.reasons[name], lang)
+
+    def to_dict(self, lang: str = "zh") -> dict:
+        reasons = {name: {**entry, "text": _render(entry, lang)} for name, entry in self.reasons.items()}
+        warnings = [{**entry, "text": _render(entry, lang)} for entry in self.warnings]
+        return {"plan": self.plan.to_dict(), "reasons": reasons, "user_set": list(self.user_set),
+                "warnings": warnings, "estimates": dict(self.estimates), "intent": dict(self.intent)}
+
+
+# ---------------------------------------------------------------------------------------------
+# reading the inputs
+
+
+def _as_dict(value) -> dict | None:
+    if value is None:
+        return None
+    if isinstance(value, Mapping):
+        return dict(value)
+    if hasattr(value, "to_dict"):
+        return value.to_dict()
+    raise TypeError(f"expected a mapping or an object with to_dict(), got {type(value).__name__}")
+
+
+@dataclass
+class _Model:
+    params: int | None = None
+    hidden: int | None = None
+    layers: int | None = None
+    context: int | None = None
+    shape: Any = None  # ModelShape, or None when the numbers are not known
+    linear_modules: dict | None = None
+
+
+def _model_view(info: dict | None) -> _Model:
+    """Numbers from a ModelInfo dict, a catalog entry dict ({params_b, context_length, shape}) or a
+    bare shape mapping."""
+    if not info:
+        return _Model()
+    flat = dict(info)
+    nested = flat.get("shape")
+    if isinstance(nested, Mapping):
+        flat = {**nested, **{k: v for k, v in flat.items() if k != "shape"}}
+    if "params_b" in flat and not flat.get("num_parameters") and not flat.get("params"):
+        flat["params"] = round(float(flat["params_b"]) * 1e9)
+    try:
+        shape = as_shape(flat)
+    except (ValueError, TypeError):
+        shape = None
+    params = flat.get("num_parameters") or flat.get("params") or (shape.num_parameters if shape else None)
+    return _Model(
+        params=int(params) if params else None,
+        hidden=int(shape.hidden) if shape else flat.get("hidden_size"),
+        layers=int(shape.layers) if shape else flat.get("num_layers"),
+        context=flat.get("context_length") or flat.get("max_position_embeddings"),
+        shape=shape,
+        linear_modules=flat.get("linear_modules") or None)
+
+
+def _hardware(value) -> Hardware | None:
+    if value is None or isinstance(value, Hardware):
+        return value
+    data = _as_dict(value)
+
+    def gpus(items):
+        return [g if isinstance(g, GpuInfo) else GpuInfo(
+            index=int(g.get("index", i)), name=str(g.get("name", "GPU")), total_memory=int(g["total_memory"]),
+            bf16=bool(g.get("bf16", False)), compute_capability=g.get("compute_capability"))
+            for i, g in enumerate(items or [])]
+
+    return Hardware(cuda=gpus(data.get("cuda")), mps=bool(data.get("mps")), xpu=gpus(data.get("xpu")),
+                    cpu_physical=data.get("cpu_physical"), cpu_logical=int(data.get("cpu_logical") or 1),
+                    ram_total=int(data.get("ram_total") or 0),
+                    ram_available=int(data.get("ram_available") or data.get("ram_total") or 0),
+                    disk_path=data.get("disk_path"), disk_free=data.get("disk_free"))
+
+
+@dataclass
+class _Data:
+    known: bool = False
+    rows: int | None = None  # usable rows of the kind the task trains on
+    total: int | None = None
+    shape: str | None = None
+    kind: str | None = None  # the main kind the task uses
+    other_rows: int = 0  # usable rows of a kind the task cannot use
+    split_val: int = 0  # rows the import already held out
+    tokens: dict | None = None
+
+
+def _data_view(stats: dict | None, needs: list[str], task: str) -> _Data:
+    if not stats:
+        return _Data()
+    kinds = {k: int(v) for k, v in (stats.get("kinds") or {}).items() if v}
+    usable = int(stats.get("rows_usable") or sum(kinds.values()) or 0)
+    if not kinds and usable:
+        kinds = {"sft": usable}  # a report without kinds: conversation rows, the common case
+    shape = stats.get("shape") or "?"
+    fitting = {k: n for k, n in kinds.items() if k in needs}
+    if not fitting:
+        _mismatch(task, needs, kinds, shape)
+    splits = stats.get("splits") or {}
+    tokens = (stats.get("quality") or {}).get("tokens") or stats.get("tokens")
+    return _Data(known=True, rows=sum(fitting.values()), total=usable, shape=shape,
+                 kind=max(fitting, key=fitting.get), other_rows=usable - sum(fitting.values()),
+                 split_val=int(splits.get("val") or 0), tokens=tokens if isinstance(tokens, dict) else None)
+
+
+def _mismatch(task: str, needs: list[str], kinds: dict, shape: str) -> None:
+    main = max(kinds, key=kinds.get) if kinds else "none"
+    if "preference" in needs:
+        raise UserError("planner.error.needs_preference_data", shape=shape)
+    if "text" in needs:
+        raise UserError("planner.error.needs_raw_text", shape=shape)
+    if main in ("preference", "kto"):
+        raise UserError("planner.error.sft_got_preference", shape=shape)
+    raise UserError("planner.error.sft_got_text", shape=shape)
+
+
+# ---------------------------------------------------------------------------------------------
+# small helpers
+
+
+def _fmt_lr(value: float) -> str:
+    """2e-4, 1.5e-05 -> '1.5e-5': short and exact enough to read."""
+    mantissa, exponent = f"{value:.1e}".split("e")
+    mantissa = mantissa.rstrip("0").rstrip(".")
+    return f"{mantissa}e{int(exponent)}"
+
+
+def _round_lr(value: float) -> float:
+    """Two significant digits: a plan says 2e-3, not 0.0018257."""
+    return float(_fmt_lr(value))
+
+
+def _pct(share: float) -> str:
+    return f"{share * 100:.3g}"
+
+
+def _gb(n: float) -> str:
+    return f"{n / GIB:.1f}"
+
+
+def _params_text(n: int | None) -> str:
+    if not n:
+        return "?"
+    if n >= 1e9:
+        return f"{n / 1e9:.1f}B"
+    if n >= 1e6:
+        return f"{n / 1e6:.1f}M"
+    return f"{n / 1e3:.0f}K"
+
+
+def _round_up(value: float, step: int) -> int:
+    return int(math.ceil(value / step) * step)
+
+
+def _half_epochs(value: float) -> float:
+    return max(0.5, math.ceil(value * 2 - 1e-9) / 2)
+
+
+def _share_over(tokens: dict | None, length: int) -> float | None:
+    """The share of rows longer than `length` tokens, read from the length histogram."""
+    if not tokens or not tokens.get("histogram"):
+        return None
+    total = sum(b["count"] for b in tokens["histogram"])
+    if not total:
+        return None
+    top = tokens.get("max") or length
+    over = 0.0
+    for bucket in tokens["histogram"]:
+        lo, hi = bucket["lo"], bucket["hi"] if bucket["hi"] is not None else max(top, bucket["lo"] + 1)
+        if lo >= length:
+            over += bucket["count"]
+        elif hi > length:
+            over += bucket["count"] * (hi - length) / (hi - lo)
+    return over / total
+
+
+# ---------------------------------------------------------------------------------------------
+# the planner
+
+
+class _Planner:
+    """One proposal. Methods run in dependency order; each sets values with a reason."""
+
+    def __init__(self, rules: dict, *, model: str, dataset: str, task: str, level: str, model_info, data_stats,
+                 hardware, overrides: dict | None, tokens_per_s: float | None):
+        self.rules = rules
+        self.task, self.level = task, level
+        self.task_rules = rules["tasks"][task]
+        self.level_rules = rules["levels"][level]
+        self.model_name, self.dataset_name = model, dataset
+        self.info = _as_dict(model_info)
+        self.model = _model_view(self.info)
+        self.data = _data_view(_as_dict(data_stats), list(self.task_rules["needs"]), task)
+        self.hw = _hardware(hardware)
+        self.tokens_per_s = float(tokens_per_s) if tokens_per_s else None
+        self.overrides = self._checked_overrides(overrides or {}, model, dataset)
+        self.values: dict[str, Any] = {}
+        self.reasons: dict[str, dict] = {}
+        self.recommended: dict[str, Any] = {}
+        self.ranges: dict[str, tuple] = {}
+        self.warnings: list[dict] = []
+        self.estimates: dict[str, Any] = {}
+
+    # --- bookkeeping -----------------------------------------------------------------------
+    @staticmethod
+    def _checked_overrides(overrides: dict, model: str, dataset: str) -> dict:
+        """The user's settings, checked and coerced by the plan's own validator."""
+        if not overrides:
+            return {}
+        base = {"model": model, "dataset": dataset}
+        checked = TrainingPlan.from_dict({**base, **overrides})
+        return {key: getattr(checked, key) for key in overrides if key != "version"}
+
+    def user(self, name: str) -> bool:
+        return name in self.overrides
+
+    def set(self, name: str, value, key: str, /, **params) -> Any:
+        """Record the planner's choice; a user's value wins and keeps the recommendation beside it."""
+        self.recommended[name] = value
+        if self.user(name):
+            value = self.overrides[name]
+            self.values[name] = value
+            self.reasons[name] = {"key": "planner.reason.user_set",
+                                  "params": {"value": self._show(name, value),
+                                             "recommended": self._show(name, self.recommended[name])}}
+            return value
+        self.values[name] = value
+        self.reasons[name] = {"key": key, "params": params}
+        return value
+
+    @staticmethod
+    def _show(name: str, value) -> str:
+        if name == "learning_rate":
+            return _fmt_lr(value)
+        if isinstance(value, float):
+            return f"{value:g}"
+        return str(value)
+
+    def warn(self, key: str, /, **params) -> None:
+        self.warnings.append({"key": key, "params": params})
+
+    # --- inputs ----------------------------------------------------------------------------
+    def run(self) -> Proposal:
+        self.plan_inputs()
+        self.plan_validation()
+        self.plan_hardware()
+        self.plan_seq_len()
+        self.plan_method()
+        self.plan_adapter()
+        self.plan_learning_rate()
+        self.plan_batch()
+        self.plan_epochs()
+        self.plan_schedule()
+        self.plan_estimates()
+        self.check_user_values()
+        plan = TrainingPlan(**self.values)
+        method_needed = self.task_rules.get("method_needed")
+        if isinstance(method_needed, dict):  # by the kind of data: preference pairs or labelled answers
+            method_needed = method_needed.get(self.data.kind) or next(iter(method_needed.values()))
+        if method_needed:
+            self.warnings.insert(0, {"key": "planner.warn.method_needed",
+                                     "params": {"method_key": f"planner.method.{method_needed}"},
+                                     "method_needed": method_needed})
+        intent = {"task": self.task, "level": self.level, "data_kind": self.data.kind,
+                  "method_needed": method_needed}
+        ordered = {f.name: self.reasons[f.name] for f in fields(TrainingPlan)}
+        return Proposal(plan=plan, reasons=ordered, user_set=[f.name for f in fields(TrainingPlan)
+                                                              if self.user(f.name)],
+                        warnings=self.warnings, estimates=self.estimates, intent=intent)
+
+    def plan_inputs(self) -> None:
+        m = self.model
+        if m.params:
+            self.set("model", self.model_name, "planner.reason.model", model=self.model_name,
+                     params=_params_text(m.params))
+        else:
+            self.set("model", self.model_name, "planner.reason.model_unknown", model=self.model_name)
+            self.warn("planner.warn.no_model_info")
+        d = self.data
+        if d.known:
+            self.set("dataset", self.dataset_name, "planner.reason.dataset", dataset=self.dataset_name, rows=d.rows,
+                     kind_key=f"planner.kind.{d.kind}")
+            if d.other_rows:
+                self.warn("planner.warn.mixed_data", rows=d.other_rows, kind_key=f"planner.kind.{d.kind}")
+        else:
+            self.set("dataset", self.dataset_name, "planner.reason.dataset_unknown", dataset=self.dataset_name)
+            self.warn("planner.warn.no_data_stats")
+        suggest = self.task_rules.get("suggest_level")
+        if suggest and LEVELS.index(self.level) < LEVELS.index(suggest):
+            self.warn("planner.warn.level_low", level=self.level, suggested=suggest,
+                      task_key=f"planner.task.{self.task}")
+
+    def plan_validation(self) -> None:
+        rules = self.rules["validation"]
+        d = self.data
+        if d.split_val:
+            ratio = round(d.split_val / max(1, d.total or d.rows), 3)
+            ratio = min(0.5, max(0.0, ratio))
+            self.set("val_ratio", ratio, "planner.reason.val_import", val=d.split_val)
+        elif not d.known:
+            self.set("val_ratio", rules["ratio"], "planner.reason.val_default_unknown", pct=_pct(rules["ratio"]))
+        elif d.rows < rules["min_rows"]:
+            self.set("val_ratio", 0.0, "planner.reason.val_none", rows=d.rows)
+        elif d.rows * rules["ratio"] > rules["max_rows"]:
+            ratio = max(rules["min_ratio"], round(rules["max_rows"] / d.rows, 4))
+            self.set("val_ratio", ratio, "planner.reason.val_capped", val=int(d.rows * ratio), pct=_pct(ratio))
+        else:
+            ratio = rules["ratio"]
+            self.set("val_ratio", ratio, "planner.reason.val_default", val=max(1, int(d.rows * ratio)),
+                     pct=_pct(ratio))
+        ratio = self.values["val_ratio"]
+        if d.known:
+            self.train_rows = max(1, d.rows - d.split_val) if d.split_val else max(1, int(d.rows * (1 - ratio)))
+            self.val_rows = d.split_val or int(d.rows * ratio)
+        else:
+            self.train_rows, self.val_rows = None, None
+        self.size_row = self._size_row(self.train_rows)
+
+    def _size_row(self, rows: int | None) -> dict | None:
+        if rows is None:
+            return None
+        for row in self.rules["data_size"]:
+            if row["max_rows"] is None or rows <= row["max_rows"]:
+                return row
+        return self.rules["data_size"][-1]
+
+    def plan_hardware(self) -> None:
+        hw = self.hw
+        if hw is None:
+            self.device = None
+            self.set("device", "auto", "planner.reason.device_unknown")
+            self.warn("planner.warn.no_hardware")
+        else:
+            self.device = hw.accelerator
+            self.set("device", "auto", "planner.reason.device", device=self._device_text(self.device, hw))
+        if self.values["device"] != "auto":  # the user's device
+            self.device = self.values["device"]
+        device = self.device or "cpu"
+        bf16 = bool(hw is not None and (device == "xpu" or (device == "cuda" and hw.bf16)))
+        if device == "cuda" and bf16:
+            self.set("precision", "auto", "planner.reason.precision_bf16")
+        elif self.device is None:
+            self.set("precision", "auto", "planner.reason.precision_unknown")
+        else:
+            self.set("precision", "auto", "planner.reason.precision_fp32", device=DEVICE_NAMES[device])
+        precision = self.values["precision"]
+        self.dtype = ("bf16" if bf16 else "fp32") if precision == "auto" else precision
+        self.memory = hw.training_memory(device) if hw is not None and self.device else None
+        if self.memory is not None and device in ("cuda", "xpu") and not (hw.cuda if device == "cuda" else hw.xpu):
+            self.memory = None  # the user asked for a GPU this machine does not have
+
+    @staticmethod
+    def _device_text(device: str, hw: Hardware) -> str:
+        if device == "cuda":
+            gpu = max(hw.cuda, key=lambda g: g.total_memory)
+            return f"{gpu.name} ({_gb(gpu.total_memory)} GB)"
+        if device == "xpu":
+            gpu = max(hw.xpu, key=lambda g: g.total_memory)
+            return f"{gpu.name} ({_gb(gpu.total_memory)} GB)"
+        if device == "mps":
+            return f"Apple MPS ({_gb(hw.training_memory('mps'))} GB)"
+        cores = hw.cpu_physical or hw.cpu_logical
+        return f"CPU ({cores} cores, {_gb(hw.ram_available)} GB RAM)"
+
+    # --- sequence length -------------------------------------------------------------------
+    def plan_seq_len(self) -> None:
+        rules = self.rules["seq_len"]
+        context = int(self.model.context) if self.model.context else None
+        cap = min(rules["max"], context or rules["fallback_context"])
+        tokens = self.data.tokens
+        if not tokens or not tokens.get("p99"):
+            length = min(rules["fallback"], cap)
+            length = self.set("max_seq_len", length, "planner.reason.seq_unknown", length=length)
+            self.typical_tokens, self.padded_tokens = length / 2, length
+            return
+        p90, p99 = int(tokens.get("p90") or tokens["p99"]), int(tokens["p99"])
+        margin = rules["estimated_margin"] if tokens.get("estimated", True) else 1.0
+        long_tail = p99 > rules["long_tail_ratio"] * max(1, p90) and not self.task_rules.get("keep_long_rows")
+        basis, quantile = (p90 + (p99 - p90) * 5 / 9, "95") if long_tail else (p99, "99")
+        wanted = (basis + rules["template_tokens"]) * margin
+        length = max(rules["min"], _round_up(wanted, rules["round_to"]))
+        key = "planner.reason.seq_long_tail" if long_tail else "planner.reason.seq_from_data"
+        params = {"length": min(length, cap), "quantile": quantile, "tokens": int(basis)}
+        if length > cap:
+            key = "planner.reason.seq_capped"
+            params["limit"] = cap
+            length = cap
+        if tokens.get("estimated", True):
+            key += "_estimated"
+        length = self.set("max_seq_len", length, key, **params)
+        # what a step really computes: rows are padded to the longest in their batch
+        self.typical_tokens = min(float(tokens.get("mean") or p90) + rules["template_tokens"], length)
+        self.padded_tokens = min(p90 + rules["template_tokens"], length)
+
+    # --- method, adapter, learning rate ----------------------------------------------------
+    def _estimate(self, *, method: str, batch: int = 1, seq_len: int | None = None, grad_accum: int = 1):
+        """Peak memory for `batch` rows (a preference row is two sequences: chosen and rejected)."""
+        if self.model.shape is None:
+            return None
+        batch *= self.task_rules.get("sequences_per_row", 1)
+        target = self.values.get("target_modules", self.level_rules["target_modules"])
+        return estimate_memory(self.model.shape, method=method, seq_len=seq_len or self.values["max_seq_len"],
+                               batch=batch, grad_checkpointing=False, dtype=self.dtype,
+                               lora_r=self.values.get("lora_r", self.level_rules["lora_r"]), target=target,
+                               device=self.device or "cpu", grad_accum=grad_accum,
+                               lora_dropout=self.values.get("lora_dropout", 0.05))
+
+    def plan_method(self) -> None:
+        rules = self.rules["method"]["full"]
+        m, d = self.model, self.data
+        small = bool(m.params and m.params <= rules["max_params"])
+        eligible = (small and self.level in rules["levels"] and self.task_rules.get("full_allowed", True)
+                    and d.known and d.rows >= rules["min_rows"])
+        if eligible and self.memory:
+            full = self._estimate(method="full")
+            if full is not None and full.total <= rules["max_memory_share"] * self.memory:
+                self.set("method", "full", "planner.reason.method_full", params=_params_text(m.params),
+                         need_gb=_gb(full.total), have_gb=_gb(self.memory))
+                return
+            if full is not None:
+                self.set("method", "lora", "planner.reason.method_lora_memory", need_gb=_gb(full.total),
+                         have_gb=_gb(self.memory))
+                return
+        if m.params and not small:
+            self.set("method", "lora", "planner.reason.method_lora_large", params=_params_text(m.params))
+        else:
+            self.set("method", "lora", "planner.reason.method_lora")
+
+    def plan_adapter(self) -> None:
+        full = self.values["method"] == "full"
+        low, high = self.level_rules["r_range"]
+        self.ranges["lora_r"] = (low, high)
+        level_key = f"planner.level.{self.level}"
+        if full:
+            r = self.level_rules["lora_r"]
+            self.set("lora_r", r, "planner.reason.lora_unused")
+        else:
+            pick = self.task_rules.get("rank") or (self.size_row["rank"] if self.size_row else "upper")
+            r = high if pick == "upper" else low
+            key = ("planner.reason.lora_r_task" if self.task_rules.get("rank") == "upper"
+                   else "planner.reason.lora_r_small_data" if pick == "lower" else "planner.reason.lora_r")
+            params = {"r": r, "lo": low, "hi": high, "level_key": level_key}
+            rules = self.rules["model_size"]
+            if self.model.hidden:
+                cap = max(rules["min_rank"], int(self.model.hidden * rules["max_rank_share"]))
+                if r > cap:
+                    r, key = cap, "planner.reason.lora_r_narrow"
+                    params.update(r=r, hidden=self.model.hidden)
+            self.set("lora_r", r, key, **params)
+        r = self.values["lora_r"]
+        self.ranges["lora_alpha"] = (r, 4 * r)
+        if full:
+            self.set("lora_alpha", 2 * r, "planner.reason.lora_unused")
+        else:
+            self.set("lora_alpha", 2 * r, "planner.reason.lora_alpha", alpha=2 * r, r=r)
+
+        # dropout: by data size, with the task's floor
+        floor = self.task_rules.get("lora_dropout_min", 0.0)
+        if full:
+            self.set("lora_dropout", 0.05, "planner.reason.lora_unused")
+        elif self.size_row is None:
+            self.set("lora_dropout", max(0.05, floor), "planner.reason.dropout_unknown",
+                     value=f"{max(0.05, floor):g}")
+        else:
+            value = max(self.size_row["lora_dropout"], floor)
+            key = ("planner.reason.dropout_task" if floor > self.size_row["lora_dropout"]
+                   else "planner.reason.dropout_small_data" if value >= 0.1
+                   else "planner.reason.dropout_none" if value == 0 else "planner.reason.dropout")
+            self.set("lora_dropout", value, key, value=f"{value:g}", rows=self.train_rows)
+
+        # which layers
+        scope = self.task_rules.get("target_modules") or self.level_rules["target_modules"]
+        key = {"attention_qkv": "planner.reason.target_qkv", "attention": "planner.reason.target_attention",
+               "all_linear": "planner.reason.target_all"}[scope]
+        if scope == "all_linear" and self.level == LEVELS[-1]:
+            key = "planner.reason.target_all_deep"
+        if self.task_rules.get("target_modules") and scope != self.level_rules["target_modules"]:
+            key = "planner.reason.target_task"
+        params = {"level_key": level_key, "task_key": f"planner.task.{self.task}"}
+        groups = self.model.linear_modules
+        if groups is not None and not full:
+            wanted = scope
+            while scope in WIDER and not self._scope_names(groups, scope):
+                scope = WIDER[scope]
+            if scope != wanted:
+                key = "planner.reason.target_fallback"
+                params.update(wanted=wanted, scope=scope)
+        if full:
+            self.set("target_modules", scope, "planner.reason.lora_unused")
+        else:
+            self.set("target_modules", scope, key, **params)
+
+    @staticmethod
+    def _scope_names(groups: dict, scope: str) -> list:
+        if scope == "all_linear":
+            return list(groups.get("attention", [])) + list(groups.get("feed_forward", []))
+        return list(groups.get(scope, []))
+
+    def plan_learning_rate(self) -> None:
+        level = self.level_rules
+        rules = self.rules["model_size"]
+        base = level["learning_rate"] * self.task_rules.get("lr_factor", 1.0)
+        lo, hi = (x * self.task_rules.get("lr_factor", 1.0) for x in level["lr_range"])
+        params = {"lr": None, "base": _fmt_lr(base), "level_key": f"planner.level.{self.level}",
+                  "task_key": f"planner.task.{self.task}"}
+        factor = 1.0
+        if self.model.params:
+            factor = (rules["reference_params"] / self.model.params) ** rules["exponent"]
+            factor = min(rules["max_factor"], max(1.0, factor))
+        lr = base * factor
+        key = "planner.reason.lr_task" if self.task_rules.get("lr_factor") else "planner.reason.lr_level"
+        if factor > 1.0:
+            key = "planner.reason.lr_small_model"
+            params["params"] = _params_text(self.model.params)
+        if self.values["method"] == "full":
+            full = self.rules["method"]["full"]["lr_factor"]
+            lr, lo, hi = lr * full, lo * full, hi * full
+            key = "planner.reason.lr_full"
+        capped = min(lr, rules["max_learning_rate"])
+        if capped < lr:
+            key = "planner.reason.lr_capped"
+            params["limit"] = _fmt_lr(rules["max_learning_rate"])
+        lr = _round_lr(capped)
+        params["lr"] = _fmt_lr(lr)
+        self.ranges["learning_rate"] = (min(lr, _round_lr(lo * factor)), max(lr, _round_lr(hi * factor)))
+        if not self.model.params:
+            key = "planner.reason.lr_unknown_model"
+        self.set("learning_rate", lr, key, **params)
+
+    # --- batch and memory ------------------------------------------------------------------
+    def plan_batch(self) -> None:
+        effective = self.size_row["effective_batch"] if self.size_row else 16
+        if self.train_rows:
+            effective = max(1, min(effective, self.train_rows))
+        device = self.device or "cpu"
+        top = min(effective, self.rules["memory"]["micro_batch_cap"][device])
+        method = self.values["method"]
+        seq = self.values["max_seq_len"]
+        min_seq = self.rules["memory"]["min_seq_len"]
+        known = self.memory is not None and self.model.shape is not None
+
+        def fits(batch: int, seq_len: int) -> bool:
+            return self._estimate(method=method, batch=batch, seq_len=seq_len).total <= FITS_BELOW * self.memory
+
+        batch = 1
+        if not known:
+            batch = min(top, 4)
+        else:
+            while batch * 2 <= top:  # the largest power of two up to the cap that fits
+                batch *= 2
+            while batch > 1 and not fits(batch, seq):
+                batch //= 2
+            if batch == 1 and not fits(1, seq) and not self.user("max_seq_len"):
+                while seq > min_seq:  # even one row does not fit: shorten the rows before giving up
+                    seq = max(min_seq, seq // 2)
+                    if fits(1, seq):
+                        break
+                if seq != self.values["max_seq_len"]:
+                    cut = _share_over(self.data.tokens, seq)
+                    self.set("max_seq_len", seq, "planner.reason.seq_memory", length=seq,
+                             pct=_pct(cut) if cut is not None else "?")
+                    self.padded_tokens = min(self.padded_tokens, seq)
+                    self.typical_tokens = min(self.typical_tokens, seq)
+        if known:
+            estimate = self._estimate(method=method, batch=batch, grad_accum=max(1, math.ceil(effective / batch)))
+            key = "planner.reason.batch_memory" if batch < top else "planner.reason.batch"
+            if batch == top and top < effective and device in ("cpu", "mps"):
+                key = "planner.reason.batch_cpu"
+            if estimate.total > self.memory:
+                key = "planner.reason.batch_over"
+            self.set("batch_size", batch, key, batch=batch, need_gb=_gb(estimate.total), have_gb=_gb(self.memory))
+        elif self.model.shape is None:
+            self.set("batch_size", batch, "planner.reason.batch_unknown_model", batch=batch)
+        else:
+            self.set("batch_size", batch, "planner.reason.batch_unknown_memory", batch=batch)
+        batch = self.values["batch_size"]
+        accum = max(1, math.ceil(effective / batch))
+        if self.size_row is None:
+            self.set("grad_accum", accum, "planner.reason.accum_unknown", accum=accum, effective=batch * accum)
+        elif accum == 1:
+            self.set("grad_accum", accum, "planner.reason.accum_one", effective=batch, rows=self.train_rows)
+        else:
+            self.set("grad_accum", accum, "planner.reason.accum", accum=accum, effective=batch * accum,
+                     rows=self.train_rows)
+
+    # --- epochs and schedule ---------------------------------------------------------------
+    def plan_epochs(self) -> None:
+        rules = self.rules["steps"]
+        effective = self.values["batch_size"] * self.values["grad_accum"]
+        if self.size_row is None:
+            epochs = float(rules["unknown_rows_epochs"])
+            self.ranges["epochs"] = (1.0, epochs * 2)
+            self.set("epochs", epochs, "planner.reason.epochs_unknown", epochs=f"{epochs:g}")
+            self.set("max_steps", 0, "planner.reason.max_steps_unknown")
+            return
+        base = self.size_row["epochs"] * self.task_rules.get("epochs_factor", 1.0)
+        epochs = _half_epochs(base)
+        key = "planner.reason.epochs_task" if self.task_rules.get("epochs_factor") else self._epochs_key()
+        max_epochs = min(rules["max_epochs"], self.task_rules.get("max_epochs", rules["max_epochs"]))
+        if epochs > max_epochs:
+            epochs, key = float(max_epochs), "planner.reason.epochs_task_cap"
+        steps_per_epoch = math.ceil(self.train_rows / effective)
+        if epochs * steps_per_epoch < rules["min_steps"] and epochs < max_epochs:
+            epochs = float(min(max_epochs, math.ceil(rules["min_steps"] / steps_per_epoch)))
+            key = "planner.reason.epochs_min_steps"
+        self.ranges["epochs"] = (max(0.5, _half_epochs(epochs / 2)), epochs * 2)
+        self.set("epochs", float(epochs), key, epochs=f"{epochs:g}", rows=self.train_rows,
+                 steps=math.ceil(epochs * steps_per_epoch), task_key=f"planner.task.{self.task}")
+        if self.train_rows < rules["tiny_rows"]:
+            self.warn("planner.warn.tiny_data", rows=self.train_rows)
+        steps = math.ceil(self.values["epochs"] * steps_per_epoch)
+        self.set("max_steps", 0, "planner.reason.max_steps", steps=steps)
+
+    def _epochs_key(self) -> str:
+        index = self.rules["data_size"].index(self.size_row)
+        last = len(self.rules["data_size"]) - 1
+        return ("planner.reason.epochs_tiny" if index == 0 else "planner.reason.epochs_large" if index == last
+                else "planner.reason.epochs")
+
+    def plan_schedule(self) -> None:
+        level = self.level_rules
+        self.set("warmup_ratio", level["warmup_ratio"], "planner.reason.warmup", pct=_pct(level["warmup_ratio"]))
+        self.set("scheduler", level["scheduler"], f"planner.reason.scheduler_{level['scheduler']}")
+        if self.values["method"] == "full":
+            wd = self.rules["method"]["full"]["weight_decay"]
+            self.set("weight_decay", wd, "planner.reason.weight_decay_full", value=f"{wd:g}")
+        else:
+            self.set("weight_decay", 0.0, "planner.reason.weight_decay_lora")
+        self.set("eval_every", 0, "planner.reason.eval_every")
+        self.set("seed", 42, "planner.reason.seed")
+
+    # --- estimates -------------------------------------------------------------------------
+    def plan_estimates(self) -> None:
+        v = self.values
+        est = self.estimates
+        effective = v["batch_size"] * v["grad_accum"]
+        if self.train_rows:
+            steps_per_epoch = math.ceil(self.train_rows / effective)
+            steps = v["max_steps"] or max(1, math.ceil(v["epochs"] * steps_per_epoch))
+            est.update(train_rows=self.train_rows, val_rows=self.val_rows, steps_per_epoch=steps_per_epoch)
+        else:
+            steps = v["max_steps"] or None
+            est.update(train_rows=None, val_rows=None, steps_per_epoch=None)
+        est.update(steps=steps, effective_batch=effective)
+
+        # memory of the final settings
+        estimate = self._estimate(method=v["method"], batch=v["batch_size"], seq_len=v["max_seq_len"],
+                                  grad_accum=v["grad_accum"])
+        est.update(memory_bytes=estimate.total if estimate else None, memory_available=self.memory,
+                   trainable_params=estimate.trainable_params if estimate else None, memory_status=None)
+        if estimate is not None and self.memory:
+            result = verdict(estimate, self.memory, device=self.device or "cpu")
+            est["memory_status"] = result.status
+            if result.status != "fits":
+                self.warn(f"planner.warn.memory_{result.status}", need_gb=_gb(estimate.total),
+                          have_gb=_gb(self.memory))
+                for s in result.suggestions:
+                    if set(s.change) <= {"method", "dtype", "seq_len", "batch", "grad_accum", "model"} \
+                            and s.change.get("method") in (None, "lora", "full"):
+                        self.warnings.append({"key": s.key, "params": dict(s.params), "change": dict(s.change)})
+
+        # time: steps x (tokens per step / speed + overhead)
+        tokens_per_step = effective * (self.padded_tokens if v["batch_size"] > 1 else self.typical_tokens)
+        tokens_per_step *= self.task_rules.get("sequences_per_row", 1)
+        est["tokens_per_step"] = int(tokens_per_step)
+        speed, source = self._speed(v["method"], v["max_seq_len"])
+        est["time_source"] = source
+        if steps and speed:
+            overhead = self.rules["throughput"]["step_overhead_s"][self.device or "cpu"]
+            step_s = tokens_per_step / speed + overhead * v["grad_accum"]
+            evals = self.rules["throughput"]["evaluations"]
+            eval_tokens = (self.val_rows or 0) * self.typical_tokens * evals
+            eval_s = eval_tokens / (speed * (3 if v["method"] == "full" else 2))  # forward only
+            seconds = steps * step_s + eval_s + self._startup_seconds()
+            est.update(step_seconds=round(step_s, 4), minutes=round(seconds / 60, 1))
+            if seconds / 3600 > self.rules["throughput"]["slow_hours"]:
+                self.warn("planner.warn.slow", hours=f"{seconds / 3600:.0f}")
+        else:
+            est.update(step_seconds=None, minutes=None)
+
+        # disk
+        rules = self.rules["disk"]
+        fixed = rules["fixed_mib"] * MIB + (steps or 0) * 300
+        if v["method"] == "full" and self.model.params:
+            disk = self.model.params * DTYPE_BYTES[self.dtype] + fixed
+        elif self.model.shape is not None:
+            disk = lora_parameters(self.model.shape, v["lora_r"], v["target_modules"]) * 4 + fixed
+        else:
+            disk = None
+        est["disk_bytes"] = int(disk) if disk else None
+        free = self.hw.disk_free if self.hw is not None else None
+        est["disk_free"] = free
+        if disk and free is not None and free < disk * rules["headroom"]:
+            self.warn("planner.warn.disk", need_gb=_gb(disk), free_gb=_gb(free))
+
+    def _startup_seconds(self) -> float:
+        """Starting the worker and reading the weights from disk."""
+        rules = self.rules["throughput"]
+        size = (self.info or {}).get("size_on_disk") or (self.model.params or 0) * 2
+        return rules["startup_s"] + size / (rules["load_mb_per_s"] * MIB)
+
+    def _speed(self, method: str, seq_len: int) -> tuple[float | None, str]:
+        """Training tokens per second: measured when given, else from FLOPs per token."""
+        if self.tokens_per_s:
+            return self.tokens_per_s, "measured"
+        m = self.model
+        if not m.params or self.device is None:
+            return None, "unknown"
+        rules = self.rules["throughput"]
+        device = self.device
+        hw = self.hw
+        if device == "cuda" and hw.cuda:
+            gb = max(g.total_memory for g in hw.cuda) / GIB
+            if hw.bf16:
+                flops = next(r["bf16"] for r in rules["cuda_tflops"] if gb >= r["min_gb"]) * 1e12
+            else:
+                flops = rules["cuda_fp32_tflops"] * 1e12
+        elif device == "mps":
+            flops = rules["mps_tflops"] * 1e12
+        elif device == "xpu":
+            flops = rules["xpu_tflops"] * 1e12
+        else:
+            cores = hw.cpu_physical or max(1, hw.cpu_logical // 2)
+            flops = rules["cpu_gflops_per_core"] * 1e9 * cores
+        per_token = (6 if method == "full" else 4) * m.params
+        if self.task_rules.get("reference_forward"):
+            per_token += 2 * m.params  # the frozen reference model reads every sequence once
+        if m.layers and m.hidden:
+            per_token += 6 * m.layers * m.hidden * min(seq_len, self.padded_tokens)
+        return flops / per_token, "estimated"
+
+    # --- the user's own values -------------------------------------------------------------
+    def check_user_values(self) -> None:
+        for name in self.overrides:
+            value = self.values.get(name)
+            if name in self.ranges:
+                lo, hi = self.ranges[name]
+                if not lo <= value <= hi:
+                    self.warnings.append({"key": "planner.warn.outside_range", "field": name,
+                                          "params": {"field_key": f"planner.field_name.{name}",
+                                                     "value": self._show(name, value), "lo": self._show(name, lo),
+                                                     "hi": self._show(name, hi)}})
+            elif name in ("target_modules", "method") and value != self.recommended.get(name):
+                self.warnings.append({"key": "planner.warn.not_recommended", "field": name,
+                                      "params": {"field_key": f"planner.field_name.{name}",
+                                                 "value": self._show(name, value),
+                                                 "recommended": self._show(name, self.recommended[name])}})
+        if self.user("max_seq_len") and self.data.tokens:
+            cut = _share_over(self.data.tokens, self.values["max_seq_len"])
+            if cut and cut > 0.05:
+                self.warnings.append({"key": "planner.warn.seq_cut", "field": "max_seq_len",
+                                      "params": {"pct": _pct(cut), "length": self.values["max_seq_len"]}})
+        context = self.model.context
+        if context and self.values["max_seq_len"] > context:
+            self.warn("planner.warn.over_context", length=self.values["max_seq_len"], context=context)
+
+
+def _normalise(task: str, level: str | int) -> tuple[str, str]:
+    key = str(task or "").strip().lower()
+    if key not in TASKS:
+        raise UserError("planner.error.unknown_task", task=task, choices=", ".join(TASKS))
+    lvl = str(level or "").strip().upper()
+    lvl = lvl if lvl.startswith("L") else f"L{lvl}"
+    if lvl not in LEVELS:
+        raise UserError("planner.error.unknown_level", level=level, choices=", ".join(LEVELS))
+    return key, lvl
+
+
+def propose(*, model: str, dataset: str, task: str, level: str, model_info=None, data_stats=None,
+            hardware=None, overrides: dict | None = None, tokens_per_s: float | None = None) -> Proposal:
+    """A complete TrainingPlan for this intent, with a reason for every setting.
+
+    model_info: ModelInfo (or its to_dict()), or a catalog entry dict with params_b / context_length
+    / shape; data_stats: ImportReport (or its to_dict()); hardware: Hardware (or its to_dict()).
+    overrides: settings the user chose; they are kept as given (checked like a plan file's).
+    tokens_per_s: training speed measured on this machine for this model (e.g. from an earlier job's
+    step events); the time estimate uses it instead of the FLOP-based guess.
+    Raises UserError for an unknown task or level, and when the data does not suit the task.
+    """
+    task, level = _normalise(task, level)
+    planner = _Planner(load_intents(), model=model, dataset=dataset, task=task, level=level,
+                       model_info=model_info, data_stats=data_stats, hardware=hardware, overrides=overrides,
+                       tokens_per_s=tokens_per_s)
+    return planner.run()

@@ -1,0 +1,427 @@
+"""The intent planner: sensible plans across task × level × data size × hardware × model, a reason in
+both languages for every setting, the user's own values kept, and the rules file checked."""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import math
+from pathlib import Path
+
+import pytest
+import yaml
+
+from easytune.i18n import UserError, catalog, t
+from easytune.models.catalog import get_entry
+from easytune.plan.planner import (
+    INTENTS_PATH,
+    LEVELS,
+    TASKS,
+    IntentsError,
+    choices,
+    load_intents,
+    propose,
+    validate_intents,
+)
+from easytune.plan.schema import TrainingPlan, plan_fields
+
+ROOT = Path(__file__).resolve().parents[2]
+TINY_DIR = ROOT / "assets" / "tiny-model"
+GIB = 1024**3
+
+
+# ---------------------------------------------------------------------------------------------
+# inputs, shaped like ModelInfo.to_dict(), a catalog entry, ImportReport.to_dict(), Hardware.to_dict()
+
+
+def _tiny_by_hand() -> dict:
+    """The built-in model's numbers (Llama, 4 layers, width 128), as the inspector reports them."""
+    return {
+        "path": None, "architecture": "LlamaForCausalLM", "model_type": "llama", "num_parameters": 1_144_576,
+        "num_layers": 4, "hidden_size": 128, "intermediate_size": 344, "num_attention_heads": 4,
+        "num_key_value_heads": 2, "head_dim": 32, "vocab_size": 4_600, "tie_word_embeddings": True,
+        "context_length": 512, "dtype": "float32", "quantization": None, "size_on_disk": 4_600_000,
+        "has_chat_template": True, "needs_remote_code": False, "gated_mlp": True, "qk_norm": False,
+        "linear_modules": {"attention": ["q_proj", "k_proj", "v_proj", "o_proj"],
+                           "attention_qkv": ["q_proj", "k_proj", "v_proj"], "attention_output": ["o_proj"],
+                           "feed_forward": ["gate_proj", "up_proj", "down_proj"], "other": []},
+        "first_block": [],
+    }
+
+
+@pytest.fixture(scope="module")
+def tiny() -> dict:
+    if (TINY_DIR / "config.json").is_file():
+        from easytune.models.inspect import inspect_model
+
+        return inspect_model(TINY_DIR).to_dict()
+    return _tiny_by_hand()
+
+
+SEVEN_B = get_entry("qwen2.5-7b-instruct").to_dict()  # catalog shape: params_b, context_length, shape
+
+
+def model_info(name: str, tiny: dict) -> dict:
+    return tiny if name == "tiny" else SEVEN_B
+
+
+HARDWARE = {
+    "cpu16": {"cuda": [], "mps": False, "xpu": [], "cpu_physical": 8, "cpu_logical": 16,
+              "ram_total": 16 * GIB, "ram_available": 14 * GIB, "disk_free": 200 * GIB},
+    "gpu24": {"cuda": [{"index": 0, "name": "24 GB GPU", "total_memory": 24 * GIB, "bf16": True,
+                        "compute_capability": "8.9"}], "mps": False, "xpu": [], "cpu_physical": 8,
+              "cpu_logical": 16, "ram_total": 64 * GIB, "ram_available": 56 * GIB, "disk_free": 500 * GIB},
+    "gpu80": {"cuda": [{"index": 0, "name": "80 GB GPU", "total_memory": 80 * GIB, "bf16": True,
+                        "compute_capability": "9.0"}], "mps": False, "xpu": [], "cpu_physical": 32,
+              "cpu_logical": 64, "ram_total": 512 * GIB, "ram_available": 480 * GIB, "disk_free": 2000 * GIB},
+}
+
+SIZES = (40, 5_000, 200_000)
+KIND_FOR = {"preference": "preference", "pretrain": "text"}
+SHAPE_FOR = {"sft": "openai", "preference": "preference", "kto": "kto", "text": "text"}
+
+
+def stats(rows: int, kind: str = "sft", *, p90: int = 180, p99: int = 300, top: int | None = None,
+          estimated: bool = True, val: int = 0) -> dict:
+    """The parts of ImportReport.to_dict() the planner reads."""
+    top = top or p99 * 2
+    long = max(1, rows // 100)
+    return {
+        "source": "data.jsonl", "shape": SHAPE_FOR[kind], "kinds": {kind: rows}, "rows_total": rows,
+        "rows_usable": rows, "rows_rejected": 0, "splits": {"train": rows - val, "val": val},
+        "val_ratio": val / rows if val else 0.0,
+        "quality": {"tokens": {"p50": p90 // 2, "p90": p90, "p99": p99, "max": top, "mean": p90 * 0.6,
+                               "estimated": estimated,
+                               "histogram": [{"lo": 64, "hi": 128, "count": rows - 9 * long},
+                                             {"lo": 128, "hi": 256, "count": 8 * long},
+                                             {"lo": 256, "hi": 512, "count": long}]}},
+    }
+
+
+def every_field_explained(proposal) -> None:
+    names = [f.name for f in plan_fields()]
+    assert list(proposal.reasons) == names
+    for lang in ("zh", "en"):
+        rendered = proposal.to_dict(lang)
+        for name in names:
+            text = rendered["reasons"][name]["text"]
+            assert text.strip() and "{" not in text, (name, lang, text)
+        for warning in rendered["warnings"]:
+            assert warning["text"].strip() and "{" not in warning["text"], warning
+    TrainingPlan.from_yaml(proposal.plan.to_yaml())  # the plan is valid and round-trips
+
+
+# ---------------------------------------------------------------------------------------------
+# the table: every combination gets a complete, explained, sensible plan
+
+CASES = list(itertools.product(TASKS, LEVELS, SIZES, HARDWARE, ("tiny", "7b")))
+
+
+@pytest.mark.parametrize("task,level,rows,hw,model", CASES,
+                         ids=["-".join(map(str, c)) for c in CASES])
+def test_table(task, level, rows, hw, model, tiny):
+    info = model_info(model, tiny)
+    p = propose(model=model, dataset="data", task=task, level=level, model_info=info,
+                data_stats=stats(rows, KIND_FOR.get(task, "sft")), hardware=HARDWARE[hw])
+    plan = p.plan
+    every_field_explained(p)
+    assert p.user_set == []
+
+    # the adapter follows the level
+    if plan.method == "lora":
+        low, high = load_intents()["levels"][level]["r_range"]
+        assert low // 2 <= plan.lora_r <= high and plan.lora_alpha == 2 * plan.lora_r
+    if level == "L1" and task != "pretrain":
+        assert plan.method == "lora" and plan.target_modules == "attention_qkv" and plan.lora_r <= 8
+    if level in ("L2", "L3"):
+        assert plan.target_modules == "all_linear"
+
+    # epochs by data size
+    assert plan.epochs <= 2 if rows >= 200_000 else True
+    if rows == 40:
+        assert plan.val_ratio > 0 and plan.lora_dropout >= 0.1
+        assert plan.epochs >= (2 if task in ("preference", "pretrain") else 5)  # their own ceiling
+        assert any(w["key"] == "planner.warn.tiny_data" for w in p.warnings)
+
+    # learning rate: scaled up for the tiny model, the usual band for 7B
+    if model == "7b":
+        assert plan.method == "lora"  # never full for a 7B model
+        if task not in ("preference",):
+            assert 5e-5 <= plan.learning_rate <= 2e-4
+        else:
+            assert plan.learning_rate < 5e-5
+    elif task != "preference" and plan.method == "lora":
+        assert 1e-3 <= plan.learning_rate <= 3e-3
+
+    # full fine-tuning only for small models, deep changes and enough data
+    if plan.method == "full":
+        assert model == "tiny" and level == "L3" and rows >= 5_000
+        assert plan.learning_rate < 1e-3 and plan.weight_decay > 0
+
+    # length from the data, capped by the model's context
+    context = info.get("context_length")
+    assert plan.max_seq_len % 64 == 0 and plan.max_seq_len <= context
+    # batch from memory; each update sees the effective batch of the data size
+    assert plan.batch_size * plan.grad_accum >= min(8, rows)
+    if hw == "cpu16":
+        assert plan.batch_size <= 8
+
+    est = p.estimates
+    assert est["steps"] >= 1 and est["minutes"] > 0 and est["disk_bytes"] > 0
+    assert est["memory_bytes"] > 0 and est["memory_status"] in ("fits", "tight", "does_not_fit")
+    if model == "tiny" or hw == "gpu80":
+        assert est["memory_status"] == "fits"
+    if model == "7b" and hw == "cpu16":
+        assert est["memory_status"] == "does_not_fit"
+        assert any(w["key"] == "planner.warn.memory_does_not_fit" for w in p.warnings)
+
+    needed = {w.get("method_needed") for w in p.warnings} - {None}
+    assert needed == ({"dpo"} if task == "preference" else {"continued_pretraining"} if task == "pretrain"
+                      else set())
+
+
+# ---------------------------------------------------------------------------------------------
+# specific rules
+
+
+def test_tiny_demo_matches_the_tested_preset(tiny):
+    """62 demo rows on the tiny model: the values the demo preset learns the shop FAQ with."""
+    p = propose(model="easytune-tiny", dataset="demo:shop_faq_zh", task="domain", level="L2", model_info=tiny,
+                data_stats=stats(62, p90=60, p99=90), hardware=HARDWARE["cpu16"])
+    demo = TrainingPlan.load(ROOT / "presets" / "demo.yaml")
+    assert p.plan.learning_rate == pytest.approx(demo.learning_rate)
+    assert p.plan.batch_size * p.plan.grad_accum == demo.batch_size
+    assert p.plan.epochs >= demo.epochs and p.plan.max_seq_len <= demo.max_seq_len
+    assert p.reasons["learning_rate"]["key"] == "planner.reason.lr_small_model"
+    assert p.estimates["minutes"] < 5
+
+
+def test_learning_rate_scales_with_parameter_count_not_name(tiny):
+    rates = []
+    for params in (1e6, 1e7, 1e8, 5e8, 7e9):
+        info = {**tiny, "num_parameters": int(params)}
+        rates.append(propose(model="my-model", dataset="d", task="chat", level="L2", model_info=info,
+                             data_stats=stats(5_000)).plan.learning_rate)
+    assert rates == sorted(rates, reverse=True)
+    assert rates[-1] == rates[-2] == 1e-4 and rates[0] <= 3e-3
+
+
+def test_long_tail_is_cut_unless_the_task_keeps_long_rows(tiny):
+    data = stats(5_000, p90=300, p99=2_000, top=6_000)
+    info = {**SEVEN_B, "context_length": 32_768}
+    chat = propose(model="m", dataset="d", task="chat", level="L2", model_info=info, data_stats=data,
+                   hardware=HARDWARE["gpu80"])
+    assert chat.reasons["max_seq_len"]["key"].startswith("planner.reason.seq_long_tail")
+    assert chat.plan.max_seq_len < 2_000
+    extraction = propose(model="m", dataset="d", task="extraction", level="L2", model_info=info, data_stats=data,
+                         hardware=HARDWARE["gpu80"])
+    assert extraction.plan.max_seq_len >= 2_000
+
+
+def test_length_is_capped_by_the_model_context(tiny):
+    p = propose(model="m", dataset="d", task="chat", level="L2", model_info=tiny,
+                data_stats=stats(5_000, p90=900, p99=1_200, estimated=False))
+    assert p.plan.max_seq_len == tiny["context_length"]
+    assert p.reasons["max_seq_len"]["key"] == "planner.reason.seq_capped"
+
+
+def test_long_rows_on_a_small_gpu_are_shortened_to_fit():
+    data = stats(5_000, p90=6_000, p99=7_800, top=8_000)
+    p = propose(model="m", dataset="d", task="extraction", level="L3", model_info=SEVEN_B, data_stats=data,
+                hardware=HARDWARE["gpu24"])
+    assert p.plan.batch_size == 1 and p.plan.max_seq_len < 7_800
+    assert p.reasons["max_seq_len"]["key"] == "planner.reason.seq_memory"
+    assert p.estimates["memory_status"] in ("fits", "tight")
+
+
+def test_imported_validation_split_is_respected(tiny):
+    p = propose(model="m", dataset="d", task="chat", level="L2", model_info=tiny, data_stats=stats(5_000, val=500))
+    assert p.reasons["val_ratio"]["key"] == "planner.reason.val_import"
+    assert p.estimates["train_rows"] == 4_500 and p.estimates["val_rows"] == 500
+
+
+def test_domain_at_level_one_is_planned_with_a_warning(tiny):
+    p = propose(model="m", dataset="d", task="domain", level="L1", model_info=tiny, data_stats=stats(5_000))
+    assert p.plan.target_modules == "attention_qkv"
+    assert [w["params"]["suggested"] for w in p.warnings if w["key"] == "planner.warn.level_low"] == ["L2"]
+
+
+def test_kto_data_needs_kto(tiny):
+    p = propose(model="m", dataset="d", task="preference", level="L2", model_info=tiny,
+                data_stats=stats(500, "kto"))
+    assert p.method_needed == "kto"
+    assert p.warnings[0]["key"] == "planner.warn.method_needed" and p.warnings[0]["method_needed"] == "kto"
+
+
+def test_measured_speed_replaces_the_estimate(tiny):
+    args = {"model": "m", "dataset": "d", "task": "chat", "level": "L2", "model_info": tiny,
+            "data_stats": stats(5_000), "hardware": HARDWARE["cpu16"]}
+    guessed = propose(**args)
+    measured = propose(**args, tokens_per_s=100.0)
+    assert guessed.estimates["time_source"] == "estimated" and measured.estimates["time_source"] == "measured"
+    tokens = measured.estimates["steps"] * measured.estimates["tokens_per_step"]
+    assert measured.estimates["minutes"] >= tokens / 100 / 60
+
+
+def test_missing_inputs_fall_back_and_say_so():
+    p = propose(model="easytune-tiny", dataset="demo:shop_faq_zh", task="chat", level="L2")
+    every_field_explained(p)
+    keys = {w["key"] for w in p.warnings}
+    assert {"planner.warn.no_model_info", "planner.warn.no_data_stats", "planner.warn.no_hardware"} <= keys
+    assert p.reasons["model"]["key"] == "planner.reason.model_unknown"
+    assert p.reasons["epochs"]["key"] == "planner.reason.epochs_unknown"
+    assert p.estimates["minutes"] is None and p.plan.device == "auto"
+
+
+def test_objects_are_accepted_as_well_as_dicts(tiny, tmp_path):
+    from easytune.data.ingest import import_file
+    from easytune.models.hardware import GpuInfo, Hardware
+
+    report = import_file(ROOT / "assets" / "demo" / "shop_faq_en.jsonl", out_dir=tmp_path / "ds")
+    hw = Hardware(cuda=[GpuInfo(index=0, name="GPU", total_memory=24 * GIB, bf16=True)], cpu_logical=8,
+                  ram_total=32 * GIB, ram_available=24 * GIB, disk_free=100 * GIB)
+    a = propose(model="m", dataset="d", task="chat", level="L1", model_info=tiny, data_stats=report, hardware=hw)
+    b = propose(model="m", dataset="d", task="chat", level="L1", model_info=tiny, data_stats=report.to_dict(),
+                hardware=hw.to_dict())
+    assert a.plan == b.plan
+    assert a.estimates["train_rows"] == report.splits["train"]
+    every_field_explained(a)
+
+
+# ---------------------------------------------------------------------------------------------
+# the user's own values
+
+
+def test_user_values_are_kept_and_flagged_outside_the_recommended_range(tiny):
+    overrides = {"learning_rate": 0.05, "lora_r": 64, "target_modules": "attention", "seed": 7}
+    p = propose(model="m", dataset="d", task="style", level="L1", model_info=tiny, data_stats=stats(5_000),
+                hardware=HARDWARE["cpu16"], overrides=overrides)
+    for key, value in overrides.items():
+        assert getattr(p.plan, key) == value
+        assert p.reasons[key]["key"] == "planner.reason.user_set"
+    assert p.user_set == ["lora_r", "target_modules", "learning_rate", "seed"]
+    flagged = {w["field"] for w in p.warnings if "field" in w}
+    assert flagged == {"learning_rate", "lora_r", "target_modules"}
+    assert p.plan.lora_alpha == 128  # planned around the user's rank
+    every_field_explained(p)
+
+
+def test_user_batch_is_kept_and_accumulation_follows(tiny):
+    p = propose(model="m", dataset="d", task="chat", level="L2", model_info=tiny, data_stats=stats(5_000),
+                hardware=HARDWARE["cpu16"], overrides={"batch_size": 2})
+    assert p.plan.batch_size == 2 and p.plan.grad_accum == 16
+    assert "batch_size" in p.user_set and not [w for w in p.warnings if w.get("field") == "batch_size"]
+
+
+def test_user_full_fine_tune_of_a_large_model_is_kept_and_warned():
+    p = propose(model="m", dataset="d", task="chat", level="L3", model_info=SEVEN_B, data_stats=stats(5_000),
+                hardware=HARDWARE["cpu16"], overrides={"method": "full"})
+    assert p.plan.method == "full"
+    keys = [w["key"] for w in p.warnings]
+    assert "planner.warn.not_recommended" in keys and "planner.warn.memory_does_not_fit" in keys
+
+
+@pytest.mark.parametrize("overrides,key", [({"learning_rte": 1e-4}, "plan.unknown_key"),
+                                           ({"lora_r": 0}, "plan.out_of_range"),
+                                           ({"scheduler": "step"}, "plan.bad_choice")])
+def test_bad_user_values_are_refused_like_a_plan_file(overrides, key):
+    with pytest.raises(UserError) as err:
+        propose(model="m", dataset="d", task="chat", level="L2", overrides=overrides)
+    assert err.value.key == key
+
+
+# ---------------------------------------------------------------------------------------------
+# errors the user can fix
+
+
+@pytest.mark.parametrize("task,kind,key", [
+    ("preference", "sft", "planner.error.needs_preference_data"),
+    ("pretrain", "sft", "planner.error.needs_raw_text"),
+    ("chat", "preference", "planner.error.sft_got_preference"),
+    ("domain", "text", "planner.error.sft_got_text"),
+])
+def test_task_and_data_mismatch(task, kind, key, tiny):
+    with pytest.raises(UserError) as err:
+        propose(model="m", dataset="d", task=task, level="L2", model_info=tiny, data_stats=stats(100, kind))
+    assert err.value.key == key
+    assert err.value.message("zh") != err.value.message("en")
+
+
+def test_mixed_data_uses_the_fitting_rows(tiny):
+    data = stats(1_000)
+    data["kinds"] = {"sft": 900, "preference": 100}
+    p = propose(model="m", dataset="d", task="chat", level="L2", model_info=tiny, data_stats=data)
+    assert p.estimates["train_rows"] == 810
+    assert any(w["key"] == "planner.warn.mixed_data" and w["params"]["rows"] == 100 for w in p.warnings)
+
+
+@pytest.mark.parametrize("task,level,key", [("chat", "L4", "planner.error.unknown_level"),
+                                            ("translate", "L1", "planner.error.unknown_task")])
+def test_unknown_task_or_level(task, level, key):
+    with pytest.raises(UserError) as err:
+        propose(model="m", dataset="d", task=task, level=level)
+    assert err.value.key == key and err.value.message("zh")
+
+
+def test_level_spellings():
+    assert propose(model="m", dataset="d", task="Chat", level="l3").intent["level"] == "L3"
+    assert propose(model="m", dataset="d", task="chat", level=2).intent["level"] == "L2"
+
+
+# ---------------------------------------------------------------------------------------------
+# the rules file and the messages
+
+
+def test_intents_yaml_passes_its_schema():
+    rules = validate_intents(yaml.safe_load(INTENTS_PATH.read_text(encoding="utf-8")))
+    assert set(rules["levels"]) == set(LEVELS) and set(rules["tasks"]) == set(TASKS)
+    assert rules["levels"]["L1"]["target_modules"] == "attention_qkv"
+    assert load_intents() == rules
+
+
+@pytest.mark.parametrize("path,value", [
+    (("levels", "L1", "lora_r"), 64),                    # outside its own r_range
+    (("levels", "L2", "target_modules"), "mlp"),
+    (("tasks", "chat", "needs"), ["conversations"]),
+    (("tasks", "style", "lr_facter"), 1.0),
+    (("data_size", 0, "max_rows"), 10**9),              # not increasing
+    (("model_size", "max_factor"), "20"),
+    (("memory", "micro_batch_cap"), {"cpu": 8}),
+])
+def test_broken_intents_are_refused(path, value):
+    data = copy.deepcopy(yaml.safe_load(INTENTS_PATH.read_text(encoding="utf-8")))
+    node = data
+    for key in path[:-1]:
+        node = node[key]
+    node[path[-1]] = value
+    with pytest.raises(IntentsError):
+        validate_intents(data)
+
+
+def test_choices_and_their_labels_exist_in_both_languages():
+    menu = choices()
+    assert [c["id"] for c in menu["tasks"]] == list(TASKS)
+    for item in menu["tasks"] + menu["levels"]:
+        for lang in ("zh", "en"):
+            assert t(item["label"], lang) and t(item["help"], lang)
+    for lang in ("zh", "en"):
+        for f in plan_fields():
+            assert catalog(lang)[f"planner.field_name.{f.name}"]
+
+
+def test_reason_texts_are_one_plain_sentence():
+    for lang in ("zh", "en"):
+        for key, text in catalog(lang).items():
+            if key.startswith(("planner.reason.", "planner.warn.")):
+                body = text.rstrip("。.")
+                assert "。" not in body and not any(s in body for s in (". ", "! ", "? ")), (key, text)
+                assert len(text) <= 200, key
+
+
+def test_estimates_are_consistent(tiny):
+    p = propose(model="m", dataset="d", task="chat", level="L2", model_info=tiny, data_stats=stats(5_000),
+                hardware=HARDWARE["gpu24"])
+    est = p.estimates
+    assert est["steps"] == math.ceil(p.plan.epochs * est["steps_per_epoch"])
+    assert est["effective_batch"] == p.plan.batch_size * p.plan.grad_accum
+    assert est["disk_bytes"] < 100 * 1024**2  # an adapter for a tiny model: megabytes
