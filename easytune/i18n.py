@@ -7,7 +7,7 @@ one language is a test failure, never a silent fallback in front of a user.
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import yaml
@@ -16,7 +16,7 @@ LANGUAGES = ("zh", "en")
 LOCALES_DIR = Path(__file__).resolve().parent / "locales"
 
 
-@lru_cache(maxsize=None)
+@cache
 def catalog(lang: str) -> dict[str, str]:
     merged: dict[str, str] = {}
     for path in sorted((LOCALES_DIR / lang).glob("*.yaml")):

@@ -56,7 +56,8 @@ def create_job(settings: Settings, plan: TrainingPlan, name: str | None = None) 
     plan.save(job_dir / "plan.yaml")
     resolved = {"job_id": job_id, "model_path": str(model_path), "train_file": str(data.train_file),
                 "val_file": str(data.val_file) if data.val_file else None, "dataset": data.name,
-                "dataset_sha256": data.sha256, "dataset_rows": data.rows, "versions": _versions()}
+                "dataset_sha256": data.sha256, "dataset_rows": data.rows, "versions": _versions(),
+                "cache_dir": str(settings.folder("cache"))}
     (job_dir / "job.json").write_text(json.dumps(resolved, indent=2, ensure_ascii=False), encoding="utf-8")
     row = {"id": job_id, "name": name or f"{Path(plan.model).name} · {data.name}", "state": "PENDING",
            "model": plan.model, "dataset": plan.dataset, "job_dir": str(job_dir), "created_at": time.time()}
@@ -146,8 +147,9 @@ def _apply(db, job: dict, event: dict, update: dict) -> None:
             {"job_id": job["id"], "step": event["step"], "name": name, "value": event[name], "t": event["t"]}
             for name in ("loss", "lr", "tokens_per_s") if event.get(name) is not None)
     elif kind == "eval":
-        db["job_metrics"].insert({"job_id": job["id"], "step": event["step"], "name": "val_loss",
-                                  "value": event["val_loss"], "t": event["t"]})
+        db["job_metrics"].insert_all(
+            {"job_id": job["id"], "step": event["step"], "name": name, "value": event[name], "t": event["t"]}
+            for name in ("val_loss", "cf_score", "cf_pct") if event.get(name) is not None)
     if kind != "step":
         level = event.get("level") or ("error" if kind == "error" else "info")
         db["job_events"].insert({"job_id": job["id"], "t": event["t"], "type": kind, "level": level,
@@ -229,7 +231,7 @@ class Monitor:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="easytune-monitor", daemon=True)
 
-    def start(self) -> "Monitor":
+    def start(self) -> Monitor:
         sync_active(self.settings)
         self._thread.start()
         return self

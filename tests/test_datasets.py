@@ -16,7 +16,8 @@ def stored(home):
 
 
 def test_jsonl_with_bad_lines_reports_those_lines_and_keeps_the_rest(home, tmp_path):
-    good = {"messages": [{"role": "user", "content": "你好"}, {"role": "assistant", "content": "你好！有什么可以帮你？"}]}
+    good = {"messages": [{"role": "user", "content": "你好"},
+                         {"role": "assistant", "content": "你好！有什么可以帮你？"}]}
     lines = [json.dumps(good, ensure_ascii=False)] * 3 + ['{"messages": [', json.dumps(good, ensure_ascii=False),
                                                           '{"messages": [{"role": "user", "content": "只有问题"}]}']
     path = tmp_path / "faq.jsonl"

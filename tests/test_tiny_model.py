@@ -44,7 +44,13 @@ def test_weights_are_one_small_safetensors_file():
     assert any(k.endswith("embed_tokens.weight") for k in header)
     pickles = [p.name for p in TINY.iterdir() if p.suffix in {".bin", ".pt", ".pth", ".pkl", ".ckpt"}]
     assert pickles == []
-    for name in ("config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json", "README.md"):
+    for name in (
+        "config.json",
+        "generation_config.json",
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "README.md",
+    ):
         assert (TINY / name).is_file(), name
 
 
@@ -85,7 +91,7 @@ def test_chat_template_prefix_property(tokenizer):
         prompt = tokenizer.apply_chat_template(CONVERSATION[:k], add_generation_prompt=True, tokenize=False)
         full = tokenizer.apply_chat_template(CONVERSATION[: k + 1], tokenize=False)
         assert full.startswith(prompt) and len(full) > len(prompt)
-        assert full[len(prompt):].startswith(message["content"] + "<|im_end|>")
+        assert full[len(prompt) :].startswith(message["content"] + "<|im_end|>")
         prompt_ids = tokenizer.encode(prompt, add_special_tokens=False)
         full_ids = tokenizer.encode(full, add_special_tokens=False)
         assert full_ids[: len(prompt_ids)] == prompt_ids
@@ -100,7 +106,7 @@ def test_greedy_chat_answer_ends_with_im_end(model, tokenizer):
     ids = torch.tensor([tokenizer.encode(prompt, add_special_tokens=False)])
     with torch.no_grad():
         out = model.generate(ids, max_new_tokens=48, do_sample=False)
-    new = out[0, ids.shape[1]:].tolist()
+    new = out[0, ids.shape[1] :].tolist()
     assert tokenizer.eos_token_id in new
     answer = tokenizer.decode(new[: new.index(tokenizer.eos_token_id)])
     assert answer.strip() and "\ufffd" not in answer

@@ -45,22 +45,22 @@ CHAT_TEMPLATE = (
     "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}{%- endif %}"
 )
 
-DEFAULTS = dict(
-    vocab_size=6000,
-    hidden_size=128,
-    intermediate_size=344,
-    num_hidden_layers=4,
-    num_attention_heads=4,
-    num_key_value_heads=2,
-    max_position_embeddings=512,
-    seq_len=128,
-    batch_size=16,
-    steps=1000,
-    lr=3e-3,
-    warmup=60,
-    weight_decay=0.1,
-    chat_repeat=3,
-)
+DEFAULTS = {
+    "vocab_size": 6000,
+    "hidden_size": 128,
+    "intermediate_size": 344,
+    "num_hidden_layers": 4,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 2,
+    "max_position_embeddings": 512,
+    "seq_len": 128,
+    "batch_size": 16,
+    "steps": 1000,
+    "lr": 3e-3,
+    "warmup": 60,
+    "weight_decay": 0.1,
+    "chat_repeat": 3,
+}
 
 
 def _read_lines(path: Path) -> list[str]:
@@ -99,10 +99,12 @@ def train_tokenizer(corpus: dict, vocab_size: int):
     # Every CJK character, CJK punctuation mark and digit is its own pre-token, so Chinese is tokenised by
     # character and numbers digit by digit: a tiny corpus then cannot glue whole phrases or prices into
     # single tokens that the model never sees in context. Other text follows the usual byte-level split.
-    tok.pre_tokenizer = pre_tokenizers.Sequence([
-        pre_tokenizers.Split(Regex(CJK_OR_DIGIT), behavior="isolated"),
-        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True),
-    ])
+    tok.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Split(Regex(CJK_OR_DIGIT), behavior="isolated"),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True),
+        ]
+    )
     tok.decoder = decoders.ByteLevel()
     tok.post_processor = processors.ByteLevel(trim_offsets=False)
     trainer = trainers.BpeTrainer(
@@ -163,8 +165,11 @@ def build(out: Path, seed: int = 0, steps: int | None = None, log_every: int = 5
     torch.use_deterministic_algorithms(True)
 
     corpus = load_corpus()
-    print(f"[tiny] corpus: {len(corpus['general'])} reference lines, {len(corpus['chat'])} chat rows "
-          f"(+{len(corpus['demo'])} demo rows for the tokenizer only)", flush=True)
+    print(
+        f"[tiny] corpus: {len(corpus['general'])} reference lines, {len(corpus['chat'])} chat rows "
+        f"(+{len(corpus['demo'])} demo rows for the tokenizer only)",
+        flush=True,
+    )
 
     tokenizer = train_tokenizer(corpus, cfg["vocab_size"])
     eot_id, im_end_id = tokenizer.convert_tokens_to_ids(EOT), tokenizer.convert_tokens_to_ids(IM_END)
@@ -205,7 +210,9 @@ def build(out: Path, seed: int = 0, steps: int | None = None, log_every: int = 5
     no_decay = [p for n, p in model.named_parameters() if p.ndim < 2 or "embed" in n]
     opt = torch.optim.AdamW(
         [{"params": decay, "weight_decay": cfg["weight_decay"]}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=cfg["lr"], betas=(0.9, 0.95), eps=1e-8,
+        lr=cfg["lr"],
+        betas=(0.9, 0.95),
+        eps=1e-8,
     )
 
     def lr_at(step: int) -> float:
@@ -223,9 +230,9 @@ def build(out: Path, seed: int = 0, steps: int | None = None, log_every: int = 5
     for step in range(cfg["steps"]):
         if not batches:
             stream = build_stream(docs, rng, eot_id)
-            chunks = [stream[i:i + seq] for i in range(0, len(stream) - seq + 1, seq)]
+            chunks = [stream[i : i + seq] for i in range(0, len(stream) - seq + 1, seq)]
             rng.shuffle(chunks)
-            batches = [chunks[i:i + bsz] for i in range(0, len(chunks) - bsz + 1, bsz)]
+            batches = [chunks[i : i + bsz] for i in range(0, len(chunks) - bsz + 1, bsz)]
         ids = torch.tensor(batches.pop(), dtype=torch.long)
         for group in opt.param_groups:
             group["lr"] = lr_at(step)
@@ -238,8 +245,11 @@ def build(out: Path, seed: int = 0, steps: int | None = None, log_every: int = 5
         if (step + 1) % log_every == 0 or step == 0:
             recent = sum(losses[-log_every:]) / len(losses[-log_every:])
             elapsed = time.time() - t_train
-            print(f"[tiny] step {step + 1}/{cfg['steps']}  loss {recent:.3f}  lr {lr_at(step):.2e}  "
-                  f"{elapsed:.0f}s", flush=True)
+            print(
+                f"[tiny] step {step + 1}/{cfg['steps']}  loss {recent:.3f}  lr {lr_at(step):.2e}  "
+                f"{elapsed:.0f}s",
+                flush=True,
+            )
     train_s = time.time() - t_train
     final_loss = sum(losses[-50:]) / len(losses[-50:])
 
@@ -272,12 +282,16 @@ def build(out: Path, seed: int = 0, steps: int | None = None, log_every: int = 5
             vec(tid)
         for tid, v in fixed.items():
             emb[tid] = v
-    print(f"[tiny] {len(fixed)} tokens unseen in pre-training were re-initialised from their parts",
-          flush=True)
+    print(
+        f"[tiny] {len(fixed)} tokens unseen in pre-training were re-initialised from their parts", flush=True
+    )
 
     model.eval()
     model.generation_config = GenerationConfig(
-        bos_token_id=None, eos_token_id=im_end_id, pad_token_id=eot_id, do_sample=False,
+        bos_token_id=None,
+        eos_token_id=im_end_id,
+        pad_token_id=eot_id,
+        do_sample=False,
     )
 
     out.mkdir(parents=True, exist_ok=True)
@@ -300,8 +314,11 @@ def build(out: Path, seed: int = 0, steps: int | None = None, log_every: int = 5
     }
     _write_model_card(out, info)
     size_mb = (out / "model.safetensors").stat().st_size / 1e6
-    print(f"[tiny] done: final loss {final_loss:.3f}, {n_params:,} parameters, model.safetensors {size_mb:.1f} MB, "
-          f"built in {info['build_seconds']:.0f}s -> {out}", flush=True)
+    print(
+        f"[tiny] done: final loss {final_loss:.3f}, {n_params:,} parameters, model.safetensors {size_mb:.1f} MB, "
+        f"built in {info['build_seconds']:.0f}s -> {out}",
+        flush=True,
+    )
     return info
 
 
@@ -327,21 +344,21 @@ def _write_model_card(out: Path, info: dict) -> None:
     c = info["config"]
     card = f"""# EasyTune tiny model
 
-A very small chat model (Llama architecture, {info['params']:,} parameters, fp32 safetensors) built into
+A very small chat model (Llama architecture, {info["params"]:,} parameters, fp32 safetensors) built into
 EasyTune so that planning, training, checking and exporting can be tried end to end on a CPU in about a
 minute, with nothing to download. It knows a little general knowledge and the ChatML chat format; it is a
 toy for demos and tests, not a useful assistant.
 
-- Architecture: `LlamaForCausalLM`, hidden size {c['hidden_size']}, {c['num_hidden_layers']} layers,
-  {c['num_attention_heads']} attention heads ({c['num_key_value_heads']} key/value heads), MLP size
-  {c['intermediate_size']}, context {c['max_position_embeddings']} tokens, tied embeddings.
-- Tokenizer: byte-level BPE, {info['vocab']} tokens, Chinese and English; ChatML special tokens
+- Architecture: `LlamaForCausalLM`, hidden size {c["hidden_size"]}, {c["num_hidden_layers"]} layers,
+  {c["num_attention_heads"]} attention heads ({c["num_key_value_heads"]} key/value heads), MLP size
+  {c["intermediate_size"]}, context {c["max_position_embeddings"]} tokens, tied embeddings.
+- Tokenizer: byte-level BPE, {info["vocab"]} tokens, Chinese and English; ChatML special tokens
   `<|im_start|>`, `<|im_end|>` (end of turn, eos), `<|endoftext|>` (padding).
-- Pre-training: {info['steps']} steps of AdamW (batch {c['batch_size']} x {c['seq_len']} tokens, peak learning
-  rate {c['lr']}) on `presets/general_reference/` and `easytune/models/tiny_corpus/chat.jsonl`;
-  final training loss {info['final_loss']:.3f}. The demo datasets in `assets/demo/` were used to train the
+- Pre-training: {info["steps"]} steps of AdamW (batch {c["batch_size"]} x {c["seq_len"]} tokens, peak learning
+  rate {c["lr"]}) on `presets/general_reference/` and `easytune/models/tiny_corpus/chat.jsonl`;
+  final training loss {info["final_loss"]:.3f}. The demo datasets in `assets/demo/` were used to train the
   tokenizer only, so fine-tuning on them visibly changes the answers.
-- Rebuild: `python -m easytune.models.build_tiny --out assets/tiny-model --seed {info['seed']}`
+- Rebuild: `python -m easytune.models.build_tiny --out assets/tiny-model --seed {info["seed"]}`
   (a few minutes on a 2-core CPU; the same seed on the same machine gives the same weights).
 - Fine-tuning it: LoRA r=8, alpha=16 on all linear layers, learning rate 5e-3, batch 8; about 15-20 epochs
   over a 60-row dataset reproduce the trained answers.
@@ -355,7 +372,9 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description="Build the built-in tiny chat model.")
     ap.add_argument("--out", type=Path, default=ROOT / "assets" / "tiny-model")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--steps", type=int, default=None, help=f"pre-training steps (default {DEFAULTS['steps']})")
+    ap.add_argument(
+        "--steps", type=int, default=None, help=f"pre-training steps (default {DEFAULTS['steps']})"
+    )
     args = ap.parse_args(argv)
     build(args.out, seed=args.seed, steps=args.steps)
 

@@ -515,6 +515,7 @@ class _Planner:
         self.plan_hardware()
         self.plan_seq_len()
         self.plan_method()
+        self.plan_precision()
         self.plan_adapter()
         self.plan_learning_rate()
         self.plan_batch()
@@ -601,35 +602,43 @@ class _Planner:
             self.warn("planner.warn.no_hardware")
         else:
             self.device = hw.accelerator
-            self.set("device", "auto", "planner.reason.device", device=self._device_text(self.device, hw))
+            key, params = self._device_reason(self.device, hw)
+            self.set("device", "auto", key, **params)
         if self.values["device"] != "auto":  # the user's device
             self.device = self.values["device"]
         device = self.device or "cpu"
-        bf16 = bool(hw is not None and (device == "xpu" or (device == "cuda" and hw.bf16)))
-        if device == "cuda" and bf16:
-            self.set("precision", "auto", "planner.reason.precision_bf16")
-        elif self.device is None:
-            self.set("precision", "auto", "planner.reason.precision_unknown")
-        else:
-            self.set("precision", "auto", "planner.reason.precision_fp32", device=DEVICE_NAMES[device])
-        precision = self.values["precision"]
-        self.dtype = ("bf16" if bf16 else "fp32") if precision == "auto" else precision
+        # what precision "auto" becomes in the worker: bf16 where the hardware does it natively
+        self.bf16 = bool(hw is not None and (device == "xpu" or (device == "cuda" and hw.bf16)))
+        self.dtype = self._dtype(self.overrides.get("precision", "auto"))
         self.memory = hw.training_memory(device) if hw is not None and self.device else None
         if self.memory is not None and device in ("cuda", "xpu") and not (hw.cuda if device == "cuda" else hw.xpu):
             self.memory = None  # the user asked for a GPU this machine does not have
 
+    def _dtype(self, precision: str) -> str:
+        return ("bf16" if self.bf16 else "fp32") if precision == "auto" else precision
+
+    def plan_precision(self) -> None:
+        """After the method: a full fine-tune keeps fp32 weights, because the worker updates the weights
+        in their own format and bf16 rounds away updates smaller than about 1/256 of a weight."""
+        if self.values["method"] == "full" and self.bf16:
+            self.set("precision", "fp32", "planner.reason.precision_full")
+        elif self.bf16:
+            self.set("precision", "auto", "planner.reason.precision_bf16")
+        elif self.device is None:
+            self.set("precision", "auto", "planner.reason.precision_unknown")
+        else:
+            self.set("precision", "auto", "planner.reason.precision_fp32", device=DEVICE_NAMES[self.device])
+        self.dtype = self._dtype(self.values["precision"])
+
     @staticmethod
-    def _device_text(device: str, hw: Hardware) -> str:
-        if device == "cuda":
-            gpu = max(hw.cuda, key=lambda g: g.total_memory)
-            return f"{gpu.name} ({_gb(gpu.total_memory)} GB)"
-        if device == "xpu":
-            gpu = max(hw.xpu, key=lambda g: g.total_memory)
-            return f"{gpu.name} ({_gb(gpu.total_memory)} GB)"
+    def _device_reason(device: str, hw: Hardware) -> tuple[str, dict]:
+        if device in ("cuda", "xpu"):
+            gpu = max(hw.cuda if device == "cuda" else hw.xpu, key=lambda g: g.total_memory)
+            return "planner.reason.device_gpu", {"name": gpu.name, "gb": _gb(gpu.total_memory)}
         if device == "mps":
-            return f"Apple MPS ({_gb(hw.training_memory('mps'))} GB)"
-        cores = hw.cpu_physical or hw.cpu_logical
-        return f"CPU ({cores} cores, {_gb(hw.ram_available)} GB RAM)"
+            return "planner.reason.device_mps", {"gb": _gb(hw.training_memory("mps"))}
+        return "planner.reason.device_cpu", {"cores": hw.cpu_physical or hw.cpu_logical,
+                                             "gb": _gb(hw.ram_available)}
 
     # --- sequence length -------------------------------------------------------------------
     def plan_seq_len(self) -> None:
@@ -662,14 +671,15 @@ class _Planner:
         self.padded_tokens = min(p90 + rules["template_tokens"], length)
 
     # --- method, adapter, learning rate ----------------------------------------------------
-    def _estimate(self, *, method: str, batch: int = 1, seq_len: int | None = None, grad_accum: int = 1):
+    def _estimate(self, *, method: str, batch: int = 1, seq_len: int | None = None, grad_accum: int = 1,
+                  dtype: str | None = None):
         """Peak memory for `batch` rows (a preference row is two sequences: chosen and rejected)."""
         if self.model.shape is None:
             return None
         batch *= self.task_rules.get("sequences_per_row", 1)
         target = self.values.get("target_modules", self.level_rules["target_modules"])
         return estimate_memory(self.model.shape, method=method, seq_len=seq_len or self.values["max_seq_len"],
-                               batch=batch, grad_checkpointing=False, dtype=self.dtype,
+                               batch=batch, grad_checkpointing=False, dtype=dtype or self.dtype,
                                lora_r=self.values.get("lora_r", self.level_rules["lora_r"]), target=target,
                                device=self.device or "cpu", grad_accum=grad_accum,
                                lora_dropout=self.values.get("lora_dropout", 0.05))
@@ -681,7 +691,7 @@ class _Planner:
         eligible = (small and self.level in rules["levels"] and self.task_rules.get("full_allowed", True)
                     and d.known and d.rows >= rules["min_rows"])
         if eligible and self.memory:
-            full = self._estimate(method="full")
+            full = self._estimate(method="full", dtype="fp32" if "precision" not in self.overrides else None)
             if full is not None and full.total <= rules["max_memory_share"] * self.memory:
                 self.set("method", "full", "planner.reason.method_full", params=_params_text(m.params),
                          need_gb=_gb(full.total), have_gb=_gb(self.memory))
@@ -771,7 +781,7 @@ class _Planner:
         base = level["learning_rate"] * self.task_rules.get("lr_factor", 1.0)
         lo, hi = (x * self.task_rules.get("lr_factor", 1.0) for x in level["lr_range"])
         params = {"lr": None, "base": _fmt_lr(base), "level_key": f"planner.level.{self.level}",
-                  "task_key": f"planner.task.{self.task}"}
+                  "task_key": f"planner.task.{self.task}", "level_rate": _fmt_lr(level["learning_rate"])}
         factor = 1.0
         if self.model.params:
             factor = (rules["reference_params"] / self.model.params) ** rules["exponent"]
@@ -828,6 +838,8 @@ class _Planner:
                     cut = _share_over(self.data.tokens, seq)
                     self.set("max_seq_len", seq, "planner.reason.seq_memory", length=seq,
                              pct=_pct(cut) if cut is not None else "?")
+                    if cut is not None and cut > 0.05:
+                        self.warn("planner.warn.seq_cut", pct=_pct(cut), length=seq)
                     self.padded_tokens = min(self.padded_tokens, seq)
                     self.typical_tokens = min(self.typical_tokens, seq)
         if known:
@@ -923,9 +935,13 @@ class _Planner:
             if result.status != "fits":
                 self.warn(f"planner.warn.memory_{result.status}", need_gb=_gb(estimate.total),
                           have_gb=_gb(self.memory))
+                # the changes a plan can express; the batch was already the largest that fits, unless the
+                # user chose it (and a preference row's two sequences would make the numbers confusing)
+                allowed = {"method", "dtype", "seq_len", "model"}
+                if self.user("batch_size") and self.task_rules.get("sequences_per_row", 1) == 1:
+                    allowed |= {"batch", "grad_accum"}
                 for s in result.suggestions:
-                    if set(s.change) <= {"method", "dtype", "seq_len", "batch", "grad_accum", "model"} \
-                            and s.change.get("method") in (None, "lora", "full"):
+                    if set(s.change) <= allowed and s.change.get("method") in (None, "lora", "full"):
                         self.warnings.append({"key": s.key, "params": dict(s.params), "change": dict(s.change)})
 
         # time: steps x (tokens per step / speed + overhead)

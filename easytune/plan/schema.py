@@ -47,6 +47,7 @@ class TrainingPlan:
     val_ratio: float = setting(0.1, lo=0.0, hi=0.5)  # share of rows held out for validation
     eval_every: int = setting(0, lo=0, hi=10_000_000)  # steps; 0: about ten evaluations per run
     seed: int = setting(42, lo=0, hi=2**31 - 1)
+    forgetting_guard: bool = setting(True)  # stop when the model forgets too much general knowledge
     # where
     device: str = setting("auto", choices=("auto", "cpu", "cuda", "mps", "xpu"), group="hardware")
     precision: str = setting("auto", choices=("auto", "fp32", "bf16", "fp16"), group="hardware")
@@ -57,7 +58,7 @@ class TrainingPlan:
 
     # --- YAML round trip -------------------------------------------------------------------
     @classmethod
-    def from_dict(cls, data: dict) -> "TrainingPlan":
+    def from_dict(cls, data: dict) -> TrainingPlan:
         if not isinstance(data, dict):
             raise UserError("plan.not_a_mapping")
         data = {k: v for k, v in data.items() if k != "version"}
@@ -69,7 +70,7 @@ class TrainingPlan:
         return cls(**data)
 
     @classmethod
-    def from_yaml(cls, text: str) -> "TrainingPlan":
+    def from_yaml(cls, text: str) -> TrainingPlan:
         try:
             data = yaml.safe_load(text)
         except yaml.YAMLError as exc:
@@ -77,7 +78,7 @@ class TrainingPlan:
         return cls.from_dict(data or {})
 
     @classmethod
-    def load(cls, path: Path) -> "TrainingPlan":
+    def load(cls, path: Path) -> TrainingPlan:
         if not Path(path).is_file():
             raise UserError("plan.no_file", path=str(path))
         return cls.from_yaml(Path(path).read_text(encoding="utf-8"))
@@ -102,6 +103,10 @@ def _checked(f, value):
     """Coerce a value to the field's type and check its range; errors name the field and the fix."""
     kind = type(f.default)
     meta = f.metadata
+    if kind is bool:
+        if not isinstance(value, bool):
+            raise UserError("plan.bad_type", key=f.name, value=value, expected="true/false")
+        return value
     try:
         if isinstance(value, bool) or (kind is int and isinstance(value, float) and not value.is_integer()):
             raise ValueError  # True is not 1 epoch; 2.5 is not a batch size

@@ -8,7 +8,8 @@ file (no pipe that dies with the UI), so a restarted app re-attaches to a runnin
 and the fields of its kind:
     state     state: PREPARING | RUNNING | COMPLETED | FAILED | STOPPED; reason (optional message key)
     step      step, total_steps, epoch, loss, lr, tokens_per_s
-    eval      step, val_loss
+    eval      step, val_loss (when there is a validation split), cf_score (nats/token), cf_pct (% of
+              the base model's general cross-entropy), general_loss, base_general_loss
     log       level (info | warning | error), key (message key), params (dict) — shown translated
     error     code (message key), params, detail (the exception text, for the log)
     artifact  kind (adapter | model), path (relative to the job folder)

@@ -20,8 +20,10 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from easytune.health import forgetting_level, thresholds
 from easytune.i18n import UserError
 from easytune.plan.schema import TrainingPlan
+from easytune.train.evaluate import ForgettingScore, mean_loss
 from easytune.train.events import STOP_FILE, EventWriter
 from easytune.train.sft import DEFAULT_CHAT_TEMPLATE, batches, encode_row
 
@@ -83,18 +85,6 @@ class StopRequest:
         return self.signalled or self.file.exists()
 
 
-def mean_loss(model, examples, batch_size, pad_id, device) -> float:
-    model.eval()
-    total, count = 0.0, 0
-    with torch.no_grad():
-        for batch in batches(examples, batch_size, pad_id, device):
-            n = int((batch["labels"][:, 1:] != -100).sum())
-            total += model(**batch, use_cache=False).loss.item() * n
-            count += n
-    model.train()
-    return total / max(count, 1)
-
-
 def train(job_dir: Path, events: EventWriter) -> str:
     stop = StopRequest(job_dir)
     plan = TrainingPlan.load(job_dir / "plan.yaml")
@@ -144,12 +134,23 @@ def train(job_dir: Path, events: EventWriter) -> str:
     events.log("train.log.params", trainable=n_trainable, total=sum(p.numel() for p in model.parameters()))
     optimizer = torch.optim.AdamW(params, lr=plan.learning_rate, weight_decay=plan.weight_decay)
 
+    forgetting = ForgettingScore(model, tokenizer, model_path=job["model_path"], max_len=min(plan.max_seq_len, 256),
+                                 per_language=thresholds()["forgetting"]["reference_lines"],
+                                 batch_size=plan.batch_size, pad_id=pad_id, device=device,
+                                 cache_dir=job.get("cache_dir"), adapter=plan.method == "lora")
+
+    def evaluate(step: int) -> dict:
+        result = {"step": step, **forgetting.score()}
+        if val:
+            result["val_loss"] = mean_loss(model, val, plan.batch_size, pad_id, device)
+        events.emit("eval", **result)
+        return result
+
     steps_per_epoch = math.ceil(len(train_set) / (plan.batch_size * plan.grad_accum))
     total = plan.max_steps or max(1, math.ceil(plan.epochs * steps_per_epoch))
     eval_every = plan.eval_every or max(1, total // 10)
     events.state("RUNNING")
-    if val:
-        events.emit("eval", step=0, val_loss=mean_loss(model, val, plan.batch_size, pad_id, device))
+    evaluate(0)
 
     # ---- the loop ----
     def micro_batches():
@@ -185,8 +186,13 @@ def train(job_dir: Path, events: EventWriter) -> str:
         elapsed = time.perf_counter() - started
         events.emit("step", step=step + 1, total_steps=total, epoch=round((step + 1) / steps_per_epoch, 3),
                     loss=round(loss_sum, 5), lr=lr, tokens_per_s=round(tokens / elapsed, 1))
-        if val and ((step + 1) % eval_every == 0 or step + 1 == total):
-            events.emit("eval", step=step + 1, val_loss=mean_loss(model, val, plan.batch_size, pad_id, device))
+        if (step + 1) % eval_every == 0 or step + 1 == total:
+            result = evaluate(step + 1)
+            if plan.forgetting_guard and forgetting_level(result["cf_pct"], result["cf_score"]) == "error":
+                events.log("train.log.forgetting_stop", level="warning", pct=round(result["cf_pct"], 1),
+                           limit=thresholds()["forgetting"]["stop_pct"])
+                save(model, tokenizer, job_dir, plan, events)
+                return "STOPPED"
 
     save(model, tokenizer, job_dir, plan, events)
     return "COMPLETED"

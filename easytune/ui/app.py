@@ -10,7 +10,7 @@ from dataclasses import fields
 
 import gradio as gr
 
-from easytune import chat, datasets, jobs
+from easytune import chat, datasets, health, jobs
 from easytune.i18n import UserError, normalize_lang, t
 from easytune.plan.schema import TrainingPlan
 from easytune.settings import PRESETS_DIR, Settings, load_settings
@@ -59,6 +59,12 @@ def _error_text(error: str | None, lang: str) -> str:
     return t(data["key"], lang, **data.get("params", {}))
 
 
+def model_choices(settings: Settings) -> list[tuple[str, str]]:
+    from easytune.models.registry import registered
+
+    return [("easytune-tiny", "easytune-tiny")] + [(row["name"], row["name"]) for row in registered(settings)]
+
+
 def dataset_choices(settings: Settings) -> list[tuple[str, str]]:
     imported = [(f"{row['name']} ({row['rows']})", row["id"]) for row in datasets.list_datasets(settings)]
     return imported + [(name, name) for name in datasets.demo_names()]
@@ -80,6 +86,11 @@ def status_markdown(settings: Settings, job_id: str | None, lang: str) -> str:
                loss=f"{last('loss'):.4f}" if last("loss") is not None else "—",
                val=f"{last('val_loss'):.4f}" if last("val_loss") is not None else "—",
                speed=f"{last('tokens_per_s'):.0f}" if last("tokens_per_s") is not None else "—")]
+    if series.get("cf_pct"):
+        lines.append(t("ui.monitor.cf", lang, pct=f"{last('cf_pct'):+.1f}", nats=f"{last('cf_score'):+.3f}"))
+    for warning in health.assess(series, job["total_steps"]):
+        icon = {"error": "⛔", "warning": "⚠️"}.get(warning["level"], "ℹ️")
+        lines.append(f"> {icon} **{t(warning['key'], lang, **warning['params'])}** {t(warning['action'], lang)}")
     if job["error"]:
         lines.append(f"**{t('ui.monitor.why', lang)}** {_error_text(job['error'], lang)}")
     if job["state"] == "COMPLETED":
@@ -116,7 +127,7 @@ def build_app(settings: Settings | None = None) -> gr.Blocks:
                 T.make(gr.Markdown, {"value": "ui.data.intro"})
                 with gr.Row():
                     model = T.make(gr.Dropdown, {"label": "ui.data.model", "info": "ui.data.model_info"},
-                                   choices=[("easytune-tiny", "easytune-tiny")], value=plan.model)
+                                   choices=model_choices(settings), value=plan.model)
                     dataset = T.make(gr.Dropdown, {"label": "ui.data.dataset", "info": "ui.data.dataset_info"},
                                      choices=dataset_choices(settings),
                                      value=plan.dataset if plan.dataset in demos else demos[0])

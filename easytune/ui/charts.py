@@ -29,6 +29,12 @@ def loss_figure(series: dict[str, list[tuple[int, float]]], lang: str):
         steps, values = zip(*series["val_loss"])
         fig.add_scatter(x=steps, y=values, mode="lines+markers", name=t("ui.chart.val_loss", lang),
                         line={"color": "#f59e0b", "width": 2})
+    if series.get("cf_pct"):
+        steps, values = zip(*series["cf_pct"])
+        fig.add_scatter(x=steps, y=values, mode="lines+markers", name=t("ui.chart.cf", lang), yaxis="y2",
+                        line={"color": "#f472b6", "width": 2, "dash": "dot"})
+        fig.update_layout(yaxis2={"title": t("ui.chart.cf_axis", lang), "overlaying": "y", "side": "right",
+                                  "showgrid": False})
     fig.update_layout(template="plotly_dark", height=340, margin={"l": 40, "r": 10, "t": 30, "b": 40},
                       xaxis_title=t("ui.chart.step", lang), yaxis_title=t("ui.chart.loss_axis", lang),
                       legend={"orientation": "h", "y": 1.1}, paper_bgcolor="#111827", plot_bgcolor="#111827")

@@ -157,6 +157,7 @@ def test_table(task, level, rows, hw, model, tiny):
     if plan.method == "full":
         assert model == "tiny" and level == "L3" and rows >= 5_000
         assert plan.learning_rate < 1e-3 and plan.weight_decay > 0
+        assert plan.precision == ("auto" if hw == "cpu16" else "fp32")  # fp32 weights: no lost updates
 
     # length from the data, capped by the model's context
     context = info.get("context_length")
@@ -204,6 +205,21 @@ def test_learning_rate_scales_with_parameter_count_not_name(tiny):
                              data_stats=stats(5_000)).plan.learning_rate)
     assert rates == sorted(rates, reverse=True)
     assert rates[-1] == rates[-2] == 1e-4 and rates[0] <= 3e-3
+
+
+def test_full_fine_tuning_of_a_half_billion_model_needs_room():
+    half = get_entry("qwen2.5-0.5b-instruct").to_dict()
+    big = propose(model="m", dataset="d", task="chat", level="L3", model_info=half, data_stats=stats(20_000),
+                  hardware=HARDWARE["gpu80"])
+    assert big.plan.method == "full" and big.plan.precision == "fp32"
+    assert 1e-5 <= big.plan.learning_rate <= 2e-5
+    small = propose(model="m", dataset="d", task="chat", level="L3", model_info=half, data_stats=stats(20_000),
+                    hardware={**HARDWARE["gpu24"], "cuda": [{**HARDWARE["gpu24"]["cuda"][0],
+                                                             "total_memory": 8 * GIB}]})
+    assert small.plan.method == "lora" and small.reasons["method"]["key"] == "planner.reason.method_lora_memory"
+    style = propose(model="m", dataset="d", task="style", level="L3", model_info=half, data_stats=stats(20_000),
+                    hardware=HARDWARE["gpu80"])
+    assert style.plan.method == "lora"
 
 
 def test_long_tail_is_cut_unless_the_task_keeps_long_rows(tiny):

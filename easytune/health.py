@@ -1,0 +1,64 @@
+"""Training health in plain words: overfitting, forgetting, divergence, stalling, too few steps.
+
+Reads a job's metric series (as jobs.metrics returns them) and the thresholds in presets/health.yaml;
+returns warnings as message keys with parameters, each with a suggested action.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from functools import lru_cache
+
+import yaml
+
+from easytune.settings import PRESETS_DIR
+
+
+@lru_cache(maxsize=1)
+def thresholds() -> dict:
+    return yaml.safe_load((PRESETS_DIR / "health.yaml").read_text(encoding="utf-8"))
+
+
+def _warning(name: str, level: str = "warning", **params) -> dict:
+    return {"key": f"health.{name}", "action": f"health.{name}_action", "level": level, "params": params}
+
+
+def forgetting_level(pct: float, nats: float) -> str | None:
+    """'error' past the stop threshold, 'warning' past the warn threshold, else None."""
+    limits = thresholds()["forgetting"]
+    if pct > limits["stop_pct"] and nats > limits["stop_nats"]:
+        return "error"
+    if pct > limits["warn_pct"] and nats > limits["warn_nats"]:
+        return "warning"
+    return None
+
+
+def assess(series: dict[str, list[tuple[int, float]]], total_steps: int = 0) -> list[dict]:
+    limits = thresholds()
+    loss = [v for _, v in series.get("loss", [])]
+    val = [v for _, v in series.get("val_loss", [])]
+    cf = [v for _, v in series.get("cf_pct", [])]
+    cf_nats = [v for _, v in series.get("cf_score", [])]
+    out = []
+    if any(not math.isfinite(v) for v in loss):
+        out.append(_warning("diverged", "error"))
+    elif len(loss) > 20:
+        recent = statistics.median(loss[-21:-1])
+        if loss[-1] > limits["divergence"]["spike_ratio"] * recent:
+            out.append(_warning("spike", ratio=round(loss[-1] / recent, 1)))
+    k = limits["overfitting"]["evals"]
+    if len(val) > k and all(val[-i] > val[-i - 1] for i in range(1, k + 1)):
+        train_at_evals = [v for _, v in series.get("loss", [])][-k * 2:]
+        if len(train_at_evals) >= 2 and train_at_evals[-1] < train_at_evals[0]:
+            out.append(_warning("overfitting", evals=k))
+    if cf and cf_nats:
+        level = forgetting_level(cf[-1], cf_nats[-1])
+        if level:
+            out.append(_warning("forgetting", level, pct=round(cf[-1], 1)))
+    s = limits["stall"]["evals"]
+    if len(val) > s and min(val[-s:]) >= min(val[:-s]):
+        out.append(_warning("stalled", "info", evals=s))
+    if 0 < total_steps < limits["too_few_steps"]:
+        out.append(_warning("too_few_steps", "info", steps=total_steps))
+    return out
