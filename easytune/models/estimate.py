@@ -257,7 +257,7 @@ def layer_activation_bytes(shape: ModelShape, *, method: str, target: str, seq_l
             shared = 0
             if roles & {"q", "k", "v"}:
                 shared += h
-            if roles & {"gate", "up"} or ("up" in roles and not shape.gated_mlp):
+            if roles & {"gate", "up"}:
                 shared += h
             if "down" in roles:
                 shared += i

@@ -47,6 +47,7 @@ class TrainingPlan:
     val_ratio: float = setting(0.1, lo=0.0, hi=0.5)  # share of rows held out for validation
     eval_every: int = setting(0, lo=0, hi=10_000_000)  # steps; 0: about ten evaluations per run
     seed: int = setting(42, lo=0, hi=2**31 - 1)
+    retention_ratio: float = setting(0.0, lo=0.0, hi=0.9)  # share of general text mixed into training
     forgetting_guard: bool = setting(True)  # stop when the model forgets too much general knowledge
     # where
     device: str = setting("auto", choices=("auto", "cpu", "cuda", "mps", "xpu"), group="hardware")

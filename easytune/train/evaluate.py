@@ -43,6 +43,14 @@ def reference_lines(per_language: int) -> list[str]:
     return lines
 
 
+def retention_lines(per_language: int) -> list[str]:
+    """General text to mix into training (knowledge-retention mode): every reference line that the
+    forgetting score does not measure, so the score stays an honest held-out check."""
+    measured = set(reference_lines(per_language))
+    return [line.strip() for path in sorted(REFERENCE_DIR.glob("*.txt"))
+            for line in path.read_text(encoding="utf-8").splitlines() if line.strip() and line.strip() not in measured]
+
+
 def reference_examples(tokenizer, max_len: int, per_language: int) -> list[dict]:
     examples = []
     for line in reference_lines(per_language):

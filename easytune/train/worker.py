@@ -23,9 +23,9 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from easytune.health import forgetting_level, thresholds
 from easytune.i18n import UserError
 from easytune.plan.schema import TrainingPlan
-from easytune.train.evaluate import ForgettingScore, mean_loss
+from easytune.train.evaluate import ForgettingScore, mean_loss, retention_lines
 from easytune.train.events import STOP_FILE, EventWriter
-from easytune.train.sft import DEFAULT_CHAT_TEMPLATE, batches, encode_row
+from easytune.train.sft import DEFAULT_CHAT_TEMPLATE, batches, encode_row, encode_text
 
 
 def pick_device(wanted: str) -> torch.device:
@@ -94,6 +94,10 @@ def train(job_dir: Path, events: EventWriter) -> str:
     torch.manual_seed(plan.seed)
     device = pick_device(plan.device)
     dtype = pick_dtype(plan.precision, device)
+    if device.type == "cpu":  # resident memory then follows live tensors, as the fit estimate assumes
+        from easytune.models.hardware import tune_cpu_allocator
+
+        tune_cpu_allocator()
     events.log("train.log.device", device=str(device), dtype=str(dtype).replace("torch.", ""))
 
     # ---- data: chat template, loss only on assistant turns ----
@@ -115,6 +119,13 @@ def train(job_dir: Path, events: EventWriter) -> str:
         train_set = [examples[i] for i in order[n_val:]]
     if not train_set:
         raise UserError("train.error.no_rows", path=job["train_file"])
+    if plan.retention_ratio > 0:  # knowledge retention: general text keeps what the model already knows
+        general = [e for line in retention_lines(thresholds()["forgetting"]["reference_lines"])
+                   for e in encode_text(tokenizer, {"text": line}, plan.max_seq_len)]
+        wanted = round(len(train_set) * plan.retention_ratio / (1 - plan.retention_ratio))
+        random.Random(plan.seed).shuffle(general)
+        train_set = train_set + (general * (wanted // max(1, len(general)) + 1))[:wanted]
+        events.log("train.log.retention", general=wanted, pct=round(plan.retention_ratio * 100))
     events.log("train.log.data", train=len(train_set), val=len(val))
 
     # ---- model ----
