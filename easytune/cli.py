@@ -11,6 +11,7 @@ import argparse
 import json
 import sys
 import time
+from pathlib import Path
 
 from easytune.i18n import UserError, normalize_lang, t
 from easytune.settings import load_settings
@@ -84,6 +85,25 @@ def cmd_train(args, settings) -> int:
     _emit(args, summary, t("cli.train.finished", args.lang, state=t("state." + job["state"], args.lang),
                            loss=summary["final_loss"], error=summary["error_message"] or ""))
     return 0 if job["state"] == "COMPLETED" else 1
+
+
+def cmd_plan(args, settings) -> int:
+    import yaml
+
+    from easytune.plan.service import make_plan
+
+    overrides = {k: yaml.safe_load(v) for k, v in (item.split("=", 1) for item in args.set)} if args.set else None
+    proposal = make_plan(settings, model=args.model, dataset=args.data, task=args.task, level=args.level,
+                         overrides=overrides)
+    if args.out:
+        proposal.plan.save(Path(args.out), args.lang)
+    report = proposal.to_dict(args.lang)
+    lines = [f"{name} = {getattr(proposal.plan, name)}  — {entry['text']}" for name, entry in report["reasons"].items()]
+    lines += [f"⚠ {w['text']}" for w in report["warnings"]]
+    if args.out:
+        lines.append(t("cli.plan.saved", args.lang, path=args.out))
+    _emit(args, report, "\n".join(lines))
+    return 0
 
 
 def cmd_jobs(args, settings) -> int:
@@ -223,6 +243,15 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--config", required=True, help="plan YAML")
     train.add_argument("--detach", action="store_true", help="start and return; follow with `jobs show`")
     train.set_defaults(func=cmd_train)
+
+    plan = sub.add_parser("plan", parents=[common], help="choose every training setting from what you want, explained")
+    plan.add_argument("--model", default="easytune-tiny")
+    plan.add_argument("--data", required=True, help="dataset id or name, or demo:<name>")
+    plan.add_argument("--task", default="chat", help="chat | domain | style | extraction | preference | pretrain")
+    plan.add_argument("--level", default="L2", help="L1 style/format · L2 domain knowledge · L3 complex instructions")
+    plan.add_argument("--set", action="append", metavar="KEY=VALUE", help="keep this setting as given")
+    plan.add_argument("--out", help="write the plan YAML here (for `easytune train --config`)")
+    plan.set_defaults(func=cmd_plan)
 
     jobs = sub.add_parser("jobs", parents=[common], help="list, inspect, stop jobs and read their logs")
     jobs.add_argument("action", choices=("list", "show", "stop", "logs"))

@@ -6,11 +6,11 @@ for every value.
         -> Proposal(plan, reasons, user_set, warnings, estimates)
 
 The rules are data, in presets/intents.yaml (checked by `validate_intents` on load). The planner
-works in the order the settings depend on each other: data → validation split → device and number
-format → method → adapter shape → learning rate → sequence length → batch (from the memory
-estimator) → epochs → time, disk and memory estimates. A setting the user gave in `overrides` is
-kept as given (and flagged when it is outside what this intent recommends); the settings that
-depend on it are planned around it.
+works in the order the settings depend on each other: data → validation split → device → sequence
+length → method → number format → adapter shape → learning rate → batch (from the memory estimator)
+→ knowledge retention → epochs → time, disk and memory estimates. A setting the user gave in
+`overrides` is kept as given (and flagged when it is outside what this intent recommends); the
+settings that depend on it are planned around it. A setting with no rule here keeps its default.
 
 Every reason and warning is a message key with parameters (`planner.*` in the catalogs), so each
 door renders it in its own language. Inputs are plain dicts (ModelInfo.to_dict(), a catalog entry,
@@ -83,8 +83,8 @@ def validate_intents(data: Any) -> dict:
 
     if not isinstance(data, dict) or data.get("schema") != SCHEMA_VERSION:
         raise IntentsError(f"intents: expected `schema: {SCHEMA_VERSION}` at the top")
-    sections = ("levels", "tasks", "data_size", "steps", "model_size", "method", "seq_len", "memory",
-                "validation", "throughput", "disk")
+    sections = ("levels", "tasks", "data_size", "steps", "model_size", "method", "retention", "seq_len",
+                "memory", "validation", "throughput", "disk")
     for key in data:
         if key not in sections and key != "schema":
             problems.append(f"intents: unknown section {key!r}")
@@ -129,6 +129,7 @@ def validate_intents(data: Any) -> dict:
                  "max_epochs": positive, "rank": lambda v: v in ("upper", "lower"),
                  "target_modules": lambda v: v in SCOPES, "lora_dropout_min": lambda v: _number(v)
                  and 0 <= v <= 0.5, "keep_long_rows": lambda v: isinstance(v, bool),
+                 "split_long_rows": lambda v: isinstance(v, bool),
                  "suggest_level": lambda v: v in LEVELS, "full_allowed": lambda v: isinstance(v, bool),
                  "sequences_per_row": lambda v: isinstance(v, int) and v >= 1,
                  "reference_forward": lambda v: isinstance(v, bool),
@@ -179,7 +180,8 @@ def validate_intents(data: Any) -> dict:
         "model_size": ("reference_params", "exponent", "max_factor", "max_learning_rate", "max_rank_share",
                        "min_rank"),
         "seq_len": ("template_tokens", "estimated_margin", "long_tail_ratio", "round_to", "min", "max",
-                    "fallback", "fallback_context"),
+                    "fallback", "fallback_context", "text_chunk"),
+        "retention": ("guard_min_params",),
         "memory": ("min_seq_len",),
         "validation": ("ratio", "max_rows", "min_ratio", "min_rows"),
         "throughput": ("cpu_gflops_per_core", "cuda_fp32_tflops", "mps_tflops", "xpu_tflops", "evaluations",
@@ -199,6 +201,12 @@ def validate_intents(data: Any) -> dict:
     need("throughput", data["throughput"], "cuda_tflops", lambda v: isinstance(v, list) and v and all(
         isinstance(r, dict) and set(r) == {"min_gb", "bf16"} and _number(r["min_gb"]) and positive(r["bf16"])
         for r in v), "a list of {min_gb, bf16}")
+    retention = data["retention"]
+    need("retention", retention, "ratio", lambda v: _number(v) and 0 <= v <= 0.9, "a share 0 … 0.9")
+    need("retention", retention, "tasks", lambda v: isinstance(v, list) and all(x in TASKS for x in v),
+         "a list of tasks")
+    need("retention", retention, "methods", lambda v: isinstance(v, list) and all(x in ("lora", "full") for x in v),
+         "a list of methods")
     full = data["method"].get("full") if isinstance(data["method"], dict) else None
     if not isinstance(full, dict):
         problems.append("method: missing 'full'")
@@ -519,10 +527,14 @@ class _Planner:
         self.plan_adapter()
         self.plan_learning_rate()
         self.plan_batch()
+        self.plan_retention()
         self.plan_epochs()
         self.plan_schedule()
         self.plan_estimates()
         self.check_user_values()
+        for f in fields(TrainingPlan):  # a setting this planner has no rule for keeps its default
+            if f.name not in self.values:
+                self.set(f.name, f.default, "planner.reason.default", value=self._show(f.name, f.default))
         plan = TrainingPlan(**self.values)
         method_needed = self.task_rules.get("method_needed")
         if isinstance(method_needed, dict):  # by the kind of data: preference pairs or labelled answers
@@ -653,6 +665,12 @@ class _Planner:
             return
         p90, p99 = int(tokens.get("p90") or tokens["p99"]), int(tokens["p99"])
         margin = rules["estimated_margin"] if tokens.get("estimated", True) else 1.0
+        if self.task_rules.get("split_long_rows"):  # raw text: long rows become several pieces, none is lost
+            length = min(cap, rules["text_chunk"], max(rules["min"], _round_up(p99 * margin, rules["round_to"])))
+            length = self.set("max_seq_len", length, "planner.reason.seq_chunks", length=length)
+            self.typical_tokens = min(float(tokens.get("mean") or p90), length)
+            self.padded_tokens = min(p90, length)
+            return
         long_tail = p99 > rules["long_tail_ratio"] * max(1, p90) and not self.task_rules.get("keep_long_rows")
         basis, quantile = (p90 + (p99 - p90) * 5 / 9, "95") if long_tail else (p99, "99")
         wanted = (basis + rules["template_tokens"]) * margin
@@ -864,6 +882,32 @@ class _Planner:
             self.set("grad_accum", accum, "planner.reason.accum", accum=accum, effective=batch * accum,
                      rows=self.train_rows)
 
+    # --- forgetting --------------------------------------------------------------------------
+    def plan_retention(self) -> None:
+        rules = self.rules["retention"]
+        task_key = f"planner.task.{self.task}"
+        if self.task in rules["tasks"]:
+            self.set("retention_ratio", rules["ratio"], "planner.reason.retention_task", pct=_pct(rules["ratio"]),
+                     task_key=task_key)
+        elif self.values["method"] in rules["methods"]:
+            self.set("retention_ratio", rules["ratio"], "planner.reason.retention_full", pct=_pct(rules["ratio"]))
+        else:
+            self.set("retention_ratio", 0.0, "planner.reason.retention_off")
+        small = self.model.params is not None and self.model.params < rules["guard_min_params"]
+        if small:
+            self.set("forgetting_guard", False, "planner.reason.guard_small_model",
+                     params=_params_text(self.model.params))
+        else:
+            self.set("forgetting_guard", True, "planner.reason.guard_on")
+
+        # what one epoch really holds: raw text split into pieces, plus the mixed-in general text
+        examples = float(self.train_rows or 0)
+        tokens = self.data.tokens
+        if self.task_rules.get("split_long_rows") and tokens and tokens.get("mean"):
+            examples *= max(1.0, float(tokens["mean"]) / self.values["max_seq_len"])
+        ratio = self.values["retention_ratio"]
+        self.train_examples = max(1, round(examples / (1 - ratio))) if self.train_rows else None
+
     # --- epochs and schedule ---------------------------------------------------------------
     def plan_epochs(self) -> None:
         rules = self.rules["steps"]
@@ -880,7 +924,7 @@ class _Planner:
         max_epochs = min(rules["max_epochs"], self.task_rules.get("max_epochs", rules["max_epochs"]))
         if epochs > max_epochs:
             epochs, key = float(max_epochs), "planner.reason.epochs_task_cap"
-        steps_per_epoch = math.ceil(self.train_rows / effective)
+        steps_per_epoch = math.ceil(self.train_examples / effective)
         if epochs * steps_per_epoch < rules["min_steps"] and epochs < max_epochs:
             epochs = float(min(max_epochs, math.ceil(rules["min_steps"] / steps_per_epoch)))
             key = "planner.reason.epochs_min_steps"
@@ -916,12 +960,13 @@ class _Planner:
         est = self.estimates
         effective = v["batch_size"] * v["grad_accum"]
         if self.train_rows:
-            steps_per_epoch = math.ceil(self.train_rows / effective)
+            steps_per_epoch = math.ceil(self.train_examples / effective)
             steps = v["max_steps"] or max(1, math.ceil(v["epochs"] * steps_per_epoch))
-            est.update(train_rows=self.train_rows, val_rows=self.val_rows, steps_per_epoch=steps_per_epoch)
+            est.update(train_rows=self.train_rows, val_rows=self.val_rows, train_examples=self.train_examples,
+                       steps_per_epoch=steps_per_epoch)
         else:
             steps = v["max_steps"] or None
-            est.update(train_rows=None, val_rows=None, steps_per_epoch=None)
+            est.update(train_rows=None, val_rows=None, train_examples=None, steps_per_epoch=None)
         est.update(steps=steps, effective_batch=effective)
 
         # memory of the final settings

@@ -12,7 +12,9 @@ import gradio as gr
 
 from easytune import chat, datasets, health, jobs
 from easytune.i18n import UserError, normalize_lang, t
+from easytune.plan import planner
 from easytune.plan.schema import TrainingPlan
+from easytune.plan.service import make_plan
 from easytune.settings import PRESETS_DIR, Settings, load_settings
 from easytune.ui import charts
 from easytune.ui.theme import CSS, FORCE_DARK_JS, THEME
@@ -30,17 +32,23 @@ class Texts:
         self.lang = lang
         self.items: list[tuple[gr.components.Component, dict[str, str]]] = []
 
-    def make(self, cls, texts: dict[str, str], **kwargs):
-        component = cls(**{attr: t(key, self.lang) for attr, key in texts.items()}, **kwargs)
+    def make(self, cls, texts: dict, **kwargs):
+        component = cls(**self._render(texts, self.lang), **kwargs)
         self.items.append((component, texts))
         return component
+
+    @staticmethod
+    def _render(texts: dict, lang: str) -> dict:
+        """{attr: key} → {attr: text}; `choices` holds [(key, value), …] and gets translated labels."""
+        return {attr: [(t(k, lang), v) for k, v in key] if attr == "choices" else t(key, lang)
+                for attr, key in texts.items()}
 
     @property
     def components(self):
         return [component for component, _ in self.items]
 
     def updates(self, lang: str):
-        return [gr.update(**{attr: t(key, lang) for attr, key in texts.items()}) for _, texts in self.items]
+        return [gr.update(**self._render(texts, lang)) for _, texts in self.items]
 
 
 def demo_plan() -> TrainingPlan:
@@ -139,9 +147,17 @@ def build_app(settings: Settings | None = None) -> gr.Blocks:
                 to_plan = T.make(gr.Button, {"value": "ui.next"}, variant="primary")
 
             # ---- 2 configuration ----
-            with T.make(gr.Tab, {"label": "ui.step.plan"}, id="plan"):
+            with T.make(gr.Tab, {"label": "ui.step.plan"}, id="plan") as plan_tab:
                 T.make(gr.Markdown, {"value": "ui.plan.intro"})
-                summary = gr.Markdown()
+                intents = planner.choices()
+                with gr.Row():
+                    task = T.make(gr.Radio, {"label": "ui.plan.task", "info": "ui.plan.task_info",
+                                             "choices": [(c["label"], c["id"]) for c in intents["tasks"]]},
+                                  value="chat", elem_id="et-task")
+                    level = T.make(gr.Radio, {"label": "ui.plan.level", "info": "ui.plan.level_info",
+                                              "choices": [(c["label"], c["id"]) for c in intents["levels"]]},
+                                   value="L2", elem_id="et-level")
+                summary = gr.Markdown(elem_id="et-plan-summary")
                 with T.make(gr.Accordion, {"label": "ui.plan.expert"}, open=False):
                     form = [_field_input(f, getattr(plan, f.name), lang, T) for f in FORM_FIELDS]
                 plan_error = gr.Markdown(elem_classes=["et-error"])
@@ -185,10 +201,24 @@ def build_app(settings: Settings | None = None) -> gr.Blocks:
             try:
                 current = plan_from_form(model_name, dataset_name, values)
             except UserError as exc:
-                return gr.skip(), gr.skip(), f"⚠️ {exc.message(new_lang)}"
-            lines = [f"- **{f}** = `{getattr(current, f)}` — {t('plan.field.' + f, new_lang)}"
-                     for f in ("learning_rate", "epochs", "lora_r", "batch_size", "max_seq_len")]
-            return "\n".join(lines), current.to_yaml(new_lang), ""
+                return gr.skip(), f"⚠️ {exc.message(new_lang)}"
+            return current.to_yaml(new_lang), ""
+
+        def on_intent(new_lang, model_name, dataset_name, task_id, level_id):
+            """The planner's plan for this intent: every field set, each with its reason."""
+            try:
+                proposal = make_plan(settings, model=model_name, dataset=dataset_name, task=task_id, level=level_id)
+            except UserError as exc:
+                return [gr.skip()] * len(form) + [f"⚠️ {exc.message(new_lang)}"]
+            report = proposal.to_dict(new_lang)
+            lines = [f"- **{name}** = `{getattr(proposal.plan, name)}` — {entry['text']}"
+                     for name, entry in report["reasons"].items() if name not in ("model", "dataset")]
+            lines += [f"> ⚠️ {w['text']}" for w in report["warnings"]]
+            minutes = proposal.estimates.get("minutes")
+            if minutes is not None:
+                lines.insert(0, t("ui.plan.estimate", new_lang, minutes=f"{minutes:.1f}",
+                                  steps=proposal.estimates.get("steps", "?")))
+            return [gr.update(value=getattr(proposal.plan, f.name)) for f in FORM_FIELDS] + ["\n".join(lines)]
 
         def show_preview(dataset_name, new_lang):
             rows = datasets.preview_rows(settings, dataset_name)
@@ -245,14 +275,24 @@ def build_app(settings: Settings | None = None) -> gr.Blocks:
             return gr.update(choices=choices, value=choices[0][1] if choices else None)
 
         plan_inputs = [language, model, dataset, *form]
-        plan_outputs = [summary, yaml_view, plan_error]
-        language.change(on_language, language, T.components).then(
-            show_plan, plan_inputs, plan_outputs).then(show_preview, [dataset, language], preview)
-        for component in (model, dataset, *form):
+        plan_outputs = [yaml_view, plan_error]
+        intent_inputs = [language, model, dataset, task, level]
+        intent_outputs = [*form, summary]
+
+        def replan(event):
+            """Plan again; Start waits meanwhile, so a run never starts from a half-updated form."""
+            return event.then(lambda: gr.update(interactive=False), None, start).then(
+                on_intent, intent_inputs, intent_outputs).then(lambda: gr.update(interactive=True), None, start)
+
+        replan(language.change(on_language, language, T.components)).then(
+            show_preview, [dataset, language], preview)
+        for component in (model, dataset, task, level):
+            replan(component.change(lambda: None, None, None))
+        for component in form:
             component.change(show_plan, plan_inputs, plan_outputs)
         dataset.change(show_preview, [dataset, language], preview)
         upload.upload(on_upload, [language, upload], [import_report, dataset])
-        to_plan.click(lambda: gr.Tabs(selected="plan"), None, tabs)
+        replan(to_plan.click(lambda: gr.Tabs(selected="plan"), None, tabs))
         start.click(on_start, plan_inputs, [job, tabs])
         timer.tick(refresh, [language, job, seen], [status, plot, logs, seen])
         job.change(refresh, [language, job, gr.State(None)], [status, plot, logs, seen])
@@ -261,6 +301,7 @@ def build_app(settings: Settings | None = None) -> gr.Blocks:
         eval_tab.select(eval_choices, None, eval_job)
         ask.click(on_ask, [language, eval_job, question], [tuned_answer, base_answer, ask_error])
         question.submit(on_ask, [language, eval_job, question], [tuned_answer, base_answer, ask_error])
+        replan(plan_tab.select(lambda: None, None, None))
         demo.load(show_plan, plan_inputs, plan_outputs).then(show_preview, [dataset, language], preview).then(
             eval_choices, None, eval_job)
     return demo
@@ -272,6 +313,8 @@ def _field_input(f, value, lang: str, T: Texts):
     meta = f.metadata
     if meta["choices"]:
         return T.make(gr.Dropdown, texts, label=f.name, choices=list(meta["choices"]), value=value)
+    if isinstance(value, bool):
+        return T.make(gr.Checkbox, texts, label=f.name, value=value)
     if isinstance(value, (int, float)):
         return T.make(gr.Number, texts, label=f.name, value=value, minimum=meta["lo"], maximum=meta["hi"],
                       precision=0 if isinstance(value, int) else None)

@@ -58,16 +58,16 @@ def shot(page, name: str) -> None:
 
 @pytest.mark.parametrize("lang, words", [
     ("zh", {"steps": ["① 数据与模型", "② 意图配置", "③ 训练监控", "④ 评估与导出"], "start": "开始训练",
-            "done": "已完成", "ask": "提问", "question": "你的问题"}),
+            "done": "已完成", "ask": "提问", "question": "你的问题", "estimate": "分钟"}),
     ("en", {"steps": ["① Data & model", "② Goal & settings", "③ Training", "④ Evaluate & export"],
-            "start": "Start training", "done": "Completed", "ask": "Ask", "question": "Your question"}),
+            "start": "Start training", "done": "Completed", "ask": "Ask", "question": "Your question",
+            "estimate": "minutes"}),
 ])
 def test_demo_journey(app, browser, lang, words):
     url, guard_log = app
     page = browser.new_page(viewport={"width": 1280, "height": 900})
     page.goto(url)
-    if lang == "en":
-        page.get_by_text("English", exact=True).click()
+    page.get_by_text("English" if lang == "en" else "中文", exact=True).click()
     for step in words["steps"]:
         page.get_by_role("tab", name=step).wait_for()
     page.get_by_role("tab", name=words["steps"][0]).click()
@@ -75,7 +75,7 @@ def test_demo_journey(app, browser, lang, words):
     shot(page, f"{lang}-1-data")
 
     page.get_by_role("tab", name=words["steps"][1]).click()
-    page.get_by_text("learning_rate", exact=False).first.wait_for()
+    page.locator("#et-plan-summary").get_by_text(words["estimate"]).wait_for(timeout=60_000)  # the plan is ready
     shot(page, f"{lang}-2-plan")
     page.get_by_role("button", name=words["start"]).click()
 

@@ -39,8 +39,8 @@ def _tiny_by_hand() -> dict:
     return {
         "path": None, "architecture": "LlamaForCausalLM", "model_type": "llama", "num_parameters": 1_144_576,
         "num_layers": 4, "hidden_size": 128, "intermediate_size": 344, "num_attention_heads": 4,
-        "num_key_value_heads": 2, "head_dim": 32, "vocab_size": 4_600, "tie_word_embeddings": True,
-        "context_length": 512, "dtype": "float32", "quantization": None, "size_on_disk": 4_600_000,
+        "num_key_value_heads": 2, "head_dim": 32, "vocab_size": 3_269, "tie_word_embeddings": True,
+        "context_length": 512, "dtype": "float32", "quantization": None, "size_on_disk": 4_791_746,
         "has_chat_template": True, "needs_remote_code": False, "gated_mlp": True, "qk_norm": False,
         "linear_modules": {"attention": ["q_proj", "k_proj", "v_proj", "o_proj"],
                            "attention_qkv": ["q_proj", "k_proj", "v_proj"], "attention_output": ["o_proj"],
@@ -56,6 +56,14 @@ def tiny() -> dict:
 
         return inspect_model(TINY_DIR).to_dict()
     return _tiny_by_hand()
+
+
+def test_hand_built_tiny_numbers_match_the_inspector(tiny):
+    if not (TINY_DIR / "config.json").is_file():
+        pytest.skip("the built-in model is not in this checkout")
+    by_hand = _tiny_by_hand()
+    assert {k: tiny[k] for k in by_hand if k not in ("path", "first_block")} == \
+        {k: v for k, v in by_hand.items() if k not in ("path", "first_block")}
 
 
 SEVEN_B = get_entry("qwen2.5-7b-instruct").to_dict()  # catalog shape: params_b, context_length, shape
@@ -151,7 +159,7 @@ def test_table(task, level, rows, hw, model, tiny):
         else:
             assert plan.learning_rate < 5e-5
     elif task != "preference" and plan.method == "lora":
-        assert 1e-3 <= plan.learning_rate <= 3e-3
+        assert 1e-3 <= plan.learning_rate <= 5e-3
 
     # full fine-tuning only for small models, deep changes and enough data
     if plan.method == "full":
@@ -177,22 +185,30 @@ def test_table(task, level, rows, hw, model, tiny):
         assert any(w["key"] == "planner.warn.memory_does_not_fit" for w in p.warnings)
 
     needed = {w.get("method_needed") for w in p.warnings} - {None}
-    assert needed == ({"dpo"} if task == "preference" else {"continued_pretraining"} if task == "pretrain"
-                      else set())
+    assert needed == ({"dpo"} if task == "preference" else set())
+
+    # forgetting: general text mixed in where the change reaches the model's knowledge
+    assert plan.retention_ratio == (0.3 if task in ("domain", "pretrain") or plan.method == "full" else 0.0)
+    assert plan.forgetting_guard is (model == "7b")  # the 1M model always forgets: warn, don't stop
+    if plan.retention_ratio:
+        assert est["train_examples"] > est["train_rows"]
 
 
 # ---------------------------------------------------------------------------------------------
 # specific rules
 
 
-def test_tiny_demo_matches_the_tested_preset(tiny):
-    """62 demo rows on the tiny model: the values the demo preset learns the shop FAQ with."""
+def test_tiny_demo_is_close_to_the_tested_preset(tiny):
+    """62 demo rows on the tiny model: the demo preset's neighbourhood. The preset aims to make the
+    tiny model repeat the FAQ in a minute (5e-3, 16 epochs); the planner aims at held-out loss,
+    which stops improving above 2e-3 for all-linear adapters (presets/intents.yaml)."""
     p = propose(model="easytune-tiny", dataset="demo:shop_faq_zh", task="domain", level="L2", model_info=tiny,
                 data_stats=stats(62, p90=60, p99=90), hardware=HARDWARE["cpu16"])
     demo = TrainingPlan.load(ROOT / "presets" / "demo.yaml")
-    assert p.plan.learning_rate == pytest.approx(demo.learning_rate)
+    assert demo.learning_rate / 3 <= p.plan.learning_rate <= demo.learning_rate
     assert p.plan.batch_size * p.plan.grad_accum == demo.batch_size
-    assert p.plan.epochs >= demo.epochs and p.plan.max_seq_len <= demo.max_seq_len
+    assert p.plan.max_seq_len <= demo.max_seq_len
+    assert p.plan.retention_ratio == demo.retention_ratio and p.plan.forgetting_guard is demo.forgetting_guard
     assert p.reasons["learning_rate"]["key"] == "planner.reason.lr_small_model"
     assert p.estimates["minutes"] < 5
 
@@ -204,7 +220,7 @@ def test_learning_rate_scales_with_parameter_count_not_name(tiny):
         rates.append(propose(model="my-model", dataset="d", task="chat", level="L2", model_info=info,
                              data_stats=stats(5_000)).plan.learning_rate)
     assert rates == sorted(rates, reverse=True)
-    assert rates[-1] == rates[-2] == 1e-4 and rates[0] <= 3e-3
+    assert rates[-1] == rates[-2] == 1e-4 and rates[0] == 2e-3
 
 
 def test_full_fine_tuning_of_a_half_billion_model_needs_room():
@@ -220,6 +236,32 @@ def test_full_fine_tuning_of_a_half_billion_model_needs_room():
     style = propose(model="m", dataset="d", task="style", level="L3", model_info=half, data_stats=stats(20_000),
                     hardware=HARDWARE["gpu80"])
     assert style.plan.method == "lora"
+
+
+def test_raw_text_is_split_into_pieces_not_cut():
+    data = stats(2_000, "text", p90=3_000, p99=9_000, top=20_000)
+    data["quality"]["tokens"]["mean"] = 2_048
+    p = propose(model="m", dataset="d", task="pretrain", level="L2", model_info=SEVEN_B, data_stats=data,
+                hardware=HARDWARE["gpu80"])
+    assert p.plan.max_seq_len == 1_024 and p.reasons["max_seq_len"]["key"] == "planner.reason.seq_chunks"
+    # two pieces a row on average, then 3 general rows for every 7 of yours
+    assert p.estimates["train_examples"] == round(1_800 * 2 / 0.7)
+    assert p.intent["method_needed"] is None
+
+
+def test_a_new_plan_setting_gets_its_default_and_a_reason(tiny, monkeypatch):
+    from easytune.plan import planner
+
+    real = planner._Planner.plan_schedule
+
+    def forget_seed(self):
+        real(self)
+        del self.values["seed"], self.reasons["seed"]
+
+    monkeypatch.setattr(planner._Planner, "plan_schedule", forget_seed)
+    p = propose(model="m", dataset="d", task="chat", level="L2", model_info=tiny)
+    assert p.plan.seed == TrainingPlan().seed and p.reasons["seed"]["key"] == "planner.reason.default"
+    every_field_explained(p)
 
 
 def test_long_tail_is_cut_unless_the_task_keeps_long_rows(tiny):

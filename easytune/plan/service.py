@@ -1,0 +1,44 @@
+"""The planner with its inputs gathered: the model's structure, the data's report, this machine."""
+
+from __future__ import annotations
+
+import json
+import statistics
+from pathlib import Path
+
+from easytune.plan.planner import Proposal, propose
+from easytune.settings import Settings
+
+
+def dataset_stats(settings: Settings, dataset: str) -> dict:
+    """The import report of a dataset; for a demo, the counts the planner needs."""
+    from easytune.datasets import DEMO_PREFIX, resolve_dataset
+    from easytune.store import open_db
+
+    resolved = resolve_dataset(settings, dataset)
+    if dataset.startswith(DEMO_PREFIX):
+        return {"rows_usable": resolved.rows, "kinds": {resolved.kind: resolved.rows}, "shape": "openai"}
+    row = next(open_db(settings.db_path)["datasets"].rows_where("id = ? or name = ?", [dataset, dataset]))
+    return json.loads((Path(row["path"]) / "report.json").read_text(encoding="utf-8"))
+
+
+def measured_speed(settings: Settings, model: str) -> float | None:
+    """Median training speed (tokens/s) of the last finished job on this model, if any."""
+    from easytune import jobs
+
+    for job in jobs.list_jobs(settings, "COMPLETED"):
+        if job["model"] == model:
+            speeds = [v for _, v in jobs.metrics(settings, job["id"]).get("tokens_per_s", [])]
+            if speeds:
+                return statistics.median(speeds)
+    return None
+
+
+def make_plan(settings: Settings, *, model: str, dataset: str, task: str, level: str,
+              overrides: dict | None = None) -> Proposal:
+    from easytune.models.hardware import probe
+    from easytune.models.registry import model_info
+
+    return propose(model=model, dataset=dataset, task=task, level=level, model_info=model_info(settings, model),
+                   data_stats=dataset_stats(settings, dataset), hardware=probe(settings.home),
+                   overrides=overrides, tokens_per_s=measured_speed(settings, model))
