@@ -265,8 +265,9 @@ def build_app(settings: Settings | None = None) -> gr.Blocks:
                 if not job_id:
                     raise UserError("chat.error.no_job")
                 tuned = chat.ask_job(settings, job_id, text)
-                base_model = jobs.get_job(settings, job_id)["model"]
-                return tuned, chat.ask_base(settings, base_model, text), ""
+                base = chat.ask_base(settings, jobs.get_job(settings, job_id)["model"], text)
+                silent = t("ui.eval.no_answer", new_lang)  # the model ended its turn at once
+                return tuned or silent, base or silent, ""
             except UserError as exc:
                 return "", "", f"⚠️ {exc.message(new_lang)}"
 

@@ -58,14 +58,6 @@ def tiny() -> dict:
     return _tiny_by_hand()
 
 
-def test_hand_built_tiny_numbers_match_the_inspector(tiny):
-    if not (TINY_DIR / "config.json").is_file():
-        pytest.skip("the built-in model is not in this checkout")
-    by_hand = _tiny_by_hand()
-    assert {k: tiny[k] for k in by_hand if k not in ("path", "first_block")} == \
-        {k: v for k, v in by_hand.items() if k not in ("path", "first_block")}
-
-
 SEVEN_B = get_entry("qwen2.5-7b-instruct").to_dict()  # catalog shape: params_b, context_length, shape
 
 
