@@ -5,6 +5,7 @@ Nothing here imports the training stack; charts import plotly on first use.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import fields
 
@@ -163,7 +164,9 @@ def build_app(settings: Settings | None = None) -> gr.Blocks:
                 plan_error = gr.Markdown(elem_classes=["et-error"])
                 with gr.Row():
                     yaml_view = T.make(gr.Code, {"label": "ui.plan.yaml"}, language="yaml", interactive=False)
-                    T.make(gr.Markdown, {"value": "ui.plan.command"})
+                    with gr.Column():
+                        T.make(gr.Markdown, {"value": "ui.plan.command"})
+                        download = T.make(gr.DownloadButton, {"label": "ui.plan.download"}, value=None)
                 start = T.make(gr.Button, {"value": "ui.plan.start"}, variant="primary", elem_id="et-start")
 
             # ---- 3 monitoring ----
@@ -201,8 +204,13 @@ def build_app(settings: Settings | None = None) -> gr.Blocks:
             try:
                 current = plan_from_form(model_name, dataset_name, values)
             except UserError as exc:
-                return gr.skip(), f"⚠️ {exc.message(new_lang)}"
-            return current.to_yaml(new_lang), ""
+                return gr.skip(), f"⚠️ {exc.message(new_lang)}", gr.skip()
+            text = current.to_yaml(new_lang)
+            folder = settings.folder("plans") / hashlib.sha256(text.encode()).hexdigest()[:12]
+            folder.mkdir(exist_ok=True)  # one folder per distinct plan: concurrent pages never clash
+            path = folder / "plan.yaml"
+            path.write_text(text, encoding="utf-8")
+            return text, "", gr.update(value=str(path))
 
         def on_intent(new_lang, model_name, dataset_name, task_id, level_id):
             """The planner's plan for this intent: every field set, each with its reason."""
@@ -276,7 +284,7 @@ def build_app(settings: Settings | None = None) -> gr.Blocks:
             return gr.update(choices=choices, value=choices[0][1] if choices else None)
 
         plan_inputs = [language, model, dataset, *form]
-        plan_outputs = [yaml_view, plan_error]
+        plan_outputs = [yaml_view, plan_error, download]
         intent_inputs = [language, model, dataset, task, level]
         intent_outputs = [*form, summary]
 
