@@ -184,7 +184,8 @@ def build_app(settings: Settings | None = None) -> gr.Blocks:
             # ---- 4 evaluate ----
             with T.make(gr.Tab, {"label": "ui.step.evaluate"}, id="evaluate") as eval_tab:
                 T.make(gr.Markdown, {"value": "ui.eval.intro"})
-                eval_job = T.make(gr.Dropdown, {"label": "ui.eval.job"}, choices=job_choices(settings, True))
+                eval_job = T.make(gr.Dropdown, {"label": "ui.eval.job"}, choices=job_choices(settings, True),
+                                  elem_id="et-eval-job")
                 question = T.make(gr.Textbox, {"label": "ui.eval.question", "placeholder": "ui.eval.placeholder"},
                                   lines=2, elem_id="et-question")
                 ask = T.make(gr.Button, {"value": "ui.eval.ask"}, variant="primary", elem_id="et-ask")
