@@ -174,14 +174,21 @@ def sync_job(settings: Settings, job_id: str) -> dict:
             return job
         alive, code = _worker_alive(job)  # before reading: events written before death are all read
         new, offset = read_events(Path(job["job_dir"]), job["events_offset"])
-        update: dict = {"events_offset": offset}
+        if new:  # claim these events first: the app and a CLI may follow the same job at once
+            with db.conn:
+                claimed = db.conn.execute("UPDATE jobs SET events_offset = ? WHERE id = ? AND events_offset = ?",
+                                          [offset, job_id, job["events_offset"]]).rowcount
+            if not claimed:
+                return db["jobs"].get(job_id)
+        update: dict = {}
         with db.conn:
             for event in new:
                 _apply(db, job, event, update)
             if not alive and update.get("state", job["state"]) not in TERMINAL_STATES:
                 update.update(_death_of(code))
                 update["finished_at"] = time.time()
-            db["jobs"].update(job_id, update)
+            if update:
+                db["jobs"].update(job_id, update)
         if not alive:
             _children.pop(job_id, None)
         return db["jobs"].get(job_id)

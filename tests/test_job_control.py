@@ -9,6 +9,7 @@ import time
 
 import psutil
 import pytest
+import sqlite_utils
 
 from support import ROOT, cli_json, free_port, wait_http, write_plan
 
@@ -59,12 +60,16 @@ def test_kill_9_of_the_worker_is_reported_and_the_app_keeps_serving(tmp_path):
     try:
         wait_http(f"http://127.0.0.1:{port}/", proc=app)
         job = start_long_job(home, tmp_path)
-        running = wait_for(home, job["id"], lambda j: j["state"] == "RUNNING")
+        running = wait_for(home, job["id"], lambda j: j["state"] == "RUNNING" and j["final_loss"] is not None)
         os.kill(running["pid"], signal.SIGKILL)
         ended = wait_for(home, job["id"], lambda j: j["state"] not in ("PREPARING", "RUNNING"))
         assert ended["state"] in ("FAILED", "INTERRUPTED")
         assert ended["error_message"] and "worker.log" in ended["error_message"]
         assert "EasyTune" in wait_http(f"http://127.0.0.1:{port}/", proc=app)
+        # the app and this CLI followed the job at the same time: every step is recorded once
+        steps = [r["step"] for r in sqlite_utils.Database(home / "easytune.db")["job_metrics"].rows_where(
+            "job_id = ? and name = 'loss'", [job["id"]])]
+        assert steps and len(steps) == len(set(steps))
     finally:
         app.terminate()
         app.wait(timeout=20)
