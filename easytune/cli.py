@@ -126,19 +126,9 @@ def cmd_jobs(args, settings) -> int:
         _emit(args, job, t("state." + job["state"], args.lang))
     elif args.action == "logs":
         logged = jobs.events(settings, args.job)
-        lines = [_event_text(e["data"], args.lang) for e in logged]
+        lines = [jobs.event_text(e["data"], args.lang) for e in logged]
         _emit(args, [e["data"] for e in logged], "\n".join(lines))
     return 0
-
-
-def _event_text(data: dict, lang: str) -> str:
-    stamp = time.strftime("%H:%M:%S", time.localtime(data["t"]))
-    if data["type"] == "state":
-        return f"{stamp} {t('state.' + data['state'], lang)}"
-    if data["type"] == "artifact":
-        return f"{stamp} {t('cli.logs.artifact', lang, kind=data['kind'], path=data['path'])}"
-    key = data.get("key") or data.get("code")
-    return f"{stamp} [{data.get('level', 'error')}] {t(key, lang, **(data.get('params') or {}))}"
 
 
 def cmd_data(args, settings) -> int:

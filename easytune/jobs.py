@@ -22,7 +22,7 @@ from pathlib import Path
 import psutil
 
 from easytune.datasets import resolve_dataset
-from easytune.i18n import UserError
+from easytune.i18n import UserError, t
 from easytune.models.registry import resolve_path
 from easytune.plan.schema import TrainingPlan
 from easytune.settings import Settings
@@ -113,6 +113,17 @@ def events(settings: Settings, job_id: str, types=("log", "error", "artifact", "
     rows = open_db(settings.db_path)["job_events"].rows_where(
         f"job_id = ? and type in ({marks})", [job_id, *types], order_by="t")
     return [dict(row, data=json.loads(row["data"])) for row in rows]
+
+
+def event_text(data: dict, lang: str) -> str:
+    """One job event as a log line in the user's language."""
+    stamp = time.strftime("%H:%M:%S", time.localtime(data["t"]))
+    if data["type"] == "state":
+        return f"{stamp} {t('state.' + data['state'], lang)}"
+    if data["type"] == "artifact":
+        return f"{stamp} {t('cli.logs.artifact', lang, kind=data['kind'], path=data['path'])}"
+    key = data.get("key") or data.get("code")
+    return f"{stamp} [{data.get('level', 'error')}] {t(key, lang, **(data.get('params') or {}))}"
 
 
 # ---- following a worker -------------------------------------------------------------------------

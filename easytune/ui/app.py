@@ -110,9 +110,7 @@ def status_markdown(settings: Settings, job_id: str | None, lang: str) -> str:
 def log_text(settings: Settings, job_id: str | None, lang: str) -> str:
     if not job_id:
         return ""
-    from easytune.cli import _event_text
-
-    return "\n".join(_event_text(event["data"], lang) for event in jobs.events(settings, job_id))
+    return "\n".join(jobs.event_text(event["data"], lang) for event in jobs.events(settings, job_id))
 
 
 def build_app(settings: Settings | None = None) -> gr.Blocks:
