@@ -17,7 +17,8 @@ _lock = threading.Lock()  # one generation at a time: 2 CPU cores gain nothing f
 
 
 @lru_cache(maxsize=2)
-def _load(model_path: str, adapter_path: str | None):
+def load_model(model_path: str, adapter_path: str | None):
+    """(model, tokenizer) in eval mode, fp32; an adapter is applied on top of its base. Cached."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -50,7 +51,7 @@ def answer(model_path: str, adapter_path: str | None, question: str, *, system: 
 
     if not question.strip():
         raise UserError("chat.error.empty")
-    model, tokenizer = _load(model_path, adapter_path)
+    model, tokenizer = load_model(model_path, adapter_path)
     messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": question}]
     prompt = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
     inputs = tokenizer(prompt, return_tensors="pt", add_special_tokens=False)

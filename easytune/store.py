@@ -52,11 +52,34 @@ def _m004_model_registry(db: sqlite_utils.Database) -> None:
     db["models"].add_column("owned", int, not_null_default=0)  # 1: EasyTune downloaded it and may delete it
 
 
+def _m005_evaluations(db: sqlite_utils.Database) -> None:
+    # Quality verdicts and safety checks of a job's model, kept so jobs can be compared later.
+    db["evaluations"].create({"id": str, "job_id": str, "kind": str, "passed": int, "result": str,
+                              "created_at": float}, pk="id")
+    db["evaluations"].create_index(["job_id", "kind", "created_at"])
+
+
+def _m006_exports(db: sqlite_utils.Database) -> None:
+    db["exports"].create({"id": str, "job_id": str, "format": str, "path": str, "state": str,
+                          "size_bytes": int, "verified": int, "tokens_per_s": float, "safety_confirmed": int,
+                          "error": str, "created_at": float, "finished_at": float}, pk="id")
+    db["exports"].create_index(["job_id", "created_at"])
+
+
+def _m007_feedback(db: sqlite_utils.Database) -> None:
+    # 👍/👎 and corrected answers from chat: the bad cases become the next run's training data.
+    db["feedback"].create({"id": str, "target": str, "prompt": str, "answer": str, "rating": int,
+                           "correction": str, "system": str, "created_at": float}, pk="id")
+
+
 MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [
     ("001_initial", _m001_initial),
     ("002_event_offsets", _m002_event_offsets),
     ("003_dataset_imports", _m003_dataset_imports),
     ("004_model_registry", _m004_model_registry),
+    ("005_evaluations", _m005_evaluations),
+    ("006_exports", _m006_exports),
+    ("007_feedback", _m007_feedback),
 ]
 
 
