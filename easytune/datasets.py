@@ -199,3 +199,15 @@ def preview_rows(settings: Settings, name: str, limit: int = 20) -> list[dict]:
             answer = next((m["content"] for m in messages if m["role"] == "assistant"), row.get("chosen", ""))
             out.append({"user": user, "assistant": answer})
     return out
+
+
+def remap_dataset(settings: Settings, ref: str, mapping: dict[str, str]) -> dict:
+    """Import the kept original again with a corrected field mapping; the new rows replace the old ones
+    under the same name. The old dataset is removed only once the new import succeeded."""
+    row = _row(settings, ref)
+    if not row.get("original") or not Path(row["original"]).is_file():
+        raise UserError("datasets.no_original", name=row["name"])
+    result = add_dataset(settings, row["original"], name=f"{row['name']}~", mapping=mapping)
+    remove_dataset(settings, row["id"])
+    result["dataset"] = rename_dataset(settings, result["dataset"]["id"], row["name"])
+    return result

@@ -72,6 +72,11 @@ def _m007_feedback(db: sqlite_utils.Database) -> None:
                            "correction": str, "system": str, "created_at": float}, pk="id")
 
 
+def _m008_ui_state(db: sqlite_utils.Database) -> None:
+    # Where the user is in the wizard (step, model, data, job…), so a page reload picks up there.
+    db["ui_state"].create({"key": str, "value": str, "updated_at": float}, pk="key")
+
+
 MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [
     ("001_initial", _m001_initial),
     ("002_event_offsets", _m002_event_offsets),
@@ -80,6 +85,7 @@ MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [
     ("005_evaluations", _m005_evaluations),
     ("006_exports", _m006_exports),
     ("007_feedback", _m007_feedback),
+    ("008_ui_state", _m008_ui_state),
 ]
 
 

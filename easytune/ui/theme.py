@@ -24,3 +24,14 @@ CSS = """
 
 # Always dark: the product is designed for one high-contrast palette.
 FORCE_DARK_JS = "() => { document.body.classList.add('dark'); }"
+
+CSS += """
+#et-pages > .tab-wrapper { display: none; }  /* the side menu is the navigation */
+#et-nav button { justify-content: flex-start; }
+.et-stepper-hint, #et-stepper { color: #9ca3af; font-size: .9em; }
+.et-cards { display: flex; gap: 1em; flex-wrap: wrap; }
+.et-card { background: #111827; border: 1px solid #374151; border-radius: 12px; padding: .8em 1.2em; min-width: 8em; }
+.et-card-n { font-size: 1.8em; font-weight: 700; color: #22d3ee; }
+.et-progress { height: 10px; background: #1f2937; border-radius: 999px; overflow: hidden; }
+.et-progress > div { height: 100%; background: #06b6d4; transition: width .5s; }
+"""

@@ -1,0 +1,91 @@
+"""Jobs page: every job with its state, a filter, the details of one, and what can be done with it."""
+
+from __future__ import annotations
+
+import gradio as gr
+
+from easytune import jobs
+from easytune.i18n import UserError, t
+from easytune.train.events import ACTIVE_STATES, TERMINAL_STATES
+from easytune.ui.texts import Ctx, error_markdown, fmt_time
+
+STATES = ("all", *ACTIVE_STATES, *TERMINAL_STATES)
+
+
+def job_rows(settings, state: str, lang: str) -> list[list]:
+    rows = jobs.list_jobs(settings, None if state == "all" else state)
+    return [[j["id"], j["name"], t("state." + j["state"], lang), f"{j['progress'] * 100:.0f}%",
+             fmt_time(j["created_at"], lang)] for j in rows]
+
+
+def detail_markdown(settings, job_id: str, lang: str) -> str:
+    from easytune.ui.wizard import error_text
+
+    job = jobs.get_job(settings, job_id)
+    series = jobs.metrics(settings, job_id)
+    last = lambda name: f"{series[name][-1][1]:.4f}" if series.get(name) else "—"  # noqa: E731
+    lines = [f"### {job['name']}",
+             t("ui.jobs.detail", lang, id=job["id"], state=t("state." + job["state"], lang), model=job["model"],
+               dataset=job["dataset"], created=fmt_time(job["created_at"], lang), loss=last("loss"),
+               val=last("val_loss"), folder=job["job_dir"])]
+    if job["error"]:
+        lines.append(f"**{t('ui.monitor.why', lang)}** {error_text(job['error'], lang)}")
+    return "\n\n".join(lines)
+
+
+def build(ctx: Ctx) -> None:
+    settings, T = ctx.settings, ctx.T
+    T.make(gr.Markdown, {"value": "ui.jobs.title"})
+    state = T.make(gr.Dropdown, {"label": "ui.jobs.filter",
+                                 "choices": [("ui.jobs.all" if s == "all" else f"state.{s}", s) for s in STATES]},
+                   value="all")
+    table = T.make(gr.Dataframe, {"headers": ["ui.col.id", "ui.col.name", "ui.col.state", "ui.col.progress",
+                                              "ui.col.created"]},
+                   interactive=False, wrap=True, elem_id="et-jobs-table")
+    empty = gr.Markdown()
+    selected = gr.State(None)
+    with gr.Group(visible=False) as detail:
+        info = gr.Markdown(elem_id="et-job-detail")
+        with gr.Row():
+            monitor = T.make(gr.Button, {"value": "ui.jobs.open"}, variant="primary", size="sm")
+            stop = T.make(gr.Button, {"value": "ui.monitor.stop"}, variant="stop", size="sm")
+    message = gr.Markdown(elem_classes=["et-error"])
+    timer = gr.Timer(5.0)
+
+    def refresh(lang, state_):
+        rows = job_rows(settings, state_, lang)
+        return rows or None, "" if rows else t("ui.jobs.empty", lang)
+
+    def show(lang, job_id):
+        if not job_id:
+            return gr.update(visible=False), ""
+        return gr.update(visible=True), detail_markdown(settings, job_id, lang)
+
+    def on_stop(lang, job_id):
+        try:
+            jobs.stop_job(settings, job_id)
+            return ""
+        except UserError as exc:
+            return error_markdown(exc, lang)
+
+    listing = [table, empty]
+    for trigger in (state.change, timer.tick):
+        trigger(refresh, [ctx.language, state], listing)
+    table.select(_pick, table, selected)
+    selected.change(show, [ctx.language, selected], [detail, info])
+    stop.click(on_stop, [ctx.language, selected], message).then(show, [ctx.language, selected], [detail, info])
+    ctx.on_load.append((refresh, [ctx.language, state], listing))
+    ctx.on_language.append((refresh, [ctx.language, state], listing))
+
+    def wire():
+        from easytune.ui.wizard import job_choices
+
+        monitor.click(lambda j: (gr.update(choices=job_choices(settings), value=j), gr.Tabs(selected="wizard"),
+                                 gr.Tabs(selected="monitor")),
+                      selected, [ctx.shared["job"], ctx.pages, ctx.shared["wizard_tabs"]])
+
+    ctx.later.append(wire)
+
+
+def _pick(evt: gr.SelectData, rows):
+    return rows.iloc[evt.index[0], 0] if evt.index is not None else None

@@ -1,0 +1,83 @@
+"""What every page builder shares: the settings, the language-following texts, and the navigation."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import gradio as gr
+
+from easytune.i18n import t
+from easytune.settings import Settings
+
+
+class Texts:
+    """Components whose texts follow the language switch: each is made and re-labelled from keys."""
+
+    def __init__(self, lang: str):
+        self.lang = lang
+        self.items: list[tuple[gr.components.Component, dict]] = []
+
+    def make(self, cls, texts: dict, **kwargs):
+        component = cls(**self._render(texts, self.lang), **kwargs)
+        self.items.append((component, texts))
+        return component
+
+    @staticmethod
+    def _render(texts: dict, lang: str) -> dict:
+        """{attr: key} → {attr: text}; `choices` holds [(key, value), …] and gets translated labels;
+        `headers` holds a list of keys."""
+        out = {}
+        for attr, key in texts.items():
+            if attr == "choices":
+                out[attr] = [(t(k, lang), v) for k, v in key]
+            elif attr == "headers":
+                out[attr] = [t(k, lang) for k in key]
+            else:
+                out[attr] = t(key, lang)
+        return out
+
+    @property
+    def components(self):
+        return [component for component, _ in self.items]
+
+    def updates(self, lang: str):
+        return [gr.update(**self._render(texts, lang)) for _, texts in self.items]
+
+
+@dataclass
+class Ctx:
+    """Handed to each page builder. `on_language` and `on_load` collect (fn, inputs, outputs) to run when the
+    language changes or the page loads, so each page keeps its own refresh logic."""
+
+    settings: Settings
+    T: Texts
+    language: gr.Radio
+    pages: gr.Tabs
+    on_language: list = field(default_factory=list)
+    on_load: list = field(default_factory=list)
+    shared: dict = field(default_factory=dict)  # components one page offers another (e.g. the wizard's dataset)
+    later: list = field(default_factory=list)  # wiring that needs components of pages built afterwards
+
+
+def fmt_bytes(n: float | None) -> str:
+    if n is None:
+        return "—"
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if abs(n) < 1024 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return str(n)
+
+
+def fmt_time(stamp: float | None, lang: str) -> str:
+    """Dates per locale: 2026年11月23日 14:05 in Chinese, 2026-11-23 14:05 in English."""
+    import time
+
+    if not stamp:
+        return "—"
+    local = time.localtime(stamp)
+    return time.strftime("%Y年%m月%d日 %H:%M" if lang == "zh" else "%Y-%m-%d %H:%M", local)
+
+
+def error_markdown(exc, lang: str) -> str:
+    return f"⚠️ {exc.message(lang)}"

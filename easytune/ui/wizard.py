@@ -1,0 +1,445 @@
+"""The four-step wizard: ① data and model → ② goal and settings → ③ training → ④ evaluate and export.
+
+Handlers are thin: values in, one service call, updates out. Where the user is (step, model, data,
+intent, job) is kept in SQLite (easytune.ui.state), so a reload or a second browser picks up there.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import fields
+
+import gradio as gr
+
+from easytune import datasets, health, jobs
+from easytune.i18n import UserError, t
+from easytune.plan import planner
+from easytune.plan.schema import TrainingPlan
+from easytune.plan.service import make_plan
+from easytune.settings import PRESETS_DIR, Settings
+from easytune.ui import charts, evaluate_step, state
+from easytune.ui.texts import Ctx, Texts, error_markdown
+
+STEPS = ("data", "plan", "monitor", "evaluate")
+FORM_FIELDS = [f for f in fields(TrainingPlan) if f.metadata["group"] != "data"]
+UPLOAD_TYPES = [".json", ".jsonl", ".csv", ".tsv", ".txt", ".xlsx", ".parquet"]
+LOG_LEVELS = ("all", "info", "warning", "error")
+
+
+def demo_plan() -> TrainingPlan:
+    """The built-in run: the tiny model on the demo FAQ, tuned to finish in about a minute on a laptop."""
+    return TrainingPlan.load(PRESETS_DIR / "demo.yaml")
+
+
+def plan_from_form(model: str, dataset: str, values) -> TrainingPlan:
+    return TrainingPlan(model=model, dataset=dataset, **{f.name: v for f, v in zip(FORM_FIELDS, values)})
+
+
+def error_text(error: str | None, lang: str) -> str:
+    if not error:
+        return ""
+    data = json.loads(error)
+    return t(data["key"], lang, **data.get("params", {}))
+
+
+def model_choices(settings: Settings) -> list[tuple[str, str]]:
+    from easytune.models.registry import registered
+
+    return [("easytune-tiny", "easytune-tiny")] + [(row["name"], row["name"]) for row in registered(settings)]
+
+
+def dataset_choices(settings: Settings) -> list[tuple[str, str]]:
+    imported = [(f"{row['name']} ({row['rows']})", row["id"]) for row in datasets.list_datasets(settings)]
+    return imported + [(name, name) for name in datasets.demo_names()]
+
+
+def job_choices(settings: Settings, finished_only: bool = False) -> list[tuple[str, str]]:
+    rows = jobs.list_jobs(settings, "COMPLETED" if finished_only else None)
+    return [(f"{row['id']} · {row['name']}", row["id"]) for row in rows]
+
+
+# ---- the stepper ---------------------------------------------------------------------------------
+
+def steps_done(settings: Settings, job_id: str | None) -> set[str]:
+    """A step is done when what it produces exists: data chosen, a job started, a job finished, an export."""
+    done = {"data"}
+    if job_id:
+        done.add("plan")
+        row = jobs.get_job(settings, job_id)
+        if row["state"] == "COMPLETED":
+            done.add("monitor")
+            from easytune.store import open_db
+
+            if open_db(settings.db_path).execute("select 1 from exports where job_id = ? and state = 'READY'",
+                                                 [job_id]).fetchone():
+                done.add("evaluate")
+    return done
+
+
+def stepper(done: set[str], lang: str) -> list:
+    """The step tabs marked ✓ when done, and a line saying what comes next."""
+    labels = [gr.update(label=("✓ " if step in done else "") + t("ui.step." + step, lang)) for step in STEPS]
+    upcoming = next((s for s in STEPS if s not in done), None)
+    hint = t("ui.stepper.next", lang, step=t("ui.step." + upcoming, lang)) if upcoming else t("ui.stepper.all", lang)
+    return [*labels, hint]
+
+
+# ---- step 3 texts --------------------------------------------------------------------------------
+
+def _eta(job: dict, steps_done_: int) -> str | None:
+    if job["state"] != "RUNNING" or not job.get("started_at") or not steps_done_ or not job["total_steps"]:
+        return None
+    elapsed = time.time() - job["started_at"]
+    left = elapsed / steps_done_ * max(0, job["total_steps"] - steps_done_)
+    return f"{int(left // 60)}:{int(left % 60):02d}"
+
+
+def status_markdown(settings: Settings, job_id: str | None, lang: str) -> str:
+    if not job_id:
+        return t("ui.monitor.empty", lang)
+    job = jobs.get_job(settings, job_id)
+    series = jobs.metrics(settings, job_id)
+    last = lambda name: series[name][-1][1] if series.get(name) else None  # noqa: E731
+    steps = len(series.get("loss", []))
+    head = f"### {t('state.' + job['state'], lang)} · {job['progress'] * 100:.0f}%"
+    eta = _eta(job, steps)
+    if eta:
+        head += " · " + t("ui.monitor.eta", lang, eta=eta)
+    lines = [head,
+             t("ui.monitor.numbers", lang, step=steps, total=job["total_steps"] or "?",
+               loss=f"{last('loss'):.4f}" if last("loss") is not None else "—",
+               val=f"{last('val_loss'):.4f}" if last("val_loss") is not None else "—",
+               speed=f"{last('tokens_per_s'):.0f}" if last("tokens_per_s") is not None else "—")]
+    if last("lr") is not None:
+        lines.append(t("ui.monitor.lr", lang, lr=f"{last('lr'):.2e}"))
+    if series.get("cf_pct"):
+        lines.append(t("ui.monitor.cf", lang, pct=f"{last('cf_pct'):+.1f}", nats=f"{last('cf_score'):+.3f}"))
+    for warning in health.assess(series, job["total_steps"]):
+        icon = {"error": "⛔", "warning": "⚠️"}.get(warning["level"], "ℹ️")
+        lines.append(f"> {icon} **{t(warning['key'], lang, **warning['params'])}** {t(warning['action'], lang)}")
+    if job["error"]:
+        lines.append(f"**{t('ui.monitor.why', lang)}** {error_text(job['error'], lang)}")
+    if job["state"] == "COMPLETED":
+        lines.append(t("ui.monitor.done", lang))
+    return "\n\n".join(lines)
+
+
+def log_lines(settings: Settings, job_id: str | None, lang: str, level: str = "all", search: str = "") -> list[str]:
+    if not job_id:
+        return []
+    out = []
+    for event in jobs.events(settings, job_id):
+        data = event["data"]
+        if level != "all" and (data.get("level") or "info") != level:
+            continue
+        line = jobs.event_text(data, lang)
+        if search and search.lower() not in line.lower():
+            continue
+        out.append(line)
+    return out
+
+
+def progress_html(settings: Settings, job_id: str | None) -> str:
+    pct = jobs.get_job(settings, job_id)["progress"] * 100 if job_id else 0
+    return (f'<div class="et-progress" role="progressbar" aria-valuenow="{pct:.0f}" aria-valuemin="0" '
+            f'aria-valuemax="100"><div style="width:{pct:.1f}%"></div></div>')
+
+
+# ---- the builder ---------------------------------------------------------------------------------
+
+def build(ctx: Ctx) -> None:
+    settings, T = ctx.settings, ctx.T
+    lang = T.lang
+    plan = demo_plan()
+    demos = datasets.demo_names()
+
+    hint = gr.Markdown(t("ui.stepper.next", lang, step=t("ui.step.plan", lang)), elem_id="et-stepper")
+    with gr.Tabs(selected="data") as tabs:
+        # ---- 1 data and model ----
+        with T.make(gr.Tab, {"label": "ui.step.data"}, id="data") as data_tab:
+            T.make(gr.Markdown, {"value": "ui.data.intro"})
+            with gr.Row():
+                with gr.Column():
+                    model = T.make(gr.Dropdown, {"label": "ui.data.model", "info": "ui.data.model_info"},
+                                   choices=model_choices(settings), value=plan.model, elem_id="et-model")
+                    fit = gr.Markdown(elem_id="et-fit")
+                    check_fit = T.make(gr.Button, {"value": "ui.data.check_fit"}, size="sm")
+                dataset = T.make(gr.Dropdown, {"label": "ui.data.dataset", "info": "ui.data.dataset_info"},
+                                 choices=dataset_choices(settings),
+                                 value=plan.dataset if plan.dataset in demos else demos[0], elem_id="et-dataset")
+            upload = T.make(gr.File, {"label": "ui.data.upload"}, file_types=UPLOAD_TYPES, file_count="single",
+                            elem_id="et-upload", height=120)
+            import_report = gr.Markdown(elem_id="et-import-report")
+            with gr.Group(visible=False) as fixer:  # when the columns could not be told apart
+                T.make(gr.Markdown, {"value": "ui.ds.mapping_help"})
+                fix_mapping = T.make(gr.Dataframe, {"headers": ["ui.ds.role", "ui.ds.field"]}, interactive=True,
+                                     column_count=(2, "fixed"), datatype=["str", "str"], elem_id="et-fix-mapping")
+                fix_import = T.make(gr.Button, {"value": "ui.data.import_mapped"}, variant="primary", size="sm")
+            preview = T.make(gr.Dataframe, {"label": "ui.data.preview"}, interactive=False, wrap=True,
+                             max_height=360)
+            to_plan = T.make(gr.Button, {"value": "ui.next"}, variant="primary")
+
+        # ---- 2 configuration ----
+        with T.make(gr.Tab, {"label": "ui.step.plan"}, id="plan") as plan_tab:
+            T.make(gr.Markdown, {"value": "ui.plan.intro"})
+            intents = planner.choices()
+            with gr.Row():
+                task = T.make(gr.Radio, {"label": "ui.plan.task", "info": "ui.plan.task_info",
+                                         "choices": [(c["label"], c["id"]) for c in intents["tasks"]]},
+                              value="chat", elem_id="et-task")
+                level = T.make(gr.Radio, {"label": "ui.plan.level", "info": "ui.plan.level_info",
+                                          "choices": [(c["label"], c["id"]) for c in intents["levels"]]},
+                               value="L2", elem_id="et-level")
+            summary = gr.Markdown(elem_id="et-plan-summary")
+            with T.make(gr.Accordion, {"label": "ui.plan.expert"}, open=False, elem_id="et-expert"):
+                T.make(gr.Markdown, {"value": "ui.plan.expert_intro"})
+                form = [_field_input(f, getattr(plan, f.name), T) for f in FORM_FIELDS]
+            plan_error = gr.Markdown(elem_classes=["et-error"])
+            with gr.Row():
+                yaml_view = T.make(gr.Code, {"label": "ui.plan.yaml"}, language="yaml", interactive=False)
+                with gr.Column():
+                    T.make(gr.Markdown, {"value": "ui.plan.command"})
+                    download = T.make(gr.DownloadButton, {"label": "ui.plan.download"}, value=None)
+            start = T.make(gr.Button, {"value": "ui.plan.start"}, variant="primary", elem_id="et-start")
+
+        # ---- 3 monitoring ----
+        with T.make(gr.Tab, {"label": "ui.step.monitor"}, id="monitor") as monitor_tab:
+            with gr.Row():
+                job = T.make(gr.Dropdown, {"label": "ui.monitor.job"}, choices=job_choices(settings),
+                             value=next(iter(job_choices(settings)), (None, None))[1], scale=4, elem_id="et-job")
+                stop = T.make(gr.Button, {"value": "ui.monitor.stop"}, variant="stop", scale=1)
+            progress = gr.HTML(progress_html(settings, None), elem_id="et-progress")
+            status = gr.Markdown(elem_id="et-status")
+            plot = gr.Plot(elem_id="et-loss-plot")
+            with gr.Row():
+                log_level = T.make(gr.Radio, {"label": "ui.monitor.log_level",
+                                              "choices": [(f"ui.monitor.level.{lv}", lv) for lv in LOG_LEVELS]},
+                                   value="all", scale=2)
+                log_search = T.make(gr.Textbox, {"label": "ui.monitor.log_search"}, scale=2)
+                log_download = T.make(gr.DownloadButton, {"label": "ui.monitor.log_download"}, value=None, scale=1)
+            logs = T.make(gr.Textbox, {"label": "ui.monitor.logs"}, lines=8, max_lines=8, interactive=False,
+                          autoscroll=True, elem_id="et-logs")
+            to_eval = T.make(gr.Button, {"value": "ui.next"}, variant="primary")
+
+        # ---- 4 evaluate and export ----
+        with T.make(gr.Tab, {"label": "ui.step.evaluate"}, id="evaluate") as eval_tab:
+            evaluate_step.build(ctx)
+    timer = gr.Timer(2.0)
+    seen = gr.State(None)
+    recommended = gr.State({})  # the planner's own values: what the expert form is compared against
+    ctx.shared.update(dataset=dataset, model=model, wizard_tabs=tabs, job=job, upload=upload)
+
+    # ---- handlers ----
+    def show_plan(new_lang, model_name, dataset_name, *values):
+        try:
+            current = plan_from_form(model_name, dataset_name, values)
+        except UserError as exc:
+            return gr.skip(), error_markdown(exc, new_lang), gr.skip()
+        text = current.to_yaml(new_lang)
+        folder = settings.folder("plans") / hashlib.sha256(text.encode()).hexdigest()[:12]
+        folder.mkdir(exist_ok=True)  # one folder per distinct plan: concurrent pages never clash
+        path = folder / "plan.yaml"
+        path.write_text(text, encoding="utf-8")
+        return text, "", gr.update(value=str(path))
+
+    def summary_lines(proposal, new_lang) -> str:
+        report = proposal.to_dict(new_lang)
+        lines = []
+        minutes = proposal.estimates.get("minutes")
+        if minutes is not None:
+            lines.append(t("ui.plan.estimate", new_lang, minutes=f"{minutes:.1f}",
+                           steps=proposal.estimates.get("steps", "?")))
+        for name, entry in report["reasons"].items():
+            if name in ("model", "dataset"):
+                continue
+            mark = " ✎" if name in proposal.user_set else ""
+            lines.append(f"- **{t('planner.field_name.' + name, new_lang) if _has_name(name) else name}**{mark} = "
+                         f"`{getattr(proposal.plan, name)}` — {entry['text']}")
+        lines += [f"> ⚠️ {w['text']}" for w in report["warnings"]]
+        return "\n".join(lines)
+
+    def on_intent(new_lang, model_name, dataset_name, task_id, level_id):
+        """The planner's plan for this intent: every field set, each with its reason."""
+        try:
+            proposal = make_plan(settings, model=model_name, dataset=dataset_name, task=task_id, level=level_id)
+        except UserError as exc:
+            return [gr.skip()] * len(form) + [error_markdown(exc, new_lang), gr.skip()]
+        state.remember(settings, model=model_name, dataset=dataset_name, task=task_id, level=level_id)
+        values = {f.name: getattr(proposal.plan, f.name) for f in FORM_FIELDS}
+        return [gr.update(value=v) for v in values.values()] + [summary_lines(proposal, new_lang), values]
+
+    def on_expert_change(new_lang, model_name, dataset_name, task_id, level_id, proposed, *values):
+        """A value the user changed is kept, marked ✎ with the recommendation beside it, and checked."""
+        if not proposed:
+            return gr.skip()
+        changed = {f.name: v for f, v in zip(FORM_FIELDS, values) if f.name in proposed and v != proposed[f.name]}
+        try:
+            proposal = make_plan(settings, model=model_name, dataset=dataset_name, task=task_id, level=level_id,
+                                 overrides=changed or None)
+        except UserError as exc:
+            return error_markdown(exc, new_lang)
+        return summary_lines(proposal, new_lang)
+
+    def show_preview(dataset_name, new_lang):
+        rows = datasets.preview_rows(settings, dataset_name)
+        return gr.update(value=[[r["user"], r["assistant"]] for r in rows],
+                         headers=[t("ui.data.col_user", new_lang), t("ui.data.col_assistant", new_lang)])
+
+    def on_fit(new_lang, model_name):
+        from easytune.models.registry import fit as fit_check
+
+        try:
+            result = fit_check(settings, model_name, method="lora", seq_len=512, batch=4)
+        except UserError as exc:
+            return error_markdown(exc, new_lang)
+        judged = result["verdict"]
+        icon = {"fits": "✓", "tight": "⚠"}.get(judged["status"], "✗")
+        lines = [f"{icon} {t(judged['key'], new_lang, **judged['params'])}"]
+        lines += [f"- {t(s['key'], new_lang, **s['params'])}" for s in judged["suggestions"]]
+        return "\n".join(lines)
+
+    def on_upload(new_lang, file, pairs=None):
+        """Import; when the columns cannot be told apart, offer the mapping to fill in by hand."""
+        if file is None:
+            return gr.skip(), gr.skip(), gr.skip(), gr.skip()
+        mapping = None
+        if pairs is not None:
+            mapping = {str(r).strip(): str(f).strip() for r, f in pairs.values.tolist() if str(r).strip()
+                       and str(f).strip()}
+        try:
+            result = datasets.add_dataset(settings, file, mapping=mapping or None)
+        except UserError as exc:
+            if exc.key == "data.unknown_columns":
+                columns = [c.strip() for c in str(exc.params.get("columns", "")).split(",") if c.strip()]
+                columns += ["", ""]
+                guess = [["prompt", columns[0]], ["response", columns[1]]]
+                return error_markdown(exc, new_lang), gr.skip(), gr.update(visible=True), guess
+            return error_markdown(exc, new_lang), gr.skip(), gr.skip(), gr.skip()
+        from easytune.data.summary import report_markdown
+
+        return (report_markdown(result["report"], new_lang, result["duplicate_of"]),
+                gr.update(choices=dataset_choices(settings), value=result["dataset"]["id"]),
+                gr.update(visible=False), gr.skip())
+
+    def on_start(new_lang, model_name, dataset_name, *values):
+        try:
+            launched = jobs.launch(settings, plan_from_form(model_name, dataset_name, values))
+        except UserError as exc:
+            raise gr.Error(exc.message(new_lang)) from None
+        state.remember(settings, job=launched["id"], step="monitor")
+        return (gr.update(choices=job_choices(settings), value=launched["id"]), gr.Tabs(selected="monitor"))
+
+    def refresh(new_lang, job_id, last_seen, log_filter, search):
+        unchanged = [gr.skip()] * (len(STEPS) + 1)
+        if not job_id:
+            return t("ui.monitor.empty", new_lang), gr.skip(), "", progress_html(settings, None), last_seen, *unchanged
+        job_row = jobs.get_job(settings, job_id)
+        series = jobs.metrics(settings, job_id)
+        key = (job_id, new_lang, job_row["state"], sum(len(v) for v in series.values()), log_filter, search)
+        if key == last_seen:  # nothing new: leave the page alone
+            return gr.skip(), gr.skip(), gr.skip(), gr.skip(), last_seen, *unchanged
+        marks = stepper(steps_done(settings, job_id), new_lang) if key[:3] != (last_seen or ())[:3] else unchanged
+        return (status_markdown(settings, job_id, new_lang), charts.loss_figure(series, new_lang),
+                "\n".join(log_lines(settings, job_id, new_lang, log_filter, search or "")),
+                progress_html(settings, job_id), key, *marks)
+
+    def on_log_download(new_lang, job_id, log_filter, search):
+        if not job_id:
+            return gr.skip()
+        path = settings.folder("downloads") / f"{job_id}-log.txt"
+        path.write_text("\n".join(log_lines(settings, job_id, new_lang, log_filter, search or "")) + "\n",
+                        encoding="utf-8")
+        return gr.update(value=str(path))
+
+    def on_stop(new_lang, job_id):
+        if job_id:
+            jobs.stop_job(settings, job_id)
+        return status_markdown(settings, job_id, new_lang)
+
+    def on_step(step, new_lang, job_id):
+        state.remember(settings, step=step)
+        return stepper(steps_done(settings, job_id), new_lang)
+
+    def restore(new_lang):
+        """Put the wizard back where the user left it (SQLite, not the browser)."""
+        saved = state.recall(settings)
+        known_jobs = dict((v, k) for k, v in job_choices(settings))
+        job_id = saved.get("job") if saved.get("job") in known_jobs else next(iter(known_jobs), None)
+        models = [v for _, v in model_choices(settings)]
+        sets = [v for _, v in dataset_choices(settings)]
+        step = saved.get("step") if saved.get("step") in STEPS else "data"
+        return (gr.update(value=saved["model"]) if saved.get("model") in models else gr.skip(),
+                gr.update(value=saved["dataset"]) if saved.get("dataset") in sets else gr.skip(),
+                gr.update(value=saved.get("task")) if saved.get("task") else gr.skip(),
+                gr.update(value=saved.get("level")) if saved.get("level") else gr.skip(),
+                gr.update(choices=job_choices(settings), value=job_id),
+                gr.Tabs(selected=step), *stepper(steps_done(settings, job_id), new_lang))
+
+    language = ctx.language
+    plan_inputs = [language, model, dataset, *form]
+    plan_outputs = [yaml_view, plan_error, download]
+    intent_inputs = [language, model, dataset, task, level]
+    intent_outputs = [*form, summary, recommended]
+    monitor_inputs = [language, job, seen, log_level, log_search]
+    step_outputs = [data_tab, plan_tab, monitor_tab, eval_tab, hint]
+    monitor_outputs = [status, plot, logs, progress, seen, *step_outputs]
+
+    def replan(event):
+        """Plan again; Start waits meanwhile, so a run never starts from a half-updated form."""
+        return event.then(lambda: gr.update(interactive=False), None, start).then(
+            on_intent, intent_inputs, intent_outputs).then(lambda: gr.update(interactive=True), None, start)
+
+    ctx.on_language.append((show_preview, [dataset, language], preview))
+    ctx.on_language.append((lambda lg, j: stepper(steps_done(settings, j), lg), [language, job], step_outputs))
+    for component in (model, dataset, task, level):
+        replan(component.change(lambda: None, None, None))
+    for component in form:
+        component.input(on_expert_change, [language, model, dataset, task, level, recommended, *form], summary)
+        component.change(show_plan, plan_inputs, plan_outputs)
+    dataset.change(show_preview, [dataset, language], preview)
+    model.input(on_fit, [language, model], fit)
+    check_fit.click(on_fit, [language, model], fit)
+    upload.upload(on_upload, [language, upload], [import_report, dataset, fixer, fix_mapping])
+    fix_import.click(on_upload, [language, upload, fix_mapping], [import_report, dataset, fixer, fix_mapping])
+    replan(to_plan.click(lambda: gr.Tabs(selected="plan"), None, tabs))
+    start.click(on_start, plan_inputs, [job, tabs])
+    timer.tick(refresh, monitor_inputs, monitor_outputs)
+    job.change(refresh, [language, job, gr.State(None), log_level, log_search], monitor_outputs)
+    job.input(lambda j: state.remember(settings, job=j), job, None)
+    for control in (log_level, log_search):
+        control.change(refresh, [language, job, gr.State(None), log_level, log_search], monitor_outputs)
+    log_download.click(on_log_download, [language, job, log_level, log_search], log_download)
+    stop.click(on_stop, [language, job], status)
+    eval_job = ctx.shared["eval_job"]
+    to_eval.click(lambda: gr.Tabs(selected="evaluate"), None, tabs).then(
+        lambda j: evaluate_step.pick_job(settings, j), job, eval_job)
+    eval_tab.select(lambda j: evaluate_step.pick_job(settings, j), job, eval_job)
+    for tab, step in ((data_tab, "data"), (plan_tab, "plan"), (monitor_tab, "monitor"), (eval_tab, "evaluate")):
+        tab.select(lambda lg, j, step=step: on_step(step, lg, j), [language, job], step_outputs)
+    replan(plan_tab.select(lambda: None, None, None))
+    ctx.on_load.append((restore, [language], [model, dataset, task, level, job, tabs, *step_outputs]))
+    ctx.on_load.append((show_plan, plan_inputs, plan_outputs))
+    ctx.on_load.append((show_preview, [dataset, language], preview))
+    ctx.on_load.append((lambda j: evaluate_step.pick_job(settings, j), [job], eval_job))
+
+
+def _has_name(name: str) -> bool:
+    from easytune.i18n import catalog
+
+    return f"planner.field_name.{name}" in catalog("en")
+
+
+def _field_input(f, value, T: Texts):
+    """One expert-form input, generated from the TrainingPlan field: its type, range and help."""
+    texts = {"info": f"plan.field.{f.name}"}
+    meta = f.metadata
+    if meta["choices"]:
+        return T.make(gr.Dropdown, texts, label=f.name, choices=list(meta["choices"]), value=value)
+    if isinstance(value, bool):
+        return T.make(gr.Checkbox, texts, label=f.name, value=value)
+    if isinstance(value, (int, float)):
+        return T.make(gr.Number, texts, label=f.name, value=value, minimum=meta["lo"], maximum=meta["hi"],
+                      precision=0 if isinstance(value, int) else None)
+    return T.make(gr.Textbox, texts, label=f.name, value=value)
