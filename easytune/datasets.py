@@ -211,3 +211,14 @@ def remap_dataset(settings: Settings, ref: str, mapping: dict[str, str]) -> dict
     remove_dataset(settings, row["id"])
     result["dataset"] = rename_dataset(settings, result["dataset"]["id"], row["name"])
     return result
+
+
+def token_lengths(settings: Settings, dataset: str, model: str) -> dict:
+    """Token-length statistics of the training rows with this model's tokenizer, and rows over its context."""
+    from easytune.data.tokens import context_length, measure
+    from easytune.models.registry import resolve_path
+
+    model_path = resolve_path(settings, model)
+    resolved = resolve_dataset(settings, dataset)
+    result = measure(resolved.train_file, model_path, context_length(model_path))
+    return {"dataset": resolved.name, "model": model, **result}

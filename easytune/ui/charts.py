@@ -39,3 +39,18 @@ def loss_figure(series: dict[str, list[tuple[int, float]]], lang: str):
                       xaxis_title=t("ui.chart.step", lang), yaxis_title=t("ui.chart.loss_axis", lang),
                       legend={"orientation": "h", "y": 1.1}, paper_bgcolor="#111827", plot_bgcolor="#111827")
     return fig
+
+
+def token_histogram(result: dict, lang: str):
+    """How long the examples are in the model's tokens, with the model's context as a line."""
+    import plotly.graph_objects as go
+
+    fig = go.Figure(go.Histogram(x=result["lengths"], nbinsx=40, marker={"color": "#22d3ee"},
+                                 name=t("ui.chart.rows", lang)))
+    if result["context"]:
+        fig.add_vline(x=result["context"], line={"color": "#f472b6", "dash": "dash"},
+                      annotation_text=t("ui.chart.context", lang), annotation_font_color="#f472b6")
+    fig.update_layout(template="plotly_dark", height=260, margin={"l": 40, "r": 10, "t": 30, "b": 40},
+                      xaxis_title=t("ui.chart.tokens", lang), yaxis_title=t("ui.chart.rows", lang),
+                      paper_bgcolor="#111827", plot_bgcolor="#111827", showlegend=False)
+    return fig

@@ -179,6 +179,9 @@ def build(ctx: Ctx) -> None:
                 fix_import = T.make(gr.Button, {"value": "ui.data.import_mapped"}, variant="primary", size="sm")
             preview = T.make(gr.Dataframe, {"label": "ui.data.preview"}, interactive=False, wrap=True,
                              max_height=360)
+            with gr.Row():
+                tokens_text = gr.Markdown(elem_id="et-tokens")
+                tokens_plot = gr.Plot(elem_id="et-tokens-plot")
             to_plan = T.make(gr.Button, {"value": "ui.next"}, variant="primary")
 
         # ---- 2 configuration ----
@@ -287,6 +290,20 @@ def build(ctx: Ctx) -> None:
         return gr.update(value=[[r["user"], r["assistant"]] for r in rows],
                          headers=[t("ui.data.col_user", new_lang), t("ui.data.col_assistant", new_lang)])
 
+    def show_tokens(new_lang, model_name, dataset_name):
+        try:
+            result = datasets.token_lengths(settings, dataset_name, model_name)
+        except UserError as exc:
+            return error_markdown(exc, new_lang), None
+        numbers = {k: result[k] for k in ("p50", "p90", "max")}
+        head = f"**{t('ui.data.tokens_title', new_lang, model=model_name)}**\n\n"
+        if result["context"]:
+            text = t("ui.data.tokens_summary", new_lang, over=result["over_context"], pct=result["over_context_pct"],
+                     context=result["context"], **numbers)
+        else:
+            text = t("ui.data.tokens_summary_no_context", new_lang, **numbers)
+        return head + text, charts.token_histogram(result, new_lang)
+
     def on_fit(new_lang, model_name):
         from easytune.models.registry import fit as fit_check
 
@@ -392,6 +409,7 @@ def build(ctx: Ctx) -> None:
             on_intent, intent_inputs, intent_outputs).then(lambda: gr.update(interactive=True), None, start)
 
     ctx.on_language.append((show_preview, [dataset, language], preview))
+    ctx.on_language.append((show_tokens, [language, model, dataset], [tokens_text, tokens_plot]))
     ctx.on_language.append((lambda lg, j: stepper(steps_done(settings, j), lg), [language, job], step_outputs))
     for component in (model, dataset, task, level):
         replan(component.change(lambda: None, None, None))
@@ -399,6 +417,8 @@ def build(ctx: Ctx) -> None:
         component.input(on_expert_change, [language, model, dataset, task, level, recommended, *form], summary)
         component.change(show_plan, plan_inputs, plan_outputs)
     dataset.change(show_preview, [dataset, language], preview)
+    for component in (dataset, model):
+        component.change(show_tokens, [language, model, dataset], [tokens_text, tokens_plot])
     model.input(on_fit, [language, model], fit)
     check_fit.click(on_fit, [language, model], fit)
     upload.upload(on_upload, [language, upload], [import_report, dataset, fixer, fix_mapping])
@@ -422,6 +442,7 @@ def build(ctx: Ctx) -> None:
     ctx.on_load.append((restore, [language], [model, dataset, task, level, job, tabs, *step_outputs]))
     ctx.on_load.append((show_plan, plan_inputs, plan_outputs))
     ctx.on_load.append((show_preview, [dataset, language], preview))
+    ctx.on_load.append((show_tokens, [language, model, dataset], [tokens_text, tokens_plot]))
     ctx.on_load.append((lambda j: evaluate_step.pick_job(settings, j), [job], eval_job))
 
 
