@@ -1,5 +1,5 @@
 """The Gradio Blocks app: a side menu over the pages — dashboard, the four-step wizard, datasets, models,
-jobs — and a language switch that relabels everything. Each page lives in its own module.
+jobs, exports — and a language switch that relabels everything. Each page lives in its own module.
 
 Nothing here imports the training stack; charts import plotly on first use.
 """
@@ -11,13 +11,13 @@ import gradio as gr
 from easytune import jobs
 from easytune.i18n import normalize_lang
 from easytune.settings import Settings, load_settings
-from easytune.ui import dashboard, manage_data, manage_jobs, manage_models, state, wizard
+from easytune.ui import dashboard, manage_data, manage_exports, manage_jobs, manage_models, state, wizard
 from easytune.ui.texts import Ctx, Texts
 from easytune.ui.theme import CSS, FORCE_DARK_JS, THEME
 
 LAUNCH_OPTIONS = {"theme": THEME, "css": CSS, "js": FORCE_DARK_JS}
 PAGES = (("dashboard", dashboard.build), ("wizard", wizard.build), ("datasets", manage_data.build),
-         ("models", manage_models.build), ("jobs", manage_jobs.build))
+         ("models", manage_models.build), ("jobs", manage_jobs.build), ("exports", manage_exports.build))
 _monitors: dict = {}
 
 

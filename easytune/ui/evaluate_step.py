@@ -1,46 +1,24 @@
-"""Step ④: did tuning help and what did it cost (verdict, safety), chat base vs tuned, export."""
+"""Step ④: did tuning help and what did it cost (verdict, safety), chat base vs tuned, export.
+
+Evaluation, safety check and export run in the request's worker thread with a progress bar; the
+training stack is imported there on first use, never at start-up.
+"""
 
 from __future__ import annotations
 
 import gradio as gr
 
-from easytune import chat, jobs
+from easytune import jobs
 from easytune.i18n import UserError, t
 from easytune.settings import Settings
-from easytune.ui.texts import Ctx, error_markdown
+from easytune.ui.texts import Ctx, error_markdown, fmt_bytes, fmt_time
+
+FORMATS = ("openvino-int8", "openvino-int4", "merged", "adapter")
+SESSION_TURNS = 20  # turns kept per browser session and side; older ones drop off the prompt
 
 
 def finished_jobs(settings: Settings) -> list[tuple[str, str]]:
     return [(f"{row['id']} · {row['name']}", row["id"]) for row in jobs.list_jobs(settings, "COMPLETED")]
-
-
-def build(ctx: Ctx) -> None:
-    settings, T = ctx.settings, ctx.T
-    T.make(gr.Markdown, {"value": "ui.eval.intro"})
-    eval_job = T.make(gr.Dropdown, {"label": "ui.eval.job"}, choices=finished_jobs(settings), elem_id="et-eval-job")
-    question = T.make(gr.Textbox, {"label": "ui.eval.question", "placeholder": "ui.eval.placeholder"},
-                      lines=2, elem_id="et-question")
-    ask = T.make(gr.Button, {"value": "ui.eval.ask"}, variant="primary", elem_id="et-ask")
-    with gr.Row():
-        tuned_answer = T.make(gr.Textbox, {"label": "ui.eval.tuned"}, lines=4, interactive=False,
-                              elem_id="et-tuned-answer")
-        base_answer = T.make(gr.Textbox, {"label": "ui.eval.base"}, lines=4, interactive=False)
-    ask_error = gr.Markdown(elem_classes=["et-error"])
-
-    def on_ask(new_lang, job_id, text):
-        try:
-            if not job_id:
-                raise UserError("chat.error.no_job")
-            tuned = chat.ask_job(settings, job_id, text)
-            base = chat.ask_base(settings, jobs.get_job(settings, job_id)["model"], text)
-            silent = t("ui.eval.no_answer", new_lang)  # the model ended its turn at once
-            return tuned or silent, base or silent, ""
-        except UserError as exc:
-            return "", "", error_markdown(exc, new_lang)
-
-    ask.click(on_ask, [ctx.language, eval_job, question], [tuned_answer, base_answer, ask_error])
-    question.submit(on_ask, [ctx.language, eval_job, question], [tuned_answer, base_answer, ask_error])
-    ctx.shared["eval_job"] = eval_job
 
 
 def pick_job(settings: Settings, current: str | None):
@@ -48,3 +26,251 @@ def pick_job(settings: Settings, current: str | None):
     choices = finished_jobs(settings)
     ids = [value for _, value in choices]
     return gr.update(choices=choices, value=current if current in ids else (ids[0] if ids else None))
+
+
+# ---- verdict and safety ----------------------------------------------------------------------------
+
+def verdict_markdown(settings: Settings, job_id: str | None, lang: str) -> str:
+    """The latest quality verdict and safety check of a job, as the verdict card."""
+    if not job_id:
+        return t("ui.eval.pick_job", lang)
+    from easytune.evaluation.safety import safety_text
+    from easytune.evaluation.service import list_evaluations
+    from easytune.evaluation.verdict import verdict_text
+
+    latest = {}
+    for row in list_evaluations(settings, job_id=job_id):  # newest first
+        latest.setdefault(row["kind"], row)
+    parts = []
+    quality = latest.get("quality")
+    if quality:
+        icon = "✓" if quality["passed"] else "⚠"
+        parts.append(f"### {icon} {t('ui.eval.verdict_head', lang)}\n\n{_lines(verdict_text(quality['result'], lang))}")
+    else:
+        parts.append(t("ui.eval.not_evaluated", lang))
+    safety = latest.get("safety")
+    if safety:
+        icon = "✓" if safety["passed"] else "⛔"
+        parts.append(f"### {icon} {t('ui.eval.safety_head', lang)}\n\n{_lines(safety_text(safety['result'], lang))}")
+    else:
+        parts.append(t("ui.eval.not_safety_checked", lang))
+    return "\n\n".join(parts)
+
+
+def _lines(text: str) -> str:
+    return text.replace("\n", "  \n")  # each sentence on its own line in Markdown
+
+
+def comparison_figure(settings: Settings, job_id: str | None, lang: str):
+    """ROUGE-L on the seen and unseen questions for every evaluated job of the same dataset."""
+    if not job_id:
+        return None
+    from easytune.evaluation.service import compare_jobs
+
+    rows = compare_jobs(settings, jobs.get_job(settings, job_id)["dataset"])
+    if len(rows) < 2:
+        return None
+    import plotly.graph_objects as go
+
+    fig = go.Figure()
+    for bucket, color in (("seen", "#22d3ee"), ("unseen", "#f59e0b"), ("general", "#f472b6")):
+        values = [row[f"{bucket}_match"] for row in rows]
+        if any(v is not None for v in values):
+            fig.add_bar(x=[f"{row['job_id']} · lr {row['learning_rate']:g}" for row in rows], y=values,
+                        name=t(f"ui.eval.bucket.{bucket}", lang), marker_color=color)
+    fig.update_layout(template="plotly_dark", barmode="group", height=280, yaxis_title="ROUGE-L",
+                      margin={"l": 40, "r": 10, "t": 30, "b": 40}, paper_bgcolor="#111827", plot_bgcolor="#111827")
+    return fig
+
+
+def exports_rows(settings: Settings, job_id: str | None, lang: str) -> list[list]:
+    from easytune.export.service import list_exports
+
+    rows = list_exports(settings, job_id) if job_id else []
+    return [[e["format"], t("ui.eval.export_state." + e["state"], lang), fmt_bytes(e["size_bytes"]),
+             f"{e['tokens_per_s']:.0f}" if e["tokens_per_s"] else "—", "✓" if e["verified"] else "—", e["path"],
+             fmt_time(e["created_at"], lang)] for e in rows]
+
+
+# ---- the builder -----------------------------------------------------------------------------------
+
+def build(ctx: Ctx) -> None:
+    settings, T = ctx.settings, ctx.T
+    T.make(gr.Markdown, {"value": "ui.eval.intro"})
+    eval_job = T.make(gr.Dropdown, {"label": "ui.eval.job"}, choices=finished_jobs(settings), elem_id="et-eval-job")
+
+    # -- verdict
+    with gr.Row():
+        evaluate = T.make(gr.Button, {"value": "ui.eval.evaluate"}, variant="primary", elem_id="et-evaluate")
+        safety = T.make(gr.Button, {"value": "ui.eval.safety"}, elem_id="et-safety")
+    verdict = gr.Markdown(elem_id="et-verdict", elem_classes=["et-verdict"])
+    comparison = gr.Plot(elem_id="et-compare", visible=True)
+
+    # -- chat, base and tuned side by side
+    T.make(gr.Markdown, {"value": "ui.eval.chat_head"})
+    with gr.Row():
+        tuned_chat = T.make(gr.Chatbot, {"label": "ui.eval.tuned"}, height=300, elem_id="et-tuned-chat")
+        base_chat = T.make(gr.Chatbot, {"label": "ui.eval.base"}, height=300, elem_id="et-base-chat")
+    with gr.Row():
+        question = T.make(gr.Textbox, {"label": "ui.eval.question", "placeholder": "ui.eval.placeholder"},
+                          lines=2, scale=5, elem_id="et-question")
+        with gr.Column(scale=1, min_width=120):
+            ask = T.make(gr.Button, {"value": "ui.eval.ask"}, variant="primary", elem_id="et-ask")
+            clear = T.make(gr.Button, {"value": "ui.eval.clear"}, size="sm")
+    with T.make(gr.Accordion, {"label": "ui.eval.settings"}, open=False):
+        system = T.make(gr.Textbox, {"label": "ui.eval.system", "placeholder": "ui.eval.system_hint"}, lines=2)
+        with gr.Row():
+            temperature = T.make(gr.Slider, {"label": "ui.eval.temperature", "info": "ui.eval.temperature_info"},
+                                 minimum=0, maximum=1.5, step=0.05, value=0.0)
+            top_p = T.make(gr.Slider, {"label": "ui.eval.top_p"}, minimum=0.05, maximum=1, step=0.05, value=0.9)
+            max_tokens = T.make(gr.Slider, {"label": "ui.eval.max_tokens"}, minimum=16, maximum=1024, step=16,
+                                value=256)
+    with T.make(gr.Accordion, {"label": "ui.eval.feedback_head"}, open=False, elem_id="et-feedback"):
+        T.make(gr.Markdown, {"value": "ui.eval.feedback_intro"})
+        correction = T.make(gr.Textbox, {"label": "ui.eval.correction"}, lines=2, elem_id="et-correction")
+        with gr.Row():
+            thumbs_up = T.make(gr.Button, {"value": "ui.eval.good"}, size="sm")
+            thumbs_down = T.make(gr.Button, {"value": "ui.eval.bad"}, size="sm")
+            to_dataset = T.make(gr.Button, {"value": "ui.eval.to_dataset"}, size="sm")
+    chat_error = gr.Markdown(elem_classes=["et-error"])
+
+    # -- export
+    T.make(gr.Markdown, {"value": "ui.eval.export_head"})
+    with gr.Row():
+        fmt = T.make(gr.Radio, {"label": "ui.eval.format", "info": "ui.eval.format_info",
+                                "choices": [(f"ui.eval.format.{f}", f) for f in FORMATS]},
+                     value=FORMATS[0], scale=3, elem_id="et-format")
+        with gr.Column(scale=1):
+            confirm_unsafe = T.make(gr.Checkbox, {"label": "ui.eval.confirm_unsafe"}, value=False)
+            export = T.make(gr.Button, {"value": "ui.eval.export"}, variant="primary", elem_id="et-export")
+    export_result = gr.Markdown(elem_id="et-export-result")
+    exports = T.make(gr.Dataframe, {"headers": ["ui.col.format", "ui.col.state", "ui.col.size", "ui.col.speed",
+                                                "ui.col.verified", "ui.col.path", "ui.col.created"]},
+                     interactive=False, wrap=True, elem_id="et-exports")
+
+    history = gr.State([])  # [(question, tuned answer, base answer)] of this browser session
+
+    # ---- handlers ----
+    def show_job(lang, job_id):
+        return (verdict_markdown(settings, job_id, lang), comparison_figure(settings, job_id, lang),
+                exports_rows(settings, job_id, lang) or None, [], [], [])
+
+    def on_evaluate(lang, job_id, progress=gr.Progress()):
+        from easytune.evaluation.service import evaluate_job
+
+        if not job_id:
+            return t("ui.eval.pick_job", lang), gr.skip()
+        desc = t("ui.eval.evaluating", lang)
+        progress(0, desc=desc)
+        try:
+            evaluate_job(settings, job_id, lang=lang, progress=lambda done, total: progress(done / total, desc=desc))
+        except UserError as exc:
+            return error_markdown(exc, lang), gr.skip()
+        return verdict_markdown(settings, job_id, lang), comparison_figure(settings, job_id, lang)
+
+    def on_safety(lang, job_id, progress=gr.Progress()):
+        from easytune.evaluation.safety import safety_check
+
+        if not job_id:
+            return t("ui.eval.pick_job", lang)
+        desc = t("ui.eval.checking", lang)
+        progress(0, desc=desc)
+        try:
+            safety_check(settings, job_id, lang=lang, progress=lambda done, total: progress(done / total, desc=desc))
+        except UserError as exc:
+            return error_markdown(exc, lang)
+        return verdict_markdown(settings, job_id, lang)
+
+    def on_ask(lang, job_id, text, turns, system_, temp, top_p_, max_new):
+        """Stream the tuned answer, then the base model's to the same conversation."""
+        from easytune import chat
+
+        if not job_id:
+            yield gr.skip(), gr.skip(), gr.skip(), t("chat.error.no_job", lang), gr.skip()
+            return
+        turns = list(turns or [])[-SESSION_TURNS:]
+        base_model = jobs.get_job(settings, job_id)["model"]
+        silent = t("ui.eval.no_answer", lang)
+        answers = {}
+        try:
+            for side, target in (("tuned", job_id), ("base", base_model)):
+                messages = []
+                for q, tuned_a, base_a in turns:
+                    messages += [{"role": "user", "content": q},
+                                 {"role": "assistant", "content": tuned_a if side == "tuned" else base_a}]
+                messages.append({"role": "user", "content": text})
+                stream = chat.stream_answer(settings, target, messages, system=system_ or None, temperature=temp,
+                                            top_p=top_p_, max_new_tokens=int(max_new))
+                for partial in stream:
+                    answers[side] = partial
+                    yield (*_views(turns, text, answers.get("tuned", ""), answers.get("base", "")), "", gr.skip())
+                answers[side] = stream.text or silent
+        except UserError as exc:
+            yield gr.skip(), gr.skip(), gr.skip(), error_markdown(exc, lang), gr.skip()
+            return
+        turns.append((text, answers["tuned"], answers["base"]))
+        yield (*_views(turns[:-1], text, answers["tuned"], answers["base"]), "", turns)
+
+    def _views(turns, text, tuned_a, base_a):
+        tuned, base = [], []
+        for q, ta, ba in turns:
+            tuned += [{"role": "user", "content": q}, {"role": "assistant", "content": ta}]
+            base += [{"role": "user", "content": q}, {"role": "assistant", "content": ba}]
+        tuned += [{"role": "user", "content": text}, {"role": "assistant", "content": tuned_a}]
+        base += [{"role": "user", "content": text}, {"role": "assistant", "content": base_a}]
+        return tuned, base, gr.update(value="")
+
+    def on_feedback(lang, job_id, turns, rating, corrected, system_):
+        from easytune.feedback import record_feedback
+
+        if not turns:
+            return t("ui.eval.feedback_nothing", lang)
+        q, answer, _ = turns[-1]
+        try:
+            record_feedback(settings, job_id, q, answer, rating, correction=corrected or None, system=system_ or None)
+        except UserError as exc:
+            return error_markdown(exc, lang)
+        return t("ui.eval.feedback_saved", lang)
+
+    def on_to_dataset(lang):
+        from easytune.feedback import feedback_to_dataset
+
+        try:
+            result = feedback_to_dataset(settings)
+        except UserError as exc:
+            return error_markdown(exc, lang)
+        return t("ui.eval.feedback_dataset", lang, name=result["dataset"]["name"], rows=result["dataset"]["rows"])
+
+    def on_export(lang, job_id, fmt_, confirmed, progress=gr.Progress()):
+        from easytune.export.service import export_job
+
+        if not job_id:
+            return t("ui.eval.pick_job", lang), gr.skip()
+        report = lambda fraction, key: progress(fraction, desc=t(key, lang) if key else "")  # noqa: E731
+        try:
+            row = export_job(settings, job_id, fmt_, confirm_unsafe=confirmed, progress=report, lang=lang)
+        except UserError as exc:
+            return error_markdown(exc, lang), exports_rows(settings, job_id, lang) or None
+        text = t("ui.eval.exported", lang, format=t(f"ui.eval.format.{fmt_}", lang), path=row["path"],
+                 size=fmt_bytes(row["size_bytes"]),
+                 speed=f"{row['tokens_per_s']:.0f}" if row.get("tokens_per_s") else "—")
+        return text, exports_rows(settings, job_id, lang) or None
+
+    lang_in = ctx.language
+    job_outputs = [verdict, comparison, exports, tuned_chat, base_chat, history]
+    eval_job.change(show_job, [lang_in, eval_job], job_outputs)
+    evaluate.click(on_evaluate, [lang_in, eval_job], [verdict, comparison])
+    safety.click(on_safety, [lang_in, eval_job], verdict)
+    ask_inputs = [lang_in, eval_job, question, history, system, temperature, top_p, max_tokens]
+    ask_outputs = [tuned_chat, base_chat, question, chat_error, history]
+    ask.click(on_ask, ask_inputs, ask_outputs)
+    question.submit(on_ask, ask_inputs, ask_outputs)
+    clear.click(lambda: ([], [], []), None, [tuned_chat, base_chat, history])
+    thumbs_up.click(lambda lg, j, h, s: on_feedback(lg, j, h, 1, None, s), [lang_in, eval_job, history, system],
+                    chat_error)
+    thumbs_down.click(lambda lg, j, h, c, s: on_feedback(lg, j, h, -1, c, s),
+                      [lang_in, eval_job, history, correction, system], chat_error)
+    to_dataset.click(on_to_dataset, lang_in, chat_error)
+    export.click(on_export, [lang_in, eval_job, fmt, confirm_unsafe], [export_result, exports])
+    ctx.on_language.append((lambda lg, j: show_job(lg, j)[:3], [lang_in, eval_job], job_outputs[:3]))
+    ctx.shared["eval_job"] = eval_job

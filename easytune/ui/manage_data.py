@@ -147,7 +147,7 @@ def build(ctx: Ctx) -> None:
         if unknown:
             return t("ui.ds.unknown_role", lang, role=unknown[0], roles=", ".join(ROLES)), dataset_id
         try:
-            result = datasets.remap_dataset(settings, dataset_id, wanted)
+            result = datasets.reimport_dataset(settings, dataset_id, mapping=wanted)
         except UserError as exc:
             return error_markdown(exc, lang), dataset_id
         return t("ui.ds.remapped", lang, rows=result["dataset"]["rows"]), result["dataset"]["id"]

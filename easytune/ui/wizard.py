@@ -172,6 +172,11 @@ def build(ctx: Ctx) -> None:
             upload = T.make(gr.File, {"label": "ui.data.upload"}, file_types=UPLOAD_TYPES, file_count="single",
                             elem_id="et-upload", height=120)
             import_report = gr.Markdown(elem_id="et-import-report")
+            with gr.Group(visible=False) as cleanup:  # offered when the report found something to fix
+                with gr.Row():
+                    drop_dups = gr.Checkbox(value=True, elem_id="et-drop-dups")
+                    mask_pii = gr.Checkbox(value=True, elem_id="et-mask-pii")
+                    reimport = T.make(gr.Button, {"value": "ui.data.reimport"}, size="sm")
             with gr.Group(visible=False) as fixer:  # when the columns could not be told apart
                 T.make(gr.Markdown, {"value": "ui.ds.mapping_help"})
                 fix_mapping = T.make(gr.Dataframe, {"headers": ["ui.ds.role", "ui.ds.field"]}, interactive=True,
@@ -317,28 +322,51 @@ def build(ctx: Ctx) -> None:
         lines += [f"- {t(s['key'], new_lang, **s['params'])}" for s in judged["suggestions"]]
         return "\n".join(lines)
 
-    def on_upload(new_lang, file, pairs=None):
+    def cleanup_offer(report: dict, new_lang: str):
+        """Checkboxes for what the report found: duplicates to leave out, personal data to mask."""
+        quality = report.get("quality") or {}
+        dups = (quality.get("duplicates") or {}).get("exact", 0) + (quality.get("duplicates") or {}).get("near", 0)
+        pii = (quality.get("pii") or {}).get("rows", 0) if not (quality.get("pii") or {}).get("masked") else 0
+        dups = 0 if report.get("rows_dropped_duplicates") else dups
+        return (gr.update(visible=bool(dups or pii)),
+                gr.update(visible=bool(dups), label=t("ui.data.drop_dups", new_lang, n=dups)),
+                gr.update(visible=bool(pii), label=t("ui.data.mask_pii", new_lang, n=pii)))
+
+    def on_upload(new_lang, file, pairs=None, progress=gr.Progress()):
         """Import; when the columns cannot be told apart, offer the mapping to fill in by hand."""
         if file is None:
-            return gr.skip(), gr.skip(), gr.skip(), gr.skip()
+            return [gr.skip()] * 7
         mapping = None
         if pairs is not None:
             mapping = {str(r).strip(): str(f).strip() for r, f in pairs.values.tolist() if str(r).strip()
                        and str(f).strip()}
+        report_progress = lambda done, total: progress(done / max(1, total), desc=t("ui.data.importing", new_lang))  # noqa: E731
         try:
-            result = datasets.add_dataset(settings, file, mapping=mapping or None)
+            result = datasets.add_dataset(settings, file, mapping=mapping or None, progress=report_progress)
         except UserError as exc:
             if exc.key == "data.unknown_columns":
                 columns = [c.strip() for c in str(exc.params.get("columns", "")).split(",") if c.strip()]
                 columns += ["", ""]
                 guess = [["prompt", columns[0]], ["response", columns[1]]]
-                return error_markdown(exc, new_lang), gr.skip(), gr.update(visible=True), guess
-            return error_markdown(exc, new_lang), gr.skip(), gr.skip(), gr.skip()
+                return error_markdown(exc, new_lang), gr.skip(), gr.update(visible=True), guess, *[gr.skip()] * 3
+            return error_markdown(exc, new_lang), *[gr.skip()] * 6
+        return _imported(result, new_lang)
+
+    def _imported(result, new_lang):
         from easytune.data.summary import report_markdown
 
         return (report_markdown(result["report"], new_lang, result["duplicate_of"]),
                 gr.update(choices=dataset_choices(settings), value=result["dataset"]["id"]),
-                gr.update(visible=False), gr.skip())
+                gr.update(visible=False), gr.skip(), *cleanup_offer(result["report"], new_lang))
+
+    def on_reimport(new_lang, dataset_id, drop, mask, progress=gr.Progress()):
+        report_progress = lambda done, total: progress(done / max(1, total), desc=t("ui.data.importing", new_lang))  # noqa: E731
+        try:
+            result = datasets.reimport_dataset(settings, dataset_id, drop_duplicates=drop, mask_pii=mask,
+                                               progress=report_progress)
+        except UserError as exc:
+            return error_markdown(exc, new_lang), *[gr.skip()] * 6
+        return _imported(result, new_lang)
 
     def on_start(new_lang, model_name, dataset_name, *values):
         try:
@@ -421,8 +449,10 @@ def build(ctx: Ctx) -> None:
         component.change(show_tokens, [language, model, dataset], [tokens_text, tokens_plot])
     model.input(on_fit, [language, model], fit)
     check_fit.click(on_fit, [language, model], fit)
-    upload.upload(on_upload, [language, upload], [import_report, dataset, fixer, fix_mapping])
-    fix_import.click(on_upload, [language, upload, fix_mapping], [import_report, dataset, fixer, fix_mapping])
+    import_outputs = [import_report, dataset, fixer, fix_mapping, cleanup, drop_dups, mask_pii]
+    upload.upload(on_upload, [language, upload], import_outputs)
+    fix_import.click(on_upload, [language, upload, fix_mapping], import_outputs)
+    reimport.click(on_reimport, [language, dataset, drop_dups, mask_pii], import_outputs)
     replan(to_plan.click(lambda: gr.Tabs(selected="plan"), None, tabs))
     start.click(on_start, plan_inputs, [job, tabs])
     timer.tick(refresh, monitor_inputs, monitor_outputs)

@@ -1,4 +1,5 @@
-"""The wizard in a real headless Chromium: the demo run, start to answer, in Chinese and English.
+"""The wizard in a real headless Chromium, as a first-time user: upload → train → chat → verdict → OpenVINO
+export, in Chinese and in English, with no connection beyond 127.0.0.1; and a bad upload's line number.
 
 Screenshots of each step land in test-artifacts/ at the repository root.
 """
@@ -56,44 +57,93 @@ def shot(page, name: str) -> None:
     page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
 
 
-@pytest.mark.parametrize("lang, words", [
-    ("zh", {"steps": ["① 数据与模型", "② 意图配置", "③ 训练监控", "④ 评估与导出"], "start": "开始训练",
-            "done": "已完成", "ask": "提问", "question": "你的问题", "estimate": "分钟"}),
-    ("en", {"steps": ["① Data & model", "② Goal & settings", "③ Training", "④ Evaluate & export"],
-            "start": "Start training", "done": "Completed", "ask": "Ask", "question": "Your question",
-            "estimate": "minutes"}),
-])
-def test_demo_journey(app, browser, lang, words):
-    url, guard_log = app
+def t(key: str, lang: str, **params) -> str:
+    from easytune.i18n import t as translate
+
+    return translate(key, lang, **params)
+
+
+def offline(guard_log) -> bool:
+    """True when the app attempted no connection and no name lookup beyond 127.0.0.1."""
+    return not guard_log.exists() or all(not line.startswith(("connect", "resolve"))
+                                         for line in guard_log.read_text().splitlines())
+
+
+def open_app(browser, url: str, lang: str):
     page = browser.new_page(viewport={"width": 1280, "height": 900})
     page.goto(url)
     page.get_by_text("English" if lang == "en" else "中文", exact=True).click()
-    for step in words["steps"]:
-        page.get_by_role("tab", name=step).wait_for()
-    page.get_by_role("tab", name=words["steps"][0]).click()
-    page.locator("table").first.wait_for()  # the dataset preview
+    page.get_by_role("tab", name=t("ui.step.data", lang)).wait_for()
+    return page
+
+
+@pytest.mark.parametrize("lang, upload, question", [
+    ("zh", "shop_faq_zh.jsonl", "怎么退货？"),
+    ("en", "shop_faq_en.jsonl", "How do I return an item?"),
+])
+def test_first_fine_tune_from_upload_to_verdict_and_export(app, browser, tmp_path, lang, upload, question):
+    """What a first-time user does: upload their FAQ, accept what was detected, keep the built-in model, pick
+    a goal, train, watch it, ask, evaluate, export for OpenVINO — all in one language, all offline."""
+    url, guard_log = app
+    page = open_app(browser, url, lang)
+    steps = [t(f"ui.step.{s}", lang) for s in ("data", "plan", "monitor", "evaluate")]
+
+    # ① data and model: the file is recognised and previewed
+    source = tmp_path / upload
+    source.write_bytes((ROOT / "assets" / "demo" / upload).read_bytes())
+    page.locator("#et-upload input[type=file]").set_input_files(str(source))
+    report = page.locator("#et-import-report")
+    report.get_by_text(re.compile("openai")).wait_for(timeout=60_000)
+    page.locator("#et-tokens").get_by_text(re.compile("512")).wait_for(timeout=30_000)  # lengths vs context
     shot(page, f"{lang}-1-data")
 
-    page.get_by_role("tab", name=words["steps"][1]).click()
-    page.locator("#et-plan-summary").get_by_text(words["estimate"]).wait_for(timeout=60_000)  # the plan is ready
+    # ② goal: a task and a level, the explained plan, start
+    page.get_by_role("tab", name=steps[1]).click()
+    page.get_by_text(t("planner.level.L1", lang), exact=True).click()
+    minutes = {"zh": "分钟", "en": "minutes"}[lang]  # the plan is ready when its time estimate shows
+    page.locator("#et-plan-summary").get_by_text(re.compile(minutes)).first.wait_for(timeout=90_000)
     shot(page, f"{lang}-2-plan")
-    page.get_by_role("button", name=words["start"]).click()
+    page.get_by_role("button", name=t("ui.plan.start", lang)).click()
 
-    page.locator("#et-loss-plot .js-plotly-plot").wait_for(timeout=120_000)  # the live chart appears
+    # ③ training: the curves move, the job finishes
+    page.locator("#et-loss-plot .js-plotly-plot").wait_for(timeout=120_000)
     shot(page, f"{lang}-3-training")
-    page.locator("#et-status").get_by_text(re.compile(words["done"])).wait_for(timeout=300_000)
+    page.locator("#et-status").get_by_text(re.compile(t("state.COMPLETED", lang))).wait_for(timeout=400_000)
     shot(page, f"{lang}-3-done")
 
-    page.get_by_role("tab", name=words["steps"][3]).click()
+    # ④ chat side by side, the verdict, the OpenVINO export
+    page.get_by_role("tab", name=steps[3]).click()
     page.wait_for_function("() => document.querySelector('#et-eval-job input')?.value.length > 0",
                            timeout=30_000)  # the finished job is picked for us
-    page.get_by_label(words["question"]).fill("怎么退货？" if lang == "zh" else "How do I return an item?")
-    page.get_by_role("button", name=words["ask"], exact=True).click()
-    answer = page.locator("#et-tuned-answer textarea")
+    page.locator("#et-question textarea").fill(question)
+    page.locator("#et-ask").click()
+    tuned = page.locator("#et-tuned-chat")
     try:
-        page.wait_for_function("el => el.value.trim().length > 0", arg=answer.element_handle(), timeout=180_000)
+        page.wait_for_function(
+            "() => [...document.querySelectorAll('#et-base-chat [data-testid=bot]')].some(e => e.innerText.trim())",
+            timeout=180_000)
     finally:
-        shot(page, f"{lang}-4-answer")
-    assert answer.input_value().strip()
-    assert not guard_log.exists() or all(not line.startswith(("connect", "resolve"))
-                                         for line in guard_log.read_text().splitlines())
+        shot(page, f"{lang}-4-chat")
+    assert tuned.get_by_text(question).count() >= 1
+
+    page.locator("#et-evaluate").click()
+    page.locator("#et-verdict").get_by_text(t("ui.eval.verdict_head", lang)).wait_for(timeout=400_000)
+    shot(page, f"{lang}-4-verdict")
+    page.locator("#et-export").click()  # OpenVINO INT8 is the default format
+    page.locator("#et-export-result").get_by_text(re.compile("✓")).wait_for(timeout=400_000)
+    shot(page, f"{lang}-4-export")
+    assert "openvino-int8" in page.locator("#et-export-result").inner_text()
+    assert offline(guard_log)
+
+
+def test_a_bad_upload_is_reported_with_its_line_number(app, browser, tmp_path):
+    url, guard_log = app
+    page = open_app(browser, url, "en")
+    bad = tmp_path / "faq.jsonl"
+    good = '{"question": "Where is my order?", "answer": "Open My orders to track it."}'
+    bad.write_text("\n".join([good, good.replace("my order", "my parcel"), '{"question": "broken', good]) + "\n")
+    page.locator("#et-upload input[type=file]").set_input_files(str(bad))
+    report = page.locator("#et-import-report")
+    report.get_by_text(t("datasets.summary.line", "en", line=3)).wait_for(timeout=60_000)
+    shot(page, "en-1-bad-upload")
+    assert offline(guard_log)

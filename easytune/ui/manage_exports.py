@@ -1,0 +1,59 @@
+"""Exports page: every exported model, verified or why not, where it is, and removing one."""
+
+from __future__ import annotations
+
+import gradio as gr
+
+from easytune.i18n import UserError, t
+from easytune.ui.texts import Ctx, error_markdown, fmt_bytes, fmt_time
+
+
+def export_rows(settings, lang: str) -> list[list]:
+    from easytune.export.service import list_exports
+
+    return [[e["id"], e["job_id"], t(f"ui.eval.format.{e['format']}", lang),
+             t("ui.eval.export_state." + e["state"], lang), fmt_bytes(e["size_bytes"]), "✓" if e["verified"] else "—",
+             e["path"], fmt_time(e["created_at"], lang)] for e in list_exports(settings)]
+
+
+def build(ctx: Ctx) -> None:
+    settings, T = ctx.settings, ctx.T
+    T.make(gr.Markdown, {"value": "ui.exports.title"})
+    table = T.make(gr.Dataframe, {"headers": ["ui.col.id", "ui.col.job", "ui.col.format", "ui.col.state", "ui.col.size",
+                                              "ui.col.verified", "ui.col.path", "ui.col.created"]},
+                   interactive=False, wrap=True, elem_id="et-exports-table")
+    empty = gr.Markdown()
+    selected = gr.State(None)
+    with gr.Row():
+        chosen = gr.Markdown()
+        sure = T.make(gr.Checkbox, {"label": "ui.ds.sure"}, value=False)
+        remove = T.make(gr.Button, {"value": "ui.exports.remove"}, variant="stop", size="sm")
+    message = gr.Markdown(elem_classes=["et-error"])
+
+    def refresh(lang):
+        rows = export_rows(settings, lang)
+        return rows or None, "" if rows else t("ui.exports.empty", lang)
+
+    def pick(evt: gr.SelectData, rows):
+        return rows.iloc[evt.index[0], 0] if evt.index is not None else None
+
+    def on_remove(lang, export_id, confirmed):
+        from easytune.export.service import remove_export
+
+        if not export_id:
+            return t("ui.exports.pick", lang), False
+        if not confirmed:
+            return t("ui.ds.confirm_first", lang), False
+        try:
+            row = remove_export(settings, export_id)
+        except UserError as exc:
+            return error_markdown(exc, lang), False
+        return t("ui.exports.removed", lang, path=row["path"]), False
+
+    table.select(pick, table, selected)
+    selected.change(lambda e: f"`{e}`" if e else "", selected, chosen)
+    remove.click(on_remove, [ctx.language, selected, sure], [message, sure]).then(
+        refresh, ctx.language, [table, empty])
+    ctx.on_load.append((refresh, [ctx.language], [table, empty]))
+    ctx.on_language.append((refresh, [ctx.language], [table, empty]))
+    ctx.shared["exports_refresh"] = (refresh, [ctx.language], [table, empty])
