@@ -49,9 +49,19 @@ class TrainingPlan:
     seed: int = setting(42, lo=0, hi=2**31 - 1)
     retention_ratio: float = setting(0.0, lo=0.0, hi=0.9)  # share of general text mixed into training
     forgetting_guard: bool = setting(True)  # stop when the model forgets too much general knowledge
+    # what is learned: supervised answers, preference pairs, or every token of raw text
+    objective: str = setting("auto", choices=("auto", "sft", "dpo", "pretrain"), group="method")  # auto: by data
+    dpo_beta: float = setting(0.1, lo=0.001, hi=10.0, group="method")  # DPO: how far from the base model it may go
+    # checkpoints
+    save_every: int = setting(0, lo=0, hi=10_000_000)  # steps between checkpoints; 0: at each evaluation
+    keep_checkpoints: int = setting(2, lo=1, hi=1000)  # latest checkpoints kept (the best one is kept too)
+    keep_best: bool = setting(True)  # deliver the weights with the lowest validation loss, not the last ones
     # where
     device: str = setting("auto", choices=("auto", "cpu", "cuda", "mps", "xpu"), group="hardware")
     precision: str = setting("auto", choices=("auto", "fp32", "bf16", "fp16"), group="hardware")
+    packing: bool = setting(True, group="hardware")  # join examples end to end: no compute spent on padding
+    grad_checkpointing: bool = setting(False, group="hardware")  # recompute activations: less memory, ~30% slower
+    num_processes: int = setting(1, lo=1, hi=256, group="hardware")  # >1: data-parallel processes (DDP)
 
     def __post_init__(self) -> None:
         for f in fields(self):

@@ -15,22 +15,30 @@ from pathlib import Path
 import torch
 
 from easytune.settings import PRESETS_DIR
-from easytune.train.sft import batches
+from easytune.train.packing import collate
 
 REFERENCE_DIR = PRESETS_DIR / "general_reference"
 
 
-def mean_loss(model, examples, batch_size: int, pad_id: int, device) -> float:
-    """Token-weighted mean cross-entropy. use_cache off: cached keys must never leak between rows."""
+def mean_loss(model, examples, batch_size: int, pad_id: int, device, pack: bool = False, ranks=None) -> float:
+    """Token-weighted mean cross-entropy. use_cache off: cached keys must never leak between rows.
+    With several processes (`ranks`), each scores its share of the examples and the sums are added."""
+    if ranks is not None:
+        examples = examples[ranks.rank::ranks.world]
     was_training = model.training
     model.eval()
     total, count = 0.0, 0
     with torch.no_grad():
-        for batch in batches(examples, batch_size, pad_id, device):
+        for start in range(0, len(examples), batch_size):
+            chunk = examples[start:start + batch_size]
+            batch, _ = collate([(e["input_ids"], e["labels"]) for e in chunk], pad_id, device, pack)
             n = int((batch["labels"][:, 1:] != -100).sum())
-            total += model(**batch, use_cache=False).loss.item() * n
-            count += n
+            if n:
+                total += model(**batch, use_cache=False).loss.item() * n
+                count += n
     model.train(was_training)
+    if ranks is not None:
+        total, count = ranks.sum(total, count)
     return total / max(count, 1)
 
 
@@ -62,8 +70,10 @@ def reference_examples(tokenizer, max_len: int, per_language: int) -> list[dict]
 
 class ForgettingScore:
     def __init__(self, model, tokenizer, *, model_path: str, max_len: int, per_language: int,
-                 batch_size: int, pad_id: int, device, cache_dir: Path | None, adapter: bool):
+                 batch_size: int, pad_id: int, device, cache_dir: Path | None, adapter: bool,
+                 pack: bool = False, ranks=None):
         self.model, self.batch_size, self.pad_id, self.device = model, batch_size, pad_id, device
+        self.pack, self.ranks = pack, ranks
         self.examples = reference_examples(tokenizer, max_len, per_language)
         key = hashlib.sha256(json.dumps([model_path, max_len, reference_lines(per_language)]).encode()).hexdigest()
         cache = Path(cache_dir) / f"cf-base-{key[:24]}.json" if cache_dir else None
@@ -73,12 +83,12 @@ class ForgettingScore:
             off = model.disable_adapter() if adapter else contextlib.nullcontext()
             with off:  # the base model is this one with the adapter switched off: no second copy
                 self.base = self.loss()
-            if cache is not None:
+            if cache is not None and (ranks is None or ranks.main):
                 cache.parent.mkdir(parents=True, exist_ok=True)
                 cache.write_text(json.dumps({"base_loss": self.base, "model_path": model_path}))
 
     def loss(self) -> float:
-        return mean_loss(self.model, self.examples, self.batch_size, self.pad_id, self.device)
+        return mean_loss(self.model, self.examples, self.batch_size, self.pad_id, self.device, self.pack, self.ranks)
 
     def score(self) -> dict:
         tuned = self.loss()

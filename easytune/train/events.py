@@ -7,14 +7,25 @@ file (no pipe that dies with the UI), so a restarted app re-attaches to a runnin
     type   one of the kinds below
 and the fields of its kind:
     state     state: PREPARING | RUNNING | COMPLETED | FAILED | STOPPED; reason (optional message key)
-    step      step, total_steps, epoch, loss, lr, tokens_per_s
+    step      step, total_steps, epoch, loss, lr, tokens (computed this step, all processes), tokens_per_s;
+              DPO adds reward_margin (chosen minus rejected reward) and reward_accuracy (share ranked right)
     eval      step, val_loss (when there is a validation split), cf_score (nats/token), cf_pct (% of
-              the base model's general cross-entropy), general_loss, base_general_loss
+              the base model's general cross-entropy), general_loss, base_general_loss, cf_s and val_s
+              (seconds each part took); DPO adds reward_margin and reward_accuracy on the held-out pairs
+    checkpoint  step, path (`checkpoints/step-N`, relative to the job folder), val_loss (or null when
+              not evaluated at that step), best (true when it is the lowest validation loss so far)
     log       level (info | warning | error), key (message key), params (dict) — shown translated
     error     code (message key), params, detail (the exception text, for the log)
     artifact  kind (adapter | model), path (relative to the job folder)
+The worker resumes when job.json has "resume_from": "checkpoints/step-N": it continues from that
+checkpoint to the same total steps and emits no step or eval event for steps up to N again.
 A line is complete only when it ends in a newline; readers skip a partial last line and re-read it.
 Control flows the other way through files: `<job_dir>/STOP` asks the worker to stop at the next step.
+`<job_dir>/PAUSE`, written beside STOP, is for the orchestrator only: the stop is a pause, so it records
+the worker's STOPPED as PAUSED. A resumed job's worker appends to the same events.jsonl.
+
+Beside the worker's states the orchestrator records PENDING (waiting for the device), PAUSED, and
+INTERRUPTED (the worker vanished while nobody was watching).
 """
 
 from __future__ import annotations
@@ -26,7 +37,10 @@ from pathlib import Path
 PROTOCOL_VERSION = 1
 EVENTS_FILE = "events.jsonl"
 STOP_FILE = "STOP"
-TERMINAL_STATES = ("COMPLETED", "FAILED", "STOPPED", "INTERRUPTED")
+PAUSE_FILE = "PAUSE"
+# A run has ended in one of these (no worker runs); the resumable ones can continue from a checkpoint.
+TERMINAL_STATES = ("COMPLETED", "FAILED", "STOPPED", "INTERRUPTED", "PAUSED")
+RESUMABLE_STATES = ("PAUSED", "STOPPED", "INTERRUPTED")
 ACTIVE_STATES = ("PENDING", "PREPARING", "RUNNING")
 
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import torch
-
 IGNORE = -100
 
 # For base models that ship no chat template (the worker warns when it falls back to this).
@@ -51,23 +49,16 @@ def encode_text(tokenizer, row: dict, max_len: int) -> list[dict]:
             for i in range(0, len(ids), max_len) if len(ids[i:i + max_len]) > 1]
 
 
-def encode_row(tokenizer, row: dict, max_len: int) -> list[dict]:
+def encode_rendered(tokenizer, row: dict, max_len: int) -> list[dict]:
+    """A conversation learned whole, every token (continued pre-training on chat-formatted data)."""
+    return encode_text(tokenizer, {"text": tokenizer.apply_chat_template(row["messages"], tokenize=False)}, max_len)
+
+
+def encode_row(tokenizer, row: dict, max_len: int, objective: str = "sft") -> list[dict]:
     """Training examples from one canonical row (see easytune.data): a conversation or raw text."""
     if row.get("kind") == "text":
         return encode_text(tokenizer, row, max_len)
+    if objective == "pretrain":
+        return encode_rendered(tokenizer, row, max_len)
     example = encode_conversation(tokenizer, row, max_len)
     return [example] if example is not None else []
-
-
-def batches(examples: list[dict], batch_size: int, pad_id: int, device):
-    """Right-padded batches in the given order."""
-    for start in range(0, len(examples), batch_size):
-        chunk = examples[start:start + batch_size]
-        width = max(len(e["input_ids"]) for e in chunk)
-        pad = [width - len(e["input_ids"]) for e in chunk]
-        yield {
-            "input_ids": torch.tensor([e["input_ids"] + [pad_id] * p for e, p in zip(chunk, pad)], device=device),
-            "labels": torch.tensor([e["labels"] + [IGNORE] * p for e, p in zip(chunk, pad)], device=device),
-            "attention_mask": torch.tensor([[1] * len(e["input_ids"]) + [0] * p for e, p in zip(chunk, pad)],
-                                           device=device),
-        }

@@ -1,15 +1,19 @@
-"""The training worker: `python -m easytune.train <job_dir>`.
+"""The training worker: `python -m easytune.train <job_dir>` (or several of it under `accelerate launch`).
 
 The only module that imports the training stack at load. It reads `plan.yaml` (the TrainingPlan)
 and `job.json` (the paths the orchestrator resolved) from the job folder, trains, writes events
-(easytune.train.events) and leaves the adapter (or full model) in the folder. It reads top to
-bottom: setup, data, model, one visible loop, save.
+(easytune.train.events), checkpoints (easytune.train.checkpoints) and leaves the adapter (or full
+model) in the folder. It reads top to bottom: setup, data, model, start or resume, one visible loop,
+deliver. One loop serves every objective: supervised answers (sft), raw text (pretrain) and
+preference pairs (dpo) differ only in how a micro-batch becomes a loss.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+import os
 import random
 import signal
 import sys
@@ -23,9 +27,17 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from easytune.health import forgetting_level, thresholds
 from easytune.i18n import UserError
 from easytune.plan.schema import TrainingPlan
+from easytune.train import dpo
+from easytune.train.attention import use_segment_attention
+from easytune.train.checkpoints import Checkpoints, check_space, load_weights, raise_if_disk_full
 from easytune.train.evaluate import ForgettingScore, mean_loss, retention_lines
 from easytune.train.events import STOP_FILE, EventWriter
-from easytune.train.sft import DEFAULT_CHAT_TEMPLATE, batches, encode_row, encode_text
+from easytune.train.failures import is_out_of_memory, out_of_memory
+from easytune.train.objective import resolve_objective
+from easytune.train.packing import collate, packing_is_exact, padding_share
+from easytune.train.ranks import Ranks
+from easytune.train.sft import DEFAULT_CHAT_TEMPLATE, encode_text
+from easytune.train.tokens import load_examples
 
 
 def pick_device(wanted: str) -> torch.device:
@@ -47,6 +59,17 @@ def pick_dtype(precision: str, device: torch.device) -> torch.dtype:
     return {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
 
 
+def dataset_kind(job: dict) -> str:
+    """The kind of the dataset's rows, as the jobs service resolved it (or from the first row)."""
+    if job.get("dataset_kind"):
+        return job["dataset_kind"]
+    with open(job["train_file"], encoding="utf-8") as f:
+        for line in f:
+            if line.strip():
+                return json.loads(line).get("kind", "sft")
+    return "sft"
+
+
 def lr_at(step: int, plan: TrainingPlan, total: int) -> float:
     """Linear warmup, then cosine / linear decay to 10% of the peak (or constant)."""
     warmup = int(plan.warmup_ratio * total)
@@ -57,17 +80,6 @@ def lr_at(step: int, plan: TrainingPlan, total: int) -> float:
     progress = (step - warmup) / max(1, total - warmup)
     decay = 0.5 * (1 + math.cos(math.pi * progress)) if plan.scheduler == "cosine" else 1 - progress
     return plan.learning_rate * (0.1 + 0.9 * decay)
-
-
-def read_rows(path: Path) -> list[dict]:
-    rows = []
-    with open(path, encoding="utf-8") as f:
-        for number, line in enumerate(f, 1):
-            if line.strip():
-                row = json.loads(line)
-                row.setdefault("line", number)
-                rows.append(row)
-    return rows
 
 
 class StopRequest:
@@ -85,7 +97,16 @@ class StopRequest:
         return self.signalled or self.file.exists()
 
 
-def train(job_dir: Path, events: EventWriter) -> str:
+class Silent:
+    """The events of a process that is not the main one: it trains, the main process reports."""
+
+    def emit(self, *args, **kwargs) -> None:
+        pass
+
+    state = log = emit
+
+
+def train(job_dir: Path, events: EventWriter, ranks: Ranks) -> str:
     stop = StopRequest(job_dir)
     plan = TrainingPlan.load(job_dir / "plan.yaml")
     job = json.loads((job_dir / "job.json").read_text(encoding="utf-8"))
@@ -93,23 +114,33 @@ def train(job_dir: Path, events: EventWriter) -> str:
     random.seed(plan.seed)
     torch.manual_seed(plan.seed)
     device = pick_device(plan.device)
+    if device.type == "cuda" and ranks.world > torch.cuda.device_count():
+        raise UserError("train.error.too_many_processes", processes=ranks.world, gpus=torch.cuda.device_count())
+    device = ranks.start(device)
     dtype = pick_dtype(plan.precision, device)
     if device.type == "cpu":  # resident memory then follows live tensors, as the fit estimate assumes
         from easytune.models.hardware import tune_cpu_allocator
 
         tune_cpu_allocator()
+        if ranks.world > 1:  # the cores are shared out between the processes
+            torch.set_num_threads(max(1, len(os.sched_getaffinity(0)) // ranks.world))
     events.log("train.log.device", device=str(device), dtype=str(dtype).replace("torch.", ""))
+    if ranks.world > 1:
+        events.log("train.log.processes", processes=ranks.world, backend=ranks.backend)
 
-    # ---- data: chat template, loss only on assistant turns ----
+    # ---- data: token ids + labels (loss only on what is to be learned), cached between runs ----
     tokenizer = AutoTokenizer.from_pretrained(job["model_path"])
     if not tokenizer.chat_template:
         tokenizer.chat_template = DEFAULT_CHAT_TEMPLATE
         events.log("train.log.default_template", level="warning")
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    rows = read_rows(Path(job["train_file"]))
-    examples = [e for row in rows for e in encode_row(tokenizer, row, plan.max_seq_len)]
-    if job.get("val_file"):
-        val = [e for row in read_rows(Path(job["val_file"])) for e in encode_row(tokenizer, row, plan.max_seq_len)]
+    objective = resolve_objective(plan.objective, dataset_kind(job), job.get("dataset", ""))
+    events.log(f"train.log.objective_{objective}")
+    started = time.perf_counter()
+    examples, val, cached = load_examples(tokenizer, job, plan.max_seq_len, objective)
+    events.log("train.log.tokens_cached" if cached else "train.log.tokenized", examples=len(examples),
+               seconds=round(time.perf_counter() - started, 1))
+    if val is not None:
         train_set = examples
     else:  # deterministic hold-out, so the same plan always validates on the same rows
         order = list(range(len(examples)))
@@ -118,8 +149,10 @@ def train(job_dir: Path, events: EventWriter) -> str:
         val = [examples[i] for i in order[:n_val]]
         train_set = [examples[i] for i in order[n_val:]]
     if not train_set:
-        raise UserError("train.error.no_rows", path=job["train_file"])
-    if plan.retention_ratio > 0:  # knowledge retention: general text keeps what the model already knows
+        raise UserError("train.error.no_pairs" if objective == "dpo" else "train.error.no_rows", path=job["train_file"])
+    if plan.retention_ratio > 0 and objective == "dpo":  # general text has no chosen or rejected answer
+        events.log("train.log.retention_not_for_dpo", level="warning")
+    elif plan.retention_ratio > 0:  # general text keeps what the model already knows
         general = [e for line in retention_lines(thresholds()["forgetting"]["reference_lines"])
                    for e in encode_text(tokenizer, {"text": line}, plan.max_seq_len)]
         wanted = round(len(train_set) * plan.retention_ratio / (1 - plan.retention_ratio))
@@ -131,6 +164,12 @@ def train(job_dir: Path, events: EventWriter) -> str:
     # ---- model ----
     model = AutoModelForCausalLM.from_pretrained(job["model_path"], use_safetensors=True, dtype=dtype)
     model.to(device)
+    base, attention = model, model.config._attn_implementation  # (the adapter, if any, wraps `base`)
+    if plan.packing:  # each packed sequence attends to itself alone: no compute on cross-sequence blocks
+        use_segment_attention(base)
+    if plan.grad_checkpointing:  # activations recomputed in the backward pass instead of kept
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        events.log("train.log.grad_checkpointing")
     if plan.method == "lora":
         from peft import LoraConfig, get_peft_model
 
@@ -139,6 +178,12 @@ def train(job_dir: Path, events: EventWriter) -> str:
         config = LoraConfig(r=plan.lora_r, lora_alpha=plan.lora_alpha, lora_dropout=plan.lora_dropout,
                             target_modules=lora_targets(model, plan.target_modules), task_type="CAUSAL_LM")
         model = get_peft_model(model, config)
+    pack = plan.packing and packing_is_exact(model, device)
+    if plan.packing and not pack:
+        base.set_attn_implementation(attention)
+        events.log("train.log.packing_unsupported", level="warning")
+    elif pack:
+        events.log("train.log.packing", pct=round(100 * padding_share(train_set, plan.batch_size)))
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
     n_trainable = sum(p.numel() for p in params)
@@ -148,93 +193,207 @@ def train(job_dir: Path, events: EventWriter) -> str:
     forgetting = ForgettingScore(model, tokenizer, model_path=job["model_path"], max_len=min(plan.max_seq_len, 256),
                                  per_language=thresholds()["forgetting"]["reference_lines"],
                                  batch_size=plan.batch_size, pad_id=pad_id, device=device,
-                                 cache_dir=job.get("cache_dir"), adapter=plan.method == "lora")
+                                 cache_dir=job.get("cache_dir"), adapter=plan.method == "lora", pack=pack, ranks=ranks)
+    if objective == "dpo":  # the reference model's scores, before any weight moves
+        started = time.perf_counter()
+        for pairs in (train_set, val):
+            dpo.add_reference_logps(model, pairs, plan.batch_size, pad_id, device, pack,
+                                    adapter=plan.method == "lora", ranks=ranks)
+        events.log("train.log.dpo_reference", pairs=len(train_set) + len(val), beta=plan.dpo_beta,
+                   seconds=round(time.perf_counter() - started, 1))
 
     def evaluate(step: int) -> dict:
+        started = time.perf_counter()
         result = {"step": step, **forgetting.score()}
+        result["cf_s"] = round(time.perf_counter() - started, 3)
         if val:
-            result["val_loss"] = mean_loss(model, val, plan.batch_size, pad_id, device)
+            started = time.perf_counter()
+            if objective == "dpo":
+                result.update(dpo.evaluate_pairs(model, val, plan.batch_size, pad_id, device, pack,
+                                                 plan.dpo_beta, ranks))
+            else:
+                result["val_loss"] = mean_loss(model, val, plan.batch_size, pad_id, device, pack, ranks)
+            result["val_s"] = round(time.perf_counter() - started, 3)
         events.emit("eval", **result)
         return result
 
-    steps_per_epoch = math.ceil(len(train_set) / (plan.batch_size * plan.grad_accum))
+    def forward(chunk: list[dict]) -> tuple[torch.Tensor, int, dict]:
+        """One micro-batch → (mean loss, tokens computed, objective-specific figures)."""
+        if objective == "dpo":
+            chosen, rejected = dpo.pair_logps(train_model, chunk, pad_id, device, pack)
+            ref_chosen, ref_rejected = dpo.references(chunk, device)
+            loss, stats = dpo.dpo_loss(chosen.float(), rejected.float(), ref_chosen, ref_rejected, plan.dpo_beta)
+            return loss, sum(len(p["chosen_ids"]) + len(p["rejected_ids"]) for p in chunk), stats
+        batch, _ = collate([(e["input_ids"], e["labels"]) for e in chunk], pad_id, device, pack)
+        return train_model(**batch, use_cache=False).loss, sum(len(e["input_ids"]) for e in chunk), {}
+
+    # ---- start, or resume from a checkpoint ----
+    micro_per_epoch = math.ceil(len(train_set) / plan.batch_size)
+    steps_per_epoch = math.ceil(len(train_set) / (plan.batch_size * plan.grad_accum * ranks.world))
     total = plan.max_steps or max(1, math.ceil(plan.epochs * steps_per_epoch))
     eval_every = plan.eval_every or max(1, total // 10)
+    checkpoints = Checkpoints(job_dir / "checkpoints", plan.keep_checkpoints)
+    start_step, consumed = 0, 0  # optimizer steps done; micro-batches taken from the stream (all processes)
+    if job.get("resume_from"):
+        state = checkpoints.load(job["resume_from"], model, optimizer)
+        if ranks.main:
+            checkpoints.forget_after(state["step"])  # they belong to the run being replaced
+        start_step, consumed, total = state["step"], state["micro_batches"], state["total_steps"]
+        random.setstate(state["rng"]["python"])
+        torch.set_rng_state(state["rng"]["torch"])
+        if device.type == "cuda" and "cuda" in state["rng"]:
+            torch.cuda.set_rng_state(state["rng"]["cuda"], device)
+    train_model = model
+    if ranks.world > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        train_model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     events.state("RUNNING")
-    evaluate(0)
+    if start_step:
+        events.log("train.log.resumed", step=start_step, total=total)
+    else:
+        evaluate(0)
+
+    # Every process keeps the same account of what is saved, so all take the same branches below.
+    saved_step, best_val_loss = (start_step or None), checkpoints.index["best_val_loss"]
+
+    def save_checkpoint(step: int, val_loss: float | None) -> None:
+        nonlocal saved_step
+        saved_step = step
+        if ranks.main:
+            rng = {"python": random.getstate(), "torch": torch.get_rng_state()}
+            if device.type == "cuda":
+                rng["cuda"] = torch.cuda.get_rng_state(device)
+            state = {"step": step, "micro_batches": consumed, "total_steps": total, "seed": plan.seed, "rng": rng}
+            events.emit("checkpoint", **checkpoints.save(step, model, optimizer, state, val_loss))
+
+    def finish(steps_done: int, final: str) -> str:
+        """Checkpoint the end point, then deliver the best weights (or the last) as the job's result."""
+        if saved_step != steps_done:
+            save_checkpoint(steps_done, None)
+        if ranks.main:
+            deliver(steps_done)
+        return final
+
+    def deliver(steps_done: int) -> None:
+        best = checkpoints.best_step
+        if plan.keep_best and val and best is not None and best != steps_done:
+            load_weights(model, checkpoints.folder / f"step-{best}")
+            events.log("train.log.delivered_best", step=best, last=steps_done,
+                       val_loss=round(checkpoints.index["best_val_loss"], 4))
+        elif not val:
+            events.log("train.log.delivered_last_no_val", step=steps_done)
+        elif plan.keep_best:
+            events.log("train.log.delivered_last_best", step=steps_done)
+        else:
+            events.log("train.log.delivered_last", step=steps_done)
+        base.set_attn_implementation(attention)  # the saved model loads with its usual attention
+        save(model, tokenizer, job_dir, plan, events)
 
     # ---- the loop ----
-    def micro_batches():
-        epoch = 0
-        while True:
-            rng = random.Random(plan.seed + epoch)
-            order = list(train_set)
-            rng.shuffle(order)
-            yield from batches(order, plan.batch_size, pad_id, device)
-            epoch += 1
+    def micro_batches(start: int):
+        """The endless shuffled stream from micro-batch `start` on; with several processes each takes
+        every world-th micro-batch, so together they read the data once per epoch."""
+        shuffled_epoch, order = -1, []
+        for index in range(start + ranks.rank, 2**62, ranks.world):
+            epoch, k = divmod(index, micro_per_epoch)
+            if epoch != shuffled_epoch:
+                order = list(train_set)
+                random.Random(plan.seed + epoch).shuffle(order)
+                shuffled_epoch = epoch
+            yield order[k * plan.batch_size:(k + 1) * plan.batch_size]
 
-    stream = micro_batches()
-    for step in range(total):
-        if stop:
-            save(model, tokenizer, job_dir, plan, events)
-            return "STOPPED"
+    stream = micro_batches(consumed)
+    for step in range(start_step, total):
+        if ranks.any(stop):
+            return finish(step, "STOPPED")
         started = time.perf_counter()
         lr = lr_at(step, plan, total)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        loss_sum, tokens = 0.0, 0
-        for _ in range(plan.grad_accum):
-            batch = next(stream)
-            loss = model(**batch, use_cache=False).loss / plan.grad_accum
-            if not torch.isfinite(loss):
-                raise UserError("train.error.diverged", step=step + 1)
-            loss.backward()
-            loss_sum += loss.item()
-            tokens += int(batch["attention_mask"].sum())
+        loss_sum, tokens, figures = 0.0, 0, {}
+        for micro in range(plan.grad_accum):
+            last = micro == plan.grad_accum - 1  # gradients are averaged across processes once, at the last
+            with contextlib.nullcontext() if last or ranks.world == 1 else train_model.no_sync():
+                loss, n, stats = forward(next(stream))
+                if not torch.isfinite(loss):
+                    raise UserError("train.error.diverged", step=step + 1)
+                (loss / plan.grad_accum).backward()
+            loss_sum += loss.item() / plan.grad_accum
+            tokens += n
+            for name, value in stats.items():
+                figures[name] = figures.get(name, 0.0) + value / plan.grad_accum
+        consumed += plan.grad_accum * ranks.world
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
+        if ranks.world > 1:  # the step's figures over all processes: mean loss, total tokens
+            loss_sum, tokens, *values = ranks.sum(loss_sum, tokens, *figures.values())
+            loss_sum, figures = loss_sum / ranks.world, {k: v / ranks.world for k, v in zip(figures, values)}
         elapsed = time.perf_counter() - started
         events.emit("step", step=step + 1, total_steps=total, epoch=round((step + 1) / steps_per_epoch, 3),
-                    loss=round(loss_sum, 5), lr=lr, tokens_per_s=round(tokens / elapsed, 1))
-        if (step + 1) % eval_every == 0 or step + 1 == total:
-            result = evaluate(step + 1)
-            if plan.forgetting_guard and forgetting_level(result["cf_pct"], result["cf_score"]) == "error":
-                events.log("train.log.forgetting_stop", level="warning", pct=round(result["cf_pct"], 1),
-                           limit=thresholds()["forgetting"]["stop_pct"])
-                save(model, tokenizer, job_dir, plan, events)
-                return "STOPPED"
-
-    save(model, tokenizer, job_dir, plan, events)
-    return "COMPLETED"
+                    loss=round(loss_sum, 5), lr=lr, tokens=int(tokens), tokens_per_s=round(tokens / elapsed, 1),
+                    **{k: round(v, 5) for k, v in figures.items()})
+        done = step + 1
+        result = evaluate(done) if done % eval_every == 0 or done == total else None
+        val_loss = result.get("val_loss") if result else None
+        new_best = val_loss is not None and (best_val_loss is None or val_loss < best_val_loss)
+        best_val_loss = val_loss if new_best else best_val_loss
+        due = done % plan.save_every == 0 if plan.save_every else result is not None
+        if due or new_best or done == total:
+            save_checkpoint(done, val_loss)
+        if result and plan.forgetting_guard and forgetting_level(result["cf_pct"], result["cf_score"]) == "error":
+            events.log("train.log.forgetting_stop", level="warning", pct=round(result["cf_pct"], 1),
+                       limit=thresholds()["forgetting"]["stop_pct"])
+            return finish(done, "STOPPED")
+    return finish(total, "COMPLETED")
 
 
 def save(model, tokenizer, job_dir: Path, plan: TrainingPlan, events: EventWriter) -> None:
     kind = "adapter" if plan.method == "lora" else "model"
     out = job_dir / kind
-    model.save_pretrained(out, safe_serialization=True)
-    tokenizer.save_pretrained(out)  # the chat template travels with the weights
+    need = sum(p.numel() * p.element_size() for p in model.parameters() if p.requires_grad or kind == "model")
+    check_space(job_dir, need)
+    try:
+        model.save_pretrained(out, safe_serialization=True)
+        tokenizer.save_pretrained(out)  # the chat template travels with the weights
+    except OSError as exc:
+        raise_if_disk_full(job_dir, need, exc)
+        raise
     events.emit("artifact", kind=kind, path=kind)
+
+
+def plain_failure(exc: BaseException, job_dir: Path) -> UserError | None:
+    """A failure the user can fix, said as such: out of memory names the setting to change."""
+    if not is_out_of_memory(exc):
+        return None
+    try:
+        plan = TrainingPlan.load(job_dir / "plan.yaml")
+    except UserError:
+        return None
+    return out_of_memory(plan, pick_device(plan.device).type)
 
 
 def main(argv: list[str]) -> int:
     job_dir = Path(argv[0]).resolve()
-    events = EventWriter(job_dir)
+    ranks = Ranks()
+    events = EventWriter(job_dir) if ranks.main else Silent()
     try:
-        final = train(job_dir, events)
-    except UserError as exc:
-        events.emit("error", code=exc.key, params=exc.params, detail=str(exc))
-        events.state("FAILED", reason=exc.key, **exc.params)
-        return 1
-    except torch.OutOfMemoryError as exc:
-        events.emit("error", code="train.error.oom", params={}, detail=str(exc))
-        events.state("FAILED", reason="train.error.oom")
-        return 1
+        final = train(job_dir, events, ranks)
     except Exception as exc:  # noqa: BLE001 — the job must say why it failed, whatever it was
-        detail = "".join(traceback.format_exception(exc))
-        events.emit("error", code="train.error.crash", params={"detail": str(exc)[:500]}, detail=detail)
-        events.state("FAILED", reason="train.error.crash", detail=str(exc)[:500])
+        error = exc if isinstance(exc, UserError) else plain_failure(exc, job_dir)
+        if not ranks.main:
+            traceback.print_exc()  # into worker.log; the main process reports the job's state
+        elif error is not None:
+            events.emit("error", code=error.key, params=error.params, detail=str(exc)[:2000])
+            events.state("FAILED", reason=error.key, **error.params)
+        else:
+            detail = "".join(traceback.format_exception(exc))
+            events.emit("error", code="train.error.crash", params={"detail": str(exc)[:500]}, detail=detail)
+            events.state("FAILED", reason="train.error.crash", detail=str(exc)[:500])
         return 1
+    finally:
+        ranks.close()
     events.state(final)
     return 0
 

@@ -1,0 +1,49 @@
+"""Attention over a packed row that computes each sequence's causal attention on its own.
+
+A packed row (easytune.train.packing) holds several sequences end to end. The stock SDPA path keeps
+them apart with a block-diagonal mask over the whole row, which still computes every cross-sequence
+score and throws it away: attention then costs (Σ len)² instead of Σ len², and a row of eight
+sequences spends most of its attention compute on blocks that are masked out. Here each sequence is
+one causal SDPA call on its own slice, bounded by the `cu_seq_lens_q` the packed batch carries (the
+same boundaries FlashAttention's varlen kernels read), and no mask is built at all.
+
+Batches that are not packed (padded, or one sequence) go through the stock SDPA path unchanged.
+"""
+
+from __future__ import annotations
+
+import torch
+from transformers import AttentionInterface
+from transformers.integrations.sdpa_attention import sdpa_attention_forward
+from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
+
+NAME = "easytune_segments"
+
+
+def segment_mask(*args, attention_mask=None, **kwargs):
+    """No padding (a packed row, or whole sequences): causality is applied per sequence below, so no
+    mask is built; padded batches get SDPA's usual mask."""
+    if attention_mask is None:
+        return None
+    return sdpa_mask(*args, attention_mask=attention_mask, **kwargs)
+
+
+def segment_attention(module, query, key, value, attention_mask, dropout: float = 0.0, scaling=None, **kwargs):
+    """query/key/value: [batch, heads, tokens, head_dim] → ([batch, tokens, heads, head_dim], None)."""
+    bounds = kwargs.get("cu_seq_lens_q")
+    if bounds is None or query.shape[0] != 1 or attention_mask is not None:
+        return sdpa_attention_forward(module, query, key, value, attention_mask, dropout, scaling, **kwargs)
+    edges = bounds.tolist()
+    parts = [sdpa_attention_forward(module, query[:, :, start:end], key[:, :, start:end], value[:, :, start:end],
+                                    None, dropout, scaling, is_causal=True)[0]
+             for start, end in zip(edges, edges[1:]) if end > start]
+    return torch.cat(parts, dim=1), None
+
+
+def use_segment_attention(model) -> str:
+    """Switch a loaded model to segment attention; returns the implementation it had, to restore."""
+    AttentionInterface.register(NAME, segment_attention)
+    AttentionMaskInterface.register(NAME, segment_mask)
+    before = model.config._attn_implementation
+    model.set_attn_implementation(NAME)
+    return before

@@ -1,0 +1,86 @@
+"""Batches of token sequences: padded, or packed end to end with no padding at all.
+
+A packed batch is one row holding every sequence of the batch, with position ids that restart at 0 for
+each sequence, the boundaries as cumulative lengths, and no attention mask (the DataCollatorWithFlattening
+layout). transformers reads the restarts as sequence boundaries and masks attention block-diagonally;
+easytune.train.attention goes further and attends within each sequence only. Either way no sequence
+sees another and no compute is spent on padding. The first label of each sequence is -100: the last
+token of one sequence must not be scored on predicting the first token of the next.
+
+Either layout comes with `segments`: the number of the sequence each position belongs to (-1 for
+padding), so per-sequence sums (DPO's log-probabilities) read the same from both.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import torch
+
+IGNORE = -100
+
+
+def padded(sequences: list[tuple[list[int], list[int]]], pad_id: int, device) -> tuple[dict, torch.Tensor]:
+    """Right-padded to the longest sequence: input_ids, labels, attention_mask of [batch, width]."""
+    width = max(len(ids) for ids, _ in sequences)
+    ids, labels, mask, segments = [], [], [], []
+    for i, (seq_ids, seq_labels) in enumerate(sequences):
+        pad = width - len(seq_ids)
+        ids.append(seq_ids + [pad_id] * pad)
+        labels.append(seq_labels + [IGNORE] * pad)
+        mask.append([1] * len(seq_ids) + [0] * pad)
+        segments.append([i] * len(seq_ids) + [-1] * pad)
+    batch = {"input_ids": torch.tensor(ids, device=device), "labels": torch.tensor(labels, device=device),
+             "attention_mask": torch.tensor(mask, device=device)}
+    return batch, torch.tensor(segments, device=device)
+
+
+def packed(sequences: list[tuple[list[int], list[int]]], device) -> tuple[dict, torch.Tensor]:
+    """All sequences in one row of [1, total tokens], positions restarting per sequence."""
+    ids, labels, positions, segments = [], [], [], []
+    for i, (seq_ids, seq_labels) in enumerate(sequences):
+        ids += seq_ids
+        labels += [IGNORE] + seq_labels[1:]  # never learned unpacked either: nothing precedes it
+        positions += range(len(seq_ids))
+        segments += [i] * len(seq_ids)
+    bounds = torch.tensor([0] + list(itertools.accumulate(len(seq_ids) for seq_ids, _ in sequences)),
+                          dtype=torch.int32, device=device)
+    longest = max(len(seq_ids) for seq_ids, _ in sequences)
+    batch = {"input_ids": torch.tensor([ids], device=device), "labels": torch.tensor([labels], device=device),
+             "position_ids": torch.tensor([positions], device=device),
+             # sequence boundaries, as FlashAttention's varlen kernels and easytune.train.attention read them
+             "cu_seq_lens_q": bounds, "cu_seq_lens_k": bounds, "max_length_q": longest, "max_length_k": longest}
+    return batch, torch.tensor([segments], device=device)
+
+
+def collate(sequences, pad_id: int, device, pack: bool) -> tuple[dict, torch.Tensor]:
+    return packed(sequences, device) if pack else padded(sequences, pad_id, device)
+
+
+def padding_share(examples: list[dict], batch_size: int) -> float:
+    """Share of a padded run's tokens that would be padding, for batches taken in this order."""
+    real = padded_total = 0
+    for start in range(0, len(examples), batch_size):
+        lengths = [len(ids) for e in examples[start:start + batch_size] for k, ids in e.items() if k.endswith("_ids")]
+        real += sum(lengths)
+        padded_total += max(lengths) * len(lengths)
+    return 1 - real / max(padded_total, 1)
+
+
+def packing_is_exact(model, device) -> bool:
+    """Whether this model honours restarting position ids: two short sequences give the same logits packed
+    as alone. A model whose attention ignores them would let packed examples read each other."""
+    vocab = model.get_input_embeddings().num_embeddings
+    generator = torch.Generator().manual_seed(0)
+    first, second = (torch.randint(0, vocab, (n,), generator=generator).tolist() for n in (5, 7))
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            batch, _ = packed([(first, first), (second, second)], device)
+            batch.pop("labels")
+            together = model(**batch, use_cache=False).logits
+            alone = model(input_ids=torch.tensor([second], device=device), use_cache=False).logits
+    finally:
+        model.train(was_training)
+    return bool(torch.allclose(together[0, len(first):].float(), alone[0].float(), atol=1e-3, rtol=1e-3))
