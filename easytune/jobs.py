@@ -1,15 +1,22 @@
-"""Jobs: create, launch the training worker as a subprocess, follow its events into SQLite, stop,
-and recover after a crash. Runs in the app (or CLI) process and never imports the training stack.
+"""Jobs: create, queue, launch the training worker as a subprocess, follow its events into SQLite,
+stop, pause, resume, restart, clone, delete, and recover after a crash. Runs in the app (or CLI)
+process and never imports the training stack.
 
-States: PENDING → PREPARING → RUNNING → COMPLETED | FAILED | STOPPED, and INTERRUPTED for a job
-whose worker vanished while nobody was watching (found on the next start). A job is never left
-active once its worker is gone.
+States: PENDING → PREPARING → RUNNING → COMPLETED | FAILED | STOPPED | PAUSED, and INTERRUPTED for a
+job whose worker vanished while nobody was watching (found on the next start). A job is never left
+active once its worker is gone. PAUSED, STOPPED and INTERRUPTED jobs resume from their latest
+checkpoint as the same job, back through PENDING.
+
+The queue: one job holds the device (PREPARING or RUNNING) at a time; the others wait as PENDING and
+start in creation order. There is no scheduler process: whoever follows jobs (the app's Monitor, a
+CLI follower, any `easytune jobs` command) starts the next one when it sees the device free.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -21,15 +28,29 @@ from pathlib import Path
 
 import psutil
 
+from easytune import health
 from easytune.datasets import resolve_dataset
 from easytune.i18n import UserError, t
 from easytune.models.registry import resolve_path
 from easytune.plan.schema import TrainingPlan
 from easytune.settings import Settings
 from easytune.store import dumps, open_db
-from easytune.train.events import ACTIVE_STATES, STOP_FILE, TERMINAL_STATES, read_events
+from easytune.train.events import (
+    ACTIVE_STATES,
+    EVENTS_FILE,
+    PAUSE_FILE,
+    RESUMABLE_STATES,
+    STOP_FILE,
+    TERMINAL_STATES,
+    read_events,
+)
+from easytune.train.launch import worker_command
+from easytune.train.objective import resolve_objective
 
 STACK = ("torch", "transformers", "peft", "accelerate")
+SLOT_STATES = ("PREPARING", "RUNNING")  # a job in one of these holds the device
+LAUNCH_GRACE_S = 30.0  # a job claimed for start whose worker has no pid yet is being spawned, not dead
+SUGGESTIONS = ("retention", "lower_lr")
 _children: dict[str, subprocess.Popen] = {}  # workers this process started (so it can reap them)
 _sync_lock = threading.Lock()
 
@@ -48,15 +69,15 @@ def create_job(settings: Settings, plan: TrainingPlan, name: str | None = None) 
     """Validate what the plan names, write a self-contained job folder, record it as PENDING."""
     model_path = resolve_path(settings, plan.model)
     data = resolve_dataset(settings, plan.dataset)
-    if data.kind in ("preference", "kto"):  # these need a preference trainer, not supervised fine-tuning
-        raise UserError("jobs.error.method_needed", dataset=data.name, kind=data.kind)
+    resolve_objective(plan.objective, data.kind, data.name)  # preference pairs need objective dpo (or auto)
     job_id = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
     job_dir = settings.jobs_dir / job_id
     job_dir.mkdir(parents=True)
     plan.save(job_dir / "plan.yaml")
     resolved = {"job_id": job_id, "model_path": str(model_path), "train_file": str(data.train_file),
                 "val_file": str(data.val_file) if data.val_file else None, "dataset": data.name,
-                "dataset_sha256": data.sha256, "dataset_rows": data.rows, "versions": _versions(),
+                "dataset_sha256": data.sha256, "dataset_rows": data.rows, "dataset_kind": data.kind,
+                "versions": _versions(),
                 "cache_dir": str(settings.folder("cache"))}
     (job_dir / "job.json").write_text(json.dumps(resolved, indent=2, ensure_ascii=False), encoding="utf-8")
     row = {"id": job_id, "name": name or f"{Path(plan.model).name} · {data.name}", "state": "PENDING",
@@ -66,20 +87,12 @@ def create_job(settings: Settings, plan: TrainingPlan, name: str | None = None) 
 
 
 def start_job(settings: Settings, job_id: str) -> dict:
+    """Put a PENDING job in line for the device: it starts now if the device is free, else it waits
+    (PENDING, with its queue_position) and starts when the jobs before it have ended."""
     job = get_job(settings, job_id)
     if job["state"] != "PENDING":
         raise UserError("jobs.error.not_pending", job=job_id, state=job["state"])
-    job_dir = Path(job["job_dir"])
-    env = dict(os.environ, PYTHONUNBUFFERED="1", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
-               HF_HUB_DISABLE_TELEMETRY="1", TOKENIZERS_PARALLELISM="false")
-    with open(job_dir / "worker.log", "ab") as log:
-        # Its own session: the job survives the app being closed, and is stopped as one group.
-        proc = subprocess.Popen([sys.executable, "-m", "easytune.train", str(job_dir)], stdout=log,
-                                stderr=subprocess.STDOUT, env=env, start_new_session=True)
-    _children[job_id] = proc
-    open_db(settings.db_path)["jobs"].update(job_id, {
-        "state": "PREPARING", "pid": proc.pid, "pid_started_at": psutil.Process(proc.pid).create_time(),
-        "started_at": time.time()})
+    start_next(settings)
     return get_job(settings, job_id)
 
 
@@ -87,16 +100,73 @@ def launch(settings: Settings, plan: TrainingPlan, name: str | None = None) -> d
     return start_job(settings, create_job(settings, plan, name)["id"])
 
 
-def get_job(settings: Settings, job_id: str) -> dict:
+def start_next(settings: Settings) -> dict | None:
+    """Start the oldest PENDING job if no job holds the device; return it, or None.
+
+    The app and several CLIs may call this at the same moment: the claim is one UPDATE that succeeds
+    only while the job is still PENDING and no job holds the device, so exactly one of them starts it."""
+    db = open_db(settings.db_path)
+    while True:
+        waiting = list(db["jobs"].rows_where("state = 'PENDING'", order_by="created_at, id", limit=1))
+        if not waiting:
+            return None
+        with db.conn:
+            claimed = db.conn.execute(
+                "UPDATE jobs SET state = 'PREPARING', started_at = ?, finished_at = NULL, pid = NULL, "
+                "pid_started_at = NULL WHERE id = ? AND state = 'PENDING' AND NOT EXISTS "
+                "(SELECT 1 FROM jobs WHERE state IN ('PREPARING', 'RUNNING'))",
+                [time.time(), waiting[0]["id"]]).rowcount
+        if claimed:
+            return _spawn(settings, waiting[0]["id"])
+        if db.execute("SELECT 1 FROM jobs WHERE state IN ('PREPARING', 'RUNNING')").fetchone():
+            return None  # the device is busy (perhaps another follower just started this very job)
+        # the job left the queue (stopped, deleted) between the two statements: try the next one
+
+
+def _spawn(settings: Settings, job_id: str) -> dict:
+    """Run the worker for a job this process has claimed (PREPARING)."""
+    job_dir = Path(get_job(settings, job_id)["job_dir"])
+    env = dict(os.environ, PYTHONUNBUFFERED="1", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
+               HF_HUB_DISABLE_TELEMETRY="1", TOKENIZERS_PARALLELISM="false")
+    with open(job_dir / "worker.log", "ab") as log:
+        # Its own session: the job survives the app being closed, and is stopped as one group.
+        command = worker_command(job_dir, TrainingPlan.load(job_dir / "plan.yaml").num_processes)
+        proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    _children[job_id] = proc
     try:
-        return open_db(settings.db_path)["jobs"].get(job_id)
+        born = psutil.Process(proc.pid).create_time()
+    except psutil.Error:  # already gone: the follower reads its exit code from our child
+        born = time.time()
+    open_db(settings.db_path)["jobs"].update(job_id, {"pid": proc.pid, "pid_started_at": born})
+    return get_job(settings, job_id)
+
+
+def get_job(settings: Settings, job_id: str) -> dict:
+    """The job's row, with queue_position (1 = next to start) while it waits."""
+    try:
+        job = open_db(settings.db_path)["jobs"].get(job_id)
     except Exception:  # sqlite_utils.db.NotFoundError
         raise UserError("jobs.error.unknown", job=job_id) from None
+    job["queue_position"] = _positions(settings).get(job_id)
+    return job
 
 
 def list_jobs(settings: Settings, state: str | None = None) -> list[dict]:
     where, args = ("state = ?", [state]) if state else (None, None)
-    return list(open_db(settings.db_path)["jobs"].rows_where(where, args, order_by="created_at desc"))
+    positions = _positions(settings)
+    return [dict(row, queue_position=positions.get(row["id"]))
+            for row in open_db(settings.db_path)["jobs"].rows_where(where, args, order_by="created_at desc")]
+
+
+def queue(settings: Settings) -> list[dict]:
+    """The jobs waiting for the device, next first, each with its queue_position."""
+    rows = open_db(settings.db_path)["jobs"].rows_where("state = 'PENDING'", order_by="created_at, id")
+    return [dict(row, queue_position=n) for n, row in enumerate(rows, 1)]
+
+
+def _positions(settings: Settings) -> dict[str, int]:
+    rows = open_db(settings.db_path).execute("SELECT id FROM jobs WHERE state = 'PENDING' ORDER BY created_at, id")
+    return {job_id: n for n, (job_id,) in enumerate(rows, 1)}
 
 
 def metrics(settings: Settings, job_id: str) -> dict[str, list[tuple[int, float]]]:
@@ -131,11 +201,11 @@ def event_text(data: dict, lang: str) -> str:
 def _worker_alive(job: dict) -> tuple[bool, int | None]:
     """(alive, exit code if known). Checks our own child first; else the pid and its start time."""
     proc = _children.get(job["id"])
-    if proc is not None:
+    if proc is not None and proc.pid == job.get("pid"):  # (an older run's child says nothing of this one)
         code = proc.poll()
         return code is None, code
-    if not job.get("pid"):
-        return False, None
+    if not job.get("pid"):  # claimed: another follower is spawning the worker right now
+        return time.time() - (job.get("started_at") or 0) < LAUNCH_GRACE_S, None
     try:
         same = abs(psutil.Process(job["pid"]).create_time() - (job["pid_started_at"] or 0)) < 1
         return same and psutil.Process(job["pid"]).status() != psutil.STATUS_ZOMBIE, None
@@ -146,8 +216,11 @@ def _worker_alive(job: dict) -> tuple[bool, int | None]:
 def _apply(db, job: dict, event: dict, update: dict) -> None:
     kind = event["type"]
     if kind == "state":
-        update["state"] = event["state"]
-        if event["state"] in TERMINAL_STATES:
+        state = event["state"]
+        if state == "STOPPED" and (Path(job["job_dir"]) / PAUSE_FILE).exists():
+            state = "PAUSED"  # the worker stops the same way either way; the user asked for a pause
+        update["state"] = state
+        if state in TERMINAL_STATES:
             update["finished_at"] = event["t"]
         if event.get("reason"):
             update["error"] = dumps({"key": event["reason"], "params": event.get("params") or {}})
@@ -176,13 +249,14 @@ def _death_of(code: int | None) -> dict:
     return {"state": "FAILED", "error": dumps({"key": "jobs.error.exited", "params": {"code": code}})}
 
 
-def sync_job(settings: Settings, job_id: str) -> dict:
-    """Read the worker's new events into SQLite; settle the state if the worker is gone."""
+def _follow_worker(settings: Settings, job_id: str) -> tuple[dict, bool]:
+    """Read a running job's new events into SQLite and settle its state if the worker is gone.
+    Returns (job row, whether its run ended just now)."""
     with _sync_lock:
         db = open_db(settings.db_path)
-        job = db["jobs"].get(job_id)
-        if job["state"] in TERMINAL_STATES or job["state"] == "PENDING":
-            return job
+        job = get_job(settings, job_id)
+        if job["state"] not in SLOT_STATES:
+            return job, False
         alive, code = _worker_alive(job)  # before reading: events written before death are all read
         new, offset = read_events(Path(job["job_dir"]), job["events_offset"])
         if new:  # claim these events first: the app and a CLI may follow the same job at once
@@ -190,7 +264,7 @@ def sync_job(settings: Settings, job_id: str) -> dict:
                 claimed = db.conn.execute("UPDATE jobs SET events_offset = ? WHERE id = ? AND events_offset = ?",
                                           [offset, job_id, job["events_offset"]]).rowcount
             if not claimed:
-                return db["jobs"].get(job_id)
+                return get_job(settings, job_id), False
         update: dict = {}
         with db.conn:
             for event in new:
@@ -202,36 +276,87 @@ def sync_job(settings: Settings, job_id: str) -> dict:
                 db["jobs"].update(job_id, update)
         if not alive:
             _children.pop(job_id, None)
-        return db["jobs"].get(job_id)
+        job = get_job(settings, job_id)
+        return job, job["state"] not in SLOT_STATES
+
+
+def sync_job(settings: Settings, job_id: str) -> dict:
+    """Follow one job: read its worker's new events, settle its state if the worker is gone, and when
+    the device is free (this job just ended, or it waits in the queue) start the next job in line."""
+    job, ended = _follow_worker(settings, job_id)
+    if job["state"] == "PENDING":  # its turn comes when the holder ends: check on the holder too
+        for holder in list_jobs(settings):
+            if holder["state"] in SLOT_STATES:
+                _follow_worker(settings, holder["id"])
+    if ended or job["state"] == "PENDING":
+        start_next(settings)
+    return get_job(settings, job_id)
 
 
 def sync_active(settings: Settings) -> list[dict]:
-    """Follow every active job. On start-up this is also the recovery: a job whose worker died with
-    the last app or CLI becomes INTERRUPTED, and one whose worker still runs is re-attached."""
-    return [sync_job(settings, job["id"]) for job in list_jobs(settings) if job["state"] in ACTIVE_STATES]
+    """Follow every active job and start the next one in line. On start-up this is also the recovery:
+    a job whose worker died with the last app or CLI becomes INTERRUPTED, one whose worker still runs
+    is re-attached, and a queue nobody was watching moves on."""
+    for job in list_jobs(settings):
+        if job["state"] in SLOT_STATES:
+            _follow_worker(settings, job["id"])
+    start_next(settings)
+    return [job for job in list_jobs(settings) if job["state"] in ACTIVE_STATES]
 
 
 def stop_job(settings: Settings, job_id: str, timeout: float = 20.0) -> dict:
-    """Ask the worker to stop (it saves what it has), wait, and kill it if it does not answer."""
-    job = sync_job(settings, job_id)
-    if job["state"] == "PENDING":
-        open_db(settings.db_path)["jobs"].update(job_id, {"state": "STOPPED", "finished_at": time.time()})
+    """Ask the worker to stop (it saves what it has), wait, and kill it if it does not answer.
+    A waiting job just leaves the queue."""
+    return _end_run(settings, job_id, "STOPPED", timeout)
+
+
+def pause_job(settings: Settings, job_id: str, timeout: float = 20.0) -> dict:
+    """Stop the worker so that it saves a checkpoint, and record PAUSED: `resume_job` continues from
+    there. A waiting job leaves the queue until it is resumed."""
+    job = get_job(settings, job_id)
+    if job["state"] not in ACTIVE_STATES:
+        raise UserError("jobs.error.not_pausable", job=job_id, state=job["state"])
+    return _end_run(settings, job_id, "PAUSED", timeout)
+
+
+def _end_run(settings: Settings, job_id: str, final: str, timeout: float) -> dict:
+    db = open_db(settings.db_path)
+    job, _ = _follow_worker(settings, job_id)
+    if job["state"] == "PENDING" and _move(db, job_id, "PENDING", state=final, finished_at=time.time()):
         return get_job(settings, job_id)
-    if job["state"] in TERMINAL_STATES:
+    job = get_job(settings, job_id)  # it may have been started meanwhile
+    if job["state"] not in SLOT_STATES:
         return job
-    (Path(job["job_dir"]) / STOP_FILE).touch()
-    _signal(job, signal.SIGTERM)
+    job_dir = Path(job["job_dir"])
+    if final == "PAUSED":
+        (job_dir / PAUSE_FILE).touch()  # before STOP: whoever reads the worker's STOPPED records PAUSED
+    else:
+        (job_dir / PAUSE_FILE).unlink(missing_ok=True)
+    (job_dir / STOP_FILE).touch()
+    signalled = None
     deadline = time.time() + timeout
     while time.time() < deadline and _worker_alive(job)[0]:
+        if job.get("pid") != signalled:  # (a job claimed a moment ago gets its pid when spawned)
+            _signal(job, signal.SIGTERM)
+            signalled = job.get("pid")
         time.sleep(0.2)
+        job = get_job(settings, job_id)
     if _worker_alive(job)[0]:
         _signal(job, signal.SIGKILL)
         time.sleep(0.5)
-    job = sync_job(settings, job_id)
-    if job["state"] != "STOPPED":  # killed before it could say so: the user asked, so it is STOPPED
-        open_db(settings.db_path)["jobs"].update(job_id, {"state": "STOPPED", "error": None,
-                                                          "finished_at": time.time()})
+    job, _ = _follow_worker(settings, job_id)
+    if job["state"] not in (final, "COMPLETED"):  # killed before it could say so: the user asked
+        db["jobs"].update(job_id, {"state": final, "error": None, "finished_at": time.time()})
+    start_next(settings)  # the device is free
     return get_job(settings, job_id)
+
+
+def _move(db, job_id: str, expected: str, **changes) -> bool:
+    """Compare-and-swap on the state column: apply `changes` only if the job is still `expected`."""
+    names = ", ".join(f"{name} = ?" for name in changes)
+    with db.conn:
+        return bool(db.conn.execute(f"UPDATE jobs SET {names} WHERE id = ? AND state = ?",
+                                    [*changes.values(), job_id, expected]).rowcount)
 
 
 def _signal(job: dict, sig: int) -> None:
@@ -239,6 +364,154 @@ def _signal(job: dict, sig: int) -> None:
         os.killpg(job["pid"], sig)
     except (ProcessLookupError, PermissionError, TypeError):
         pass
+
+
+# ---- resume, restart, clone, delete ---------------------------------------------------------------
+
+def latest_checkpoint(job_dir: Path) -> str | None:
+    """The worker's latest checkpoint as `checkpoints/step-N` (relative to the job folder), or None."""
+    try:
+        latest = json.loads((Path(job_dir) / "checkpoints" / "index.json").read_text(encoding="utf-8"))["latest"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return f"checkpoints/{latest}" if latest and (Path(job_dir) / "checkpoints" / latest).is_dir() else None
+
+
+def resume_job(settings: Settings, job_id: str) -> dict:
+    """Continue a paused, stopped or interrupted job from its latest checkpoint, as the same job id and
+    through the queue. Its curves keep the steps up to the checkpoint; the worker redoes the rest."""
+    job = get_job(settings, job_id)
+    if job["state"] not in RESUMABLE_STATES:
+        raise UserError("jobs.error.not_resumable", job=job_id, state=job["state"])
+    db = open_db(settings.db_path)
+    job_dir = Path(job["job_dir"])
+    checkpoint = latest_checkpoint(job_dir)
+    trained = db.execute("SELECT 1 FROM job_metrics WHERE job_id = ? AND name = 'loss'", [job_id]).fetchone()
+    if checkpoint is None and trained:
+        raise UserError("jobs.error.no_checkpoint", job=job_id)
+    step = int(checkpoint.rsplit("-", 1)[1]) if checkpoint else -1  # -1: not a step was trained, start over
+    _update_job_json(job_dir, resume_from=checkpoint)
+    for name in (STOP_FILE, PAUSE_FILE):
+        (job_dir / name).unlink(missing_ok=True)
+    total = job["total_steps"] or 0
+    if not _move(db, job_id, job["state"], state="PENDING", error=None, finished_at=None, pid=None,
+                 pid_started_at=None, events_offset=_seal_events(job_dir),
+                 progress=max(step, 0) / total if total else 0.0):
+        raise UserError("jobs.error.not_resumable", job=job_id, state=get_job(settings, job_id)["state"])
+    with db.conn:  # the run after the checkpoint is done again: its points would be drawn twice
+        db.conn.execute("DELETE FROM job_metrics WHERE job_id = ? AND step > ?", [job_id, step])
+    start_next(settings)
+    return get_job(settings, job_id)
+
+
+def _seal_events(job_dir: Path) -> int:
+    """Where the resumed worker's events will start: the end of events.jsonl, after ending a line the
+    killed worker may have left half-written (so the next event is not glued to it)."""
+    path = job_dir / EVENTS_FILE
+    if not path.exists():
+        return 0
+    with path.open("rb+") as f:
+        size = f.seek(0, os.SEEK_END)
+        if size:
+            f.seek(size - 1)
+            if f.read(1) != b"\n":
+                f.write(b"\n")
+                size += 1
+    return size
+
+
+def _update_job_json(job_dir: Path, **changes) -> None:
+    path = job_dir / "job.json"
+    data = json.loads(path.read_text(encoding="utf-8"))
+    for key, value in changes.items():
+        if value is None:
+            data.pop(key, None)
+        else:
+            data[key] = value
+    path.write_text(json.dumps(data, indent=2, ensure_ascii=False), encoding="utf-8")
+
+
+def restart_job(settings: Settings, job_id: str) -> dict:
+    """A fresh run of an ended job's plan, as a new job (a clone with no changes): the old run keeps its
+    curves, logs and failure reason to compare with, and each job id stays one run with one event log."""
+    job = get_job(settings, job_id)
+    if job["state"] in ACTIVE_STATES:
+        raise UserError("jobs.error.still_active", job=job_id, state=job["state"])
+    return clone_job(settings, job_id, {})
+
+
+def clone_job(settings: Settings, job_id: str, changes: dict | None = None) -> dict:
+    """A new job from another job's plan with `changes` applied (checked like any plan), put in line
+    for the device."""
+    source = get_job(settings, job_id)
+    plan = TrainingPlan.load(Path(source["job_dir"]) / "plan.yaml")
+    changes = dict(changes or {})
+    plan = TrainingPlan.from_dict({**plan.to_dict(), **changes})
+    named = ", ".join(f"{key}={value}" for key, value in changes.items())
+    job = create_job(settings, plan, f"{source['name']} · {named}" if named else source["name"])
+    _update_job_json(Path(job["job_dir"]), clone_of=job_id, changes=changes or None)
+    return start_job(settings, job["id"])
+
+
+def suggested_changes(settings: Settings, job_id: str, action: str) -> dict:
+    """Plan changes for a rerun: 'retention' mixes general text back in (30 %) at half the learning
+    rate, against forgetting; 'lower_lr' takes 0.3 × the learning rate, against a diverging loss."""
+    plan = TrainingPlan.load(Path(get_job(settings, job_id)["job_dir"]) / "plan.yaml")
+    if action == "retention":
+        return {"retention_ratio": max(plan.retention_ratio, 0.3), "learning_rate": _round(plan.learning_rate * 0.5)}
+    if action == "lower_lr":
+        return {"learning_rate": _round(plan.learning_rate * 0.3)}
+    raise UserError("jobs.error.unknown_suggestion", action=action, choices=", ".join(SUGGESTIONS))
+
+
+def _round(value: float) -> float:
+    return float(f"{value:.3g}")
+
+
+def available_actions(settings: Settings, job: dict) -> list[str]:
+    """What a user can do with a job in its state, in the order to offer them. Besides the lifecycle
+    actions: 'lower_lr' after a diverging loss, 'retention' after a forgetting warning (see suggested_changes)."""
+    state = job["state"]
+    if state == "PENDING":
+        return ["pause", "stop", "delete"]
+    if state in SLOT_STATES:
+        return ["pause", "stop"]
+    actions = ["resume"] if state in RESUMABLE_STATES and latest_checkpoint(Path(job["job_dir"])) else []
+    if state != "COMPLETED":
+        actions.append("restart")
+    error = json.loads(job["error"]) if job.get("error") else {}
+    warned = {w["key"] for w in health.assess(metrics(settings, job["id"]), job["total_steps"])}
+    if error.get("key") == "train.error.diverged" or warned & {"health.diverged", "health.spike"}:
+        actions.append("lower_lr")
+    if "health.forgetting" in warned:
+        actions.append("retention")
+    return [*actions, "clone", "delete"]
+
+
+def delete_job(settings: Settings, job_id: str) -> dict:
+    """Remove an ended or waiting job: its folder, curves, events, evaluations and the exports the app
+    wrote under its home. Refused while the job's worker runs."""
+    job = get_job(settings, job_id)
+    db = open_db(settings.db_path)
+    exports = (list(db["exports"].rows_where("job_id = ?", [job_id])) if "exports" in db.table_names() else [])
+    with db.conn:
+        for table in ("job_metrics", "job_events", "evaluations", "exports"):
+            if table in db.table_names():
+                db.conn.execute(f"DELETE FROM {table} WHERE job_id = ?", [job_id])
+        deleted = db.conn.execute("DELETE FROM jobs WHERE id = ? AND state NOT IN ('PREPARING', 'RUNNING')",
+                                  [job_id]).rowcount
+        if not deleted:  # (the with block rolls the other deletions back)
+            raise UserError("jobs.error.still_active", job=job_id, state=get_job(settings, job_id)["state"])
+    _children.pop(job_id, None)
+    home = settings.home.resolve()
+    for path in [Path(job["job_dir"])] + [Path(e["path"]) for e in exports if e.get("path")]:
+        if not path.resolve().is_relative_to(home) or path.resolve() == home:
+            continue  # only what the app wrote itself, never a folder of the user's
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+    return job
 
 
 class Monitor:
@@ -263,3 +536,17 @@ class Monitor:
 
     def close(self) -> None:
         self._stop.set()
+
+
+def perform(settings: Settings, job_id: str, action: str) -> dict:
+    """Run one of available_actions() on a job; returns the job it leaves the user looking at (a clone for
+    restart, clone, lower_lr and retention)."""
+    simple = {"pause": pause_job, "stop": stop_job, "resume": resume_job, "restart": restart_job,
+              "delete": delete_job}
+    if action in simple:
+        return simple[action](settings, job_id)
+    if action == "clone":
+        return clone_job(settings, job_id)
+    if action in ("lower_lr", "retention"):
+        return clone_job(settings, job_id, suggested_changes(settings, job_id, action))
+    raise UserError("jobs.error.unknown_action", action=action)
