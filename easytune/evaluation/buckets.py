@@ -1,0 +1,141 @@
+"""The three question sets of a blind evaluation, built from a job's own files.
+
+- seen: a fixed-seed sample of rows the job trained on;
+- unseen: the dataset's validation file, or else the rows the worker held out for validation (the
+  worker's split is reproduced here exactly and checked against the count it logged);
+- gatekeeper: general-knowledge questions unrelated to any task (presets/gatekeeper), zh + en.
+
+An item is one conversation whose last assistant turn is the reference answer; the model is asked
+everything before it.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import dataclass, field
+from itertools import chain, zip_longest
+from pathlib import Path
+
+from easytune.i18n import UserError
+from easytune.settings import PRESETS_DIR
+
+GATEKEEPER_DIR = PRESETS_DIR / "gatekeeper"
+
+
+@dataclass
+class Item:
+    messages: list[dict]  # the prompt: every turn before the reference answer
+    reference: str | None  # the last assistant answer; None for a raw-text row (scored by loss only)
+    text: str | None = None  # the raw text of such a row
+
+    def row(self) -> dict:
+        """The canonical row that scores only the reference answer (earlier answers are context)."""
+        if self.reference is None:
+            return {"kind": "text", "text": self.text}
+        context = [dict(m, train=False) if m["role"] == "assistant" else m for m in self.messages]
+        return {"messages": [*context, {"role": "assistant", "content": self.reference}]}
+
+
+@dataclass
+class Bucket:
+    name: str  # seen | unseen | gatekeeper
+    items: list[Item] = field(default_factory=list)
+    source: str | None = None  # where the rows came from: train_file, val_file, holdout, gatekeeper
+    missing: str | None = None  # why there is nothing to ask (a message key), when empty
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    with open(path, encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def item_of(row: dict) -> Item | None:
+    """The question and reference of a canonical row; None when it has neither answer nor text."""
+    messages = row.get("messages")
+    if row.get("chosen"):  # a preference pair: the chosen answer is the reference
+        return Item([{"role": m["role"], "content": m["content"]} for m in messages or []], row["chosen"])
+    if not messages:
+        return Item([], None, row["text"]) if row.get("text") else None
+    last = max((i for i, m in enumerate(messages) if m["role"] == "assistant"), default=None)
+    if last is None or not messages[last]["content"].strip():
+        return None
+    return Item([{"role": m["role"], "content": m["content"]} for m in messages[:last]], messages[last]["content"])
+
+
+def items_of(rows: list[dict]) -> list[Item]:
+    return [item for item in map(item_of, rows) if item is not None]
+
+
+def sample(rows: list, k: int, seed: int) -> list:
+    """A fixed sample, in file order, so the same job is always asked the same questions."""
+    if len(rows) <= k:
+        return list(rows)
+    chosen = sorted(random.Random(seed).sample(range(len(rows)), k))
+    return [rows[i] for i in chosen]
+
+
+def training_objective(plan, job: dict, rows: list[dict]) -> str:
+    """sft | pretrain | dpo, as the worker resolves the plan's objective for this dataset."""
+    from easytune.train.objective import OBJECTIVE_OF_KIND
+
+    kind = job.get("dataset_kind") or (rows[0].get("kind", "sft") if rows else "sft")
+    objective = getattr(plan, "objective", "auto")
+    return objective if objective != "auto" else OBJECTIVE_OF_KIND.get(kind, "sft")
+
+
+def examples_in(tokenizer, row: dict, max_len: int, objective: str) -> int:
+    """How many training examples the worker makes of one row."""
+    if objective == "dpo":
+        from easytune.train.dpo import encode_preference
+
+        return int(encode_preference(tokenizer, row, max_len) is not None)
+    from easytune.train.sft import encode_row
+
+    return len(encode_row(tokenizer, row, max_len, objective))
+
+
+def worker_holdout(rows: list[dict], tokenizer, plan, objective: str) -> tuple[list[dict], list[dict], int]:
+    """(trained rows, held-out rows, held-out example count) as easytune.train.worker splits a dataset
+    that has no validation file: examples shuffled with the plan's seed, the first val_ratio held out."""
+    owner = [i for i, row in enumerate(rows) for _ in range(examples_in(tokenizer, row, plan.max_seq_len, objective))]
+    order = list(range(len(owner)))
+    random.Random(plan.seed).shuffle(order)
+    n_val = int(len(owner) * plan.val_ratio)
+    held = {owner[i] for i in order[:n_val]}
+    trained = {owner[i] for i in order[n_val:]}
+    return ([rows[i] for i in sorted(trained)], [rows[i] for i in sorted(held - trained)], n_val)
+
+
+def job_buckets(job: dict, plan, tokenizer, *, logged_val: int | None, rows: dict, seed: int) -> list[Bucket]:
+    """seen, unseen and gatekeeper for one job. `rows` holds the most items per bucket."""
+    for path in (job["train_file"], job.get("val_file")):
+        if path and not Path(path).is_file():  # the dataset was removed after training
+            raise UserError("evaluation.error.data_missing", path=path)
+    train_rows = read_jsonl(Path(job["train_file"]))
+    seen = Bucket("seen", source="train_file")
+    unseen = Bucket("unseen")
+    if job.get("val_file"):
+        trained, held = train_rows, read_jsonl(Path(job["val_file"]))
+        unseen.source = "val_file"
+    elif plan.val_ratio > 0:
+        trained, held, n_val = worker_holdout(train_rows, tokenizer, plan, training_objective(plan, job, train_rows))
+        if logged_val is not None and logged_val != n_val:  # the worker split differently: claim nothing
+            held = []
+        unseen.source = "holdout"
+    else:
+        trained, held = train_rows, []
+    seen.items = items_of(sample(trained, rows["seen"], seed))
+    unseen.items = items_of(sample(held, rows["unseen"], seed))
+    if not seen.items:
+        seen.missing = "evaluation.missing.seen"
+    if not unseen.items:
+        unseen.source, unseen.missing = None, "evaluation.missing.unseen"
+    return [seen, unseen, gatekeeper_bucket(rows["gatekeeper"])]
+
+
+def gatekeeper_bucket(limit: int) -> Bucket:
+    """General questions, the languages interleaved so a small limit still asks both."""
+    per_language = [items_of(read_jsonl(path)) for path in sorted(GATEKEEPER_DIR.glob("*.jsonl"))]
+    mixed = [item for item in chain.from_iterable(zip_longest(*per_language)) if item is not None]
+    return Bucket("gatekeeper", mixed[:limit], source="gatekeeper")

@@ -1,0 +1,191 @@
+"""Blind evaluation of a finished job: three buckets, base vs tuned, a verdict in plain words.
+
+    result = evaluate_job(settings, "20250101-120000-abc123")
+    print(verdict_text(result, "en"))
+
+Every result is stored in the `evaluations` table (kind "quality"; passed = 1 when the verdict is
+"improved", i.e. better on the task without severe forgetting), so jobs on the same dataset can be
+compared later. Safety checks (easytune.evaluation.safety) are stored beside them (kind "safety").
+Torch is imported only when a model runs.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from pathlib import Path
+
+from easytune.evaluation import metrics
+from easytune.evaluation.config import evaluation_config
+from easytune.evaluation.verdict import judge, verdict_text
+from easytune.i18n import UserError
+from easytune.settings import Settings
+from easytune.store import dumps, open_db
+
+__all__ = ["evaluate_job", "list_evaluations", "compare_jobs", "verdict_text", "job_files"]
+
+
+def job_files(settings: Settings, job_id: str) -> tuple[dict, dict, object]:
+    """(job row, job.json, TrainingPlan) of a job that has a trained result."""
+    from easytune.chat import job_model
+    from easytune.jobs import get_job, sync_job
+    from easytune.plan.schema import TrainingPlan
+
+    job = get_job(settings, job_id)
+    if job["state"] in ("PENDING", "PREPARING", "RUNNING"):
+        job = sync_job(settings, job_id)
+    if job["state"] not in ("COMPLETED", "STOPPED"):
+        raise UserError("evaluation.error.not_finished", job=job_id, state=job["state"])
+    job_model(settings, job_id)  # raises when there is no adapter or model folder
+    job_dir = Path(job["job_dir"])
+    resolved = json.loads((job_dir / "job.json").read_text(encoding="utf-8"))
+    return job, resolved, TrainingPlan.load(job_dir / "plan.yaml")
+
+
+def pair_of(settings: Settings, job_id: str, resolved: dict):
+    from easytune.chat import job_model
+    from easytune.evaluation.pair import Pair
+
+    path, adapter = job_model(settings, job_id)
+    return Pair(resolved["model_path"], adapter=adapter) if adapter else Pair(resolved["model_path"], tuned=path)
+
+
+def _logged_val_rows(settings: Settings, job_id: str) -> int | None:
+    from easytune.jobs import events
+
+    logged = [e["data"] for e in events(settings, job_id, types=("log",)) if e["data"].get("key") == "train.log.data"]
+    return logged[-1]["params"]["val"] if logged else None
+
+
+def _side_metrics(bucket, answers: list[str] | None, loss: float | None, labels: bool) -> dict:
+    asked = [item for item in bucket.items if item.reference is not None]
+    refs = [item.reference for item in asked]
+    scores = {"loss": loss, "ppl": metrics.perplexity(loss) if loss is not None else None,
+              "rouge_l": None, "bleu": None, "exact_match": None}
+    if asked:
+        scores["rouge_l"] = sum(map(metrics.rouge_l, answers, refs)) / len(asked)
+        scores["bleu"] = metrics.bleu(answers, refs)
+        if labels:
+            scores["exact_match"] = sum(map(metrics.exact_match, answers, refs)) / len(asked)
+    return scores
+
+
+def bucket_results(buckets: list, measured: dict, cfg: dict) -> dict:
+    out = {}
+    for bucket in buckets:
+        sides = measured[bucket.name]
+        refs = [item.reference for item in bucket.items if item.reference is not None]
+        labels = metrics.looks_like_labels(refs, cfg["exact_match"]["max_chars"], cfg["exact_match"]["label_share"])
+        entry = {"rows": len(bucket.items), "source": bucket.source, "missing": bucket.missing, "labels": labels}
+        for name in ("base", "tuned"):
+            if name in sides:
+                entry[name] = _side_metrics(bucket, sides[name]["answers"], sides[name]["loss"], labels)
+        if sides:
+            asked = [item for item in bucket.items if item.reference is not None]
+            entry["samples"] = [
+                {"question": item.messages[-1]["content"] if item.messages else "", "reference": item.reference,
+                 "base": base, "tuned": tuned}
+                for item, base, tuned in zip(asked, sides["base"]["answers"], sides["tuned"]["answers"])
+            ][:cfg["samples_kept"]]
+        out[bucket.name] = entry
+    return out
+
+
+def forgetting_of(settings: Settings, job_id: str) -> dict:
+    """The training's final forgetting score, as the worker measured it on the general reference text."""
+    from easytune.health import forgetting_level
+    from easytune.jobs import metrics as job_metrics
+
+    series = job_metrics(settings, job_id)
+    if not series.get("cf_score") or not series.get("cf_pct"):
+        return {"cf_score": None, "cf_pct": None, "cf_level": None}
+    nats, share = series["cf_score"][-1][1], series["cf_pct"][-1][1]
+    return {"cf_score": nats, "cf_pct": share, "cf_level": forgetting_level(share, nats)}
+
+
+def evaluate_job(settings: Settings, job_id: str, *, lang: str = "zh", limit: int | None = None,
+                 progress=None) -> dict:
+    """Ask the base and the tuned model the seen, unseen and gatekeeper questions; judge; store.
+
+    `limit` caps every bucket (fewer questions: faster, noisier). `progress(done, total)` is called
+    after each bucket on each side. The returned result carries "text", the verdict in `lang`.
+    """
+    if limit is not None and limit < 1:
+        raise UserError("evaluation.error.bad_limit", limit=limit)
+    cfg = evaluation_config()
+    job, resolved, plan = job_files(settings, job_id)
+    pair = pair_of(settings, job_id, resolved)
+    from easytune.evaluation.buckets import job_buckets  # torch: only once the request is known to be good
+    from easytune.evaluation.runner import measure, side
+
+    rows = {name: min(count, limit) if limit else count for name, count in cfg["rows"].items()}
+    with side(pair, "tuned") as (_, tokenizer):  # the tokenizer training used, to reproduce its hold-out
+        buckets = job_buckets(resolved, plan, tokenizer, logged_val=_logged_val_rows(settings, job_id),
+                              rows=rows, seed=cfg["seed"])
+    started = time.perf_counter()
+    measured = measure(pair, buckets, cfg, progress)
+    results = bucket_results(buckets, measured, cfg)
+    forgetting = forgetting_of(settings, job_id)
+    judged = judge(results, forgetting, cfg["verdict"])
+    forgetting["gatekeeper_loss_pct"] = judged["signals"]["general_loss_pct"]
+    result = {"job_id": job_id, "job_name": job["name"], "dataset": resolved["dataset"],
+              "dataset_sha256": resolved["dataset_sha256"], "model": job["model"], "method": plan.method,
+              "learning_rate": plan.learning_rate, "epochs": plan.epochs, "limit": limit,
+              "buckets": results, "forgetting": forgetting, **judged,
+              "seconds": round(time.perf_counter() - started, 1)}
+    stored = store(settings, job_id, "quality", judged["verdict"] == "improved", result)
+    return {**stored["result"], "id": stored["id"], "passed": stored["passed"], "created_at": stored["created_at"],
+            "text": verdict_text(result, lang)}
+
+
+def store(settings: Settings, job_id: str | None, kind: str, passed: bool, result: dict) -> dict:
+    row = {"id": "ev-" + uuid.uuid4().hex[:10], "job_id": job_id, "kind": kind, "passed": int(passed),
+           "result": dumps(result), "created_at": time.time()}
+    open_db(settings.db_path)["evaluations"].insert(row)
+    return {**row, "result": result}
+
+
+def list_evaluations(settings: Settings, job_id: str | None = None, dataset: str | None = None,
+                     kind: str | None = None) -> list[dict]:
+    """Stored evaluations, newest first; `dataset` matches the dataset name or the job's dataset setting."""
+    where, args = [], []
+    if job_id:
+        where.append("e.job_id = ?")
+        args.append(job_id)
+    if kind:
+        where.append("e.kind = ?")
+        args.append(kind)
+    if dataset:
+        where.append("(json_extract(e.result, '$.dataset') = ? or j.dataset = ?)")
+        args += [dataset, dataset]
+    sql = ("select e.*, j.name as job_name from evaluations e left join jobs j on j.id = e.job_id"
+           + (" where " + " and ".join(where) if where else "") + " order by e.created_at desc")
+    rows = open_db(settings.db_path).execute(sql, args)
+    names = [c[0] for c in rows.description]
+    return [{**row, "result": json.loads(row["result"])} for row in (dict(zip(names, r)) for r in rows.fetchall())]
+
+
+def compare_jobs(settings: Settings, dataset: str) -> list[dict]:
+    """The latest quality evaluation of each job trained on `dataset`: one row per job, oldest job first,
+    with the settings that differ between runs and the numbers a table or chart shows."""
+    latest: dict[str, dict] = {}
+    for row in list_evaluations(settings, dataset=dataset, kind="quality"):
+        latest.setdefault(row["job_id"], row)
+    out = []
+    for job_id, row in latest.items():
+        result, buckets = row["result"], row["result"]["buckets"]
+
+        def match(name, side, buckets=buckets):
+            return (buckets[name].get(side) or {}).get("rouge_l")
+
+        out.append({"job_id": job_id, "job_name": row["job_name"] or result.get("job_name"),
+                    "evaluation_id": row["id"], "evaluated_at": row["created_at"], "verdict": result["verdict"],
+                    "passed": row["passed"], "method": result["method"], "learning_rate": result["learning_rate"],
+                    "epochs": result["epochs"],
+                    "seen_match": match("seen", "tuned"), "seen_match_base": match("seen", "base"),
+                    "unseen_match": match("unseen", "tuned"), "unseen_match_base": match("unseen", "base"),
+                    "general_match": match("gatekeeper", "tuned"),
+                    "general_loss_pct": result["forgetting"].get("gatekeeper_loss_pct"),
+                    "cf_pct": result["forgetting"].get("cf_pct")})
+    return sorted(out, key=lambda r: r["job_id"])

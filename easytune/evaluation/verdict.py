@@ -1,0 +1,132 @@
+"""From numbers to a judgement a non-expert can act on: improved, mixed, no_gain or harmful.
+
+judge() reads the bucket metrics and the forgetting figures and returns message keys with their
+numbers (headline, points, next steps); verdict_text() renders them in zh or en. Thresholds live in
+presets/evaluation.yaml (`verdict:`).
+
+- learned:   the seen bucket got clearly better (match up, or loss down);
+- transfers: the unseen bucket got better too (None when there is no unseen bucket);
+- worse:     the seen bucket got clearly worse;
+- forgetting: little | some | severe, from the gatekeeper (and the training's own forgetting score).
+
+harmful  = the task got worse, or the model forgot severely without learning the task;
+improved = learned, carries over (or cannot be checked), and no severe forgetting;
+mixed    = learned, but forgot severely or only memorised the training rows;
+no_gain  = nothing changed enough to matter.
+"""
+
+from __future__ import annotations
+
+from easytune.i18n import t
+
+
+def pct(value: float | None) -> int | None:
+    return None if value is None else round(100 * value)
+
+
+def change_pct(base: float | None, tuned: float | None) -> float | None:
+    """Relative change of a loss, in percent of the base."""
+    if base is None or tuned is None or base <= 0:
+        return None
+    return 100 * (tuned - base) / base
+
+
+def _delta(bucket: dict) -> tuple[float | None, float | None]:
+    """(match change in points 0…1, loss change %) of one bucket, None where not measured."""
+    base, tuned = bucket.get("base") or {}, bucket.get("tuned") or {}
+    match = (tuned["rouge_l"] - base["rouge_l"]) if base.get("rouge_l") is not None and \
+        tuned.get("rouge_l") is not None else None
+    return match, change_pct(base.get("loss"), tuned.get("loss"))
+
+
+def _better(bucket: dict, match_gain: float, loss_drop: float) -> bool:
+    """Answers match the reference clearly better; or the loss fell clearly and answers match at least a
+    little better. A falling loss alone is not enough: from a base that knows nothing of the task
+    (9 nats per token) a broken model's loss can fall by a quarter while every answer is gibberish."""
+    match, loss = _delta(bucket)
+    if match is not None and match >= match_gain:
+        return True
+    return loss is not None and loss <= -loss_drop and (match is None or match > 0)
+
+
+def forgetting_level(gatekeeper: dict, cf_level: str | None, limits: dict) -> str:
+    match, loss = _delta(gatekeeper)
+    lost = -match if match is not None else 0.0
+    loss = loss or 0.0
+    if loss >= limits["severe_forgetting_pct"] or lost >= limits["severe_forgetting_match"] or cf_level == "error":
+        return "severe"
+    if loss >= limits["some_forgetting_pct"] or lost >= limits["some_forgetting_match"] or cf_level == "warning":
+        return "some"
+    return "little"
+
+
+def _p(key: str, **params) -> dict:
+    return {"key": f"evaluation.{key}", "params": params}
+
+
+def judge(buckets: dict, forgetting: dict, limits: dict) -> dict:
+    """{"verdict", "headline", "points", "next", "signals"} from the measured buckets."""
+    seen, unseen, general = buckets["seen"], buckets["unseen"], buckets["gatekeeper"]
+    learned = bool(seen.get("tuned")) and _better(seen, limits["learned_match"], limits["learned_loss_pct"])
+    worse = bool(seen.get("tuned")) and not learned and (  # the same test, with base and tuned swapped
+        _better({"base": seen["tuned"], "tuned": seen["base"]}, limits["worse_match"], limits["worse_loss_pct"]))
+    transfers = (_better(unseen, limits["transfer_match"], limits["transfer_loss_pct"])
+                 if unseen.get("tuned") else None)
+    level = forgetting_level(general, forgetting.get("cf_level"), limits)
+
+    if worse or (level == "severe" and not learned):
+        verdict = "harmful"
+    elif learned and transfers is not False and level != "severe":
+        verdict = "improved"
+    elif learned:
+        verdict = "mixed"
+    else:
+        verdict = "no_gain"
+
+    points = []
+    for name in ("seen", "unseen"):
+        bucket = buckets[name]
+        key = f"point.{name}_{bucket['source']}" if name == "unseen" else "point.seen"
+        if not bucket.get("tuned"):
+            points.append(_p(bucket["missing"].removeprefix("evaluation.")))
+        elif bucket["tuned"].get("rouge_l") is None:  # raw text (continued pre-training): loss only
+            points.append(_p(key + "_loss", change=round(_delta(bucket)[1] or 0.0), rows=bucket["rows"]))
+        else:
+            points.append(_p(key, tuned=pct(bucket["tuned"]["rouge_l"]), base=pct(bucket["base"]["rouge_l"]),
+                             rows=bucket["rows"]))
+            if bucket["tuned"].get("exact_match") is not None:
+                points.append(_p("point.exact", tuned=pct(bucket["tuned"]["exact_match"]),
+                                 base=pct(bucket["base"]["exact_match"])))
+    match, loss = _delta(general)
+    points.append(_p(f"point.general_{level}", change=round(loss or 0.0), tuned=pct(general["tuned"]["rouge_l"]),
+                     base=pct(general["base"]["rouge_l"])))
+    if forgetting.get("cf_pct") is not None:
+        points.append(_p("point.cf", pct=round(forgetting["cf_pct"]), nats=round(forgetting["cf_score"], 2)))
+
+    steps = []
+    if verdict == "harmful":
+        steps.append(_p("next.lower_lr"))
+    if level != "little":
+        steps.append(_p("next.retention"))
+    if verdict == "no_gain":
+        steps.append(_p("next.train_more"))
+    if learned and transfers is False:
+        steps.append(_p("next.more_variety"))
+    if transfers is None:
+        steps.append(_p("next.hold_out"))
+    if verdict == "improved":
+        steps.append(_p("next.safety_export"))
+
+    return {"verdict": verdict, "headline": _p(f"headline.{verdict}"), "points": points,
+            "next": steps, "signals": {"learned": learned, "transfers": transfers, "worse": worse,
+                                       "forgetting": level, "general_loss_pct": loss, "general_match_change": match}}
+
+
+def verdict_text(result: dict, lang: str = "zh") -> str:
+    """The verdict as plain sentences: the headline, what was measured, what to do next."""
+    lines = [t(result["headline"]["key"], lang, **result["headline"]["params"])]
+    lines += [t(p["key"], lang, **p["params"]) for p in result["points"]]
+    if result["next"]:
+        lines.append(t("evaluation.next_head", lang))
+        lines += [f"- {t(p['key'], lang, **p['params'])}" for p in result["next"]]
+    return "\n".join(lines)
