@@ -107,6 +107,8 @@ def main(argv: list[str] | None = None) -> int:
     t0, c0 = time.perf_counter(), time.process_time()  # CPU time of this process (workers not included)
     report = import_file(src, out_dir=tmp / "out", workers=args.workers)
     elapsed, cpu = time.perf_counter() - t0, time.process_time() - c0
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)  # worker processes, once they have ended
+    workers_cpu = children.ru_utime + children.ru_stime
     peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     if sys.platform == "darwin":  # bytes there, kilobytes on Linux
         peak_kb //= 1024
@@ -114,7 +116,8 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"imported {report.rows_usable:,} usable / {report.rows_total:,} rows in {elapsed:.1f} s: "
         f"{report.rows_total / elapsed:,.0f} rows/s, {size / 2**20 / elapsed:.1f} MB/s "
-        f"(CPU time {cpu:.1f} s: {report.rows_total / cpu:,.0f} rows per CPU-second)"
+        f"(CPU time {cpu:.1f} s here + {workers_cpu:.1f} s in {report.options['workers']} worker processes: "
+        f"{report.rows_total / (cpu + workers_cpu):,.0f} rows per CPU-second)"
     )
     children_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     if sys.platform == "darwin":

@@ -249,21 +249,33 @@ def _mb(n: int) -> str:
 
 
 class _CountingReader(io.RawIOBase):
-    """Raw reader that counts and hashes every byte it hands out."""
+    """Raw reader that counts and hashes every byte it hands out; or, given a byte range, reads only that
+    range (and hashes nothing: a piece of a file has no use for the hash)."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, start: int = 0, end: int | None = None):
         self._f = open(path, "rb", buffering=0)  # noqa: SIM115 - closed by close()
         self.count = 0
-        self.sha = hashlib.sha256()
+        self.sha = hashlib.sha256() if start == 0 and end is None else None
+        self._left = None if end is None else end - start  # bytes of the range not read yet
+        if start:
+            self._f.seek(start)
 
     def readable(self) -> bool:
         return True
 
     def readinto(self, b) -> int:
+        if self._left is not None:
+            if self._left <= 0:
+                return 0
+            if len(b) > self._left:
+                b = memoryview(b)[: self._left]
         n = self._f.readinto(b)
         if n:
             self.count += n
-            self.sha.update(memoryview(b)[:n])
+            if self._left is not None:
+                self._left -= n
+            if self.sha is not None:
+                self.sha.update(memoryview(b)[:n])
         return n
 
     def close(self) -> None:
@@ -272,13 +284,22 @@ class _CountingReader(io.RawIOBase):
 
 
 class TextFile:
-    """A text stream over a file plus how far it has read and the sha256 of what it has read."""
+    """A text stream over a file plus how far it has read and the sha256 of what it has read.
+    With start/end: a stream over that byte range only (no hash)."""
 
-    def __init__(self, path: Path, encoding: str, *, newline: str | None = None):
-        self._raw = _CountingReader(path)
+    def __init__(
+        self, path: Path, encoding: str, *, newline: str | None = None, start: int = 0, end: int | None = None
+    ):
+        self.codec = encoding
+        self._raw = _CountingReader(path, start, end)
         buffered = io.BufferedReader(self._raw, buffer_size=1 << 20)
         self.stream = io.TextIOWrapper(buffered, encoding=encoding, errors="surrogateescape", newline=newline)
         self.size = os.path.getsize(path)
+
+    def readinto_raw(self, buf: bytearray) -> int:
+        """Fill buf with the next bytes of the file, undecoded (counted and hashed like the text is).
+        Only for a file that is read this way from the start, never through `stream`."""
+        return self._raw.readinto(buf)
 
     @property
     def bytes_read(self) -> int:

@@ -16,3 +16,10 @@ class RowError(Exception):
 
     def __repr__(self) -> str:
         return f"RowError({self.reason!r}, {self.params!r})"
+
+    def __reduce__(self):  # pickled with its parameters (the default would keep only the reason)
+        return _row_error, (self.reason, self.params)
+
+
+def _row_error(reason: str, params: dict) -> RowError:
+    return RowError(reason, **params)

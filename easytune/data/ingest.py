@@ -229,9 +229,6 @@ def _run(
     max_record_bytes,
     workers,
 ) -> ImportReport:
-    blake2b = hashlib.blake2b
-    seed_key = str(seed).encode()
-    threshold = int(val_ratio * (1 << 64))
     quality = QualityCheck(
         tokenizer=tokenizer_len is not None,
         context_len=context_len,
@@ -244,12 +241,12 @@ def _run(
         mask_pii=mask_pii,
         keep_originals=drop_duplicates,
         minhash_rows=minhash_rows,
+        val_ratio=val_ratio,
+        seed=seed,
     )
     if workers is None:
         big = source.size >= PARALLEL_MIN_BYTES and source.container in ("jsonl", "json", "json_stream")
-        workers = default_workers() if big and tokenizer_len is None else 1
-    if workers > 1:
-        source.parse = False  # parsing is part of the first stage, done by the workers
+        workers = default_workers(source) if big and tokenizer_len is None else 1
     used: dict = {}
     total = usable = n_val = dropped = 0
     reasons: Counter = Counter()
@@ -285,54 +282,71 @@ def _run(
                 )
             )
 
-        for items, batch_plans in run_stage(
-            source.records(), cfg, workers=workers, tokenizer_len=tokenizer_len, used=used
-        ):
-            for shape, (fields, names) in batch_plans.items():
+        for prep in run_stage(source, cfg, workers=workers, tokenizer_len=tokenizer_len, used=used):
+            for shape, (fields, names) in prep.plans.items():
                 if shape not in plans:
                     plans[shape] = dict(fields)
                     if shape in _TURN_KEYS and not normaliser.mapping.get("role"):
                         plans[shape].update(_TURN_KEYS[shape])
                     for name in names:
                         ignored[name] = None
-            for item in items:
-                total += 1
-                if not item[0]:
-                    reject(*item[1:])
+            first = total  # position in the file of the batch's first record
+            total += prep.records
+            source.blank += prep.blank
+            lines, pos, sigs, rejected = prep.lines, prep.pos, prep.sigs, prep.rejected
+            written = 0  # the stage's rejections written so far (rejected.jsonl is in file order)
+            kept: list[int] | None = None  # the rows kept, once one was dropped as a duplicate
+            for k in range(len(prep)):
+                sig = sigs[k] if sigs is not None and first + pos[k] < minhash_rows else None
+                dup = quality.duplicate(prep.fps[k], prep.lows[k], lines[k], sig)
+                if dup is None or not drop_duplicates:
+                    if kept is not None:
+                        kept.append(k)
                     continue
-                _, line, source_line, original, shape, kind, out, digest, fp, sig, stats, pii = item
-                dup = quality.duplicate(fp, digest, line, sig)
-                if dup is not None and drop_duplicates:
-                    dropped += 1
-                    reject(
-                        line,
-                        source_line,
-                        "data.reject." + ("duplicate" if dup[0] == "exact" else "near_duplicate"),
-                        {"first_line": dup[1]},
-                        original,
-                    )
-                    continue
-                quality.add(stats, line)
-                if pii is not None:
-                    quality.add_pii(pii, line)
-                usable += 1
-                shapes[shape] += 1
-                kinds[kind] += 1
-                if source_line is None:
-                    out = out[:-1] + b',"line":%d}\n' % line
-                else:
-                    out = out[:-1] + b',"line":%d,"source_line":%d}\n' % (line, source_line)
-                if (
-                    threshold
-                    and int.from_bytes(blake2b(digest, digest_size=8, key=seed_key).digest(), "little")
-                    < threshold
-                ):
-                    n_val += 1
-                    val_f.write(out)
-                else:
-                    train_f.write(out)
+                if kept is None:
+                    kept = list(range(k))
+                while written < len(rejected) and rejected[written][0] < pos[k]:
+                    reject(*rejected[written][1:])
+                    written += 1
+                dropped += 1
+                reject(
+                    lines[k],
+                    prep.source_lines[k] if prep.source_lines else None,
+                    "data.reject." + ("duplicate" if dup[0] == "exact" else "near_duplicate"),
+                    {"first_line": dup[1]},
+                    prep.originals[k],
+                )
+            for entry in rejected[written:]:
+                reject(*entry[1:])
+
+            quality.add_batch(prep.stats, lines, kept)
+            if kept is None:  # every usable row stays: the batch's blocks of output go out as they are
+                for k, found in prep.pii.items():
+                    quality.add_pii(found, lines[k])
+                usable += len(prep)
+                shapes.update(prep.shapes)
+                kinds.update(prep.kinds)
+                n_val += prep.val.count(1)
+                train_f.write(prep.train_out)
+                val_f.write(prep.val_out)
+            else:
+                keep = set(kept)
+                for k, found in prep.pii.items():
+                    if k in keep:
+                        quality.add_pii(found, lines[k])
+                usable += len(kept)
+                shapes.update(prep.shapes[k] for k in kept)
+                kinds.update(prep.kinds[k] for k in kept)
+                blocks = (memoryview(prep.train_out), memoryview(prep.val_out))
+                files = (train_f, val_f)
+                starts = [0, 0]  # where the next row's line starts in each block
+                for k, (to_val, end) in enumerate(zip(prep.val, prep.ends)):
+                    if k in keep:
+                        files[to_val].write(blocks[to_val][starts[to_val] : end])
+                        n_val += to_val
+                    starts[to_val] = end
             if progress is not None:
-                progress(source.bytes_done, size)
+                progress(source.bytes_done if prep.end is None else prep.end, size)
 
     if progress is not None:
         progress(size, size)

@@ -98,9 +98,21 @@ def _number_kind(raw: str) -> str | None:
     return None
 
 
-def may_have_pii(text: str) -> bool:
-    """Cheap pre-check: False means find_pii would find nothing."""
-    return "@" in text or _NUMBER.search(text) is not None
+# Every byte except the ASCII digits: deleting them leaves the digits. A UTF-8 multi-byte character never
+# contains a byte in 0x30..0x39, so the count is the same as in the text.
+_NOT_DIGITS = bytes(b for b in range(256) if not 0x30 <= b <= 0x39)
+
+
+def may_have_pii(text: str, data: bytes | None = None) -> bool:
+    """Cheap pre-check: False means find_pii would find nothing. `data`: the text as UTF-8, when at hand.
+
+    Every number find_pii looks at has at least 10 ASCII digits, so with the bytes at hand a digit count
+    (one C pass) rules most rows out before the regex runs."""
+    if "@" in text:
+        return True
+    if data is not None and len(data.translate(None, _NOT_DIGITS)) < 10:
+        return False
+    return _NUMBER.search(text) is not None
 
 
 def find_pii(text: str) -> list[tuple[int, int, str]]:
@@ -163,8 +175,11 @@ _LATIN_WORD = re.compile(r"[A-Za-z]{2,}")
 
 
 def _lead_byte_classes() -> bytes:
-    """A bytes.translate table that turns each UTF-8 lead byte into a letter naming its script."""
+    """A bytes.translate table that turns each UTF-8 lead byte into a letter naming its script, and each
+    ASCII letter into "L" (so b"LL" in the result means a Latin word is there)."""
     table = bytearray(b"." * 256)
+    for b in b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz":
+        table[b] = ord("L")
     for b in range(0xE4, 0xEA):
         table[b] = ord("H")  # U+4000..U+9FFF: CJK unified ideographs
     for b in range(0xEA, 0xEE):
@@ -187,9 +202,11 @@ def language(sample: str) -> str:
     data = sample.encode("utf-8", "surrogatepass")
     classes = data.translate(_LEADS)
     han = classes.count(b"H")
-    words = len(_LATIN_WORD.findall(sample))
+    words = len(_LATIN_WORD.findall(sample)) if b"LL" in classes else 0  # no regex pass over Latin-free text
     if han:
-        kana_hangul = sum(data.count(k) for k in _KANA) + classes.count(b"K")
+        kana_hangul = classes.count(b"K") if b"K" in classes else 0
+        if b"\xe3\x81" in data or b"\xe3\x82" in data or b"\xe3\x83" in data:  # any kana at all
+            kana_hangul += sum(data.count(k) for k in _KANA)
         if kana_hangul * 2 > han:
             return "other"
         if han * 4 >= words * 3:  # ~1.5 Han characters per word
@@ -211,18 +228,41 @@ def language(sample: str) -> str:
 HIST_EDGES = (0, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768, 65536, 131072)
 
 
+_U32_MAX = 4294967295
+
+
 class LengthStats:
-    """All values in a compact array (4 bytes a row) for exact percentiles, plus a log-scale histogram."""
+    """All values in a compact array (4 bytes a row) for exact percentiles and a log-scale histogram
+    (both worked out at the end, from the values)."""
 
     def __init__(self):
         self.values = array("I")
-        self.hist = [0] * len(HIST_EDGES)
         self.total = 0
 
     def add(self, n: int) -> None:
-        self.values.append(min(n, 4294967295))
-        self.hist[bisect_right(HIST_EDGES, n) - 1] += 1
+        self.values.append(min(n, _U32_MAX))
         self.total += n
+
+    def add_many(self, values: array) -> None:
+        """The same as add() for each value, at C speed."""
+        self.total += sum(values)
+        try:
+            self.values.extend(array("I", values))
+        except OverflowError:  # a value over 2**32 - 1: stored capped, as add() does
+            self.values.extend(array("I", (min(n, _U32_MAX) for n in values)))
+
+    def histogram(self) -> list[int]:
+        """Rows per HIST_EDGES bucket. A capped value lands in the last bucket, as the real one would."""
+        try:
+            import numpy as np
+
+            index = np.searchsorted(HIST_EDGES, np.frombuffer(self.values, dtype=np.uint32), side="right") - 1
+            return [int(c) for c in np.bincount(index, minlength=len(HIST_EDGES))]
+        except ImportError:  # pragma: no cover - numpy comes with pyarrow
+            hist = [0] * len(HIST_EDGES)
+            for n in self.values:
+                hist[bisect_right(HIST_EDGES, n) - 1] += 1
+            return hist
 
     def summary(self) -> dict | None:
         n = len(self.values)
@@ -239,7 +279,7 @@ class LengthStats:
             p50, p90, p99 = (ordered[min(n - 1, round(q * (n - 1)))] for q in (0.5, 0.9, 0.99))
             top = ordered[-1]
         buckets = []
-        for i, count in enumerate(self.hist):
+        for i, count in enumerate(self.histogram()):
             if count:
                 hi = HIST_EDGES[i + 1] if i + 1 < len(HIST_EDGES) else None
                 buckets.append({"lo": HIST_EDGES[i], "hi": hi, "count": count})
@@ -253,33 +293,46 @@ class LengthStats:
         }
 
 
-def estimate_tokens(text: str) -> int:
-    """Rough token count without a tokenizer: ~4 Latin characters or ~1 Han character per token."""
+def estimate_tokens(text: str, n_bytes: int | None = None) -> int:
+    """Rough token count without a tokenizer: ~4 Latin characters or ~1 Han character per token.
+    `n_bytes`: the length of the text in UTF-8, when already known."""
     n = len(text)
-    wide = (len(text.encode("utf-8", "surrogatepass")) - n) // 2
+    if n_bytes is None:
+        n_bytes = len(text.encode("utf-8", "surrogatepass"))
+    wide = (n_bytes - n) // 2
     return max(1, round((n - wide) / 4 + wide))
 
 
 # ------------------------------------------------------------------------------------------ duplicates
 
 _ASCII_NON_WORD = bytes(c for c in range(128) if not chr(c).isalnum())
-# Punctuation and spaces outside ASCII, as UTF-8: Latin-1 signs, general punctuation (dashes, quotes, …),
-# CJK punctuation (、。《》「」【】, ideographic space) and full-width punctuation (，！？：；（）).
-_WIDE_PUNCT = re.compile(
-    rb"\xc2[\xa0-\xbf]|\xe2\x80[\x80-\xbf]|\xe2\x81[\x80-\xaf]|\xe3\x80[\x80-\xbf]"
-    rb"|\xef\xbc[\x80-\x8f\x9a-\xa0\xbb-\xbf]|\xef\xbd[\x80\x9b-\xa5]"
+# What a fingerprint leaves out: ASCII other than letters and digits (as _ASCII_NON_WORD), and punctuation
+# and spaces outside ASCII: Latin-1 signs, general punctuation (dashes, quotes, …), CJK punctuation
+# (、。《》「」【】, ideographic space) and full-width punctuation (，！？：；（）).
+_NON_WORD = re.compile(
+    r"[\x00-\x2f\x3a-\x40\x5b-\x60\x7b-\x7f\u00a0-\u00bf\u2000-\u206f\u3000-\u303f"
+    r"\uff00-\uff0f\uff1a-\uff20\uff3b-\uff40\uff5b-\uff65]+"
 )
-_FULL_WIDTH_ALNUM = re.compile(rb"\xef\xbc[\x90-\x99\xa1-\xba]|\xef\xbd[\x81-\x9a]")
+_FULL_WIDTH_ALNUM = re.compile(r"[\uff10-\uff19\uff21-\uff3a\uff41-\uff5a]")
 
 
-def fingerprint(text: str) -> bytes:
-    """UTF-8 of the text with case, full/half width, whitespace and punctuation differences removed."""
-    data = text.lower().encode("utf-8", "surrogatepass")
+# bytes.translate table: A-Z to a-z, everything else unchanged (str.lower() of ASCII text, in one pass
+# together with the deletion of non-word characters).
+_ASCII_LOWER = bytes(range(65)) + bytes(range(97, 123)) + bytes(range(91, 256))
+
+
+def fingerprint(text: str, data: bytes | None = None) -> bytes:
+    """UTF-8 of the text with case, full/half width, whitespace and punctuation differences removed.
+    `data`: the text as UTF-8 (surrogatepass), when already at hand."""
+    if data is None:
+        data = text.encode("utf-8", "surrogatepass")
     if data.isascii():
-        return data.translate(None, _ASCII_NON_WORD)
-    if _FULL_WIDTH_ALNUM.search(data):
-        data = unicodedata.normalize("NFKC", text).lower().encode("utf-8", "surrogatepass")
-    return _WIDE_PUNCT.sub(b"", data.translate(None, _ASCII_NON_WORD))
+        return data.translate(_ASCII_LOWER, _ASCII_NON_WORD)
+    lowered = text.lower()
+    # U+FF00..U+FF7F start with these bytes in UTF-8: without them no full-width letter or digit is there
+    if (b"\xef\xbc" in data or b"\xef\xbd" in data) and _FULL_WIDTH_ALNUM.search(lowered):
+        lowered = unicodedata.normalize("NFKC", text).lower()
+    return _NON_WORD.sub("", lowered).encode("utf-8", "surrogatepass")
 
 
 MINHASH_K, MINHASH_BANDS, MINHASH_ROWS, SHINGLE = 32, 6, 5, 5
@@ -328,7 +381,7 @@ class MinHashIndex:
 
     def __init__(self, capacity: int):
         self.capacity = capacity
-        self.sigs: list[bytes] = []
+        self.sigs: list[int] = []  # as integers, ready for _lanes_differing
         self.lines = array("q")
         self.tables: list[dict] = [{} for _ in range(MINHASH_BANDS)]
 
@@ -338,7 +391,8 @@ class MinHashIndex:
     def add(self, sig: bytes, line: int) -> int | None:
         """Index one signature; return the line of an earlier similar row, if any."""
         idx = len(self.sigs)
-        self.sigs.append(sig)
+        mine = int.from_bytes(sig, "little")
+        self.sigs.append(mine)
         self.lines.append(line)
         width = 4 * MINHASH_ROWS
         candidates = set()
@@ -348,12 +402,23 @@ class MinHashIndex:
                 candidates.add(other)
         if not candidates:
             return None
-        mine = memoryview(sig).cast("I")
         need = MINHASH_THRESHOLD * MINHASH_K
         for other in sorted(candidates):
-            if sum(a == b for a, b in zip(mine, memoryview(self.sigs[other]).cast("I"))) >= need:
+            if MINHASH_K - _lanes_differing(mine ^ self.sigs[other]) >= need:
                 return self.lines[other]
         return None
+
+
+# Signatures compared as one big integer each: XOR them, then count the 32-bit lanes that are not zero.
+# Adding 0x7FFFFFFF to the low 31 bits of a lane carries into its top bit exactly when those bits are
+# not all zero (and never into the next lane); OR-ing the lane itself in covers its top bit.
+_LOW31 = int.from_bytes(b"\xff\xff\xff\x7f" * MINHASH_K, "little")
+_TOP1 = int.from_bytes(b"\x00\x00\x00\x80" * MINHASH_K, "little")
+
+
+def _lanes_differing(x: int) -> int:
+    """How many of the MINHASH_K 32-bit lanes of x are not zero (the buckets two signatures disagree on)."""
+    return ((((x & _LOW31) + _LOW31) | x) & _TOP1).bit_count()
 
 
 class FingerprintTable:
@@ -407,22 +472,33 @@ EXAMPLES = 10
 SHORT_ANSWER_CHARS = 5
 
 
-def fingerprint_key(all_text: str) -> tuple[int, bytes]:
-    """(64-bit key, normalised bytes) used to find near-duplicates."""
-    fp_bytes = fingerprint(all_text)
+def fingerprint_key(all_text: str, data: bytes | None = None) -> tuple[int, bytes]:
+    """(64-bit key, normalised bytes) used to find near-duplicates. `data`: all_text as UTF-8, if at hand."""
+    fp_bytes = fingerprint(all_text, data)
     return int.from_bytes(hashlib.blake2b(fp_bytes, digest_size=8).digest(), "little"), fp_bytes
 
 
+def digest_low(digest: bytes) -> int:
+    """The part of a row's content hash kept beside its fingerprint: equal fingerprints with equal lows
+    are exact duplicates, with different lows near ones."""
+    return int.from_bytes(digest[:3], "little")
+
+
 def measure(
-    row: dict, parts: tuple, all_text: str, tokenizer_len=None, short_chars: int = SHORT_ANSWER_CHARS
+    row: dict,
+    parts: tuple,
+    all_text: str,
+    tokenizer_len=None,
+    short_chars: int = SHORT_ANSWER_CHARS,
+    n_bytes: int | None = None,
 ) -> tuple:
-    """What the statistics need from one row, as a small tuple (cheap to send between processes):
+    """What the statistics need from one row, as a small tuple:
     (language, chars, answer chars or -1, tokens, short answer, placeholder names, has system prompt,
-    multi-turn, has tools, KTO label or None)."""
+    multi-turn, has tools, KTO label or None). `n_bytes`: len of all_text in UTF-8, if known."""
     prompt, answer, _ = parts
     sample = (prompt[-1][:150] + "\n" + answer[-1][:150]) if answer and prompt else all_text[:300]
-    tokens = tokenizer_len(all_text) if tokenizer_len else estimate_tokens(all_text)
-    answer_chars = sum(len(a) for a in answer) if answer else -1
+    tokens = tokenizer_len(all_text) if tokenizer_len else estimate_tokens(all_text, n_bytes)
+    answer_chars = sum(map(len, answer)) if answer else -1
     short = bool(answer) and len(answer[-1].strip()) < short_chars
     names = tuple(sorted(set(_PLACEHOLDER.findall(all_text)))) if "{{" in all_text else ()
     kind = row["kind"]
@@ -430,16 +506,16 @@ def measure(
     if kind != "text":
         messages = row["messages"]
         system = bool(messages) and messages[0]["role"] == "system"
-        multi = sum(1 for m in messages if m["role"] == "user") > 1
+        multi = [m["role"] for m in messages].count("user") > 1
         tools = bool(row.get("tools"))
     label = row["label"] if kind == "kto" else None
     return language(sample), len(all_text), answer_chars, tokens, short, names, system, multi, tools, label
 
 
-def scan_pii(row: dict, all_text: str, mask: bool):
+def scan_pii(row: dict, all_text: str, mask: bool, data: bytes | None = None):
     """Personal data in the row: None, or (counts per type, [(type, partial value)], row changed).
-    With mask=True the row's texts are masked in place."""
-    if not may_have_pii(all_text):
+    With mask=True the row's texts are masked in place. `data`: all_text as UTF-8, if at hand."""
+    if not may_have_pii(all_text, data):
         return None
     counts = dict.fromkeys(PII_TYPES, 0)
     hits: list[tuple[str, str]] = []
@@ -472,6 +548,73 @@ def scan_pii(row: dict, all_text: str, mask: bool):
     if not hits:
         return None
     return tuple(counts[k] for k in PII_TYPES), hits, changed
+
+
+_LANGS = ("zh", "en", "other")
+_LANG_CODE = {lang: i for i, lang in enumerate(_LANGS)}
+
+
+class StatsBatch:
+    """What `measure` found for a batch of rows, a compact column per field: cheap to send back from a
+    worker process (a few arrays instead of a tuple per row), and added up a column at a time."""
+
+    __slots__ = ("lang", "chars", "answer_chars", "tokens", "short", "system", "multi", "tools", "names", "labels")
+
+    def __init__(self):
+        self.lang = bytearray()  # index into _LANGS
+        self.chars = array("q")
+        self.answer_chars = array("q")  # -1: the row has no answer
+        self.tokens = array("q")
+        self.short = bytearray()  # 0/1 flags
+        self.system = bytearray()
+        self.multi = bytearray()
+        self.tools = bytearray()
+        self.names: dict[int, tuple] = {}  # row -> placeholder names, for the few rows that have some
+        self.labels: dict[int, bool] = {}  # row -> KTO label
+
+    def __len__(self) -> int:
+        return len(self.lang)
+
+    def append(self, stats: tuple) -> None:
+        lang, chars, answer_chars, tokens, short, names, system, multi, tools, label = stats
+        i = len(self.lang)
+        self.lang.append(_LANG_CODE[lang])
+        self.chars.append(chars)
+        self.answer_chars.append(answer_chars)
+        self.tokens.append(tokens)
+        self.short.append(short)
+        self.system.append(system)
+        self.multi.append(multi)
+        self.tools.append(tools)
+        if names:
+            self.names[i] = names
+        if label is not None:
+            self.labels[i] = label
+
+    def row(self, i: int) -> tuple:
+        """Row i as the tuple `measure` returned."""
+        return (
+            _LANGS[self.lang[i]],
+            self.chars[i],
+            self.answer_chars[i],
+            self.tokens[i],
+            bool(self.short[i]),
+            self.names.get(i, ()),
+            bool(self.system[i]),
+            bool(self.multi[i]),
+            bool(self.tools[i]),
+            self.labels.get(i),
+        )
+
+
+def _flagged(flags: bytearray, limit: int) -> list[int]:
+    """Positions of the first `limit` set flags."""
+    out: list[int] = []
+    i = flags.find(1)
+    while i >= 0 and len(out) < limit:
+        out.append(i)
+        i = flags.find(1, i + 1)
+    return out
 
 
 # ------------------------------------------------------------------------------------------ collector
@@ -516,11 +659,9 @@ class QualityCheck:
         self.multi_turn = self.with_system = self.with_tools = 0
 
     # duplicates ----------------------------------------------------------------------------------------
-    def duplicate(
-        self, fp: int, digest: bytes, line: int, sig: bytes | None = None
-    ) -> tuple[str, int] | None:
-        """('exact' | 'near', first line) when this row repeats an earlier one, else None."""
-        low = int.from_bytes(digest[:3], "little")
+    def duplicate(self, fp: int, low: int, line: int, sig: bytes | None = None) -> tuple[str, int] | None:
+        """('exact' | 'near', first line) when this row repeats an earlier one, else None.
+        fp: fingerprint key (fingerprint_key); low: digest_low() of the row's content hash."""
         packed = self.seen.setdefault(fp, (line << 24) | low)
         if packed is not None:
             first = packed >> 24
@@ -580,6 +721,39 @@ class QualityCheck:
         self.with_system += system
         self.multi_turn += multi
         self.with_tools += tools
+
+    def add_batch(self, batch: StatsBatch, lines, keep: list[int] | None = None) -> None:
+        """add() for rows of a batch: all of them (keep=None), a column at a time, or those listed in
+        `keep` (in order). lines: the rows' line numbers."""
+        if keep is not None:
+            for i in keep:
+                self.add(batch.row(i), lines[i])
+            return
+        for code, lang in enumerate(_LANGS):
+            self.langs[lang] += batch.lang.count(code)
+        self.chars.add_many(batch.chars)
+        self.tokens.add_many(batch.tokens)
+        self.answer_chars.add_many(array("q", (n for n in batch.answer_chars if n >= 0)))
+        if self.context_len:
+            limit = self.context_len
+            for i, tokens in enumerate(batch.tokens):
+                if tokens > limit:
+                    self.over_context += 1
+                    if len(self.over_context_examples) < EXAMPLES:
+                        self.over_context_examples.append(lines[i])
+        self.short += batch.short.count(1)
+        if len(self.short_examples) < EXAMPLES:
+            self.short_examples += [lines[i] for i in _flagged(batch.short, EXAMPLES - len(self.short_examples))]
+        for names in batch.names.values():  # in row order
+            self.placeholder_rows += 1
+            for name in names:
+                if name in self.placeholders or len(self.placeholders) < 50:
+                    self.placeholders[name] = self.placeholders.get(name, 0) + 1
+        for label in batch.labels.values():
+            self.labels["true" if label else "false"] += 1
+        self.with_system += batch.system.count(1)
+        self.multi_turn += batch.multi.count(1)
+        self.with_tools += batch.tools.count(1)
 
     def summary(self, rows: int, kinds: dict[str, int]) -> dict:
         def share(n: int) -> float:

@@ -47,8 +47,21 @@ def _json_error(err: json.JSONDecodeError, text: str, first_line: int = 1) -> Ro
     )
 
 
+# The C scanner json.loads ends up in, called directly: for the common record (an object filling its line)
+# it saves the layers around it. Same decoder settings as json.loads, so the same values come out.
+_scan_value = json.scanner.make_scanner(json.JSONDecoder())
+
+
 def parse_json(raw: str, line: int):
     """One JSON record. A trailing comma (an array element pasted as a line) is forgiven."""
+    if raw[:1] == "{":
+        try:
+            value, end = _scan_value(raw, 0)
+        except (StopIteration, ValueError):
+            pass  # the full route below says what is wrong
+        else:
+            if end == len(raw) or not raw[end:].strip(" \t\n\r"):  # only JSON whitespace may follow
+                return value
     try:
         return json.loads(raw)
     except ValueError as err:
@@ -94,10 +107,12 @@ class Source:
 
 
 class _TextSource(Source):
-    def __init__(self, path: Path, sniffed: Sniffed, *, newline: str | None = None):
+    def __init__(
+        self, path: Path, sniffed: Sniffed, *, newline: str | None = None, start: int = 0, end: int | None = None
+    ):
         super().__init__(path, sniffed.size)
         self.encoding = sniffed.encoding_name
-        self.text = TextFile(path, sniffed.encoding, newline=newline)
+        self.text = TextFile(path, sniffed.encoding, newline=newline, start=start, end=end)
 
     @property
     def bytes_done(self) -> int:
@@ -114,18 +129,54 @@ class _TextSource(Source):
 
 
 class JsonLinesSource(_TextSource):
+    """JSON Lines. A big UTF-8 file can also be cut into byte ranges (`ranges`) that other processes read
+    with `open_range`, each yielding exactly the records (and line numbers) this source would."""
+
     container = "jsonl"
 
-    def __init__(self, path, sniffed, *, max_record_bytes: int):
-        super().__init__(path, sniffed)
+    def __init__(
+        self, path, sniffed, *, max_record_bytes: int, start: int = 0, end: int | None = None, first_line: int = 1
+    ):
+        super().__init__(path, sniffed, start=start, end=end)
         self.max_record_bytes = max_record_bytes
+        self.first_line = first_line
+
+    def splittable(self) -> bool:
+        """Whether `ranges` works: in UTF-8 a 0x0A byte is always a line break, never part of a character."""
+        return self.text.codec in ("utf-8", "utf-8-sig")
+
+    def ranges(self, piece: int) -> Iterator[tuple[int, int, int]]:
+        r"""The whole file as consecutive byte ranges (start, end, first line) of about `piece` bytes, each
+        ending just after a line break (or at the end of the file). The bytes go through the same counting,
+        hashing reader as `records` would use (sha256 and bytes_done stay right); use one or the other.
+
+        Line numbers follow the text reader's universal newlines: \n, \r\n and a lone \r each end a line.
+        A range never ends between \r and \n (it ends after a \n); a block read here can, hence `cr_before`.
+        """
+        buf = bytearray(piece)
+        start = pos = 0  # where the current range starts; bytes read so far
+        first_line = 1
+        breaks = 0  # line breaks in [start, pos)
+        cr_before = False  # the previous block ended with \r
+        while n := self.text.readinto_raw(buf):
+            cut = buf.rfind(b"\n", 0, n) + 1  # the range ends here (0: no line break in this block)
+            breaks += _line_breaks(buf, 0, cut or n, cr_before)
+            if cut:
+                yield start, pos + cut, first_line
+                first_line += breaks
+                start = pos + cut
+                breaks = _line_breaks(buf, cut, n, False)
+            cr_before = buf[n - 1] == 0x0D
+            pos += n
+        if start < pos:
+            yield start, pos, first_line
 
     def records(self):
         readline = self.text.stream.readline
         limit = self.max_record_bytes
         quarter = limit // 4
         parse = self.parse
-        lineno = 0
+        lineno = self.first_line - 1
         while True:
             line = readline(limit + 1)
             if not line:
@@ -160,6 +211,26 @@ class JsonLinesSource(_TextSource):
                 yield lineno, parse_json(line, lineno), line, None, None
             except RowError as err:
                 yield lineno, None, line, None, err
+
+
+def _line_breaks(buf: bytearray, i: int, j: int, cr_before: bool) -> int:
+    r"""Line breaks (\n, \r\n or a lone \r) in buf[i:j]; cr_before: the byte before buf[i] was \r."""
+    n = buf.count(b"\n", i, j)
+    if buf.find(b"\r", i, j) >= 0:
+        n += buf.count(b"\r", i, j) - buf.count(b"\r\n", i, j)
+    if cr_before and i < j and buf[i] == 0x0A:
+        n -= 1  # \r\n split between two blocks: counted once already, as the lone \r before
+    return n
+
+
+def open_range(path: Path, codec: str, start: int, end: int, first_line: int, max_record_bytes: int):
+    """A JsonLinesSource over one range from `JsonLinesSource.ranges` (of a file read with `codec`)."""
+    # A byte order mark is only skipped at the very start of the file, as the whole-file reader does.
+    codec = codec if start == 0 else "utf-8"
+    sniffed = Sniffed("text", end - start, codec, codec)
+    return JsonLinesSource(
+        path, sniffed, max_record_bytes=max_record_bytes, start=start, end=end, first_line=first_line
+    )
 
 
 # ---------------------------------------------------------------------------------- JSON array / JSON stream

@@ -165,3 +165,39 @@ def test_worker_processes_give_the_same_result(tmp_path):
     for name in ("train.jsonl", "val.jsonl", "rejected.jsonl"):
         assert (tmp_path / "array1" / name).read_bytes() == (tmp_path / "array2" / name).read_bytes(), name
     assert one.rows_rejected == one.rows_dropped_duplicates + 2  # the empty answer and the broken line
+
+
+def test_workers_reading_byte_ranges_see_what_one_reader_sees(tmp_path, monkeypatch):
+    """Big JSON Lines files are cut into byte ranges that the workers read themselves. Line numbers, blank
+    lines, Windows and old Mac line ends, a byte order mark, broken and oversized lines, duplicates and the
+    MinHash limit must come out exactly as when one process reads the file from start to end."""
+    from easytune.data import pipeline
+
+    lines = [json.dumps(r, ensure_ascii=False).encode() for r in _rows(300)]
+    lines[5] = b""  # blank
+    lines[6] = "\u3000 ".encode()  # blank too (Unicode whitespace)
+    lines[40] = b'{"question": "bad \xff byte", "answer": "x"}'  # not UTF-8
+    lines[41] = b'{"question": "broken", "answer": '
+    lines[42] = b'{"question": "pasted", "answer": "from an array"},'
+    lines[77] = json.dumps({"question": "long", "answer": "长" * 400}, ensure_ascii=False).encode()
+    lines[90] = lines[10]  # exact duplicate
+    lines[91] = lines[11].replace("？".encode(), b"?")  # near duplicate
+    ends = [b"\n", b"\r\n", b"\r", b"\n"]
+    data = b"\xef\xbb\xbf" + b"".join(line + ends[i % 4] for i, line in enumerate(lines))
+    src = tmp_path / "data.jsonl"
+    src.write_bytes(data[:-1])  # and no line end at the very end
+    options = {"drop_duplicates": True, "minhash_rows": 120, "max_record_bytes": 1000}
+    one = import_file(src, out_dir=tmp_path / "one", workers=1, **options)
+    monkeypatch.setattr(pipeline, "RANGE_BYTES", 512)  # dozens of ranges, some ending mid-line in a block
+    two = import_file(src, out_dir=tmp_path / "two", workers=2, **options)
+    assert two.options["workers"] == 2
+    for name in ("train.jsonl", "val.jsonl", "rejected.jsonl"):
+        assert (tmp_path / "one" / name).read_bytes() == (tmp_path / "two" / name).read_bytes(), name
+    a, b = one.to_dict(), two.to_dict()
+    for key in ("elapsed_s", "files", "options"):
+        a.pop(key), b.pop(key)
+    assert a == b
+    assert one.sha256 == hashlib.sha256(data[:-1]).hexdigest() and one.blank_skipped == 2
+    rejected = {r["line"]: r for r in one.rejected}
+    assert rejected[78]["reason"] == "data.reject.too_large" and rejected[78]["params"]["limit_kb"] == 0
+    assert rejected[41]["reason"] == "data.reject.bad_encoding" and 91 in rejected and 92 in rejected
