@@ -8,7 +8,9 @@ Imports stay inside the commands: `easytune ui` must not pay for the training st
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -30,14 +32,18 @@ def cmd_ui(args, settings) -> int:
     return serve(settings)
 
 
-def _follow(settings, job_id: str, lang: str, quiet: bool) -> dict:
-    """Follow a job until it ends, printing progress; Ctrl-C stops it cleanly."""
+def _follow(settings, job_id: str, lang: str, quiet: bool, shown_position: int | None = None) -> dict:
+    """Follow a job until it ends, printing progress (and its place while it waits in the queue);
+    Ctrl-C stops it cleanly."""
     from easytune import jobs
 
     shown_step, shown_events = 0, 0
     try:
         while True:
             job = jobs.sync_job(settings, job_id)
+            if not quiet and job["queue_position"] not in (None, shown_position):  # waiting for the device
+                print(t("jobs.queued", lang, job=job_id, position=job["queue_position"]), file=sys.stderr, flush=True)
+                shown_position = job["queue_position"]
             if not quiet:
                 loss = jobs.metrics(settings, job_id).get("loss", [])
                 for step, value in loss[shown_step:]:
@@ -66,7 +72,35 @@ def job_summary(settings, job: dict, lang: str) -> dict:
                 for w in health.assess(series, job["total_steps"])]
     return {**job, "first_loss": loss[0][1] if loss else None, "final_loss": loss[-1][1] if loss else None,
             "cf_pct": cf[-1][1] if cf else None, "warnings": warnings,
-            "error_message": t(error["key"], lang, **error["params"]) if error else None}
+            "error_message": t(error["key"], lang, **error["params"]) if error else None,
+            "checkpoint": jobs.latest_checkpoint(Path(job["job_dir"])),
+            "actions": jobs.available_actions(settings, job)}
+
+
+def _action_command(action: str, job_id: str) -> str:
+    command = {"lower_lr": "clone {job} --suggest lower_lr", "retention": "clone {job} --suggest retention",
+               "clone": "clone {job} --set KEY=VALUE"}.get(action, action + " {job}")
+    return "easytune jobs " + command.format(job=job_id)
+
+
+def _offer(summary: dict, lang: str) -> str:
+    """The actions a job's state allows, each with its command (after a failure: restart, and why)."""
+    lines = [t("jobs.offer_line", lang, action=t("jobs.action." + a, lang), command=_action_command(a, summary["id"]))
+             for a in summary["actions"]]
+    return "\n".join([t("jobs.offer", lang), *lines]) if lines else ""
+
+
+def _setting_changes(items: list[str] | None) -> dict:
+    """`--set KEY=VALUE …` as plan changes; values are YAML (numbers, true/false), like `easytune plan --set`."""
+    import yaml
+
+    changes = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise UserError("jobs.error.bad_set", item=item)
+        changes[key.strip()] = yaml.safe_load(value)
+    return changes
 
 
 def cmd_train(args, settings) -> int:
@@ -75,12 +109,14 @@ def cmd_train(args, settings) -> int:
 
     plan = TrainingPlan.load(args.config)
     job = jobs.launch(settings, plan)
-    if not args.json:
+    if not args.json and job["state"] == "PENDING":
+        print(t("jobs.queued", args.lang, job=job["id"], position=job["queue_position"]), flush=True)
+    elif not args.json:
         print(t("cli.train.started", args.lang, job=job["id"], dir=job["job_dir"]), flush=True)
     if args.detach:
         _emit(args, job_summary(settings, job, args.lang))
         return 0
-    job = _follow(settings, job["id"], args.lang, quiet=args.json)
+    job = _follow(settings, job["id"], args.lang, quiet=args.json, shown_position=job["queue_position"])
     summary = job_summary(settings, job, args.lang)
     _emit(args, summary, t("cli.train.finished", args.lang, state=t("state." + job["state"], args.lang),
                            loss=summary["final_loss"], error=summary["error_message"] or ""))
@@ -116,19 +152,62 @@ def cmd_jobs(args, settings) -> int:
                  for j in rows] or [t("cli.jobs.none", args.lang)]
         _emit(args, rows, "\n".join(lines))
         return 0
+    if args.action == "queue":
+        waiting = jobs.queue(settings)
+        lines = [f"{j['queue_position']}. {j['id']}  {j['name']}" for j in waiting]
+        _emit(args, waiting, "\n".join(lines) or t("jobs.queue_empty", args.lang))
+        return 0
     if not args.job:
         raise UserError("cli.error.job_required", action=args.action)
     if args.action == "show":
         summary = job_summary(settings, jobs.get_job(settings, args.job), args.lang)
-        _emit(args, summary, "\n".join(f"{k}: {v}" for k, v in summary.items()))
+        lines = [f"{k}: {v}" for k, v in summary.items() if k != "actions"]
+        _emit(args, summary, "\n".join([*lines, _offer(summary, args.lang)]))
     elif args.action == "stop":
         job = jobs.stop_job(settings, args.job)
         _emit(args, job, t("state." + job["state"], args.lang))
+    elif args.action == "pause":
+        job = jobs.pause_job(settings, args.job)
+        _emit(args, job, t("jobs.paused", args.lang, job=job["id"]) if job["state"] == "PAUSED"
+              else t("state." + job["state"], args.lang))
+    elif args.action in ("resume", "restart", "clone"):
+        return _rerun(args, settings)
+    elif args.action in ("delete", "rm"):
+        job = jobs.delete_job(settings, args.job)
+        _emit(args, job, t("jobs.deleted", args.lang, job=job["id"]))
     elif args.action == "logs":
         logged = jobs.events(settings, args.job)
         lines = [jobs.event_text(e["data"], args.lang) for e in logged]
         _emit(args, [e["data"] for e in logged], "\n".join(lines))
     return 0
+
+
+def _rerun(args, settings) -> int:
+    """`jobs resume|restart|clone`: the job goes into the queue; with --follow, wait for it like `train`."""
+    from easytune import jobs
+
+    if args.action == "resume":
+        job = jobs.resume_job(settings, args.job)
+        resume_from = json.loads((Path(job["job_dir"]) / "job.json").read_text(encoding="utf-8")).get("resume_from")
+        said = (t("jobs.resumed", args.lang, job=job["id"], checkpoint=resume_from) if resume_from
+                else t("jobs.resumed_fresh", args.lang, job=job["id"]))
+    else:
+        if args.action == "restart":
+            job = jobs.restart_job(settings, args.job)
+        else:
+            changes = jobs.suggested_changes(settings, args.job, args.suggest) if args.suggest else {}
+            job = jobs.clone_job(settings, args.job, {**changes, **_setting_changes(args.set)})
+        key = "jobs.restarted" if args.action == "restart" else "jobs.cloned"
+        said = t(key, args.lang, job=job["id"], source=args.job)
+    if not args.json:
+        print(said, flush=True)
+        if job["state"] == "PENDING":
+            print(t("jobs.queued", args.lang, job=job["id"], position=job["queue_position"]), flush=True)
+    if args.follow:
+        job = _follow(settings, job["id"], args.lang, quiet=args.json, shown_position=job["queue_position"])
+    summary = job_summary(settings, job, args.lang)
+    _emit(args, summary, t("state." + job["state"], args.lang) if args.follow else None)
+    return 1 if args.follow and job["state"] != "COMPLETED" else 0
 
 
 def cmd_data(args, settings) -> int:
@@ -158,6 +237,38 @@ def cmd_data(args, settings) -> int:
     elif args.action == "export":
         path = datasets.export_dataset(settings, args.target, args.out or f"{args.target}.jsonl")
         _emit(args, {"path": str(path)}, t("cli.data.exported", args.lang, path=path))
+    elif args.action == "tokens":
+        result = datasets.token_lengths(settings, args.target, args.model)
+        numbers = {k: result[k] for k in ("p50", "p90", "max")}
+        human = (t("ui.data.tokens_summary", args.lang, over=result["over_context"], pct=result["over_context_pct"],
+                   context=result["context"], **numbers) if result["context"]
+                 else t("ui.data.tokens_summary_no_context", args.lang, **numbers))
+        _emit(args, result, human)
+    elif args.action == "rename":
+        row = datasets.rename_dataset(settings, args.target, args.name or "")
+        _emit(args, row, row["name"])
+    elif args.action == "reimport":
+        if not (args.map or args.mask_pii or args.drop_duplicates):
+            raise UserError("cli.error.reimport_what")
+        from easytune.data.summary import report_markdown
+
+        mapping = dict(item.split("=", 1) for item in args.map) if args.map else None
+        result = datasets.reimport_dataset(settings, args.target, mapping=mapping, mask_pii=args.mask_pii,
+                                           drop_duplicates=args.drop_duplicates)
+        _emit(args, result, report_markdown(result["report"], args.lang))
+    return 0
+
+
+def cmd_status(args, settings) -> int:
+    from easytune.overview import overview
+
+    data = overview(settings)
+    counts, res = data["counts"], data["resources"]
+    lines = [t("cli.status.counts", args.lang, **counts),
+             t("cli.status.machine", args.lang, cpu=f"{res['cpu_pct']:.0f}", ram=f"{res['ram_used'] / 2**30:.1f}",
+               ram_total=f"{res['ram_total'] / 2**30:.1f}", disk=f"{res['disk_free'] / 2**30:.1f}")]
+    lines += [f"{j['id']}  {t('state.' + j['state'], args.lang)}  {j['name']}" for j in data["recent_jobs"]]
+    _emit(args, data, "\n".join(lines))
     return 0
 
 
@@ -198,11 +309,140 @@ def cmd_models(args, settings) -> int:
 def cmd_chat(args, settings) -> int:
     from easytune import chat
 
-    if args.base:
-        reply = chat.ask_base(settings, args.target, args.question, max_new_tokens=args.max_new_tokens)
+    stream = chat.stream_answer(settings, args.target, args.question, system=args.system,
+                                temperature=args.temperature, top_p=args.top_p, max_new_tokens=args.max_new_tokens)
+    shown = ""
+    out = sys.stderr if args.json else sys.stdout  # with --json, stdout holds only the JSON document
+    for text in stream:
+        if args.stream:
+            print(text[len(shown):], end="", file=out, flush=True)
+            shown = text
+    if args.stream:
+        print(file=out)
+    result = {"question": args.question, "answer": stream.text, "target": args.target}
+    _emit(args, result, None if args.stream else stream.text)
+    return 0
+
+
+def cmd_feedback(args, settings) -> int:
+    from easytune import feedback
+
+    if args.action == "add":
+        if not args.target:
+            raise UserError("cli.error.target_required", action="feedback add")
+        row = feedback.record_feedback(settings, args.target, args.prompt or "", args.answer, args.rating,
+                                       correction=args.correction, system=args.system)
+        _emit(args, row, t("feedback.recorded", args.lang, rating="👍" if row["rating"] > 0 else "👎",
+                           target=row["target"]))
+    elif args.action == "list":
+        rows = feedback.list_feedback(settings, args.target)
+        lines = [f"{'👍' if r['rating'] > 0 else '👎'} {r['target']:<24} {r['prompt'][:40]}"
+                 + (f"  → {r['correction'][:40]}" if r["correction"] else "") for r in rows]
+        _emit(args, rows, "\n".join(lines) or t("feedback.none", args.lang))
     else:
-        reply = chat.ask_job(settings, args.target, args.question, max_new_tokens=args.max_new_tokens)
-    _emit(args, {"question": args.question, "answer": reply}, reply)
+        result = feedback.feedback_to_dataset(settings, name=args.name, target=args.target)
+        name = result["dataset"]["name"]
+        human = (t("feedback.dataset_same", args.lang, name=name) if result["duplicate_of"] else
+                 t("feedback.dataset_created", args.lang, name=name, rows=result["rows"],
+                   corrected=result["corrected"], approved=result["approved"]))
+        _emit(args, result, human)
+    return 0
+
+
+def cmd_serve(args, settings) -> int:
+    from easytune.serve import DEFAULT_PORT, serve
+
+    return serve(settings, args.target, host=args.host or "127.0.0.1", port=args.port or DEFAULT_PORT,
+                 password=args.password)
+
+
+@contextlib.contextmanager
+def _stdout_to_stderr():
+    """Converters (nncf, OpenVINO) print their own progress on stdout; it must carry only our report."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    os.dup2(2, 1)
+    try:
+        yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
+def cmd_export(args, settings) -> int:
+    from easytune.export import export_job
+    from easytune.export.service import human_size
+
+    def show(fraction: float, key: str) -> None:
+        if not args.json:
+            print(f"{fraction * 100:3.0f}%  {t(key, args.lang)}", file=sys.stderr, flush=True)
+
+    with _stdout_to_stderr():
+        result = export_job(settings, args.job, args.format, out_dir=args.out, confirm_unsafe=args.confirm_unsafe,
+                            progress=show, lang=args.lang)
+    check = result["verification"]
+    _emit(args, result, t("export.cli.ready", args.lang, format=result["format"], path=result["path"],
+                          size=human_size(result["size_bytes"]), identical=check["identical"], total=check["total"],
+                          agreement=f"{check['agreement'] * 100:.1f}", tps=check["tokens_per_s"]))
+    return 0
+
+
+def cmd_exports(args, settings) -> int:
+    from easytune.export import list_exports, remove_export
+    from easytune.export.service import human_size
+
+    if args.action == "list":
+        rows = list_exports(settings, args.job)
+        lines = [f"{r['id']}  {r['job_id']}  {r['format']:<14} {t('export.state.' + r['state'], args.lang):<6} "
+                 f"{human_size(r['size_bytes'] or 0):>9}  {r['path']}"
+                 + (f"\n    {t(r['error']['key'], args.lang, **r['error']['params'])}" if r["error"] else "")
+                 for r in rows]
+        _emit(args, rows, "\n".join(lines) or t("export.cli.none", args.lang))
+        return 0
+    if not args.target:
+        raise UserError("export.cli.id_required")
+    row = remove_export(settings, args.target)
+    key = "export.cli.removed" if row["deleted_folder"] else "export.cli.forgotten"
+    _emit(args, row, t(key, args.lang, id=row["id"], path=row["path"]))
+    return 0
+
+
+def _progress_printer(args):
+    def show(done: int, total: int) -> None:
+        if not args.json:
+            print(t("evaluation.cli.progress", args.lang, done=done, total=total), file=sys.stderr, flush=True)
+    return show
+
+
+def cmd_eval(args, settings) -> int:
+    from easytune.evaluation.service import evaluate_job
+
+    with _stdout_to_stderr():
+        result = evaluate_job(settings, args.job, lang=args.lang, limit=args.limit, progress=_progress_printer(args))
+    _emit(args, result, result["text"])
+    return 0
+
+
+def cmd_safety(args, settings) -> int:
+    from easytune.evaluation.safety import safety_check
+
+    with _stdout_to_stderr():
+        result = safety_check(settings, args.job, adapter=args.adapter, base=args.base, lang=args.lang,
+                              progress=_progress_printer(args))
+    _emit(args, result, result["text"])
+    return 0
+
+
+def cmd_evals(args, settings) -> int:
+    from easytune.evaluation.service import list_evaluations
+    from easytune.evaluation.verdict import verdict_text
+
+    rows = list_evaluations(settings, job_id=args.job, dataset=args.dataset, kind=args.kind)
+    lines = [f"{r['id']}  {r['kind']:<7}  {r['job_id'] or r['result'].get('adapter')}  "
+             f"{'✓' if r['passed'] else '✗'}  {verdict_text({**r['result'], 'points': [], 'next': []}, args.lang)}"
+             for r in rows]
+    _emit(args, rows, "\n".join(lines) or t("evaluation.cli.none", args.lang))
     return 0
 
 
@@ -216,8 +456,11 @@ def cmd_doctor(args, settings) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--json", action="store_true", help="print one JSON document (for scripts)")
-    common.add_argument("--lang", choices=("zh", "en"), default=None, help="language of messages")
+    # SUPPRESS: an option given before the command (`easytune --lang en data list`) is not reset by the
+    # command's own copy of it; main() fills in the defaults.
+    common.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
+                        help="print one JSON document (for scripts)")
+    common.add_argument("--lang", choices=("zh", "en"), default=argparse.SUPPRESS, help="language of messages")
 
     parser = argparse.ArgumentParser(prog="easytune", parents=[common],
                                      description="EasyTune: offline, intent-driven LLM fine-tuning.")
@@ -243,20 +486,28 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument("--out", help="write the plan YAML here (for `easytune train --config`)")
     plan.set_defaults(func=cmd_plan)
 
-    jobs = sub.add_parser("jobs", parents=[common], help="list, inspect, stop jobs and read their logs")
-    jobs.add_argument("action", choices=("list", "show", "stop", "logs"))
+    jobs = sub.add_parser("jobs", parents=[common],
+                          help="list, inspect, stop, pause, resume, restart, clone and delete jobs; the queue; logs")
+    jobs.add_argument("action", choices=("list", "show", "stop", "logs", "pause", "resume", "restart", "clone",
+                                         "delete", "rm", "queue"))
     jobs.add_argument("job", nargs="?")
     jobs.add_argument("--state", default=None, help="only jobs in this state (list)")
+    jobs.add_argument("--set", action="append", metavar="KEY=VALUE", help="change this plan setting (clone)")
+    jobs.add_argument("--suggest", choices=("retention", "lower_lr"),
+                      help="(clone) knowledge-retention mode at half the learning rate, or 0.3 × the learning rate")
+    jobs.add_argument("--follow", action="store_true", help="(resume, restart, clone) wait for the job and report")
     jobs.set_defaults(func=cmd_jobs)
 
     data = sub.add_parser("data", parents=[common], help="import, list, show, remove and export datasets")
-    data.add_argument("action", choices=("add", "list", "show", "rm", "export"))
+    data.add_argument("action", choices=("add", "list", "show", "rm", "export", "rename", "reimport", "tokens"))
+    data.add_argument("--model", default="easytune-tiny", help="whose tokenizer and context to measure with (tokens)")
     data.add_argument("target", nargs="?", help="a file to add, or a dataset id or name")
-    data.add_argument("--name", help="name for the imported dataset (add)")
+    data.add_argument("--name", help="name for the imported dataset (add), or the new name (rename)")
     data.add_argument("--map", action="append", metavar="ROLE=FIELD",
-                      help="field mapping override, e.g. --map prompt=问题 --map response=答案 (add)")
-    data.add_argument("--mask-pii", action="store_true", help="mask phone numbers, e-mail, IDs, cards (add)")
-    data.add_argument("--drop-duplicates", action="store_true", help="leave out repeated rows (add)")
+                      help="field mapping override, e.g. --map prompt=问题 --map response=答案 (add, reimport)")
+    data.add_argument("--mask-pii", action="store_true",
+                      help="mask phone numbers, e-mail, IDs, cards (add, reimport)")
+    data.add_argument("--drop-duplicates", action="store_true", help="leave out repeated rows (add, reimport)")
     data.add_argument("--search", help="only names containing this (list)")
     data.add_argument("--shape", help="only this shape, e.g. alpaca, sharegpt, preference (list)")
     data.add_argument("--offset", type=int, default=0, help="first row to show (show)")
@@ -278,12 +529,76 @@ def build_parser() -> argparse.ArgumentParser:
     models.add_argument("--grad-checkpointing", action="store_true", help="(fit)")
     models.set_defaults(func=cmd_models)
 
-    chat = sub.add_parser("chat", parents=[common], help="ask a finished job's model (or a base model)")
-    chat.add_argument("target", help="job id, or a model name with --base")
+    chat = sub.add_parser("chat", parents=[common], help="ask a job's model, a model, or an exported folder")
+    chat.add_argument("target", help="job id, model name, model folder or OpenVINO export folder")
     chat.add_argument("-q", "--question", required=True)
-    chat.add_argument("--base", action="store_true", help="TARGET is a base model, not a job")
-    chat.add_argument("--max-new-tokens", type=int, default=128)
+    chat.add_argument("--system", default=None, help="system message (the assistant's role and rules)")
+    chat.add_argument("--temperature", type=float, default=0.0,
+                      help="0 (default): greedy, the same answer every time; 0.7: varied, as in the app's chat")
+    chat.add_argument("--top-p", type=float, default=0.9, help="sample only from the likeliest tokens (0-1)")
+    chat.add_argument("--max-new-tokens", type=int, default=256, help="longest answer, in tokens")
+    chat.add_argument("--stream", action="store_true", help="print the answer as it is generated")
+    chat.add_argument("--base", action="store_true", help=argparse.SUPPRESS)  # older scripts; targets resolve alike
     chat.set_defaults(func=cmd_chat)
+
+    feedback = sub.add_parser("feedback", parents=[common],
+                              help="rate answers, list ratings, turn corrections into a dataset")
+    feedback.add_argument("action", choices=("add", "list", "to-dataset"))
+    feedback.add_argument("target", nargs="?", help="what answered: job id, model name or folder (add; filter)")
+    feedback.add_argument("--prompt", help="the question (add)")
+    feedback.add_argument("--answer", help="the model's answer (add)")
+    feedback.add_argument("--rating", choices=("up", "down"), help="(add)")
+    feedback.add_argument("--correction", help="the answer it should have given (add)")
+    feedback.add_argument("--system", help="the system message it was asked with (add)")
+    feedback.add_argument("--name", help="name of the new dataset (to-dataset)")
+    feedback.set_defaults(func=cmd_feedback)
+
+    serve = sub.add_parser("serve", parents=[common], help="an OpenAI-compatible API for a job's model or a model")
+    serve.add_argument("target", help="job id, model name, model folder or OpenVINO export folder")
+    serve.add_argument("--host", default=None, help="address to bind (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=None, help="port (default 8000)")
+    serve.add_argument("--password", default=None,
+                       help="API key clients must send; required when --host is not a loopback address")
+    serve.set_defaults(func=cmd_serve)
+
+    status = sub.add_parser("status", parents=[common], help="the dashboard: counts, recent jobs, machine load")
+    status.set_defaults(func=cmd_status)
+
+    export = sub.add_parser("export", parents=[common],
+                            help="export a finished job: merged model, LoRA adapter, OpenVINO INT8 or INT4")
+    export.add_argument("job", help="job id")
+    export.add_argument("--format", required=True, choices=("merged", "adapter", "openvino-int8", "openvino-int4"))
+    export.add_argument("--out", help="folder to write (default: exports/<job>/<format> in the EasyTune home)")
+    export.add_argument("--confirm-unsafe", action="store_true",
+                        help="export although the latest safety check flagged the model (recorded in the model card)")
+    export.set_defaults(func=cmd_export)
+
+    exports = sub.add_parser("exports", parents=[common], help="list exports, or remove one and its folder")
+    exports.add_argument("action", choices=("list", "rm"))
+    exports.add_argument("target", nargs="?", help="export id (rm)")
+    exports.add_argument("--job", help="only this job's exports (list)")
+    exports.set_defaults(func=cmd_exports)
+
+    evaluate = sub.add_parser("eval", parents=[common],
+                              help="blind evaluation of a finished job: base vs tuned on trained, held-out and "
+                                   "general questions, with a verdict")
+    evaluate.add_argument("job", help="job id")
+    evaluate.add_argument("--limit", type=int, default=None, help="at most N questions per bucket (faster)")
+    evaluate.set_defaults(func=cmd_eval)
+
+    safety = sub.add_parser("safety", parents=[common],
+                            help="does the tuned model still refuse harmful requests its base refused?")
+    safety.add_argument("job", nargs="?", help="job id (or use --adapter)")
+    safety.add_argument("--adapter", help="a LoRA adapter folder to check before use")
+    safety.add_argument("--base", help="the adapter's base model: name, folder or hub id (default: from its config)")
+    safety.set_defaults(func=cmd_safety)
+
+    evals = sub.add_parser("evals", parents=[common], help="list stored evaluations and safety checks")
+    evals.add_argument("action", choices=("list",))
+    evals.add_argument("--job", help="only this job's")
+    evals.add_argument("--dataset", help="only jobs trained on this dataset")
+    evals.add_argument("--kind", choices=("quality", "safety"), help="only this kind")
+    evals.set_defaults(func=cmd_evals)
 
     doctor = sub.add_parser("doctor", parents=[common], help="hardware, versions and the home folder")
     doctor.set_defaults(func=cmd_doctor)
@@ -292,9 +607,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or (argv[0].startswith("-") and argv[0] not in ("-h", "--help")):
-        argv = ["ui", *argv]  # `easytune` alone starts the app
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    commands = next(a.choices for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    if not any(arg in commands for arg in argv) and not {"-h", "--help"} & set(argv):
+        argv = ["ui", *argv]  # `easytune` alone (or with only options) starts the app
+    args = parser.parse_args(argv)
+    args.json, args.lang = getattr(args, "json", False), getattr(args, "lang", None)
     overrides = {k: getattr(args, k, None) for k in ("host", "port", "password")}
     settings = load_settings(**overrides, language=args.lang)
     args.lang = normalize_lang(settings.language)

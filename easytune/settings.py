@@ -51,7 +51,7 @@ def _system_language() -> str:
 def load_settings(**overrides) -> Settings:
     env = os.environ
     values = dict(
-        home=Path(env.get("EASYTUNE_HOME", Path.home() / ".easytune")).expanduser(),
+        home=Path(env.get("EASYTUNE_HOME") or Path.home() / ".easytune").expanduser(),  # empty counts as unset
         host=env.get("EASYTUNE_HOST", "127.0.0.1"),
         port=int(env.get("EASYTUNE_PORT", "7860")),
         password=env.get("EASYTUNE_PASSWORD") or None,

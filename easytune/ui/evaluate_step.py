@@ -62,7 +62,12 @@ def _lines(text: str) -> str:
 
 
 def comparison_figure(settings: Settings, job_id: str | None, lang: str):
-    """ROUGE-L on the seen and unseen questions for every evaluated job of the same dataset."""
+    """ROUGE-L on the seen and unseen questions for every evaluated job of the same dataset; shown once there
+    are two to compare."""
+    return gr.update(value=(fig := _comparison(settings, job_id, lang)), visible=fig is not None)
+
+
+def _comparison(settings: Settings, job_id: str | None, lang: str):
     if not job_id:
         return None
     from easytune.evaluation.service import compare_jobs
@@ -104,7 +109,7 @@ def build(ctx: Ctx) -> None:
         evaluate = T.make(gr.Button, {"value": "ui.eval.evaluate"}, variant="primary", elem_id="et-evaluate")
         safety = T.make(gr.Button, {"value": "ui.eval.safety"}, elem_id="et-safety")
     verdict = gr.Markdown(elem_id="et-verdict", elem_classes=["et-verdict"])
-    comparison = gr.Plot(elem_id="et-compare", visible=True)
+    comparison = gr.Plot(elem_id="et-compare", visible=False)
 
     # -- chat, base and tuned side by side
     T.make(gr.Markdown, {"value": "ui.eval.chat_head"})

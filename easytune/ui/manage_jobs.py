@@ -7,7 +7,7 @@ import gradio as gr
 from easytune import jobs
 from easytune.i18n import UserError, t
 from easytune.train.events import ACTIVE_STATES, TERMINAL_STATES
-from easytune.ui.texts import Ctx, error_markdown, fmt_time
+from easytune.ui.texts import Ctx, action_bar, fmt_time
 
 STATES = ("all", *ACTIVE_STATES, *TERMINAL_STATES)
 
@@ -46,10 +46,8 @@ def build(ctx: Ctx) -> None:
     selected = gr.State(None)
     with gr.Group(visible=False) as detail:
         info = gr.Markdown(elem_id="et-job-detail")
-        with gr.Row():
-            monitor = T.make(gr.Button, {"value": "ui.jobs.open"}, variant="primary", size="sm")
-            stop = T.make(gr.Button, {"value": "ui.monitor.stop"}, variant="stop", size="sm")
-    message = gr.Markdown(elem_classes=["et-error"])
+        monitor = T.make(gr.Button, {"value": "ui.jobs.open"}, variant="primary", size="sm")
+        action_bar(ctx, selected)
     timer = gr.Timer(5.0)
 
     def refresh(lang, state_):
@@ -59,21 +57,16 @@ def build(ctx: Ctx) -> None:
     def show(lang, job_id):
         if not job_id:
             return gr.update(visible=False), ""
-        return gr.update(visible=True), detail_markdown(settings, job_id, lang)
-
-    def on_stop(lang, job_id):
         try:
-            jobs.stop_job(settings, job_id)
-            return ""
-        except UserError as exc:
-            return error_markdown(exc, lang)
+            return gr.update(visible=True), detail_markdown(settings, job_id, lang)
+        except UserError:  # deleted meanwhile
+            return gr.update(visible=False), ""
 
     listing = [table, empty]
     for trigger in (state.change, timer.tick):
         trigger(refresh, [ctx.language, state], listing)
     table.select(_pick, table, selected)
     selected.change(show, [ctx.language, selected], [detail, info])
-    stop.click(on_stop, [ctx.language, selected], message).then(show, [ctx.language, selected], [detail, info])
     ctx.on_load.append((refresh, [ctx.language, state], listing))
     ctx.on_language.append((refresh, [ctx.language, state], listing))
 

@@ -81,3 +81,46 @@ def fmt_time(stamp: float | None, lang: str) -> str:
 
 def error_markdown(exc, lang: str) -> str:
     return f"⚠️ {exc.message(lang)}"
+
+
+def action_choices(settings: Settings, job_id: str | None, lang: str):
+    """The actions a job offers now (jobs.available_actions), as translated radio choices."""
+    from easytune import jobs
+
+    if not job_id:
+        return gr.update(choices=[], value=None)
+    actions = jobs.available_actions(settings, jobs.get_job(settings, job_id))
+    return gr.update(choices=[(t(f"ui.jobs.action.{a}", lang), a) for a in actions],
+                     value=actions[0] if actions else None)
+
+
+def action_bar(ctx: Ctx, job: gr.components.Component):
+    """A row offering what can be done with the job in `job` now; returns (actions, button, message).
+    After an action the job component shows the job the user should look at next (a clone, say)."""
+    from easytune import jobs
+    from easytune.i18n import UserError
+
+    T, settings = ctx.T, ctx.settings
+    with gr.Row():
+        actions = T.make(gr.Radio, {"label": "ui.jobs.actions"}, choices=[], scale=4, elem_classes=["et-actions"])
+        go = T.make(gr.Button, {"value": "ui.jobs.do"}, size="sm", scale=1)
+    message = gr.Markdown()
+
+    def on_go(lang, job_id, action):
+        if not job_id or not action:
+            return gr.skip(), ""
+        try:
+            result = jobs.perform(settings, job_id, action)
+        except UserError as exc:
+            return gr.skip(), error_markdown(exc, lang)
+        if action == "delete":
+            return None, t("ui.jobs.deleted", lang, job=job_id)
+        state = t("state." + result["state"], lang)
+        if result.get("queue_position"):
+            state += " · " + t("ui.jobs.position", lang, position=result["queue_position"])
+        return result["id"], t("ui.jobs.done", lang, job=result["id"], state=state)
+
+    go.click(on_go, [ctx.language, job, actions], [job, message]).then(
+        lambda lang, j: action_choices(settings, j, lang), [ctx.language, job], actions)
+    job.change(lambda lang, j: action_choices(settings, j, lang), [ctx.language, job], actions)
+    return actions, go, message

@@ -20,7 +20,7 @@ from easytune.plan.schema import TrainingPlan
 from easytune.plan.service import make_plan
 from easytune.settings import PRESETS_DIR, Settings
 from easytune.ui import charts, evaluate_step, state
-from easytune.ui.texts import Ctx, Texts, error_markdown
+from easytune.ui.texts import Ctx, Texts, action_bar, action_choices, error_markdown
 
 STEPS = ("data", "plan", "monitor", "evaluate")
 FORM_FIELDS = [f for f in fields(TrainingPlan) if f.metadata["group"] != "data"]
@@ -220,6 +220,7 @@ def build(ctx: Ctx) -> None:
                 stop = T.make(gr.Button, {"value": "ui.monitor.stop"}, variant="stop", scale=1)
             progress = gr.HTML(progress_html(settings, None), elem_id="et-progress")
             status = gr.Markdown(elem_id="et-status")
+            job_actions, _, _ = action_bar(ctx, job)
             plot = gr.Plot(elem_id="et-loss-plot")
             with gr.Row():
                 log_level = T.make(gr.Radio, {"label": "ui.monitor.log_level",
@@ -377,7 +378,7 @@ def build(ctx: Ctx) -> None:
         return (gr.update(choices=job_choices(settings), value=launched["id"]), gr.Tabs(selected="monitor"))
 
     def refresh(new_lang, job_id, last_seen, log_filter, search):
-        unchanged = [gr.skip()] * (len(STEPS) + 1)
+        unchanged = [gr.skip()] * (len(STEPS) + 2)
         if not job_id:
             return t("ui.monitor.empty", new_lang), gr.skip(), "", progress_html(settings, None), last_seen, *unchanged
         job_row = jobs.get_job(settings, job_id)
@@ -385,7 +386,9 @@ def build(ctx: Ctx) -> None:
         key = (job_id, new_lang, job_row["state"], sum(len(v) for v in series.values()), log_filter, search)
         if key == last_seen:  # nothing new: leave the page alone
             return gr.skip(), gr.skip(), gr.skip(), gr.skip(), last_seen, *unchanged
-        marks = stepper(steps_done(settings, job_id), new_lang) if key[:3] != (last_seen or ())[:3] else unchanged
+        moved = key[:3] != (last_seen or ())[:3]  # another job, language or state: steps and actions change
+        marks = [*stepper(steps_done(settings, job_id), new_lang), action_choices(settings, job_id, new_lang)] \
+            if moved else unchanged
         return (status_markdown(settings, job_id, new_lang), charts.loss_figure(series, new_lang),
                 "\n".join(log_lines(settings, job_id, new_lang, log_filter, search or "")),
                 progress_html(settings, job_id), key, *marks)
@@ -429,7 +432,7 @@ def build(ctx: Ctx) -> None:
     intent_outputs = [*form, summary, recommended]
     monitor_inputs = [language, job, seen, log_level, log_search]
     step_outputs = [data_tab, plan_tab, monitor_tab, eval_tab, hint]
-    monitor_outputs = [status, plot, logs, progress, seen, *step_outputs]
+    monitor_outputs = [status, plot, logs, progress, seen, *step_outputs, job_actions]
 
     def replan(event):
         """Plan again; Start waits meanwhile, so a run never starts from a half-updated form."""
