@@ -88,6 +88,31 @@ def _comparison(settings: Settings, job_id: str | None, lang: str):
     return fig
 
 
+def chat_targets(settings: Settings, job_id: str | None, lang: str):
+    """The job itself, then its verified exports that can answer alone (merged, OpenVINO)."""
+    from easytune.export.service import list_exports
+
+    if not job_id:
+        return gr.update(choices=[], value=None)
+    ready = [e for e in list_exports(settings, job_id) if e["state"] == "READY" and e["format"] != "adapter"]
+    choices = [(t("ui.eval.chat_job", lang), job_id)] + [(t(f"ui.eval.format.{e['format']}", lang), e["path"])
+                                                          for e in ready]
+    return gr.update(choices=choices, value=job_id)
+
+
+def comparison_rows(settings: Settings, job_id: str | None, lang: str):
+    """Every evaluated job of the same dataset side by side: settings that differ, what it learned, what it lost."""
+    from easytune.evaluation.service import compare_jobs
+
+    rows = compare_jobs(settings, jobs.get_job(settings, job_id)["dataset"]) if job_id else []
+    pct = lambda v: f"{v * 100:.0f}%" if v is not None else "—"  # noqa: E731
+    signed = lambda v: f"{v:+.0f}%" if v is not None else "—"  # noqa: E731
+    table = [[r["job_id"], t(f"ui.eval.verdict.{r['verdict']}", lang), f"{r['learning_rate']:g}", r["epochs"],
+              pct(r["seen_match"]), pct(r["unseen_match"]), signed(r["general_loss_pct"]), signed(r["cf_pct"])]
+             for r in rows]
+    return gr.update(value=table or None, visible=len(table) >= 2)
+
+
 def exports_rows(settings: Settings, job_id: str | None, lang: str) -> list[list]:
     from easytune.export.service import list_exports
 
@@ -110,9 +135,15 @@ def build(ctx: Ctx) -> None:
         safety = T.make(gr.Button, {"value": "ui.eval.safety"}, elem_id="et-safety")
     verdict = gr.Markdown(elem_id="et-verdict", elem_classes=["et-verdict"])
     comparison = gr.Plot(elem_id="et-compare", visible=False)
+    headers = ["ui.col.job", "ui.eval.col.verdict", "ui.eval.col.lr", "ui.eval.col.epochs", "ui.eval.bucket.seen",
+               "ui.eval.bucket.unseen", "ui.eval.col.general_loss", "ui.eval.col.cf"]
+    compare_table = T.make(gr.Dataframe, {"headers": headers}, interactive=False, visible=False,
+                           elem_id="et-compare-table")
 
     # -- chat, base and tuned side by side
     T.make(gr.Markdown, {"value": "ui.eval.chat_head"})
+    chat_target = T.make(gr.Dropdown, {"label": "ui.eval.chat_target", "info": "ui.eval.chat_target_info"},
+                         choices=[], elem_id="et-chat-target")
     with gr.Row():
         tuned_chat = T.make(gr.Chatbot, {"label": "ui.eval.tuned"}, height=300, elem_id="et-tuned-chat")
         base_chat = T.make(gr.Chatbot, {"label": "ui.eval.base"}, height=300, elem_id="et-base-chat")
@@ -158,20 +189,22 @@ def build(ctx: Ctx) -> None:
     # ---- handlers ----
     def show_job(lang, job_id):
         return (verdict_markdown(settings, job_id, lang), comparison_figure(settings, job_id, lang),
-                exports_rows(settings, job_id, lang) or None, [], [], [])
+                comparison_rows(settings, job_id, lang), exports_rows(settings, job_id, lang) or None, [], [], [],
+                chat_targets(settings, job_id, lang))
 
     def on_evaluate(lang, job_id, progress=gr.Progress()):
         from easytune.evaluation.service import evaluate_job
 
         if not job_id:
-            return t("ui.eval.pick_job", lang), gr.skip()
+            return t("ui.eval.pick_job", lang), gr.skip(), gr.skip()
         desc = t("ui.eval.evaluating", lang)
         progress(0, desc=desc)
         try:
             evaluate_job(settings, job_id, lang=lang, progress=lambda done, total: progress(done / total, desc=desc))
         except UserError as exc:
-            return error_markdown(exc, lang), gr.skip()
-        return verdict_markdown(settings, job_id, lang), comparison_figure(settings, job_id, lang)
+            return error_markdown(exc, lang), gr.skip(), gr.skip()
+        return (verdict_markdown(settings, job_id, lang), comparison_figure(settings, job_id, lang),
+                comparison_rows(settings, job_id, lang))
 
     def on_safety(lang, job_id, progress=gr.Progress()):
         from easytune.evaluation.safety import safety_check
@@ -186,7 +219,7 @@ def build(ctx: Ctx) -> None:
             return error_markdown(exc, lang)
         return verdict_markdown(settings, job_id, lang)
 
-    def on_ask(lang, job_id, text, turns, system_, temp, top_p_, max_new):
+    def on_ask(lang, job_id, tuned_target, text, turns, system_, temp, top_p_, max_new):
         """Stream the tuned answer, then the base model's to the same conversation."""
         from easytune import chat
 
@@ -198,7 +231,7 @@ def build(ctx: Ctx) -> None:
         silent = t("ui.eval.no_answer", lang)
         answers = {}
         try:
-            for side, target in (("tuned", job_id), ("base", base_model)):
+            for side, target in (("tuned", tuned_target or job_id), ("base", base_model)):
                 messages = []
                 for q, tuned_a, base_a in turns:
                     messages += [{"role": "user", "content": q},
@@ -250,23 +283,23 @@ def build(ctx: Ctx) -> None:
         from easytune.export.service import export_job
 
         if not job_id:
-            return t("ui.eval.pick_job", lang), gr.skip()
+            return t("ui.eval.pick_job", lang), gr.skip(), gr.skip()
         report = lambda fraction, key: progress(fraction, desc=t(key, lang) if key else "")  # noqa: E731
         try:
             row = export_job(settings, job_id, fmt_, confirm_unsafe=confirmed, progress=report, lang=lang)
         except UserError as exc:
-            return error_markdown(exc, lang), exports_rows(settings, job_id, lang) or None
+            return error_markdown(exc, lang), exports_rows(settings, job_id, lang) or None, gr.skip()
         text = t("ui.eval.exported", lang, format=t(f"ui.eval.format.{fmt_}", lang), path=row["path"],
                  size=fmt_bytes(row["size_bytes"]),
                  speed=f"{row['tokens_per_s']:.0f}" if row.get("tokens_per_s") else "—")
-        return text, exports_rows(settings, job_id, lang) or None
+        return text, exports_rows(settings, job_id, lang) or None, chat_targets(settings, job_id, lang)
 
     lang_in = ctx.language
-    job_outputs = [verdict, comparison, exports, tuned_chat, base_chat, history]
+    job_outputs = [verdict, comparison, compare_table, exports, tuned_chat, base_chat, history, chat_target]
     eval_job.change(show_job, [lang_in, eval_job], job_outputs)
-    evaluate.click(on_evaluate, [lang_in, eval_job], [verdict, comparison])
+    evaluate.click(on_evaluate, [lang_in, eval_job], [verdict, comparison, compare_table])
     safety.click(on_safety, [lang_in, eval_job], verdict)
-    ask_inputs = [lang_in, eval_job, question, history, system, temperature, top_p, max_tokens]
+    ask_inputs = [lang_in, eval_job, chat_target, question, history, system, temperature, top_p, max_tokens]
     ask_outputs = [tuned_chat, base_chat, question, chat_error, history]
     ask.click(on_ask, ask_inputs, ask_outputs)
     question.submit(on_ask, ask_inputs, ask_outputs)
@@ -276,6 +309,6 @@ def build(ctx: Ctx) -> None:
     thumbs_down.click(lambda lg, j, h, c, s: on_feedback(lg, j, h, -1, c, s),
                       [lang_in, eval_job, history, correction, system], chat_error)
     to_dataset.click(on_to_dataset, lang_in, chat_error)
-    export.click(on_export, [lang_in, eval_job, fmt, confirm_unsafe], [export_result, exports])
-    ctx.on_language.append((lambda lg, j: show_job(lg, j)[:3], [lang_in, eval_job], job_outputs[:3]))
+    export.click(on_export, [lang_in, eval_job, fmt, confirm_unsafe], [export_result, exports, chat_target])
+    ctx.on_language.append((lambda lg, j: show_job(lg, j)[:4], [lang_in, eval_job], job_outputs[:4]))
     ctx.shared["eval_job"] = eval_job

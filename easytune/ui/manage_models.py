@@ -68,6 +68,12 @@ def build(ctx: Ctx) -> None:
                 sure = T.make(gr.Checkbox, {"label": "ui.ds.sure"}, value=False)
                 remove = T.make(gr.Button, {"value": "ui.models.remove"}, variant="stop", size="sm")
     result = gr.Markdown(elem_id="et-model-result")
+    with T.make(gr.Accordion, {"label": "ui.models.adapter_title"}, open=False):
+        T.make(gr.Markdown, {"value": "ui.models.adapter_intro"})
+        with gr.Row():
+            adapter = T.make(gr.Textbox, {"label": "ui.models.adapter_folder"}, scale=3)
+            check_adapter = T.make(gr.Button, {"value": "ui.eval.safety"}, scale=1)
+        adapter_result = gr.Markdown()
 
     def refresh(lang, current=None):
         rows, catalog_rows, names = tables(settings, lang)
@@ -105,7 +111,19 @@ def build(ctx: Ctx) -> None:
             return (error_markdown(exc, lang), *refresh(lang, ref))
         return (t("cli.models.removed", lang, name=row["name"]), *refresh(lang))
 
+    def on_check_adapter(lang, folder, base, progress=gr.Progress()):
+        from easytune.evaluation.safety import safety_check, safety_text
+
+        desc = t("ui.eval.checking", lang)
+        try:
+            checked = safety_check(settings, adapter=folder.strip(), base=base or None, lang=lang,
+                                   progress=lambda done, total: progress(done / total, desc=desc))
+        except UserError as exc:
+            return error_markdown(exc, lang)
+        return ("✓ " if checked["passed"] else "⛔ ") + safety_text(checked, lang).replace("\n", "  \n")
+
     listing = [mine, catalog, chosen]
+    check_adapter.click(on_check_adapter, [ctx.language, adapter, chosen], adapter_result)
     add.click(on_add, [ctx.language, source, name, trust], [result, *listing])
     inspect.click(on_inspect, [ctx.language, chosen], result)
     check.click(on_check, [ctx.language, chosen, method, seq_len, batch, checkpointing], result)
