@@ -1,6 +1,6 @@
 """What a model is, read from its files without loading its weights.
 
-The structure is built on PyTorch's meta device (`accelerate.init_empty_weights()` and
+The structure is built on PyTorch's meta device (a `torch.device("meta")` context and
 `AutoModelForCausalLM.from_config`): every module exists with its shapes, no weight takes memory.
 Linear layers (and GPT-2's Conv1D) are grouped by where they sit, not by their names:
 
@@ -285,11 +285,15 @@ def _kv_heads(text, first_block: list[dict], heads: int, head_dim: int) -> int:
 
 
 def build_meta_model(config, *, trust_remote_code: bool = False):
-    """The model's module tree on the meta device: shapes only, no memory for weights."""
-    from accelerate import init_empty_weights
+    """The model's module tree on the meta device: shapes only, no memory for weights.
+
+    A `torch.device("meta")` context, not accelerate's init_empty_weights(): that one patches
+    nn.Module for the whole process, so a model loaded at the same moment in another thread (the app's
+    chat) would get meta weights too; the device context is local to this thread."""
+    import torch
     from transformers import AutoModelForCausalLM
 
-    with init_empty_weights():
+    with torch.device("meta"):
         try:
             model = AutoModelForCausalLM.from_config(config, trust_remote_code=trust_remote_code)
         except ValueError:

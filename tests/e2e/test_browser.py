@@ -32,14 +32,18 @@ def app(tmp_path):
     log = tmp_path / "guard.log"
     env = dict(os.environ, EASYTUNE_HOME=str(tmp_path / "home"), EASYTUNE_GUARD_LOG=str(log),
                PYTHONPATH=os.pathsep.join([str(GUARD), os.environ.get("PYTHONPATH", "")]))
-    proc = subprocess.Popen([sys.executable, "-m", "easytune.cli", "ui", "--port", str(port)], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server_log = tmp_path / "server.log"
+    with open(server_log, "wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "easytune.cli", "ui", "--port", str(port)], env=env,
+                                stdout=out, stderr=subprocess.STDOUT)
     try:
         wait_http(f"http://127.0.0.1:{port}/", proc=proc)
         yield f"http://127.0.0.1:{port}/", log
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+        ARTIFACTS.mkdir(exist_ok=True)  # the app's own log, for when a journey fails
+        shutil.copy(server_log, ARTIFACTS / f"server-{os.getpid()}-{port}.log")
 
 
 @pytest.fixture
