@@ -34,7 +34,6 @@ def verdict_markdown(settings: Settings, job_id: str | None, lang: str) -> str:
     """The latest quality verdict and safety check of a job, as the verdict card."""
     if not job_id:
         return t("ui.eval.pick_job", lang)
-    from easytune.evaluation.safety import safety_text
     from easytune.evaluation.service import list_evaluations
     from easytune.evaluation.verdict import verdict_text
 
@@ -42,23 +41,16 @@ def verdict_markdown(settings: Settings, job_id: str | None, lang: str) -> str:
     for row in list_evaluations(settings, job_id=job_id):  # newest first
         latest.setdefault(row["kind"], row)
     parts = []
-    quality = latest.get("quality")
-    if quality:
-        icon = "✓" if quality["passed"] else "⚠"
-        parts.append(f"### {icon} {t('ui.eval.verdict_head', lang)}\n\n{_lines(verdict_text(quality['result'], lang))}")
-    else:
-        parts.append(t("ui.eval.not_evaluated", lang))
-    safety = latest.get("safety")
-    if safety:
-        icon = "✓" if safety["passed"] else "⛔"
-        parts.append(f"### {icon} {t('ui.eval.safety_head', lang)}\n\n{_lines(safety_text(safety['result'], lang))}")
-    else:
-        parts.append(t("ui.eval.not_safety_checked", lang))
+    for kind, head, failed_icon, missing in (("quality", "ui.eval.verdict_head", "⚠", "ui.eval.not_evaluated"),
+                                             ("safety", "ui.eval.safety_head", "⛔", "ui.eval.not_safety_checked")):
+        row = latest.get(kind)
+        if row is None:
+            parts.append(t(missing, lang))
+            continue
+        icon = "✓" if row["passed"] else failed_icon
+        text = verdict_text(row["result"], lang).replace("\n", "  \n")  # a sentence per line in Markdown
+        parts.append(f"### {icon} {t(head, lang)}\n\n{text}")
     return "\n\n".join(parts)
-
-
-def _lines(text: str) -> str:
-    return text.replace("\n", "  \n")  # each sentence on its own line in Markdown
 
 
 def comparison_figure(settings: Settings, job_id: str | None, lang: str):
