@@ -1,5 +1,6 @@
 """Checkpoints: saved while training, pruned to the latest few plus the best, the best delivered, and a run
-stopped halfway resumes from its checkpoint to the same result as a run that was never stopped."""
+stopped halfway resumes from its checkpoint to the same result as a run that was never stopped. A save the
+disk cannot take, and a step the memory cannot take, say what to change."""
 
 import json
 import os
@@ -127,3 +128,36 @@ def test_a_stopped_run_resumes_to_the_same_result(runs):
     assert final(stopped, "eval", "val_loss") == pytest.approx(final(straight, "eval", "val_loss"), rel=0.03)
     index = json.loads((stopped / "checkpoints" / "index.json").read_text())
     assert index["latest"] == f"step-{TOTAL}"
+
+
+def test_a_save_that_cannot_fit_says_how_much_space_it_needs(tmp_path):
+    import shutil
+
+    from easytune.i18n import UserError
+    from easytune.train.checkpoints import check_space
+
+    free = shutil.disk_usage(tmp_path).free
+    check_space(tmp_path, 1 << 20)
+    with pytest.raises(UserError) as caught:
+        check_space(tmp_path, 2 * free)
+    assert caught.value.key == "train.error.disk_full"
+    assert caught.value.params["need_mb"] > caught.value.params["free_mb"] > 0
+    assert str(caught.value.params["need_mb"]) in caught.value.message("zh")
+
+
+def test_running_out_of_memory_names_the_settings_to_change(tmp_path):
+    from easytune.train.worker import plain_failure
+
+    write_plan(tmp_path / "plan.yaml", batch_size=8, grad_accum=2, max_seq_len=1024)
+    with pytest.raises(RuntimeError) as allocation:
+        torch.empty(2**62, dtype=torch.uint8)  # a real allocator failure, of a size no machine has
+    error = plain_failure(allocation.value, tmp_path)
+    assert error.key == "train.error.oom_batch"
+    assert error.params.pop("device") in ("cpu", "cuda", "mps", "xpu")
+    assert error.params == {"batch_size": 8, "max_seq_len": 1024, "smaller_batch": 4, "more_accum": 4,
+                            "shorter_len": 512}
+    error.params["device"] = "cpu"
+    assert "batch_size: 4" in error.message("en") and "grad_accum: 4" in error.message("zh")
+    write_plan(tmp_path / "plan.yaml", batch_size=1, grad_checkpointing=True, max_seq_len=1024)
+    assert plain_failure(allocation.value, tmp_path).key == "train.error.oom_checkpointed"
+    assert plain_failure(ValueError("something else"), tmp_path) is None

@@ -114,7 +114,7 @@ def test_a_packed_run_learns_as_a_padded_one_and_reuses_the_tokens(tmp_path):
     runs = {}
     for pack in (True, False):
         plan = write_plan(tmp_path / f"plan-{pack}.yaml", packing=pack, max_steps=10, eval_every=10,
-                          dataset="demo:shop_faq_en", retention_ratio=0.0)
+                          dataset="demo:shop_faq_en", retention_ratio=0.0, grad_checkpointing=not pack)
         job = cli_json("train", "--config", str(plan), home=home)
         assert job["state"] == "COMPLETED", job
         runs[pack] = [json.loads(line) for line in (Path(job["job_dir"]) / "events.jsonl").read_text().splitlines()]
@@ -127,3 +127,4 @@ def test_a_packed_run_learns_as_a_padded_one_and_reuses_the_tokens(tmp_path):
     keys = {pack: [e["key"] for e in events if e["type"] == "log"] for pack, events in runs.items()}
     assert "train.log.tokenized" in keys[True] and "train.log.packing" in keys[True]
     assert "train.log.tokens_cached" in keys[False] and "train.log.packing" not in keys[False]
+    assert "train.log.grad_checkpointing" in keys[False], "recomputing activations changes memory, not the result"

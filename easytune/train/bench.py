@@ -6,8 +6,8 @@
 Each case trains LoRA r8 on every linear layer, cutoff 256, batch 4, on alpaca-like rows of about 180
 tokens (instruction + answer, lengths spread as real data is), nothing downloaded: the ~90M model is a
 randomly initialised Llama built from a config with the tiny model's tokenizer. It reports
-  - tokens/s of the worker (`python -m easytune.train`, packing on) over its training steps, and of a
-    plain loop on the same rows: padded batches, forward, backward, AdamW — the baseline;
+  - tokens/s of the worker (`python -m easytune.train`, packing on, and off) — the median training step —
+    and of a plain loop on the same rows: padded batches, forward, backward, AdamW — the baseline;
   - achieved FLOP/s (useful tokens only) against this CPU's/GPU's measured fp32 matmul rate;
   - the share of the worker's wall time spent scoring the forgetting (CF) reference text.
 Figures, not a pass/fail test. Close other programs first: they share the cores.
@@ -20,6 +20,7 @@ import json
 import math
 import os
 import random
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -124,17 +125,15 @@ def run_worker(model_path: Path, train_file: Path, steps: int, work: Path, packi
     failed = [e for e in events if e["type"] == "error"]
     if failed:
         raise RuntimeError(failed[0]["detail"])
-    steps_ = [e for e in events if e["type"] == "step"][WARMUP_STEPS:]
-    tokens = sum(e["tokens"] for e in steps_)
-    seconds = sum(e["tokens"] / e["tokens_per_s"] for e in steps_)
+    rates = [e["tokens_per_s"] for e in events if e["type"] == "step"][WARMUP_STEPS:]
     cf = sum(e["cf_s"] for e in events if e["type"] == "eval")
-    return {"tokens_per_s": tokens / seconds, "wall_s": wall, "cf_s": cf,
-            "worker_s": events[-1]["t"] - events[0]["t"]}
+    return {"tokens_per_s": statistics.median(rates), "spread": (min(rates), max(rates)), "wall_s": wall,
+            "cf_s": cf, "worker_s": events[-1]["t"] - events[0]["t"]}
 
 
 def run_baseline(model_path: Path, rows: list[dict], steps: int, pad_to: int | None) -> float:
     """A plain loop: right-padded batches (to the longest row, or to `pad_to`), forward, backward, AdamW.
-    Tokens/s counts real tokens only, as the worker's does."""
+    Tokens/s counts real tokens only, as the worker's does; the median step, as for the worker."""
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -152,7 +151,7 @@ def run_baseline(model_path: Path, rows: list[dict], steps: int, pad_to: int | N
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=2e-4)
     examples = [e for row in rows for e in encode_row(tokenizer, row, CUTOFF)]
     random.Random(0).shuffle(examples)
-    tokens, seconds = 0, 0.0
+    rates = []
     for step in range(steps):
         chunk = [examples[(step * BATCH + i) % len(examples)] for i in range(BATCH)]
         width = pad_to or max(len(e["input_ids"]) for e in chunk)
@@ -170,9 +169,8 @@ def run_baseline(model_path: Path, rows: list[dict], steps: int, pad_to: int | N
         if device.type == "cuda":
             torch.cuda.synchronize()
         if step >= WARMUP_STEPS:
-            seconds += time.perf_counter() - started
-            tokens += sum(len(e["input_ids"]) for e in chunk)
-    return tokens / seconds
+            rates.append(sum(len(e["input_ids"]) for e in chunk) / (time.perf_counter() - started))
+    return statistics.median(rates)
 
 
 def bench(name: str, steps: int, rows_count: int, peak: float) -> dict:
@@ -194,7 +192,8 @@ def bench(name: str, steps: int, rows_count: int, peak: float) -> dict:
         padded = run_baseline(model_path, rows, steps, None)
         padded_full = run_baseline(model_path, rows, min(steps, 6), CUTOFF)
     return {"model": name, "matmul_params_m": matmul_params / 1e6, "mean_tokens": mean_len, "steps": steps,
-            "worker_tokens_per_s": worker["tokens_per_s"], "worker_unpacked_tokens_per_s": unpacked["tokens_per_s"],
+            "worker_tokens_per_s": worker["tokens_per_s"], "worker_spread": worker["spread"],
+            "worker_unpacked_tokens_per_s": unpacked["tokens_per_s"],
             "padded_tokens_per_s": padded,
             "padded_to_cutoff_tokens_per_s": padded_full,
             "speedup": worker["tokens_per_s"] / padded,
@@ -206,7 +205,7 @@ def bench(name: str, steps: int, rows_count: int, peak: float) -> dict:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default="tiny,llama90m", help="comma-separated: tiny, llama90m")
-    parser.add_argument("--steps", type=int, default=0, help="training steps per run (default: 40 tiny, 12 90M)")
+    parser.add_argument("--steps", type=int, default=0, help="training steps per run (default: 40 tiny, 16 90M)")
     parser.add_argument("--json", action="store_true", help="one JSON document instead of the table")
     args = parser.parse_args(argv)
     from easytune.train.worker import pick_device
@@ -215,13 +214,14 @@ def main(argv: list[str] | None = None) -> int:
     peak = matmul_peak(device)
     results = []
     for name in args.models.split(","):
-        steps = args.steps or (40 if name == "tiny" else 12)
+        steps = args.steps or (40 if name == "tiny" else 16)
         results.append(bench(name, steps, rows_count=max(64, steps * BATCH + 16), peak=peak))
         if not args.json:
             r = results[-1]
             print(f"{r['model']:>9}: {r['matmul_params_m']:.1f}M matmul params, rows of {r['mean_tokens']:.0f} tokens "
                   f"on average, {r['steps']} steps on {device.type} ({torch.get_num_threads()} threads)\n"
-                  f"           worker {r['worker_tokens_per_s']:.0f} tokens/s (packing off: "
+                  f"           worker {r['worker_tokens_per_s']:.0f} tokens/s (steps "
+                  f"{r['worker_spread'][0]:.0f}–{r['worker_spread'][1]:.0f}; packing off: "
                   f"{r['worker_unpacked_tokens_per_s']:.0f}) · plain padded loop {r['padded_tokens_per_s']:.0f} "
                   f"(padded to {CUTOFF}: {r['padded_to_cutoff_tokens_per_s']:.0f}) → {r['speedup']:.2f}× "
                   f"the plain loop\n"

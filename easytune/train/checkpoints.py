@@ -67,6 +67,8 @@ class Checkpoints:
             self.index = json.loads((self.folder / INDEX).read_text(encoding="utf-8"))
         except (OSError, ValueError):
             self.index = {"latest": None, "best": None, "best_val_loss": None, "steps": [], "val_loss": {}}
+        for partial in self.folder.glob(".*.partial"):  # left by a worker killed mid-save
+            shutil.rmtree(partial, ignore_errors=True) if partial.is_dir() else partial.unlink(missing_ok=True)
 
     @property
     def best_step(self) -> int | None:

@@ -114,6 +114,8 @@ def train(job_dir: Path, events: EventWriter, ranks: Ranks) -> str:
     random.seed(plan.seed)
     torch.manual_seed(plan.seed)
     device = pick_device(plan.device)
+    if ranks.world > 1 and device.type not in ("cpu", "cuda"):  # DDP's backends: gloo (CPU) and NCCL
+        raise UserError("train.error.processes_device", device=device.type)
     if device.type == "cuda" and ranks.world > torch.cuda.device_count():
         raise UserError("train.error.too_many_processes", processes=ranks.world, gpus=torch.cuda.device_count())
     device = ranks.start(device)
@@ -264,7 +266,8 @@ def train(job_dir: Path, events: EventWriter, ranks: Ranks) -> str:
             rng = {"python": random.getstate(), "torch": torch.get_rng_state()}
             if device.type == "cuda":
                 rng["cuda"] = torch.cuda.get_rng_state(device)
-            state = {"step": step, "micro_batches": consumed, "total_steps": total, "seed": plan.seed, "rng": rng}
+            state = {"step": step, "micro_batches": consumed, "total_steps": total, "seed": plan.seed, "rng": rng,
+                     "scheduler": {"kind": plan.scheduler, "step": step, "total_steps": total}}  # lr_at() resumes it
             events.emit("checkpoint", **checkpoints.save(step, model, optimizer, state, val_loss))
 
     def finish(steps_done: int, final: str) -> str:
