@@ -7,10 +7,10 @@ import math
 import gradio as gr
 
 from easytune import datasets
-from easytune.data.formats import ROLES, SHAPES
+from easytune.data.formats import SHAPES
 from easytune.i18n import UserError, t
 from easytune.settings import Settings
-from easytune.ui.texts import Ctx, error_markdown, fmt_bytes, fmt_time
+from easytune.ui.texts import Ctx, error_markdown, fmt_bytes, fmt_time, mapping_from_table
 
 PAGE_SIZE = 20
 SORTS = ("created_at desc", "created_at", "name", "rows desc")
@@ -141,13 +141,8 @@ def build(ctx: Ctx) -> None:
         return str(datasets.export_dataset(settings, dataset_id, settings.folder("downloads") / f"{row['name']}.jsonl"))
 
     def on_remap(lang, dataset_id, pairs):
-        wanted = {str(role).strip(): str(field).strip() for role, field in pairs.values.tolist()
-                  if str(role).strip() and str(field).strip()}
-        unknown = [role for role in wanted if role not in ROLES and role != "shape"]
-        if unknown:
-            return t("ui.ds.unknown_role", lang, role=unknown[0], roles=", ".join(ROLES)), dataset_id
         try:
-            result = datasets.reimport_dataset(settings, dataset_id, mapping=wanted)
+            result = datasets.reimport_dataset(settings, dataset_id, mapping=mapping_from_table(pairs))
         except UserError as exc:
             return error_markdown(exc, lang), dataset_id
         return t("ui.ds.remapped", lang, rows=result["dataset"]["rows"]), result["dataset"]["id"]

@@ -79,6 +79,12 @@ def fmt_time(stamp: float | None, lang: str) -> str:
     return time.strftime("%Y年%m月%d日 %H:%M" if lang == "zh" else "%Y-%m-%d %H:%M", local)
 
 
+def mapping_from_table(pairs) -> dict[str, str]:
+    """{role: field} from an editable two-column table; empty rows are ignored (the import checks roles)."""
+    rows = pairs.values.tolist() if pairs is not None else []
+    return {str(role).strip(): str(field).strip() for role, field in rows if str(role).strip() and str(field).strip()}
+
+
 def error_markdown(exc, lang: str) -> str:
     return f"⚠️ {exc.message(lang)}"
 

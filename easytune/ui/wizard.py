@@ -20,7 +20,7 @@ from easytune.plan.schema import TrainingPlan
 from easytune.plan.service import make_plan
 from easytune.settings import PRESETS_DIR, Settings
 from easytune.ui import charts, evaluate_step, state
-from easytune.ui.texts import Ctx, Texts, action_bar, action_choices, error_markdown
+from easytune.ui.texts import Ctx, Texts, action_bar, action_choices, error_markdown, mapping_from_table
 
 STEPS = ("data", "plan", "monitor", "evaluate")
 FORM_FIELDS = [f for f in fields(TrainingPlan) if f.metadata["group"] != "data"]
@@ -337,10 +337,7 @@ def build(ctx: Ctx) -> None:
         """Import; when the columns cannot be told apart, offer the mapping to fill in by hand."""
         if file is None:
             return [gr.skip()] * 7
-        mapping = None
-        if pairs is not None:
-            mapping = {str(r).strip(): str(f).strip() for r, f in pairs.values.tolist() if str(r).strip()
-                       and str(f).strip()}
+        mapping = mapping_from_table(pairs)
         report_progress = lambda done, total: progress(done / max(1, total), desc=t("ui.data.importing", new_lang))  # noqa: E731
         try:
             result = datasets.add_dataset(settings, file, mapping=mapping or None, progress=report_progress)
