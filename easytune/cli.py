@@ -79,6 +79,8 @@ def job_summary(settings, job: dict, lang: str) -> dict:
 
 def _action_command(action: str, job_id: str) -> str:
     command = {"lower_lr": "clone {job} --suggest lower_lr", "retention": "clone {job} --suggest retention",
+               "resume_lower_lr": "resume {job} --suggest lower_lr",
+               "resume_retention": "resume {job} --suggest retention", "finish_best": "finish {job}",
                "clone": "clone {job} --set KEY=VALUE"}.get(action, action + " {job}")
     return "easytune jobs " + command.format(job=job_id)
 
@@ -162,7 +164,16 @@ def cmd_jobs(args, settings) -> int:
     if args.action == "show":
         summary = job_summary(settings, jobs.get_job(settings, args.job), args.lang)
         lines = [f"{k}: {v}" for k, v in summary.items() if k != "actions"]
-        _emit(args, summary, "\n".join([*lines, _offer(summary, args.lang)]))
+        _emit(args, {**summary, "series": jobs.metrics(settings, args.job)},
+              "\n".join([*lines, _offer(summary, args.lang)]))
+    elif args.action == "metrics":
+        series = jobs.metrics(settings, jobs.get_job(settings, args.job)["id"])
+        _emit(args, series, "\n".join(t("cli.jobs.metric_line", args.lang, name=name, points=len(points),
+                                        value=f"{points[-1][1]:.4g}", step=points[-1][0])
+                                      for name, points in series.items()))
+    elif args.action == "finish":
+        job = jobs.finish_job(settings, args.job)
+        _emit(args, job_summary(settings, job, args.lang), t("jobs.finished", args.lang, job=job["id"]))
     elif args.action == "stop":
         job = jobs.stop_job(settings, args.job)
         _emit(args, job, t("state." + job["state"], args.lang))
@@ -187,7 +198,8 @@ def _rerun(args, settings) -> int:
     from easytune import jobs
 
     if args.action == "resume":
-        job = jobs.resume_job(settings, args.job)
+        changes = jobs.suggested_changes(settings, args.job, args.suggest) if args.suggest else {}
+        job = jobs.resume_job(settings, args.job, {**changes, **_setting_changes(args.set)})
         resume_from = json.loads((Path(job["job_dir"]) / "job.json").read_text(encoding="utf-8")).get("resume_from")
         said = (t("jobs.resumed", args.lang, job=job["id"], checkpoint=resume_from) if resume_from
                 else t("jobs.resumed_fresh", args.lang, job=job["id"]))
@@ -286,7 +298,10 @@ def cmd_models(args, settings) -> int:
     if not args.target:
         raise UserError("cli.error.target_required", action=f"models {args.action}")
     if args.action == "add":
-        added = registry.add_model(settings, args.target, name=args.name, trust_remote_code=args.trust_remote_code)
+        from easytune.models.hub_download import terminal_progress
+
+        added = registry.add_model(settings, args.target, name=args.name, trust_remote_code=args.trust_remote_code,
+                                   progress=terminal_progress())  # a hub download shows its bar on stderr
         warnings = [t(w["key"], args.lang, **w["params"]) for w in added["source"]["warnings"]]
         _emit(args, added, "\n".join([t("cli.models.added", args.lang, name=added["model"]["name"],
                                                                         path=added["model"]["path"]), *warnings]))
@@ -487,14 +502,17 @@ def build_parser() -> argparse.ArgumentParser:
     plan.set_defaults(func=cmd_plan)
 
     jobs = sub.add_parser("jobs", parents=[common],
-                          help="list, inspect, stop, pause, resume, restart, clone and delete jobs; the queue; logs")
-    jobs.add_argument("action", choices=("list", "show", "stop", "logs", "pause", "resume", "restart", "clone",
-                                         "delete", "rm", "queue"))
+                          help="list, inspect, stop, pause, resume, finish, restart, clone and delete jobs; the queue; "
+                               "logs; metrics")
+    jobs.add_argument("action", choices=("list", "show", "metrics", "stop", "logs", "pause", "resume", "finish",
+                                         "restart", "clone", "delete", "rm", "queue"))
     jobs.add_argument("job", nargs="?")
     jobs.add_argument("--state", default=None, help="only jobs in this state (list)")
-    jobs.add_argument("--set", action="append", metavar="KEY=VALUE", help="change this plan setting (clone)")
+    jobs.add_argument("--set", action="append", metavar="KEY=VALUE",
+                      help="change this plan setting (clone; resume: learning_rate, retention_ratio, forgetting_guard)")
     jobs.add_argument("--suggest", choices=("retention", "lower_lr"),
-                      help="(clone) knowledge-retention mode at half the learning rate, or 0.3 × the learning rate")
+                      help="(clone, resume) knowledge-retention mode at half the learning rate, or 0.3 × the "
+                           "learning rate")
     jobs.add_argument("--follow", action="store_true", help="(resume, restart, clone) wait for the job and report")
     jobs.set_defaults(func=cmd_jobs)
 

@@ -1,11 +1,12 @@
 """Jobs: create, queue, launch the training worker as a subprocess, follow its events into SQLite,
-stop, pause, resume, restart, clone, delete, and recover after a crash. Runs in the app (or CLI)
-process and never imports the training stack.
+stop, pause, resume, finish with the best checkpoint, restart, clone, delete, and recover after a
+crash. Runs in the app (or CLI) process and never imports the training stack.
 
 States: PENDING → PREPARING → RUNNING → COMPLETED | FAILED | STOPPED | PAUSED, and INTERRUPTED for a
 job whose worker vanished while nobody was watching (found on the next start). A job is never left
-active once its worker is gone. PAUSED, STOPPED and INTERRUPTED jobs resume from their latest
-checkpoint as the same job, back through PENDING.
+active once its worker is gone. A job is PAUSED by the user or by the forgetting guard. PAUSED,
+STOPPED and INTERRUPTED jobs resume from their latest checkpoint as the same job, back through
+PENDING, or finish with their best checkpoint as the result.
 
 The queue: one job holds the device (PREPARING or RUNNING) at a time; the others wait as PENDING and
 start in creation order. There is no scheduler process: whoever follows jobs (the app's Monitor, a
@@ -35,6 +36,7 @@ from easytune.models.registry import resolve_path
 from easytune.plan.schema import TrainingPlan
 from easytune.settings import Settings
 from easytune.store import dumps, open_db
+from easytune.train.deliver import deliver_checkpoint, deliverable_step, delivered_folder
 from easytune.train.events import (
     ACTIVE_STATES,
     EVENTS_FILE,
@@ -42,8 +44,10 @@ from easytune.train.events import (
     RESUMABLE_STATES,
     STOP_FILE,
     TERMINAL_STATES,
+    EventWriter,
     read_events,
 )
+from easytune.train.guard import ACCEPTED, PAUSE_REASON
 from easytune.train.launch import worker_command
 from easytune.train.objective import resolve_objective
 
@@ -51,6 +55,12 @@ STACK = ("torch", "transformers", "peft", "accelerate")
 SLOT_STATES = ("PREPARING", "RUNNING")  # a job in one of these holds the device
 LAUNCH_GRACE_S = 30.0  # a job claimed for start whose worker has no pid yet is being spawned, not dead
 SUGGESTIONS = ("retention", "lower_lr")
+RESUME_SETTINGS = ("learning_rate", "retention_ratio", "forgetting_guard")  # what a resumed run may change
+# the curves kept per job: a step event's figures, and an evaluation's under their stored names (DPO's
+# held-out reward figures get a val_ prefix beside the training batch's own)
+STEP_METRICS = ("loss", "lr", "tokens_per_s", "reward_margin", "reward_accuracy")
+EVAL_METRICS = {"val_loss": "val_loss", "cf_score": "cf_score", "cf_pct": "cf_pct",
+                "reward_margin": "val_reward_margin", "reward_accuracy": "val_reward_accuracy"}
 _children: dict[str, subprocess.Popen] = {}  # workers this process started (so it can reap them)
 _sync_lock = threading.Lock()
 
@@ -178,7 +188,7 @@ def metrics(settings: Settings, job_id: str) -> dict[str, list[tuple[int, float]
     return out
 
 
-def events(settings: Settings, job_id: str, types=("log", "error", "artifact", "state")) -> list[dict]:
+def events(settings: Settings, job_id: str, types=("log", "error", "artifact", "state", "checkpoint")) -> list[dict]:
     marks = ",".join("?" * len(types))
     rows = open_db(settings.db_path)["job_events"].rows_where(
         f"job_id = ? and type in ({marks})", [job_id, *types], order_by="t")
@@ -192,6 +202,11 @@ def event_text(data: dict, lang: str) -> str:
         return f"{stamp} {t('state.' + data['state'], lang)}"
     if data["type"] == "artifact":
         return f"{stamp} {t('cli.logs.artifact', lang, kind=data['kind'], path=data['path'])}"
+    if data["type"] == "checkpoint":
+        if data.get("val_loss") is None:
+            return f"{stamp} {t('jobs.log.checkpoint', lang, step=data['step'])}"
+        key = "jobs.log.checkpoint_best" if data.get("best") else "jobs.log.checkpoint_val"
+        return f"{stamp} {t(key, lang, step=data['step'], val_loss=round(data['val_loss'], 4))}"
     key = data.get("key") or data.get("code")
     return f"{stamp} [{data.get('level', 'error')}] {t(key, lang, **(data.get('params') or {}))}"
 
@@ -229,11 +244,11 @@ def _apply(db, job: dict, event: dict, update: dict) -> None:
         update["total_steps"] = event["total_steps"]
         db["job_metrics"].insert_all(
             {"job_id": job["id"], "step": event["step"], "name": name, "value": event[name], "t": event["t"]}
-            for name in ("loss", "lr", "tokens_per_s") if event.get(name) is not None)
+            for name in STEP_METRICS if event.get(name) is not None)
     elif kind == "eval":
         db["job_metrics"].insert_all(
-            {"job_id": job["id"], "step": event["step"], "name": name, "value": event[name], "t": event["t"]}
-            for name in ("val_loss", "cf_score", "cf_pct") if event.get(name) is not None)
+            {"job_id": job["id"], "step": event["step"], "name": stored, "value": event[name], "t": event["t"]}
+            for name, stored in EVAL_METRICS.items() if event.get(name) is not None)
     if kind != "step":
         level = event.get("level") or ("error" if kind == "error" else "info")
         db["job_events"].insert({"job_id": job["id"], "t": event["t"], "type": kind, "level": level,
@@ -377,30 +392,78 @@ def latest_checkpoint(job_dir: Path) -> str | None:
     return f"checkpoints/{latest}" if latest and (Path(job_dir) / "checkpoints" / latest).is_dir() else None
 
 
-def resume_job(settings: Settings, job_id: str) -> dict:
+def resume_job(settings: Settings, job_id: str, changes: dict | None = None) -> dict:
     """Continue a paused, stopped or interrupted job from its latest checkpoint, as the same job id and
-    through the queue. Its curves keep the steps up to the checkpoint; the worker redoes the rest."""
+    through the queue. Its curves keep the steps up to the checkpoint; the worker redoes the rest.
+    `changes` (RESUME_SETTINGS only) apply from the checkpoint on: the plan is updated, and job.json
+    records what was changed from which step. Resuming past a forgetting pause accepts the forgetting
+    reached so far (easytune.train.guard)."""
     job = get_job(settings, job_id)
     if job["state"] not in RESUMABLE_STATES:
         raise UserError("jobs.error.not_resumable", job=job_id, state=job["state"])
+    changes = dict(changes or {})
+    for key in changes:
+        if key not in RESUME_SETTINGS:
+            raise UserError("jobs.error.resume_setting", key=key, choices=", ".join(RESUME_SETTINGS))
     db = open_db(settings.db_path)
     job_dir = Path(job["job_dir"])
+    plan = TrainingPlan.load(job_dir / "plan.yaml")
+    changed = TrainingPlan.from_dict({**plan.to_dict(), **changes})  # checked before anything is touched
+    changes = {key: getattr(changed, key) for key in changes if getattr(changed, key) != getattr(plan, key)}
     checkpoint = latest_checkpoint(job_dir)
     trained = db.execute("SELECT 1 FROM job_metrics WHERE job_id = ? AND name = 'loss'", [job_id]).fetchone()
     if checkpoint is None and trained:
         raise UserError("jobs.error.no_checkpoint", job=job_id)
     step = int(checkpoint.rsplit("-", 1)[1]) if checkpoint else -1  # -1: not a step was trained, start over
-    _update_job_json(job_dir, resume_from=checkpoint)
+    error = json.loads(job["error"]) if job.get("error") else {}
+    accepted = error["params"].get("pct") if error.get("key") == PAUSE_REASON else None
+    _update_job_json(job_dir, resume_from=checkpoint, **({ACCEPTED: accepted} if accepted is not None else {}))
+    if changes:
+        changed.save(job_dir / "plan.yaml")
+        before = {key: getattr(plan, key) for key in changes}
+        history = json.loads((job_dir / "job.json").read_text(encoding="utf-8")).get("plan_changes", [])
+        _update_job_json(job_dir, plan_changes=[*history, {"from_step": max(step, 0), "changes": changes,
+                                                            "before": before}])
     for name in (STOP_FILE, PAUSE_FILE):
         (job_dir / name).unlink(missing_ok=True)
+    offset = _seal_events(job_dir)
+    if changes:  # in the job's own log, read from `offset` on like the resumed worker's events
+        EventWriter(job_dir).log("jobs.log.resumed_with", step=max(step, 0),
+                                 changes=", ".join(f"{key}: {before[key]} → {value}" for key, value in changes.items()))
     total = job["total_steps"] or 0
     if not _move(db, job_id, job["state"], state="PENDING", error=None, finished_at=None, pid=None,
-                 pid_started_at=None, events_offset=_seal_events(job_dir),
-                 progress=max(step, 0) / total if total else 0.0):
+                 pid_started_at=None, events_offset=offset, progress=max(step, 0) / total if total else 0.0):
         raise UserError("jobs.error.not_resumable", job=job_id, state=get_job(settings, job_id)["state"])
     with db.conn:  # the run after the checkpoint is done again: its points would be drawn twice
         db.conn.execute("DELETE FROM job_metrics WHERE job_id = ? AND step > ?", [job_id, step])
     start_next(settings)
+    return get_job(settings, job_id)
+
+
+def finish_job(settings: Settings, job_id: str) -> dict:
+    """End a paused, stopped or interrupted job as COMPLETED with its best checkpoint (by validation
+    loss; the latest where none was scored) as the result, instead of training on."""
+    job = get_job(settings, job_id)
+    if job["state"] not in RESUMABLE_STATES:
+        raise UserError("jobs.error.not_finishable", job=job_id, state=job["state"])
+    job_dir = Path(job["job_dir"])
+    delivered = deliver_checkpoint(job_dir, job_id)
+    offset = _seal_events(job_dir)
+    writer = EventWriter(job_dir)  # the folder's own record says how it ended, as a worker's run would
+    writer.log("jobs.log.finished_best" if delivered["best"] else "jobs.log.finished_latest", step=delivered["step"])
+    writer.emit("artifact", kind=delivered["kind"], path=delivered["kind"])
+    writer.state("COMPLETED")
+    new, end = read_events(job_dir, offset)
+    db = open_db(settings.db_path)
+    update: dict = {}
+    with db.conn:
+        for event in new:
+            _apply(db, job, event, update)
+        update.update(error=None, events_offset=end)
+        names = ", ".join(f"{name} = ?" for name in update)
+        if not db.conn.execute(f"UPDATE jobs SET {names} WHERE id = ? AND state = ?",
+                               [*update.values(), job_id, job["state"]]).rowcount:  # (rolls the events back)
+            raise UserError("jobs.error.not_finishable", job=job_id, state=get_job(settings, job_id)["state"])
     return get_job(settings, job_id)
 
 
@@ -470,20 +533,29 @@ def _round(value: float) -> float:
 
 def available_actions(settings: Settings, job: dict) -> list[str]:
     """What a user can do with a job in its state, in the order to offer them. Besides the lifecycle
-    actions: 'lower_lr' after a diverging loss, 'retention' after a forgetting warning (see suggested_changes)."""
+    actions: 'lower_lr' after a diverging loss, 'retention' after a forgetting warning (see suggested_changes),
+    done as a resume ('resume_retention', 'resume_lower_lr') where a checkpoint allows; and 'finish_best',
+    which ends a resumable job with its best checkpoint as the result."""
     state = job["state"]
     if state == "PENDING":
         return ["pause", "stop", "delete"]
     if state in SLOT_STATES:
         return ["pause", "stop"]
-    actions = ["resume"] if state in RESUMABLE_STATES and latest_checkpoint(Path(job["job_dir"])) else []
-    if state != "COMPLETED":
-        actions.append("restart")
+    job_dir = Path(job["job_dir"])
+    resumable = state in RESUMABLE_STATES and latest_checkpoint(job_dir) is not None
     error = json.loads(job["error"]) if job.get("error") else {}
     warned = {w["key"] for w in health.assess(metrics(settings, job["id"]), job["total_steps"])}
+    forgetting = "health.forgetting" in warned or error.get("key") == PAUSE_REASON
+    actions = ["resume"] if resumable else []
+    if resumable and forgetting:
+        actions += ["resume_retention", "resume_lower_lr"]
+    if resumable and deliverable_step(job_dir) and delivered_folder(job_dir):
+        actions.append("finish_best")
+    if state != "COMPLETED":
+        actions.append("restart")
     if error.get("key") == "train.error.diverged" or warned & {"health.diverged", "health.spike"}:
         actions.append("lower_lr")
-    if "health.forgetting" in warned:
+    if forgetting and not resumable:
         actions.append("retention")
     return [*actions, "clone", "delete"]
 
@@ -540,7 +612,7 @@ class Monitor:
 
 def perform(settings: Settings, job_id: str, action: str) -> dict:
     """Run one of available_actions() on a job; returns the job it leaves the user looking at (a clone for
-    restart, clone, lower_lr and retention)."""
+    restart, clone, lower_lr and retention; the same job for the others)."""
     simple = {"pause": pause_job, "stop": stop_job, "resume": resume_job, "restart": restart_job,
               "delete": delete_job}
     if action in simple:
@@ -549,4 +621,8 @@ def perform(settings: Settings, job_id: str, action: str) -> dict:
         return clone_job(settings, job_id)
     if action in ("lower_lr", "retention"):
         return clone_job(settings, job_id, suggested_changes(settings, job_id, action))
+    if action in ("resume_lower_lr", "resume_retention"):
+        return resume_job(settings, job_id, suggested_changes(settings, job_id, action.removeprefix("resume_")))
+    if action == "finish_best":
+        return finish_job(settings, job_id)
     raise UserError("jobs.error.unknown_action", action=action)

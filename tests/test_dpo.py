@@ -27,11 +27,16 @@ def preference_data(tmp_path_factory):
     return home, tmp, imported["dataset"]["name"]
 
 
-def test_dpo_lowers_the_loss_and_widens_the_reward_margin(preference_data):
+@pytest.fixture(scope="module")
+def dpo_job(preference_data):
     home, tmp, name = preference_data
     plan = write_plan(tmp / "dpo.yaml", dataset=name, max_steps=16, eval_every=8, retention_ratio=0.0,
                       max_seq_len=128, batch_size=4, learning_rate=0.002)  # objective auto: dpo for pairs
-    job = cli_json("train", "--config", str(plan), home=home)
+    return home, cli_json("train", "--config", str(plan), home=home)
+
+
+def test_dpo_lowers_the_loss_and_widens_the_reward_margin(dpo_job):
+    home, job = dpo_job
     assert job["state"] == "COMPLETED", job
     events = [json.loads(line) for line in (Path(job["job_dir"]) / "events.jsonl").read_text().splitlines()]
     assert "train.log.objective_dpo" in [e["key"] for e in events if e["type"] == "log"]
@@ -54,3 +59,31 @@ def test_data_and_objective_that_do_not_match_are_refused(preference_data):
     result = cli("train", "--config", str(dpo_on_answers), home=home, check=False, lang="zh")
     assert result.returncode == 2 and "偏好对" in result.stderr
     assert all(job["dataset"] == name for job in cli_json("jobs", "list", home=home))
+
+
+def test_the_monitor_charts_the_reward_margin(dpo_job):
+    from easytune.settings import load_settings
+    from easytune.ui import charts
+    from easytune.ui.wizard import status_markdown
+
+    home, job = dpo_job
+    events = [json.loads(line) for line in (Path(job["job_dir"]) / "events.jsonl").read_text().splitlines()]
+    steps = [e for e in events if e["type"] == "step"]
+    evals = [e for e in events if e["type"] == "eval"]
+    series = cli_json("jobs", "metrics", job["id"], home=home)
+    assert series["reward_margin"] == [[e["step"], e["reward_margin"]] for e in steps]
+    assert series["reward_accuracy"] == [[e["step"], e["reward_accuracy"]] for e in steps]
+    assert series["val_reward_margin"] == [[e["step"], e["reward_margin"]] for e in evals]
+    assert [step for step, _ in series["val_reward_accuracy"]] == [0, 8, 16]
+    assert cli_json("jobs", "show", job["id"], home=home)["series"] == series
+
+    for lang, title in (("en", "reward margin"), ("zh", "奖励差")):
+        figure = charts.reward_figure(series, lang)
+        curves = {trace.name: trace for trace in figure.data}
+        smoothed = curves["reward margin (smoothed)" if lang == "en" else "奖励差（平滑）"]
+        assert list(smoothed.x) == list(range(1, 17)) and figure.layout.yaxis.title.text == title
+        held_out = [trace for trace in figure.data if trace.yaxis == "y2"][0]  # share ranked right, in %
+        assert list(held_out.y) == [value * 100 for _, value in series["val_reward_accuracy"]]
+    status = status_markdown(load_settings(home=home), job["id"], "en")
+    assert f"{series['reward_margin'][-1][1]:+.3f} on the last batch" in status
+    assert charts.reward_figure({"loss": series["loss"]}, "en") is None, "no reward chart for other objectives"

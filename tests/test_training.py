@@ -75,3 +75,17 @@ def test_bad_plan_is_refused_before_anything_starts(tmp_path):
     assert cli_json("jobs", "list", home=home) == []
     zh = cli("train", "--config", str(bad), home=home, check=False, lang="zh")
     assert "未知设置" in zh.stderr
+
+
+def test_qlora_without_an_nvidia_gpu_fails_saying_what_to_do(tmp_path):
+    """QLoRA runs only on CUDA with bitsandbytes; elsewhere the job fails at once with the fix, and the
+    planner has already warned against the choice."""
+    from support import write_plan
+
+    home = tmp_path / "home"
+    plan = write_plan(tmp_path / "q.yaml", method="qlora", device="cpu")
+    result = cli("train", "--config", str(plan), home=home, check=False)
+    job = cli_json("jobs", "list", home=home)[0]
+    assert job["state"] == "FAILED", job
+    shown = cli("jobs", "show", job["id"], home=home).stdout
+    assert "NVIDIA GPU" in shown and "method: lora" in shown, (shown, result.stderr)

@@ -4,7 +4,10 @@ judge() reads the bucket metrics and the forgetting figures and returns message 
 numbers (headline, points, next steps); verdict_text() renders them in zh or en. Thresholds live in
 presets/evaluation.yaml (`verdict:`).
 
-- learned:   the seen bucket got clearly better (match up, or loss down);
+- learned:   the seen bucket's answers match the references clearly better (raw text, which has no
+             answers: its loss fell clearly);
+- not_yet:   the seen bucket's loss fell clearly but its answers do not match clearly better yet: the model
+             moved towards the data without its answers becoming the data's;
 - transfers: the unseen bucket got better too (None when there is no unseen bucket);
 - worse:     the seen bucket got clearly worse;
 - forgetting: little | some | severe, from the gatekeeper (and the training's own forgetting score).
@@ -12,7 +15,9 @@ presets/evaluation.yaml (`verdict:`).
 harmful  = the task got worse, or the model forgot severely without learning the task;
 improved = learned, carries over (or cannot be checked), and no severe forgetting;
 mixed    = learned, but forgot severely or only memorised the training rows;
-no_gain  = nothing changed enough to matter.
+no_gain  = nothing changed enough to matter (headline `not_yet` when only the loss moved).
+
+The verdict names are stored and compared; the headline key says which case of a verdict it is.
 """
 
 from __future__ import annotations
@@ -49,6 +54,18 @@ def _better(bucket: dict, match_gain: float, loss_drop: float) -> bool:
     return loss is not None and loss <= -loss_drop and (match is None or match > 0)
 
 
+def _learned(bucket: dict, limits: dict) -> tuple[bool, bool]:
+    """(learned, not_yet) of the seen bucket. Where answers are scored, only a clear rise of the match counts as
+    learned: the loss can halve while the answers stay at 4% of the reference, and that run has moved towards
+    the data without being able to answer from it. Raw text has only its loss."""
+    match, loss = _delta(bucket)
+    fell = loss is not None and loss <= -limits["learned_loss_pct"]
+    if match is None:
+        return fell, False
+    learned = match >= limits["learned_match"]
+    return learned, fell and not learned
+
+
 def forgetting_level(gatekeeper: dict, cf_level: str | None, limits: dict) -> str:
     match, loss = _delta(gatekeeper)
     lost = -match if match is not None else 0.0
@@ -67,7 +84,7 @@ def _p(key: str, **params) -> dict:
 def judge(buckets: dict, forgetting: dict, limits: dict) -> dict:
     """{"verdict", "headline", "points", "next", "signals"} from the measured buckets."""
     seen, unseen, general = buckets["seen"], buckets["unseen"], buckets["gatekeeper"]
-    learned = bool(seen.get("tuned")) and _better(seen, limits["learned_match"], limits["learned_loss_pct"])
+    learned, not_yet = _learned(seen, limits) if seen.get("tuned") else (False, False)
     worse = bool(seen.get("tuned")) and not learned and (  # the same test, with base and tuned swapped
         _better({"base": seen["tuned"], "tuned": seen["base"]}, limits["worse_match"], limits["worse_loss_pct"]))
     transfers = (_better(unseen, limits["transfer_match"], limits["transfer_loss_pct"])
@@ -109,7 +126,7 @@ def judge(buckets: dict, forgetting: dict, limits: dict) -> dict:
     if level != "little":
         steps.append(_p("next.retention"))
     if verdict == "no_gain":
-        steps.append(_p("next.train_more"))
+        steps.append(_p("next.not_yet" if not_yet else "next.train_more"))
     if learned and transfers is False:
         steps.append(_p("next.more_variety"))
     if transfers is None:
@@ -117,9 +134,22 @@ def judge(buckets: dict, forgetting: dict, limits: dict) -> dict:
     if verdict == "improved":
         steps.append(_p("next.safety_export"))
 
-    return {"verdict": verdict, "headline": _p(f"headline.{verdict}"), "points": points,
-            "next": steps, "signals": {"learned": learned, "transfers": transfers, "worse": worse,
-                                       "forgetting": level, "general_loss_pct": loss, "general_match_change": match}}
+    return {"verdict": verdict, "headline": _p(f"headline.{_headline(verdict, seen, not_yet, level)}"),
+            "points": points, "next": steps,
+            "signals": {"learned": learned, "not_yet": not_yet, "transfers": transfers, "worse": worse,
+                        "forgetting": level, "general_loss_pct": loss, "general_match_change": match}}
+
+
+def _headline(verdict: str, seen: dict, not_yet: bool, level: str) -> str:
+    """The case of the verdict a user must hear: a headline claims better answers only where the match rose,
+    and a cost only where there was one."""
+    if verdict == "no_gain" and not_yet:
+        return "not_yet"
+    if verdict == "improved" and (seen.get("tuned") or {}).get("rouge_l") is None:
+        return "improved_text"  # raw text: its loss fell, there are no answers to speak of
+    if verdict == "mixed" and level != "severe":
+        return "mixed_memorised"  # the cost is that it does not carry over, not what it forgot
+    return verdict
 
 
 def verdict_text(result: dict, lang: str = "zh") -> str:

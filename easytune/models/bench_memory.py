@@ -1,8 +1,13 @@
-"""Check the memory estimator against measured peaks: real training steps on CPU, one process each.
+"""Check the memory estimator against measured peaks: real training steps, one process each.
 
     python -m easytune.models.bench_memory            all cases, a table of estimate vs measured
     python -m easytune.models.bench_memory --quick    the tiny model only (a few seconds a case)
     python -m easytune.models.bench_memory --large    also a Qwen2.5-0.5B-sized model (minutes)
+    python -m easytune.models.bench_memory --cuda     on an NVIDIA GPU: bf16 LoRA, 4-bit QLoRA, fp32 full,
+                                                      0.1B to 7B shapes
+
+On a GPU the measured figure is what the process holds on the device: its CUDA context plus the
+peak of PyTorch's memory pool (what nvidia-smi shows), against `estimate_memory(..., device="cuda")`.
 
 Each case builds a randomly initialised Llama from a config (nothing is downloaded), runs a few
 LoRA or full fine-tuning steps in fp32 (forward, backward, AdamW step), and reports the peak resident
@@ -35,7 +40,7 @@ SMALL_100M = ModelShape(layers=12, hidden=768, intermediate=2048, heads=12, kv_h
 class Case:
     name: str
     shape: ModelShape
-    method: str  # lora | full
+    method: str  # lora | qlora | full
     seq_len: int = 256
     batch: int = 4
     lora_r: int = 16
@@ -44,15 +49,18 @@ class Case:
     grad_checkpointing: bool = False
     steps: int = 4
     extra: dict = field(default_factory=dict)
+    device: str = "cpu"
+    dtype: str = "fp32"  # the weights' (for qlora: the compute dtype)
 
     def estimate(self):
         return estimate_memory(self.shape, self.method, self.seq_len, self.batch, self.grad_checkpointing,
-                               "fp32", self.lora_r, self.target, device="cpu",
+                               self.dtype, self.lora_r, self.target, device=self.device,
                                lora_dropout=self.lora_dropout, padded=False)
 
     def to_json(self) -> str:
         data = {k: getattr(self, k) for k in ("name", "method", "seq_len", "batch", "lora_r", "target",
-                                              "lora_dropout", "grad_checkpointing", "steps")}
+                                              "lora_dropout", "grad_checkpointing", "steps", "device", "dtype",
+                                              "extra")}
         data["shape"] = self.shape.to_dict()
         return json.dumps(data)
 
@@ -74,6 +82,33 @@ CASES = QUICK_CASES + [
 LARGE_CASES = [
     Case("0.5B-shape lora all_linear r16", HALF_B, "lora", seq_len=256, batch=2, steps=3),
     Case("0.5B-shape full", HALF_B, "full", seq_len=256, batch=2, steps=3),
+]
+
+# Qwen2.5-1.5B / 3B / 7B's numbers in a Llama block
+QWEN_1_5B = ModelShape(layers=28, hidden=1536, intermediate=8960, heads=12, kv_heads=2, vocab=151936,
+                       tie_embeddings=True)
+QWEN_3B = ModelShape(layers=36, hidden=2048, intermediate=11008, heads=16, kv_heads=2, vocab=151936,
+                     tie_embeddings=True)
+QWEN_7B = ModelShape(layers=28, hidden=3584, intermediate=18944, heads=28, kv_heads=4, vocab=152064)
+
+
+def _gpu(name, shape, method, **kw) -> Case:
+    kw.setdefault("dtype", "fp32" if method == "full" else "bf16")  # as the planner sets them on a bf16 GPU
+    return Case(name, shape, method, device="cuda", steps=kw.pop("steps", 3), **kw)
+
+
+CUDA_CASES = [
+    _gpu("~100M lora bf16", SMALL_100M, "lora", seq_len=512, batch=8),
+    _gpu("0.5B lora bf16", HALF_B, "lora", seq_len=1024, batch=4),
+    _gpu("0.5B lora bf16 ckpt", HALF_B, "lora", seq_len=1024, batch=4, grad_checkpointing=True),
+    _gpu("0.5B qlora", HALF_B, "qlora", seq_len=1024, batch=4),
+    _gpu("0.5B qlora, norms upcast to fp32", HALF_B, "qlora", seq_len=1024, batch=4, extra={"upcast": True}),
+    _gpu("0.5B full fp32", HALF_B, "full", seq_len=512, batch=4),
+    _gpu("1.5B lora bf16", QWEN_1_5B, "lora", seq_len=1024, batch=4),
+    _gpu("1.5B qlora", QWEN_1_5B, "qlora", seq_len=1024, batch=4),
+    _gpu("3B lora bf16 ckpt", QWEN_3B, "lora", seq_len=2048, batch=2, grad_checkpointing=True),
+    _gpu("3B qlora", QWEN_3B, "qlora", seq_len=2048, batch=2),
+    _gpu("7B qlora ckpt", QWEN_7B, "qlora", seq_len=2048, batch=1, grad_checkpointing=True, steps=2),
 ]
 
 # which projections each scope adapts in a Llama block
@@ -119,6 +154,8 @@ def child(spec: dict) -> dict:
         num_key_value_heads=shape["kv_heads"], vocab_size=shape["vocab"],
         tie_word_embeddings=shape["tie_embeddings"], max_position_embeddings=max(2048, spec["seq_len"]),
         use_cache=False)
+    if spec.get("device") == "cuda":
+        return _cuda_child(spec, config, tokens, mask)
     gc.collect()
     before = _rss()
     before_peak = _peak_rss()  # if the imports peaked above where they settled, it would hide ours
@@ -146,6 +183,59 @@ def child(spec: dict) -> dict:
     return {"measured": peak - before, "baseline": before, "import_peak_above": before_peak - before,
             "losses": losses, "seconds_per_step": round(seconds / spec["steps"], 2),
             "trainable": sum(p.numel() for p in params)}
+
+
+def _cuda_child(spec: dict, config, tokens, mask) -> dict:
+    """The same steps on the GPU, built as the worker builds them (bf16 weights, or 4-bit NF4 through
+    bitsandbytes from a saved copy, or fp32 for full tuning)."""
+    import tempfile
+
+    import torch
+    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+    from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+
+    torch.zeros(1, device="cuda")  # the context exists before anything is measured
+    free, total = torch.cuda.mem_get_info()
+    context = total - free
+    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[spec["dtype"]]
+    if spec["method"] == "qlora":
+        with tempfile.TemporaryDirectory() as folder:
+            with torch.device("cuda"):
+                AutoModelForCausalLM.from_config(config, dtype=dtype).save_pretrained(folder)
+            torch.cuda.empty_cache()
+            torch.cuda.reset_peak_memory_stats()
+            quant = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                                       bnb_4bit_compute_dtype=dtype)
+            model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype, quantization_config=quant,
+                                                         device_map={"": 0})
+        if spec["extra"].get("upcast"):  # peft's usual preparation, which the worker leaves out
+            model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
+    else:
+        torch.cuda.reset_peak_memory_stats()
+        with torch.device("cuda"):
+            model = AutoModelForCausalLM.from_config(config, dtype=dtype)
+    if spec["grad_checkpointing"]:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    if spec["method"] in ("lora", "qlora"):
+        model = get_peft_model(model, LoraConfig(
+            r=spec["lora_r"], lora_alpha=2 * spec["lora_r"], lora_dropout=spec["lora_dropout"],
+            target_modules=LLAMA_TARGETS[spec["target"]], task_type="CAUSAL_LM"))
+    model.train()
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=1e-4)
+    tokens, mask = tokens.cuda(), mask.cuda()
+    losses, started = [], time.perf_counter()
+    for _ in range(spec["steps"]):
+        loss = model(input_ids=tokens, attention_mask=mask, labels=tokens).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        losses.append(round(float(loss), 4))
+    torch.cuda.synchronize()
+    seconds = time.perf_counter() - started
+    return {"measured": context + torch.cuda.max_memory_reserved(), "baseline": context,
+            "allocated_peak": torch.cuda.max_memory_allocated(), "import_peak_above": 0, "losses": losses,
+            "seconds_per_step": round(seconds / spec["steps"], 3), "trainable": sum(p.numel() for p in params)}
 
 
 def measure(case: Case, timeout: float = 600, tuned_allocator: bool = True) -> dict:
@@ -192,6 +282,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only-large", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--default-allocator", action="store_true",
                         help="measure with the C library's default malloc settings (not tuned)")
+    parser.add_argument("--cuda", action="store_true", help="the GPU cases (bf16 LoRA, QLoRA, full)")
+    parser.add_argument("--only", help="the cases whose name contains this text")
     parser.add_argument("--json", action="store_true", help="print the rows as JSON as well")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -199,8 +291,13 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(child(json.loads(args.child))), flush=True)
         return 0
     rows = []
-    print("peak resident memory above the process's own, fp32 on CPU, a few AdamW steps per case\n")
+    print("peak memory (CPU: resident above the process's own; GPU: context + PyTorch's pool), a few AdamW "
+          "steps per case\n")
     cases = QUICK_CASES if args.quick else CASES
+    if args.cuda:
+        cases = CUDA_CASES
+    if args.only:
+        cases = [c for c in cases if args.only in c.name]
     if args.large:
         cases = cases + LARGE_CASES
     if args.only_large:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import importlib.util
 import os
 import shutil
 import sys
@@ -43,6 +44,7 @@ class Hardware:
     disk_free: int | None = None
     torch_version: str | None = None
     cuda_version: str | None = None
+    four_bit: bool = False  # bitsandbytes is installed and a CUDA GPU is there: QLoRA can run
 
     @property
     def accelerator(self) -> str:
@@ -166,6 +168,7 @@ def probe(disk_path: str | Path | None = None) -> Hardware:
     hw.cuda = _cuda_devices(torch)
     hw.mps = _mps(torch)
     hw.xpu = _xpu_devices(torch)
+    hw.four_bit = bool(hw.cuda) and importlib.util.find_spec("bitsandbytes") is not None
     return hw
 
 

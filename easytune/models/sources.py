@@ -6,6 +6,8 @@ disk, or a download. Every route ends in a validated local folder holding safete
     resolve("Qwen/Qwen2.5-0.5B-Instruct")     the Hugging Face cache, offline; download=True fetches it
     resolve("modelscope:qwen/Qwen2.5-0.5B-Instruct")   ModelScope, when its package is installed
 
+Hub downloads report their progress and continue where they stopped (easytune.models.hub_download).
+
 Weights are only ever read from safetensors: pickle checkpoints (.bin/.pt/.pth/.ckpt) can run code
 when loaded, so a folder holding nothing else is refused with the way to convert it. Custom model
 code (`auto_map` in config.json) runs only when the caller passes trust_remote_code=True.
@@ -20,12 +22,12 @@ import re
 import threading
 import urllib.error
 import urllib.request
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from easytune import settings as settings_module
 from easytune.i18n import UserError
+from easytune.models.hub_download import DownloadCallback, DownloadProgress, fetch_snapshot, repo_files
 
 BUILTIN_ID = "easytune-tiny"
 MODELSCOPE_PREFIXES = ("modelscope:", "ms:")
@@ -44,7 +46,7 @@ TOKENIZER_ALTERNATIVES = [  # any one of these, beside tokenizer_config.json
 ]
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*/[\w.\-]+$")
 
-Progress = Callable[[int, "int | None"], None]  # (bytes done, bytes total or None while unknown)
+Progress = DownloadCallback  # gets a DownloadProgress: bytes done of the total, files being fetched, speed
 
 
 # ---------------------------------------------------------------------------------------------
@@ -193,9 +195,23 @@ def _env_flag(name: str) -> bool:
     return os.environ.get(name, "").strip().upper() in {"1", "ON", "YES", "TRUE"}
 
 
+USER_OFFLINE = "EASYTUNE_USER_HF_HUB_OFFLINE"  # the user's own choice, kept when the app turns the hub off
+
+
 def is_offline() -> bool:
-    """HF_HUB_OFFLINE (or TRANSFORMERS_OFFLINE) asks for no network at all."""
+    """HF_HUB_OFFLINE (or TRANSFORMERS_OFFLINE) asks for no network at all.
+
+    The app sets HF_HUB_OFFLINE=1 for the libraries it runs, so that nothing reaches the network
+    unasked; a download the user starts follows the user's own setting, kept by keep_offline_choice.
+    """
+    if USER_OFFLINE in os.environ:
+        return _env_flag(USER_OFFLINE)
     return _env_flag("HF_HUB_OFFLINE") or _env_flag("TRANSFORMERS_OFFLINE")
+
+
+def keep_offline_choice() -> None:
+    """Remember whether the user asked for offline mode, before the app sets HF_HUB_OFFLINE itself."""
+    os.environ.setdefault(USER_OFFLINE, "1" if is_offline() else "0")
 
 
 def hf_cache_dir() -> Path:
@@ -386,61 +402,43 @@ def reachable(url: str, timeout: float = CONNECT_TIMEOUT_S) -> bool:
     return answered.is_set()
 
 
-def _hub_check(hub_id: str, endpoint: str, revision: str | None, timeout: float, cache: Path) -> None:
-    """Ask the hub about the repository, giving up after `timeout` seconds in total.
+def _hub_check(hub_id: str, endpoint: str, revision: str | None, timeout: float, cache: Path):
+    """(commit, file names) of the repository, asked with a deadline of `timeout` seconds in total.
 
     This is the first request a download makes anyway; asking it with a short deadline (in a thread,
     so a hanging name lookup cannot hold us) tells "no network" apart from "no such model" at once.
     Only an answer from a hub counts: a network that answers every address (a captive portal, a
     filtering proxy) is reported as unreachable too.
     """
-    from huggingface_hub import HfApi
-    from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError, RevisionNotFoundError
-
     outcome: dict = {}
 
     def ask():
         try:
-            HfApi(endpoint=endpoint).model_info(hub_id, revision=revision, timeout=timeout)
-            outcome["ok"] = True
+            outcome["ok"] = repo_files(hub_id, endpoint, revision, timeout)
         except Exception as exc:  # noqa: BLE001 - sorted out below
             outcome["error"] = exc
 
     worker = threading.Thread(target=ask, daemon=True)
     worker.start()
     worker.join(timeout)
-    error = outcome.get("error")
     if outcome.get("ok"):
+        return outcome["ok"]
+    error = outcome.get("error")
+    if isinstance(error, UserError):  # the hub answered: no such model, or gated
+        raise error
+    raise UserError("models.hub_unreachable", hub_id=hub_id, endpoint=endpoint, cache=str(cache)) from error
+
+
+def _refuse_without_safetensors(hub_id: str, endpoint: str, names: list[str]) -> None:
+    """Before any download: a repository without safetensors weights at its top cannot be trained here."""
+    top = [n for n in names if "/" not in n]
+    if any(n.endswith(".safetensors") for n in top):
         return
-    if isinstance(error, GatedRepoError):
-        raise UserError("models.hub_gated", hub_id=hub_id, endpoint=endpoint) from error
-    if isinstance(error, (RepositoryNotFoundError, RevisionNotFoundError)):
-        name = f"{hub_id}@{revision}" if isinstance(error, RevisionNotFoundError) else hub_id
-        raise UserError("models.hub_not_found", hub_id=name, endpoint=endpoint) from error
-    raise UserError("models.hub_unreachable", hub_id=hub_id, endpoint=endpoint, cache=str(cache))
-
-
-def _progress_class(callback: Progress):
-    """A tqdm stand-in that reports bytes to `callback` and prints nothing."""
-    from tqdm.auto import tqdm
-
-    class _Progress(tqdm):
-        def __init__(self, *args, **kwargs):
-            kwargs.pop("name", None)
-            kwargs["disable"] = True
-            self._is_bytes = kwargs.get("unit") == "B"
-            super().__init__(*args, **kwargs)
-            self._done = int(kwargs.get("initial") or 0)
-
-        def update(self, n=1):
-            if self._is_bytes and n:
-                self._done += int(n)
-                try:
-                    callback(self._done, int(self.total) if self.total else None)
-                except Exception:  # noqa: BLE001 - a UI callback must not break the download
-                    pass
-
-    return _Progress
+    pickles = [n for n in top if n.lower().endswith(PICKLE_SUFFIXES)]
+    if pickles:
+        raise UserError("models.hub_pickle_only", hub_id=hub_id, endpoint=endpoint, files=", ".join(pickles[:5]))
+    raise UserError("models.hub_no_safetensors", hub_id=hub_id, endpoint=endpoint,
+                    files=", ".join(sorted(top)[:8]) or "—")
 
 
 def download(hub_id: str, progress: Progress | None = None, *, cache_dir: str | Path | None = None,
@@ -448,9 +446,11 @@ def download(hub_id: str, progress: Progress | None = None, *, cache_dir: str | 
              timeout: float = CONNECT_TIMEOUT_S) -> ModelSource:
     """Fetch a model from the Hugging Face Hub (or HF_ENDPOINT) into the cache, resumably.
 
-    Only safetensors weights, JSON configs and tokenizer files are fetched. Offline (HF_HUB_OFFLINE)
-    or with the endpoint unreachable this fails within about `timeout` seconds, saying how to bring
-    the files in by hand.
+    Only safetensors weights, JSON configs and tokenizer files are fetched; a repository with pickle
+    weights only is refused before any download. Offline (HF_HUB_OFFLINE) or with the endpoint
+    unreachable this fails within about `timeout` seconds, saying how to bring the files in by hand.
+    A download that stops (network, cancel_download, the app closed) keeps what it fetched, and the
+    next call continues from there.
     """
     if not is_hub_id(hub_id):
         raise UserError("models.ref_unknown", ref=hub_id)
@@ -458,24 +458,20 @@ def download(hub_id: str, progress: Progress | None = None, *, cache_dir: str | 
     endpoint = hf_endpoint()
     if is_offline():
         raise UserError("models.offline_mode", hub_id=hub_id, cache=str(cache))
-    _hub_check(hub_id, endpoint, revision, timeout, cache)
+    commit, names = _hub_check(hub_id, endpoint, revision, timeout, cache)
+    _refuse_without_safetensors(hub_id, endpoint, names)
 
-    from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError, RevisionNotFoundError
+    from huggingface_hub.utils import filter_repo_objects
 
+    patterns = ALLOW_PATTERNS + (CODE_PATTERNS if trust_remote_code else [])
     try:
-        folder = snapshot_download(
-            hub_id, revision=revision, cache_dir=str(cache), endpoint=endpoint,
-            allow_patterns=ALLOW_PATTERNS + (CODE_PATTERNS if trust_remote_code else []),
-            etag_timeout=max(timeout, 10), tqdm_class=_progress_class(progress) if progress else None)
-    except GatedRepoError as exc:
-        raise UserError("models.hub_gated", hub_id=hub_id, endpoint=endpoint) from exc
-    except RepositoryNotFoundError as exc:
-        raise UserError("models.hub_not_found", hub_id=hub_id, endpoint=endpoint) from exc
-    except RevisionNotFoundError as exc:
-        raise UserError("models.hub_not_found", hub_id=f"{hub_id}@{revision}", endpoint=endpoint) from exc
-    except Exception as exc:
-        raise UserError("models.download_failed", hub_id=hub_id, error=str(exc)[:300],
+        folder = fetch_snapshot(hub_id, commit, list(filter_repo_objects(names, allow_patterns=patterns)),
+                                endpoint=endpoint, cache=cache, revision=revision or "main", progress=progress,
+                                timeout=max(timeout, 10))
+    except UserError:
+        raise
+    except Exception as exc:  # the network went away, a disk error: what was fetched is kept
+        raise UserError("models.download_failed", hub_id=hub_id, error=str(exc)[:300] or type(exc).__name__,
                         cache=str(cache)) from exc
     return _source(hub_id, "download", Path(folder), hub_id, trust_remote_code)
 
@@ -512,7 +508,7 @@ def download_modelscope(model_id: str, progress: Progress | None = None, *, trus
                         cache=str(hf_cache_dir())) from exc
     if progress:
         size = folder_size(Path(folder))
-        progress(size, size)
+        progress(DownloadProgress(hub_id=model_id, done=size, total=size, files_done=1, files_total=1, finished=True))
     return _source(f"modelscope:{model_id}", "modelscope", Path(folder), model_id, trust_remote_code)
 
 

@@ -84,7 +84,7 @@ def validate_intents(data: Any) -> dict:
     if not isinstance(data, dict) or data.get("schema") != SCHEMA_VERSION:
         raise IntentsError(f"intents: expected `schema: {SCHEMA_VERSION}` at the top")
     sections = ("levels", "tasks", "data_size", "steps", "model_size", "method", "retention", "seq_len",
-                "memory", "validation", "throughput", "disk")
+                "memory", "validation", "throughput", "disk", "small_model")
     for key in data:
         if key not in sections and key != "schema":
             problems.append(f"intents: unknown section {key!r}")
@@ -182,8 +182,9 @@ def validate_intents(data: Any) -> dict:
         "seq_len": ("template_tokens", "estimated_margin", "long_tail_ratio", "round_to", "min", "max",
                     "fallback", "fallback_context", "text_chunk"),
         "retention": ("guard_min_params",),
+        "small_model": ("max_params", "learning_rate", "epochs_factor", "retention_ratio", "min_rank"),
         "memory": ("min_seq_len",),
-        "validation": ("ratio", "max_rows", "min_ratio", "min_rows"),
+        "validation": ("ratio", "max_rows", "min_ratio", "min_rows", "best_min_rows"),
         "throughput": ("cpu_gflops_per_core", "cuda_fp32_tflops", "mps_tflops", "xpu_tflops", "evaluations",
                        "slow_hours", "startup_s", "load_mb_per_s"),
         "disk": ("fixed_mib", "headroom"),
@@ -193,6 +194,8 @@ def validate_intents(data: Any) -> dict:
             need(section, data[section], key, positive, "a positive number")
     for key in ("ratio", "min_ratio"):
         need("validation", data["validation"], key, share, "a share 0 … 1")
+    for key in ("retention_ratio", "lora_dropout"):
+        need("small_model", data["small_model"], key, share, "a share 0 … 1")
     devices = ("cpu", "mps", "cuda", "xpu")
     need("memory", data["memory"], "micro_batch_cap", lambda v: isinstance(v, dict) and set(v) == set(devices)
          and all(isinstance(x, int) and x >= 1 for x in v.values()), f"a batch per device ({devices})")
@@ -277,7 +280,8 @@ class Proposal:
         return _render(self.reasons[name], lang)
 
     def to_dict(self, lang: str = "zh") -> dict:
-        reasons = {name: {**entry, "text": _render(entry, lang)} for name, entry in self.reasons.items()}
+        reasons = {name: {**entry, "text": _render(entry, lang), "why": t(f"planner.why.{name}", lang)}
+                   for name, entry in self.reasons.items()}  # why: the longer explanation, shown on expand
         warnings = [{**entry, "text": _render(entry, lang)} for entry in self.warnings]
         return {"plan": self.plan.to_dict(), "reasons": reasons, "user_set": list(self.user_set),
                 "warnings": warnings, "estimates": dict(self.estimates), "intent": dict(self.intent)}
@@ -347,7 +351,8 @@ def _hardware(value) -> Hardware | None:
                     cpu_physical=data.get("cpu_physical"), cpu_logical=int(data.get("cpu_logical") or 1),
                     ram_total=int(data.get("ram_total") or 0),
                     ram_available=int(data.get("ram_available") or data.get("ram_total") or 0),
-                    disk_path=data.get("disk_path"), disk_free=data.get("disk_free"))
+                    disk_path=data.get("disk_path"), disk_free=data.get("disk_free"),
+                    four_bit=bool(data.get("four_bit")))
 
 
 @dataclass
@@ -488,6 +493,11 @@ class _Planner:
         checked = TrainingPlan.from_dict({**base, **overrides})
         return {key: getattr(checked, key) for key in overrides if key != "version"}
 
+    @property
+    def small_model(self) -> bool:
+        """A toy-sized model (the built-in demo model): the level's light-touch rules teach it nothing."""
+        return bool(self.model.params and self.model.params <= self.rules["small_model"]["max_params"])
+
     def user(self, name: str) -> bool:
         return name in self.overrides
 
@@ -523,6 +533,7 @@ class _Planner:
         self.plan_hardware()
         self.plan_seq_len()
         self.plan_method()
+        self.plan_objective()
         self.plan_precision()
         self.plan_adapter()
         self.plan_learning_rate()
@@ -537,8 +548,8 @@ class _Planner:
                 self.set(f.name, f.default, "planner.reason.default", value=self._show(f.name, f.default))
         plan = TrainingPlan(**self.values)
         method_needed = self.task_rules.get("method_needed")
-        if isinstance(method_needed, dict):  # by the kind of data: preference pairs or labelled answers
-            method_needed = method_needed.get(self.data.kind) or next(iter(method_needed.values()))
+        if isinstance(method_needed, dict):  # by the kind of data: labelled answers (KTO)
+            method_needed = method_needed.get(self.data.kind)
         if method_needed:
             self.warnings.insert(0, {"key": "planner.warn.method_needed",
                                      "params": {"method_key": f"planner.method.{method_needed}"},
@@ -597,6 +608,12 @@ class _Planner:
         else:
             self.train_rows, self.val_rows = None, None
         self.size_row = self._size_row(self.train_rows)
+        if self.val_rows == 0:
+            self.set("keep_best", False, "planner.reason.keep_best_no_val")
+        elif self.val_rows is not None and self.val_rows < rules["best_min_rows"]:
+            self.set("keep_best", False, "planner.reason.keep_best_few", val=self.val_rows)
+        else:
+            self.set("keep_best", True, "planner.reason.keep_best")
 
     def _size_row(self, rows: int | None) -> dict | None:
         if rows is None:
@@ -625,6 +642,12 @@ class _Planner:
         self.memory = hw.training_memory(device) if hw is not None and self.device else None
         if self.memory is not None and device in ("cuda", "xpu") and not (hw.cuda if device == "cuda" else hw.xpu):
             self.memory = None  # the user asked for a GPU this machine does not have
+        gpus = len(hw.cuda) if hw is not None and device == "cuda" else 0
+        if gpus > 1:  # data-parallel: each GPU trains on its own share of every batch
+            self.set("num_processes", gpus, "planner.reason.processes_gpus", gpus=gpus)
+        else:
+            self.set("num_processes", 1, "planner.reason.processes_one")
+        self.world = self.values["num_processes"]
 
     def _dtype(self, precision: str) -> str:
         return ("bf16" if self.bf16 else "fp32") if precision == "auto" else precision
@@ -690,14 +713,17 @@ class _Planner:
 
     # --- method, adapter, learning rate ----------------------------------------------------
     def _estimate(self, *, method: str, batch: int = 1, seq_len: int | None = None, grad_accum: int = 1,
-                  dtype: str | None = None):
+                  dtype: str | None = None, grad_checkpointing: bool | None = None):
         """Peak memory for `batch` rows (a preference row is two sequences: chosen and rejected)."""
         if self.model.shape is None:
             return None
         batch *= self.task_rules.get("sequences_per_row", 1)
         target = self.values.get("target_modules", self.level_rules["target_modules"])
+        dtype = dtype or (self._four_bit_dtype() if method == "qlora" else self.dtype)
         return estimate_memory(self.model.shape, method=method, seq_len=seq_len or self.values["max_seq_len"],
-                               batch=batch, grad_checkpointing=False, dtype=dtype or self.dtype,
+                               batch=batch, dtype=dtype,
+                               grad_checkpointing=(self.values.get("grad_checkpointing", False)
+                                                   if grad_checkpointing is None else grad_checkpointing),
                                lora_r=self.values.get("lora_r", self.level_rules["lora_r"]), target=target,
                                device=self.device or "cpu", grad_accum=grad_accum,
                                lora_dropout=self.values.get("lora_dropout", 0.05))
@@ -718,10 +744,37 @@ class _Planner:
                 self.set("method", "lora", "planner.reason.method_lora_memory", need_gb=_gb(full.total),
                          have_gb=_gb(self.memory))
                 return
+        if self._lora_too_big():
+            return
         if m.params and not small:
             self.set("method", "lora", "planner.reason.method_lora_large", params=_params_text(m.params))
         else:
             self.set("method", "lora", "planner.reason.method_lora")
+
+    def plan_objective(self) -> None:
+        """What the loss rewards, from the kind of data: the worker could infer it, but the plan says it."""
+        kind = self.data.kind if self.data.known else None
+        objective = {"preference": "dpo", "text": "pretrain", "sft": "sft"}.get(kind, "auto")
+        self.set("objective", objective, f"planner.reason.objective_{objective}")
+
+    def _four_bit_dtype(self) -> str:
+        return "bf16" if self.bf16 else "fp16"  # QLoRA computes in half precision on its 4-bit weights
+
+    def _lora_too_big(self) -> bool:
+        """On a GPU where LoRA cannot fit even one row (with gradient checkpointing), QLoRA keeps the
+        frozen weights in 4 bits: about a quarter of their memory. True when that was decided."""
+        if self.device != "cuda" or not self.memory or self.model.shape is None:
+            return False
+        lora = self._estimate(method="lora", grad_checkpointing=True)
+        if lora.total <= FITS_BELOW * self.memory:
+            return False
+        qlora = self._estimate(method="qlora", grad_checkpointing=True)
+        params = {"need_gb": _gb(lora.total), "qlora_gb": _gb(qlora.total), "have_gb": _gb(self.memory)}
+        if not self.hw.four_bit:
+            self.warn("planner.warn.qlora_missing", **params)
+            return False
+        self.set("method", "qlora", "planner.reason.method_qlora", **params)
+        return True
 
     def plan_adapter(self) -> None:
         full = self.values["method"] == "full"
@@ -738,6 +791,9 @@ class _Planner:
                    else "planner.reason.lora_r_small_data" if pick == "lower" else "planner.reason.lora_r")
             params = {"r": r, "lo": low, "hi": high, "level_key": level_key}
             rules = self.rules["model_size"]
+            if self.small_model and r < self.rules["small_model"]["min_rank"]:
+                r, key = self.rules["small_model"]["min_rank"], "planner.reason.lora_r_small_model"
+                params.update(r=r)
             if self.model.hidden:
                 cap = max(rules["min_rank"], int(self.model.hidden * rules["max_rank_share"]))
                 if r > cap:
@@ -755,6 +811,9 @@ class _Planner:
         floor = self.task_rules.get("lora_dropout_min", 0.0)
         if full:
             self.set("lora_dropout", 0.05, "planner.reason.lora_unused")
+        elif self.small_model and floor <= self.rules["small_model"]["lora_dropout"]:
+            value = self.rules["small_model"]["lora_dropout"]
+            self.set("lora_dropout", value, "planner.reason.dropout_small_model", value=f"{value:g}")
         elif self.size_row is None:
             self.set("lora_dropout", max(0.05, floor), "planner.reason.dropout_unknown",
                      value=f"{max(0.05, floor):g}")
@@ -773,6 +832,8 @@ class _Planner:
             key = "planner.reason.target_all_deep"
         if self.task_rules.get("target_modules") and scope != self.level_rules["target_modules"]:
             key = "planner.reason.target_task"
+        if self.small_model and scope != "all_linear":
+            scope, key = "all_linear", "planner.reason.target_small_model"
         params = {"level_key": level_key, "task_key": f"planner.task.{self.task}"}
         groups = self.model.linear_modules
         if groups is not None and not full:
@@ -813,6 +874,10 @@ class _Planner:
             full = self.rules["method"]["full"]["lr_factor"]
             lr, lo, hi = lr * full, lo * full, hi * full
             key = "planner.reason.lr_full"
+        if self.small_model and self.values["method"] != "full":
+            lr = self.rules["small_model"]["learning_rate"] * self.task_rules.get("lr_factor", 1.0)
+            key = "planner.reason.lr_small_model_fixed"
+            params["params"] = _params_text(self.model.params)
         capped = min(lr, rules["max_learning_rate"])
         if capped < lr:
             key = "planner.reason.lr_capped"
@@ -836,10 +901,12 @@ class _Planner:
         min_seq = self.rules["memory"]["min_seq_len"]
         known = self.memory is not None and self.model.shape is not None
 
-        def fits(batch: int, seq_len: int) -> bool:
-            return self._estimate(method=method, batch=batch, seq_len=seq_len).total <= FITS_BELOW * self.memory
+        def fits(batch: int, seq_len: int, ckpt: bool | None = None) -> bool:
+            ckpt = self.overrides.get("grad_checkpointing", False) if ckpt is None else ckpt
+            estimate = self._estimate(method=method, batch=batch, seq_len=seq_len, grad_checkpointing=ckpt)
+            return estimate.total <= FITS_BELOW * self.memory
 
-        batch = 1
+        batch, ckpt_need = 1, None
         if not known:
             batch = min(top, 4)
         else:
@@ -847,10 +914,15 @@ class _Planner:
                 batch *= 2
             while batch > 1 and not fits(batch, seq):
                 batch //= 2
-            if batch == 1 and not fits(1, seq) and not self.user("max_seq_len"):
+            if batch == 1 and not fits(1, seq):  # recomputing activations costs time, shortening rows costs data
+                ckpt_need = self._estimate(method=method, seq_len=seq, grad_checkpointing=False).total
+        self._plan_checkpointing(ckpt_need, seq, known)
+        if known:
+            ckpt = self.values["grad_checkpointing"]
+            if batch == 1 and not fits(1, seq, ckpt) and not self.user("max_seq_len"):
                 while seq > min_seq:  # even one row does not fit: shorten the rows before giving up
                     seq = max(min_seq, seq // 2)
-                    if fits(1, seq):
+                    if fits(1, seq, ckpt):
                         break
                 if seq != self.values["max_seq_len"]:
                     cut = _share_over(self.data.tokens, seq)
@@ -873,22 +945,37 @@ class _Planner:
         else:
             self.set("batch_size", batch, "planner.reason.batch_unknown_memory", batch=batch)
         batch = self.values["batch_size"]
-        accum = max(1, math.ceil(effective / batch))
+        accum = max(1, math.ceil(effective / (batch * self.world)))
         if self.size_row is None:
-            self.set("grad_accum", accum, "planner.reason.accum_unknown", accum=accum, effective=batch * accum)
+            self.set("grad_accum", accum, "planner.reason.accum_unknown", accum=accum,
+                     effective=batch * accum * self.world)
         elif accum == 1:
-            self.set("grad_accum", accum, "planner.reason.accum_one", effective=batch, rows=self.train_rows)
-        else:
-            self.set("grad_accum", accum, "planner.reason.accum", accum=accum, effective=batch * accum,
+            self.set("grad_accum", accum, "planner.reason.accum_one", effective=batch * self.world,
                      rows=self.train_rows)
+        else:
+            self.set("grad_accum", accum, "planner.reason.accum", accum=accum, effective=batch * accum * self.world,
+                     rows=self.train_rows)
+
+    def _plan_checkpointing(self, need_without: int | None, seq: int, known: bool) -> None:
+        """Gradient checkpointing only where one row's activations do not fit: it slows every step."""
+        if need_without is None:
+            self.set("grad_checkpointing", False, "planner.reason.ckpt_off" if known else "planner.reason.ckpt_unknown")
+            return
+        with_ckpt = self._estimate(method=self.values["method"], seq_len=seq, grad_checkpointing=True).total
+        self.set("grad_checkpointing", True, "planner.reason.ckpt_memory", length=seq, need_gb=_gb(need_without),
+                 ckpt_gb=_gb(with_ckpt), have_gb=_gb(self.memory))
 
     # --- forgetting --------------------------------------------------------------------------
     def plan_retention(self) -> None:
         rules = self.rules["retention"]
         task_key = f"planner.task.{self.task}"
+        small = self.rules["small_model"]["retention_ratio"]
         if self.task in rules["tasks"]:
             self.set("retention_ratio", rules["ratio"], "planner.reason.retention_task", pct=_pct(rules["ratio"]),
                      task_key=task_key)
+        elif self.small_model and self.task_rules.get("sequences_per_row", 1) == 1:  # not for preference pairs
+            self.set("retention_ratio", small, "planner.reason.retention_small_model", pct=_pct(small),
+                     params=_params_text(self.model.params))
         elif self.values["method"] in rules["methods"]:
             self.set("retention_ratio", rules["ratio"], "planner.reason.retention_full", pct=_pct(rules["ratio"]))
         else:
@@ -911,7 +998,7 @@ class _Planner:
     # --- epochs and schedule ---------------------------------------------------------------
     def plan_epochs(self) -> None:
         rules = self.rules["steps"]
-        effective = self.values["batch_size"] * self.values["grad_accum"]
+        effective = self.values["batch_size"] * self.values["grad_accum"] * self.world
         if self.size_row is None:
             epochs = float(rules["unknown_rows_epochs"])
             self.ranges["epochs"] = (1.0, epochs * 2)
@@ -921,6 +1008,9 @@ class _Planner:
         base = self.size_row["epochs"] * self.task_rules.get("epochs_factor", 1.0)
         epochs = _half_epochs(base)
         key = "planner.reason.epochs_task" if self.task_rules.get("epochs_factor") else self._epochs_key()
+        if self.small_model and self.size_row is self.rules["data_size"][0]:  # a few rows: the measured case
+            epochs = _half_epochs(base * self.rules["small_model"]["epochs_factor"])
+            key = "planner.reason.epochs_small_model"
         max_epochs = min(rules["max_epochs"], self.task_rules.get("max_epochs", rules["max_epochs"]))
         if epochs > max_epochs:
             epochs, key = float(max_epochs), "planner.reason.epochs_task_cap"
@@ -958,7 +1048,7 @@ class _Planner:
     def plan_estimates(self) -> None:
         v = self.values
         est = self.estimates
-        effective = v["batch_size"] * v["grad_accum"]
+        effective = v["batch_size"] * v["grad_accum"] * self.world  # rows per optimiser update, all processes
         if self.train_rows:
             steps_per_epoch = math.ceil(self.train_examples / effective)
             steps = v["max_steps"] or max(1, math.ceil(v["epochs"] * steps_per_epoch))
@@ -994,6 +1084,7 @@ class _Planner:
         tokens_per_step *= self.task_rules.get("sequences_per_row", 1)
         est["tokens_per_step"] = int(tokens_per_step)
         speed, source = self._speed(v["method"], v["max_seq_len"])
+        speed = speed * self.world if speed and source == "estimated" else speed  # the processes work at once
         est["time_source"] = source
         if steps and speed:
             overhead = self.rules["throughput"]["step_overhead_s"][self.device or "cpu"]
@@ -1053,6 +1144,8 @@ class _Planner:
             cores = hw.cpu_physical or max(1, hw.cpu_logical // 2)
             flops = rules["cpu_gflops_per_core"] * 1e9 * cores
         per_token = (6 if method == "full" else 4) * m.params
+        if self.values.get("grad_checkpointing"):
+            per_token += 2 * m.params  # the forward pass is run again during the backward pass
         if self.task_rules.get("reference_forward"):
             per_token += 2 * m.params  # the frozen reference model reads every sequence once
         if m.layers and m.hidden:
@@ -1080,6 +1173,9 @@ class _Planner:
             if cut and cut > 0.05:
                 self.warnings.append({"key": "planner.warn.seq_cut", "field": "max_seq_len",
                                       "params": {"pct": _pct(cut), "length": self.values["max_seq_len"]}})
+        if self.values["method"] == "qlora" and not (self.device == "cuda" and self.hw is not None
+                                                     and self.hw.four_bit):
+            self.warnings.append({"key": "planner.warn.qlora_unavailable", "field": "method", "params": {}})
         context = self.model.context
         if context and self.values["max_seq_len"] > context:
             self.warn("planner.warn.over_context", length=self.values["max_seq_len"], context=context)

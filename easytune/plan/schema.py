@@ -28,7 +28,7 @@ class TrainingPlan:
     model: str = setting("easytune-tiny", group="data")  # built-in name, local folder or hub id
     dataset: str = setting("demo:shop_faq_zh", group="data")  # demo:<name>, dataset id or file path
     # how
-    method: str = setting("lora", choices=("lora", "full"), group="method")
+    method: str = setting("lora", choices=("lora", "qlora", "full"), group="method")  # qlora: on a 4-bit base (CUDA)
     lora_r: int = setting(8, lo=1, hi=256, group="method")
     lora_alpha: int = setting(16, lo=1, hi=1024, group="method")  # scale = alpha / r
     lora_dropout: float = setting(0.05, lo=0.0, hi=0.5, group="method")
@@ -48,7 +48,7 @@ class TrainingPlan:
     eval_every: int = setting(0, lo=0, hi=10_000_000)  # steps; 0: about ten evaluations per run
     seed: int = setting(42, lo=0, hi=2**31 - 1)
     retention_ratio: float = setting(0.0, lo=0.0, hi=0.9)  # share of general text mixed into training
-    forgetting_guard: bool = setting(True)  # stop when the model forgets too much general knowledge
+    forgetting_guard: bool = setting(True)  # pause when the model forgets too much general knowledge
     # what is learned: supervised answers, preference pairs, or every token of raw text
     objective: str = setting("auto", choices=("auto", "sft", "dpo", "pretrain"), group="method")  # auto: by data
     dpo_beta: float = setting(0.1, lo=0.001, hi=10.0, group="method")  # DPO: how far from the base model it may go

@@ -39,8 +39,11 @@ WARMUP_STEPS = 2  # the first steps pay for allocation and kernel selection
 
 
 def matmul_peak(device: torch.device, n: int = 2048, repeats: int = 10) -> float:
-    """Measured fp32 matmul FLOP/s on this device: the best of a few large square products."""
-    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
+    """Measured matmul FLOP/s on this device in the dtype the worker trains in there (fp32 on a CPU, bf16
+    on a GPU): the best of a few large square products."""
+    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    n = 8192 if device.type == "cuda" else n
+    a, b = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype)
     best = math.inf
     for _ in range(repeats):
         if device.type == "cuda":
@@ -100,35 +103,39 @@ def training_flops_per_token(model_path: Path, mean_len: float) -> tuple[float, 
     return 4 * matmul_params + attention, matmul_params
 
 
-def plan_for(data: str, steps: int, packing: bool) -> dict:
-    return {"model": "bench", "dataset": data, "method": "lora", "lora_r": LORA_R, "lora_alpha": 2 * LORA_R,
+def plan_for(data: str, steps: int, packing: bool, method: str = "lora") -> dict:
+    return {"model": "bench", "dataset": data, "method": method, "lora_r": LORA_R, "lora_alpha": 2 * LORA_R,
             "target_modules": "all_linear", "packing": packing, "learning_rate": 2e-4, "warmup_ratio": 0.0,
             "max_steps": steps, "batch_size": BATCH, "max_seq_len": CUTOFF, "eval_every": max(1, steps // 2),
             "val_ratio": 0.05, "retention_ratio": 0.0, "forgetting_guard": False, "keep_best": False}
 
 
-def run_worker(model_path: Path, train_file: Path, steps: int, work: Path, packing: bool = True) -> dict:
+def run_worker(model_path: Path, train_file: Path, steps: int, work: Path, packing: bool = True,
+               method: str = "lora") -> dict:
     """The real worker in its own process, as a job runs; figures read from its events."""
     from easytune.plan.schema import TrainingPlan
 
-    job_dir = work / f"job-{packing}"
+    job_dir = work / f"job-{method}-{packing}"
     job_dir.mkdir()
-    TrainingPlan.from_dict(plan_for(str(train_file), steps, packing)).save(job_dir / "plan.yaml")
+    TrainingPlan.from_dict(plan_for(str(train_file), steps, packing, method)).save(job_dir / "plan.yaml")
     (job_dir / "job.json").write_text(json.dumps({
         "model_path": str(model_path), "train_file": str(train_file), "val_file": None, "dataset": "bench",
         "dataset_sha256": "bench", "dataset_kind": "sft", "cache_dir": str(work / "cache")}))
     started = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "easytune.train", str(job_dir)], check=True,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    subprocess.run([sys.executable, "-m", "easytune.train", str(job_dir)], check=False,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # a failure is read from its events
     wall = time.perf_counter() - started
     events = [json.loads(line) for line in (job_dir / "events.jsonl").read_text().splitlines()]
     failed = [e for e in events if e["type"] == "error"]
     if failed:
         raise RuntimeError(failed[0]["detail"])
-    rates = [e["tokens_per_s"] for e in events if e["type"] == "step"][WARMUP_STEPS:]
+    steps_done = [e for e in events if e["type"] == "step"]
+    rates = [e["tokens_per_s"] for e in steps_done][WARMUP_STEPS:]
     cf = sum(e["cf_s"] for e in events if e["type"] == "eval")
     return {"tokens_per_s": statistics.median(rates), "spread": (min(rates), max(rates)), "wall_s": wall,
-            "cf_s": cf, "worker_s": events[-1]["t"] - events[0]["t"]}
+            "cf_s": cf, "worker_s": events[-1]["t"] - events[0]["t"],
+            "loss_first_last": (steps_done[0]["loss"], steps_done[-1]["loss"]),
+            "delivered": [e["kind"] for e in events if e["type"] == "artifact"]}
 
 
 def run_baseline(model_path: Path, rows: list[dict], steps: int, pad_to: int | None) -> float:
@@ -173,6 +180,20 @@ def run_baseline(model_path: Path, rows: list[dict], steps: int, pad_to: int | N
     return statistics.median(rates)
 
 
+def bench_methods(name: str, steps: int, rows_count: int, methods: list[str]) -> list[dict]:
+    """The worker alone with each method (e.g. lora, qlora, full on a GPU): speed, loss, what it delivered."""
+    from transformers import AutoTokenizer
+
+    with tempfile.TemporaryDirectory(prefix="easytune-bench-") as tmp:
+        work = Path(tmp)
+        model_path = TINY if name == "tiny" else build_llama90m(work / "llama90m")
+        rows = alpaca_like_rows(AutoTokenizer.from_pretrained(model_path), rows_count)
+        train_file = work / "rows.jsonl"
+        train_file.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+        return [{"model": name, "method": method, **run_worker(model_path, train_file, steps, work, method=method)}
+                for method in methods]
+
+
 def bench(name: str, steps: int, rows_count: int, peak: float) -> dict:
     from transformers import AutoTokenizer
 
@@ -207,8 +228,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--models", default="tiny,llama90m", help="comma-separated: tiny, llama90m")
     parser.add_argument("--steps", type=int, default=0, help="training steps per run (default: 40 tiny, 16 90M)")
     parser.add_argument("--json", action="store_true", help="one JSON document instead of the table")
+    parser.add_argument("--methods", help="instead: the worker alone with each of these methods (lora,qlora,full)")
     args = parser.parse_args(argv)
     from easytune.train.worker import pick_device
+
+    if args.methods:
+        for name in args.models.split(","):
+            steps = args.steps or (40 if name == "tiny" else 16)
+            for r in bench_methods(name, steps, max(64, steps * BATCH + 16), args.methods.split(",")):
+                print(json.dumps(r), flush=True)
+        return 0
 
     device = pick_device("auto")
     peak = matmul_peak(device)

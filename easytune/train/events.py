@@ -6,7 +6,8 @@ file (no pipe that dies with the UI), so a restarted app re-attaches to a runnin
     t      unix time, seconds
     type   one of the kinds below
 and the fields of its kind:
-    state     state: PREPARING | RUNNING | COMPLETED | FAILED | STOPPED; reason (optional message key)
+    state     state: PREPARING | RUNNING | COMPLETED | FAILED | STOPPED | PAUSED (by the forgetting guard);
+              reason (optional message key) and params (its parameters)
     step      step, total_steps, epoch, loss, lr, tokens (computed this step, all processes), tokens_per_s;
               DPO adds reward_margin (chosen minus rejected reward) and reward_accuracy (share ranked right)
     eval      step, val_loss (when there is a validation split), cf_score (nats/token), cf_pct (% of

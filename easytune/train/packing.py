@@ -43,8 +43,10 @@ def packed(sequences: list[tuple[list[int], list[int]]], device) -> tuple[dict, 
         labels += [IGNORE] + seq_labels[1:]  # never learned unpacked either: nothing precedes it
         positions += range(len(seq_ids))
         segments += [i] * len(seq_ids)
+    # kept on the host: easytune.train.attention reads them in every layer, and reading a GPU tensor
+    # would wait for the GPU each time
     bounds = torch.tensor([0] + list(itertools.accumulate(len(seq_ids) for seq_ids, _ in sequences)),
-                          dtype=torch.int32, device=device)
+                          dtype=torch.int32)
     longest = max(len(seq_ids) for seq_ids, _ in sequences)
     batch = {"input_ids": torch.tensor([ids], device=device), "labels": torch.tensor([labels], device=device),
              "position_ids": torch.tensor([positions], device=device),

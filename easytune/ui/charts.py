@@ -14,31 +14,63 @@ def smooth(values: list[float], weight: float = 0.8) -> list[float]:
     return out
 
 
+def _raw_and_smoothed(fig, points: list[tuple[int, float]], raw_name: str, name: str, rgb: str) -> None:
+    """A per-step curve as the loss chart draws it: faint raw points, a smoothed line through them."""
+    steps, values = zip(*points)
+    fig.add_scatter(x=steps, y=values, mode="markers", name=raw_name, marker={"size": 4, "color": f"rgba({rgb},0.35)"})
+    fig.add_scatter(x=steps, y=smooth(list(values)), mode="lines", name=name, line={"color": f"rgb({rgb})", "width": 2})
+
+
+def _per_eval(fig, points: list[tuple[int, float]], name: str, color: str, right_axis: bool = False) -> None:
+    """A curve measured at each evaluation; on the right axis (dotted) for a figure of another unit."""
+    steps, values = zip(*points)
+    line = {"color": color, "width": 2, **({"dash": "dot"} if right_axis else {})}
+    fig.add_scatter(x=steps, y=values, mode="lines+markers", name=name, line=line, yaxis="y2" if right_axis else "y")
+
+
+def _style(fig, lang: str, y_title: str, y2_title: str | None = None):
+    if y2_title:
+        fig.update_layout(yaxis2={"title": y2_title, "overlaying": "y", "side": "right", "showgrid": False})
+    fig.update_layout(template="plotly_dark", height=340, margin={"l": 40, "r": 10, "t": 30, "b": 40},
+                      xaxis_title=t("ui.chart.step", lang), yaxis_title=y_title,
+                      legend={"orientation": "h", "y": 1.1}, paper_bgcolor="#111827", plot_bgcolor="#111827")
+    return fig
+
+
 def loss_figure(series: dict[str, list[tuple[int, float]]], lang: str):
     import plotly.graph_objects as go
 
     fig = go.Figure()
-    loss = series.get("loss", [])
-    if loss:
-        steps, values = zip(*loss)
-        fig.add_scatter(x=steps, y=values, mode="markers", name=t("ui.chart.loss_raw", lang),
-                        marker={"size": 4, "color": "rgba(34,211,238,0.35)"})
-        fig.add_scatter(x=steps, y=smooth(list(values)), mode="lines", name=t("ui.chart.loss", lang),
-                        line={"color": "#22d3ee", "width": 2})
+    if series.get("loss"):
+        _raw_and_smoothed(fig, series["loss"], t("ui.chart.loss_raw", lang), t("ui.chart.loss", lang), "34,211,238")
     if series.get("val_loss"):
-        steps, values = zip(*series["val_loss"])
-        fig.add_scatter(x=steps, y=values, mode="lines+markers", name=t("ui.chart.val_loss", lang),
-                        line={"color": "#f59e0b", "width": 2})
-    if series.get("cf_pct"):
-        steps, values = zip(*series["cf_pct"])
-        fig.add_scatter(x=steps, y=values, mode="lines+markers", name=t("ui.chart.cf", lang), yaxis="y2",
-                        line={"color": "#f472b6", "width": 2, "dash": "dot"})
-        fig.update_layout(yaxis2={"title": t("ui.chart.cf_axis", lang), "overlaying": "y", "side": "right",
-                                  "showgrid": False})
-    fig.update_layout(template="plotly_dark", height=340, margin={"l": 40, "r": 10, "t": 30, "b": 40},
-                      xaxis_title=t("ui.chart.step", lang), yaxis_title=t("ui.chart.loss_axis", lang),
-                      legend={"orientation": "h", "y": 1.1}, paper_bgcolor="#111827", plot_bgcolor="#111827")
-    return fig
+        _per_eval(fig, series["val_loss"], t("ui.chart.val_loss", lang), "#f59e0b")
+    cf = series.get("cf_pct")
+    if cf:
+        _per_eval(fig, cf, t("ui.chart.cf", lang), "#f472b6", right_axis=True)
+    return _style(fig, lang, t("ui.chart.loss_axis", lang), t("ui.chart.cf_axis", lang) if cf else None)
+
+
+def reward_figure(series: dict[str, list[tuple[int, float]]], lang: str):
+    """Preference training (DPO): the reward margin (chosen answer's reward minus the rejected one's) per
+    step and on the held-out pairs, with the share of held-out pairs ranked right on the right axis.
+    None for a job without reward figures."""
+    import plotly.graph_objects as go
+
+    if not series.get("reward_margin") and not series.get("val_reward_margin"):
+        return None
+    fig = go.Figure()
+    if series.get("reward_margin"):
+        _raw_and_smoothed(fig, series["reward_margin"], t("ui.chart.reward_margin_raw", lang),
+                          t("ui.chart.reward_margin", lang), "52,211,153")
+    if series.get("val_reward_margin"):
+        _per_eval(fig, series["val_reward_margin"], t("ui.chart.val_reward_margin", lang), "#f59e0b")
+    accuracy = series.get("val_reward_accuracy")
+    if accuracy:
+        _per_eval(fig, [(step, value * 100) for step, value in accuracy], t("ui.chart.reward_accuracy", lang),
+                  "#a78bfa", right_axis=True)
+    fig.add_hline(y=0, line={"color": "#6b7280", "width": 1, "dash": "dash"})  # above zero: chosen is preferred
+    return _style(fig, lang, t("ui.chart.reward_axis", lang), t("ui.chart.accuracy_axis", lang) if accuracy else None)
 
 
 def token_histogram(result: dict, lang: str):

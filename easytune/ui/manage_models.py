@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import threading
+from pathlib import Path
+
 import gradio as gr
 
 from easytune.i18n import UserError, t
-from easytune.models import registry
+from easytune.models import registry, sources
 from easytune.ui.texts import Ctx, error_markdown, fmt_bytes
 
 
@@ -36,6 +39,107 @@ def verdict_markdown(result: dict, lang: str) -> str:
     return "\n".join(lines)
 
 
+def download_text(status, lang: str) -> str:
+    """One line for a running hub download: bytes done of the total, speed, the files being fetched."""
+    text = t("models.download_progress", lang, hub_id=status.hub_id, done=fmt_bytes(status.done),
+             total=fmt_bytes(status.total), speed=fmt_bytes(status.speed), files=", ".join(status.current) or "…")
+    if status.resumed:
+        text += " · " + t("models.download_resumed", lang, kept=fmt_bytes(status.resumed))
+    return text
+
+
+def progress_bar(fraction: float) -> str:
+    pct = max(0.0, min(1.0, fraction)) * 100
+    return (f'<div class="et-progress" role="progressbar" aria-valuenow="{pct:.0f}" aria-valuemin="0" '
+            f'aria-valuemax="100"><div style="width:{pct:.1f}%"></div></div>')
+
+
+def add_model_steps(settings, lang: str, ref: str, name: str, trusted: bool, every: float = 0.3):
+    """Register a folder or hub id, yielding (progress_bar_html, line, added_name) while it works.
+
+    The registration runs in a thread of its own; this generator looks at its newest DownloadProgress
+    every `every` seconds, so the page shows a live bar while the app stays free for other requests.
+    The last item carries the outcome: the message (the error in the user's language when refused)
+    and the name added (None when refused).
+    """
+    ref = (ref or "").strip()
+    latest: list = [None]  # the newest DownloadProgress
+    outcome: dict = {}
+
+    def keep(status):
+        latest[0] = status
+
+    def work():
+        try:
+            outcome["added"] = registry.add_model(settings, ref, name=(name or "").strip() or None,
+                                                  trust_remote_code=trusted, progress=keep)
+        except Exception as exc:  # noqa: BLE001 - handed to the page below
+            outcome["error"] = exc
+
+    worker = threading.Thread(target=work, daemon=True)
+    worker.start()
+    if sources.is_hub_id(ref) and not Path(ref).expanduser().exists():
+        yield progress_bar(0), t("models.download_preparing", lang, hub_id=ref), None
+    shown = None
+    while worker.is_alive():
+        worker.join(every)
+        if latest[0] is not shown and worker.is_alive():
+            shown = latest[0]
+            yield progress_bar(shown.fraction), download_text(shown, lang), None
+    if isinstance(outcome.get("error"), UserError):
+        yield "", error_markdown(outcome["error"], lang), None
+        return
+    if "error" in outcome:
+        raise outcome["error"]
+    added = outcome["added"]
+    warnings = [f"⚠️ {t(w['key'], lang, **w['params'])}" for w in added["source"]["warnings"]]
+    text = "\n\n".join([t("cli.models.added", lang, name=added["model"]["name"], path=added["model"]["path"]),
+                         *warnings])
+    yield "", text, added["model"]["name"]
+
+
+def add_panel(ctx: Ctx, elem_prefix: str, api_name: str):
+    """Adding a model, as the Models page and step ① offer it: source, name, custom-code choice, Add,
+    a live bar while a hub download runs, and Cancel (which keeps what was fetched; adding again continues).
+
+    Returns (event, added): `event` ends once the model is added or refused, `added` holds its name
+    (None when refused); callers chain their refreshes onto the event.
+    """
+    from easytune.models.hub_download import cancel_download
+
+    settings, T = ctx.settings, ctx.T
+    source = T.make(gr.Textbox, {"label": "ui.models.source", "placeholder": "ui.models.source_hint"},
+                    elem_id=f"{elem_prefix}-source")
+    name = T.make(gr.Textbox, {"label": "ui.models.name"}, elem_id=f"{elem_prefix}-name")
+    trust = T.make(gr.Checkbox, {"label": "ui.models.trust", "info": "ui.models.trust_info"}, value=False)
+    with gr.Row():
+        add = T.make(gr.Button, {"value": "ui.models.add"}, variant="primary", elem_id=f"{elem_prefix}-add")
+        cancel = T.make(gr.Button, {"value": "models.cancel_button"}, variant="stop", visible=False,
+                        elem_id=f"{elem_prefix}-cancel")
+    bar = gr.HTML("", elem_id=f"{elem_prefix}-progress")
+    result = gr.Markdown(elem_id=f"{elem_prefix}-result")
+    running = gr.State("")  # the hub id being downloaded, for Cancel (the box may be edited meanwhile)
+    added = gr.State(None)
+
+    def on_add(lang, ref, new_name, trusted):
+        yield from add_model_steps(settings, lang, ref, new_name, trusted)
+
+    def on_cancel(lang, hub_id, typed):
+        hub_id = hub_id or (typed or "").strip()
+        if cancel_download(hub_id):
+            gr.Info(t("models.cancel_sent", lang, hub_id=hub_id))
+        else:
+            gr.Warning(t("models.nothing_to_cancel", lang, hub_id=hub_id or "—"))
+
+    event = add.click(lambda ref: ((ref or "").strip(), gr.update(visible=True), gr.update(interactive=False)),
+                      source, [running, cancel, add]).then(
+        on_add, [ctx.language, source, name, trust], [bar, result, added], show_progress="hidden",
+        concurrency_limit=4, concurrency_id="model-downloads", api_name=api_name).then(
+        lambda: (gr.update(visible=False), gr.update(interactive=True)), None, [cancel, add])
+    cancel.click(on_cancel, [ctx.language, running, source], None, api_name=f"{api_name}_cancel")
+    return event, added
+
+
 def build(ctx: Ctx) -> None:
     settings, T = ctx.settings, ctx.T
     T.make(gr.Markdown, {"value": "ui.models.title"})
@@ -48,11 +152,7 @@ def build(ctx: Ctx) -> None:
     with gr.Row():
         with gr.Column():
             T.make(gr.Markdown, {"value": "ui.models.add_title"})
-            source = T.make(gr.Textbox, {"label": "ui.models.source", "placeholder": "ui.models.source_hint"},
-                            elem_id="et-model-source")
-            name = T.make(gr.Textbox, {"label": "ui.models.name"})
-            trust = T.make(gr.Checkbox, {"label": "ui.models.trust", "info": "ui.models.trust_info"}, value=False)
-            add = T.make(gr.Button, {"value": "ui.models.add"}, variant="primary", elem_id="et-model-add")
+            adding, added = add_panel(ctx, "et-model", "add_model")
         with gr.Column():
             T.make(gr.Markdown, {"value": "ui.models.check_title"})
             chosen = T.make(gr.Dropdown, {"label": "ui.models.pick"}, choices=[], elem_id="et-model-pick")
@@ -78,16 +178,6 @@ def build(ctx: Ctx) -> None:
     def refresh(lang, current=None):
         rows, catalog_rows, names = tables(settings, lang)
         return rows, catalog_rows, gr.update(choices=names, value=current if current in names else names[0])
-
-    def on_add(lang, ref, new_name, trusted):
-        try:
-            added = registry.add_model(settings, ref.strip(), name=new_name.strip() or None, trust_remote_code=trusted)
-        except UserError as exc:
-            return (error_markdown(exc, lang), *refresh(lang))
-        warnings = [f"⚠️ {t(w['key'], lang, **w['params'])}" for w in added["source"]["warnings"]]
-        text = "\n\n".join([t("cli.models.added", lang, name=added["model"]["name"], path=added["model"]["path"]),
-                            *warnings])
-        return (text, *refresh(lang, added["model"]["name"]))
 
     def on_inspect(lang, ref):
         try:
@@ -124,7 +214,7 @@ def build(ctx: Ctx) -> None:
 
     listing = [mine, catalog, chosen]
     check_adapter.click(on_check_adapter, [ctx.language, adapter, chosen], adapter_result)
-    add.click(on_add, [ctx.language, source, name, trust], [result, *listing])
+    adding.then(lambda lang, new, current: refresh(lang, new or current), [ctx.language, added, chosen], listing)
     inspect.click(on_inspect, [ctx.language, chosen], result)
     check.click(on_check, [ctx.language, chosen, method, seq_len, batch, checkpointing], result)
     remove.click(on_remove, [ctx.language, chosen, sure], [result, *listing]).then(lambda: False, None, sure)
@@ -132,8 +222,11 @@ def build(ctx: Ctx) -> None:
     ctx.on_language.append((refresh, [ctx.language, chosen], listing))
 
     def wire():
+        """A model added here appears in step ①'s picker; one added in step ① appears in the lists here."""
         from easytune.ui.wizard import model_choices
 
-        add.click(lambda: gr.update(choices=model_choices(settings)), None, ctx.shared["model"])
+        adding.then(lambda: gr.update(choices=model_choices(settings)), None, ctx.shared["model"])
+        if "wizard_model_added" in ctx.shared:
+            ctx.shared["wizard_model_added"].then(refresh, [ctx.language, chosen], listing)
 
     ctx.later.append(wire)

@@ -21,6 +21,9 @@ def check_bind(settings: Settings) -> None:
 
 def serve(settings: Settings, demo=None) -> int:
     check_bind(settings)
+    from easytune.models.sources import keep_offline_choice
+
+    keep_offline_choice()  # hub downloads the user starts follow the user's own HF_HUB_OFFLINE, not the app's
     os.environ.update(OFFLINE_ENV)
     from easytune.ui.app import LAUNCH_OPTIONS, build_app
 

@@ -35,3 +35,13 @@ CSS += """
 .et-progress { height: 10px; background: #1f2937; border-radius: 999px; overflow: hidden; }
 .et-progress > div { height: 100%; background: #06b6d4; transition: width .5s; }
 """
+
+# Step ②'s plan list: each value's reason is a <summary> that expands to its longer explanation.
+CSS += """
+.et-plan-list { list-style: none; padding-left: 0; margin: .4em 0; }
+.et-plan-list li { margin: .15em 0; }
+.et-plan-list summary { cursor: pointer; }
+.et-plan-list summary::marker { color: #22d3ee; }
+.et-plan-list details > p { margin: .3em 0 .6em 1.2em; padding: .4em .8em; color: #cbd5e1; background: #0f172a;
+  border-left: 3px solid #06b6d4; border-radius: 4px; }
+"""

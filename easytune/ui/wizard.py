@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import time
 from dataclasses import fields
+from html import escape
+from pathlib import Path
 
 import gradio as gr
 
@@ -19,7 +22,7 @@ from easytune.plan import planner
 from easytune.plan.schema import TrainingPlan
 from easytune.plan.service import make_plan
 from easytune.settings import PRESETS_DIR, Settings
-from easytune.ui import charts, evaluate_step, state
+from easytune.ui import charts, evaluate_step, manage_models, state
 from easytune.ui.texts import Ctx, Texts, action_bar, action_choices, error_markdown, mapping_from_table
 
 STEPS = ("data", "plan", "monitor", "evaluate")
@@ -116,6 +119,11 @@ def status_markdown(settings: Settings, job_id: str | None, lang: str) -> str:
         lines.append(t("ui.monitor.lr", lang, lr=f"{last('lr'):.2e}"))
     if series.get("cf_pct"):
         lines.append(t("ui.monitor.cf", lang, pct=f"{last('cf_pct'):+.1f}", nats=f"{last('cf_score'):+.3f}"))
+    if series.get("reward_margin"):  # preference training (DPO)
+        val_margin, accuracy = last("val_reward_margin"), last("val_reward_accuracy")
+        lines.append(t("ui.monitor.reward", lang, margin=f"{last('reward_margin'):+.3f}",
+                       val_margin=f"{val_margin:+.3f}" if val_margin is not None else "—",
+                       accuracy=f"{accuracy * 100:.0f}" if accuracy is not None else "—"))
     for warning in health.assess(series, job["total_steps"]):
         icon = {"error": "⛔", "warning": "⚠️"}.get(warning["level"], "ℹ️")
         lines.append(f"> {icon} **{t(warning['key'], lang, **warning['params'])}** {t(warning['action'], lang)}")
@@ -141,10 +149,60 @@ def log_lines(settings: Settings, job_id: str | None, lang: str, level: str = "a
     return out
 
 
+def log_file(settings: Settings, job_id: str, lang: str, level: str = "all", search: str = "") -> Path:
+    """The log as shown (same level and search), as plain text for the download button."""
+    path = settings.folder("downloads") / f"{job_id}-log.txt"
+    path.write_text("\n".join(log_lines(settings, job_id, lang, level, search)) + "\n", encoding="utf-8")
+    return path
+
+
+def log_html(lines: list[str], lang: str, search: str = "") -> str:
+    """The log panel: every line escaped (a log line is text, never markup) and each case-insensitive
+    match of `search` in <mark>."""
+    if not lines:
+        return f"<p>{escape(t('ui.monitor.log_none', lang, search=search))}</p>" if search else ""
+    pattern = re.compile(re.escape(search), re.IGNORECASE) if search else None
+    shown = []
+    for line in lines:
+        pieces, start = [], 0
+        for match in pattern.finditer(line) if pattern else ():
+            pieces += [escape(line[start:match.start()]), f"<mark>{escape(match.group())}</mark>"]
+            start = match.end()
+        shown.append("".join(pieces) + escape(line[start:]))
+    return ('<pre class="et-log" style="white-space: pre-wrap; margin: 0; font-size: .85em">'
+            + "\n".join(shown) + "</pre>")
+
+
 def progress_html(settings: Settings, job_id: str | None) -> str:
     pct = jobs.get_job(settings, job_id)["progress"] * 100 if job_id else 0
     return (f'<div class="et-progress" role="progressbar" aria-valuenow="{pct:.0f}" aria-valuemin="0" '
             f'aria-valuemax="100"><div style="width:{pct:.1f}%"></div></div>')
+
+
+# ---- step 2 texts --------------------------------------------------------------------------------
+
+def plan_summary(proposal, lang: str) -> str:
+    """The plan as a short list: each value with its one-sentence reason, which expands to the longer
+    explanation; ✎ marks a value the user set. HTML inside the Markdown (whose sanitiser keeps classes, not
+    data- attributes), so the expand needs no script."""
+    report = proposal.to_dict(lang)
+    lines = []
+    minutes = proposal.estimates.get("minutes")
+    if minutes is not None:
+        lines += [t("ui.plan.estimate", lang, minutes=f"{minutes:.1f}", steps=proposal.estimates.get("steps", "?")),
+                  ""]
+    items = []
+    for name, entry in report["reasons"].items():
+        if name in ("model", "dataset"):
+            continue
+        label = t("planner.field_name." + name, lang) if _has_name(name) else name
+        mark = " ✎" if name in proposal.user_set else ""
+        items.append(f'<li class="et-field-{name}"><details><summary><strong>{escape(label)}</strong>{mark} = '
+                     f"<code>{escape(str(getattr(proposal.plan, name)))}</code> — {escape(entry['text'])}</summary>"
+                     f"<p>{escape(entry['why'])}</p></details></li>")
+    lines.append('<ul class="et-plan-list">' + "".join(items) + "</ul>")  # one line: one HTML block
+    lines += [f"\n> ⚠️ {w['text']}" for w in report["warnings"]]  # a blank line apart: one line each
+    return "\n".join(lines)
 
 
 # ---- the builder ---------------------------------------------------------------------------------
@@ -166,6 +224,8 @@ def build(ctx: Ctx) -> None:
                                    choices=model_choices(settings), value=plan.model, elem_id="et-model")
                     fit = gr.Markdown(elem_id="et-fit")
                     check_fit = T.make(gr.Button, {"value": "ui.data.check_fit"}, size="sm")
+                    with T.make(gr.Accordion, {"label": "models.add_here"}, open=False):
+                        model_adding, model_added = manage_models.add_panel(ctx, "et-wizard-model", "wizard_add_model")
                 dataset = T.make(gr.Dropdown, {"label": "ui.data.dataset", "info": "ui.data.dataset_info"},
                                  choices=dataset_choices(settings),
                                  value=plan.dataset if plan.dataset in demos else demos[0], elem_id="et-dataset")
@@ -222,14 +282,15 @@ def build(ctx: Ctx) -> None:
             status = gr.Markdown(elem_id="et-status")
             job_actions, _, _ = action_bar(ctx, job)
             plot = gr.Plot(elem_id="et-loss-plot")
+            reward_plot = gr.Plot(elem_id="et-reward-plot", visible=False)  # preference training only
             with gr.Row():
                 log_level = T.make(gr.Radio, {"label": "ui.monitor.log_level",
                                               "choices": [(f"ui.monitor.level.{lv}", lv) for lv in LOG_LEVELS]},
                                    value="all", scale=2)
                 log_search = T.make(gr.Textbox, {"label": "ui.monitor.log_search"}, scale=2)
                 log_download = T.make(gr.DownloadButton, {"label": "ui.monitor.log_download"}, value=None, scale=1)
-            logs = T.make(gr.Textbox, {"label": "ui.monitor.logs"}, lines=8, max_lines=8, interactive=False,
-                          autoscroll=True, elem_id="et-logs")
+            logs = T.make(gr.HTML, {"label": "ui.monitor.logs"}, show_label=True, container=True, padding=True,
+                          max_height=260, autoscroll=True, elem_id="et-logs")
             to_eval = T.make(gr.Button, {"value": "ui.next"}, variant="primary")
 
         # ---- 4 evaluate and export ----
@@ -238,7 +299,8 @@ def build(ctx: Ctx) -> None:
     timer = gr.Timer(2.0)
     seen = gr.State(None)
     recommended = gr.State({})  # the planner's own values: what the expert form is compared against
-    ctx.shared.update(dataset=dataset, model=model, wizard_tabs=tabs, job=job, upload=upload)
+    ctx.shared.update(dataset=dataset, model=model, wizard_tabs=tabs, job=job, upload=upload,
+                      wizard_model_added=model_adding)
 
     # ---- handlers ----
     def show_plan(new_lang, model_name, dataset_name, *values):
@@ -253,22 +315,6 @@ def build(ctx: Ctx) -> None:
         path.write_text(text, encoding="utf-8")
         return text, "", gr.update(value=str(path))
 
-    def summary_lines(proposal, new_lang) -> str:
-        report = proposal.to_dict(new_lang)
-        lines = []
-        minutes = proposal.estimates.get("minutes")
-        if minutes is not None:
-            lines.append(t("ui.plan.estimate", new_lang, minutes=f"{minutes:.1f}",
-                           steps=proposal.estimates.get("steps", "?")))
-        for name, entry in report["reasons"].items():
-            if name in ("model", "dataset"):
-                continue
-            mark = " ✎" if name in proposal.user_set else ""
-            lines.append(f"- **{t('planner.field_name.' + name, new_lang) if _has_name(name) else name}**{mark} = "
-                         f"`{getattr(proposal.plan, name)}` — {entry['text']}")
-        lines += [f"> ⚠️ {w['text']}" for w in report["warnings"]]
-        return "\n".join(lines)
-
     def on_intent(new_lang, model_name, dataset_name, task_id, level_id):
         """The planner's plan for this intent: every field set, each with its reason."""
         try:
@@ -277,7 +323,7 @@ def build(ctx: Ctx) -> None:
             return [gr.skip()] * len(form) + [error_markdown(exc, new_lang), gr.skip()]
         state.remember(settings, model=model_name, dataset=dataset_name, task=task_id, level=level_id)
         values = {f.name: getattr(proposal.plan, f.name) for f in FORM_FIELDS}
-        return [gr.update(value=v) for v in values.values()] + [summary_lines(proposal, new_lang), values]
+        return [gr.update(value=v) for v in values.values()] + [plan_summary(proposal, new_lang), values]
 
     def on_expert_change(new_lang, model_name, dataset_name, task_id, level_id, proposed, *values):
         """A value the user changed is kept, marked ✎ with the recommendation beside it, and checked."""
@@ -289,7 +335,7 @@ def build(ctx: Ctx) -> None:
                                  overrides=changed or None)
         except UserError as exc:
             return error_markdown(exc, new_lang)
-        return summary_lines(proposal, new_lang)
+        return plan_summary(proposal, new_lang)
 
     def show_preview(dataset_name, new_lang):
         rows = datasets.preview_rows(settings, dataset_name)
@@ -377,26 +423,26 @@ def build(ctx: Ctx) -> None:
     def refresh(new_lang, job_id, last_seen, log_filter, search):
         unchanged = [gr.skip()] * (len(STEPS) + 2)
         if not job_id:
-            return t("ui.monitor.empty", new_lang), gr.skip(), "", progress_html(settings, None), last_seen, *unchanged
+            return (t("ui.monitor.empty", new_lang), gr.skip(), gr.update(visible=False), "",
+                    progress_html(settings, None), last_seen, *unchanged)
         job_row = jobs.get_job(settings, job_id)
         series = jobs.metrics(settings, job_id)
         key = (job_id, new_lang, job_row["state"], sum(len(v) for v in series.values()), log_filter, search)
         if key == last_seen:  # nothing new: leave the page alone
-            return gr.skip(), gr.skip(), gr.skip(), gr.skip(), last_seen, *unchanged
+            return gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip(), last_seen, *unchanged
         moved = key[:3] != (last_seen or ())[:3]  # another job, language or state: steps and actions change
         marks = [*stepper(steps_done(settings, job_id), new_lang), action_choices(settings, job_id, new_lang)] \
             if moved else unchanged
+        rewards = charts.reward_figure(series, new_lang)
         return (status_markdown(settings, job_id, new_lang), charts.loss_figure(series, new_lang),
-                "\n".join(log_lines(settings, job_id, new_lang, log_filter, search or "")),
+                gr.update(value=rewards, visible=True) if rewards else gr.update(visible=False),
+                log_html(log_lines(settings, job_id, new_lang, log_filter, search or ""), new_lang, search or ""),
                 progress_html(settings, job_id), key, *marks)
 
     def on_log_download(new_lang, job_id, log_filter, search):
         if not job_id:
             return gr.skip()
-        path = settings.folder("downloads") / f"{job_id}-log.txt"
-        path.write_text("\n".join(log_lines(settings, job_id, new_lang, log_filter, search or "")) + "\n",
-                        encoding="utf-8")
-        return gr.update(value=str(path))
+        return gr.update(value=str(log_file(settings, job_id, new_lang, log_filter, search or "")))
 
     def on_stop(new_lang, job_id):
         if job_id:
@@ -429,7 +475,7 @@ def build(ctx: Ctx) -> None:
     intent_outputs = [*form, summary, recommended]
     monitor_inputs = [language, job, seen, log_level, log_search]
     step_outputs = [data_tab, plan_tab, monitor_tab, eval_tab, hint]
-    monitor_outputs = [status, plot, logs, progress, seen, *step_outputs, job_actions]
+    monitor_outputs = [status, plot, reward_plot, logs, progress, seen, *step_outputs, job_actions]
 
     def replan(event):
         """Plan again; Start waits meanwhile, so a run never starts from a half-updated form."""
@@ -448,6 +494,8 @@ def build(ctx: Ctx) -> None:
     for component in (dataset, model):
         component.change(show_tokens, [language, model, dataset], [tokens_text, tokens_plot])
     model.input(on_fit, [language, model], fit)
+    model_adding.then(lambda added, current: gr.update(choices=model_choices(settings), value=added or current),
+                      [model_added, model], model)  # a model just added is picked
     check_fit.click(on_fit, [language, model], fit)
     import_outputs = [import_report, dataset, fixer, fix_mapping, cleanup, drop_dups, mask_pii]
     upload.upload(on_upload, [language, upload], import_outputs)

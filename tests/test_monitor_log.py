@@ -1,0 +1,64 @@
+"""Step ③'s log: checkpoints said in the user's language, search matches highlighted without ever turning
+a log line into markup, the level filter, and the plain-text download."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from support import cli, cli_json
+
+
+def test_log_lines_are_escaped_and_matches_marked():
+    from easytune.ui.wizard import log_html
+
+    lines = ['12:00:01 [info] <script>alert("x")</script> & Script', "12:00:02 [info] nothing here"]
+    html = log_html(lines, "en", "script")
+    assert "<script" not in html and "</script>" not in html
+    marked = "&lt;<mark>script</mark>&gt;alert(&quot;x&quot;)&lt;/<mark>script</mark>&gt; &amp; <mark>Script</mark>"
+    assert marked in html
+    assert html.count("<mark>") == 3 and "nothing here" in html
+    assert "<mark>" not in log_html(lines, "en") and "&lt;script&gt;" in log_html(lines, "en")
+    amp = log_html(["a &amp; b"], "en", "amp")  # the search meets the text, not its escaped form
+    assert amp.count("<mark>") == 1 and "&amp;<mark>amp</mark>;" in amp
+    none = log_html([], "en", "<b>")
+    assert "<b>" not in none and "No log line contains “&lt;b&gt;”." in none
+    assert log_html([], "zh", "缺失").startswith("<p>日志里没有")
+
+
+@pytest.mark.slow
+def test_checkpoints_are_in_the_log_in_the_users_language(demo_job):
+    home, job = demo_job
+    saved = [json.loads(line) for line in (Path(job["job_dir"]) / "events.jsonl").read_text().splitlines()]
+    saved = [e for e in saved if e["type"] == "checkpoint"]
+    assert saved and any(e["best"] for e in saved) and not all(e["best"] for e in saved)
+    en = cli("jobs", "logs", job["id"], home=home).stdout
+    zh = cli("jobs", "logs", job["id"], home=home, lang="zh").stdout
+    for event in saved:
+        loss = round(event["val_loss"], 4) if event["val_loss"] is not None else None
+        if loss is None:
+            assert f"Checkpoint saved at step {event['step']}." in en
+        elif event["best"]:
+            assert f"Checkpoint saved at step {event['step']} (best so far by validation loss: {loss})." in en
+            assert f"已在第 {event['step']} 步保存检查点（按验证损失是目前最好的：{loss}）。" in zh
+        else:
+            assert f"Checkpoint saved at step {event['step']} (validation loss {loss})." in en
+    assert len([e for e in cli_json("jobs", "logs", job["id"], home=home) if e["type"] == "checkpoint"]) == len(saved)
+
+
+@pytest.mark.slow
+def test_monitor_log_filters_highlights_and_downloads_plain_text(demo_job):
+    from easytune.settings import load_settings
+    from easytune.ui.wizard import log_file, log_html, log_lines
+
+    home, job = demo_job
+    settings = load_settings(home=home)
+    lines = log_lines(settings, job["id"], "en", search="checkpoint")
+    assert lines and all("checkpoint" in line.lower() for line in lines)
+    html = log_html(lines, "en", "checkpoint")
+    assert html.count("<mark>Checkpoint</mark>") == sum(line.count("Checkpoint") for line in lines)
+    info = log_lines(settings, job["id"], "en", level="info", search="checkpoint")
+    assert info == lines and not log_lines(settings, job["id"], "en", level="error", search="checkpoint")
+    assert "[info]" in "".join(log_lines(settings, job["id"], "en", level="info"))
+    text = log_file(settings, job["id"], "en", search="checkpoint").read_text(encoding="utf-8")
+    assert text == "\n".join(lines) + "\n" and "<" not in text
