@@ -201,6 +201,8 @@ def validate_intents(data: Any) -> dict:
          and all(isinstance(x, int) and x >= 1 for x in v.values()), f"a batch per device ({devices})")
     need("throughput", data["throughput"], "step_overhead_s", lambda v: isinstance(v, dict)
          and set(v) == set(devices) and all(_number(x) and x >= 0 for x in v.values()), "seconds per device")
+    need("throughput", data["throughput"], "calibrated_share", lambda v: isinstance(v, dict)
+         and set(v) == set(devices) and all(share(x) and x > 0 for x in v.values()), "a share per device")
     need("throughput", data["throughput"], "cuda_tflops", lambda v: isinstance(v, list) and v and all(
         isinstance(r, dict) and set(r) == {"min_gb", "bf16"} and _number(r["min_gb"]) and positive(r["bf16"])
         for r in v), "a list of {min_gb, bf16}")
@@ -464,7 +466,7 @@ class _Planner:
     """One proposal. Methods run in dependency order; each sets values with a reason."""
 
     def __init__(self, rules: dict, *, model: str, dataset: str, task: str, level: str, model_info, data_stats,
-                 hardware, overrides: dict | None, tokens_per_s: float | None):
+                 hardware, overrides: dict | None, tokens_per_s: float | None, matmul_flops: float | None = None):
         self.rules = rules
         self.task, self.level = task, level
         self.task_rules = rules["tasks"][task]
@@ -475,6 +477,7 @@ class _Planner:
         self.data = _data_view(_as_dict(data_stats), list(self.task_rules["needs"]), task)
         self.hw = _hardware(hardware)
         self.tokens_per_s = float(tokens_per_s) if tokens_per_s else None
+        self.matmul_flops = float(matmul_flops) if matmul_flops else None
         self.overrides = self._checked_overrides(overrides or {}, model, dataset)
         self.values: dict[str, Any] = {}
         self.reasons: dict[str, dict] = {}
@@ -1084,7 +1087,7 @@ class _Planner:
         tokens_per_step *= self.task_rules.get("sequences_per_row", 1)
         est["tokens_per_step"] = int(tokens_per_step)
         speed, source = self._speed(v["method"], v["max_seq_len"])
-        speed = speed * self.world if speed and source == "estimated" else speed  # the processes work at once
+        speed = speed * self.world if speed and source != "measured" else speed  # the processes work at once
         est["time_source"] = source
         if steps and speed:
             overhead = self.rules["throughput"]["step_overhead_s"][self.device or "cpu"]
@@ -1130,7 +1133,10 @@ class _Planner:
         rules = self.rules["throughput"]
         device = self.device
         hw = self.hw
-        if device == "cuda" and hw.cuda:
+        source = "estimated"
+        if self.matmul_flops:  # this machine's measured rate, times the share of it training reaches
+            flops, source = self.matmul_flops * rules["calibrated_share"][device], "calibrated"
+        elif device == "cuda" and hw.cuda:
             gb = max(g.total_memory for g in hw.cuda) / GIB
             if hw.bf16:
                 flops = next(r["bf16"] for r in rules["cuda_tflops"] if gb >= r["min_gb"]) * 1e12
@@ -1150,7 +1156,7 @@ class _Planner:
             per_token += 2 * m.params  # the frozen reference model reads every sequence once
         if m.layers and m.hidden:
             per_token += 6 * m.layers * m.hidden * min(seq_len, self.padded_tokens)
-        return flops / per_token, "estimated"
+        return flops / per_token, source
 
     # --- the user's own values -------------------------------------------------------------
     def check_user_values(self) -> None:
@@ -1193,7 +1199,8 @@ def _normalise(task: str, level: str | int) -> tuple[str, str]:
 
 
 def propose(*, model: str, dataset: str, task: str, level: str, model_info=None, data_stats=None,
-            hardware=None, overrides: dict | None = None, tokens_per_s: float | None = None) -> Proposal:
+            hardware=None, overrides: dict | None = None, tokens_per_s: float | None = None,
+            matmul_flops: float | None = None) -> Proposal:
     """A complete TrainingPlan for this intent, with a reason for every setting.
 
     model_info: ModelInfo (or its to_dict()), or a catalog entry dict with params_b / context_length
@@ -1201,10 +1208,12 @@ def propose(*, model: str, dataset: str, task: str, level: str, model_info=None,
     overrides: settings the user chose; they are kept as given (checked like a plan file's).
     tokens_per_s: training speed measured on this machine for this model (e.g. from an earlier job's
     step events); the time estimate uses it instead of the FLOP-based guess.
+    matmul_flops: this machine's measured matmul rate (easytune.models.calibrate); without a measured
+    speed, the time estimate uses it (times the share training reaches) instead of typical rates.
     Raises UserError for an unknown task or level, and when the data does not suit the task.
     """
     task, level = _normalise(task, level)
     planner = _Planner(load_intents(), model=model, dataset=dataset, task=task, level=level,
                        model_info=model_info, data_stats=data_stats, hardware=hardware, overrides=overrides,
-                       tokens_per_s=tokens_per_s)
+                       tokens_per_s=tokens_per_s, matmul_flops=matmul_flops)
     return planner.run()

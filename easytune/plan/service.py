@@ -36,9 +36,14 @@ def measured_speed(settings: Settings, model: str) -> float | None:
 
 def make_plan(settings: Settings, *, model: str, dataset: str, task: str, level: str,
               overrides: dict | None = None) -> Proposal:
+    from easytune.models.calibrate import matmul_rate
     from easytune.models.hardware import probe
     from easytune.models.registry import model_info
 
+    hardware = probe(settings.home)
+    speed = measured_speed(settings, model)
+    device = (overrides or {}).get("device", "auto")
+    device = hardware.accelerator if device == "auto" else device
     return propose(model=model, dataset=dataset, task=task, level=level, model_info=model_info(settings, model),
-                   data_stats=dataset_stats(settings, dataset), hardware=probe(settings.home),
-                   overrides=overrides, tokens_per_s=measured_speed(settings, model))
+                   data_stats=dataset_stats(settings, dataset), hardware=hardware, overrides=overrides,
+                   tokens_per_s=speed, matmul_flops=None if speed else matmul_rate(settings, device))

@@ -537,3 +537,14 @@ def test_qlora_chosen_by_hand_on_a_cpu_is_warned():
                 hardware=HARDWARE["cpu16"], overrides={"method": "qlora"})
     assert p.plan.method == "qlora"
     assert any(w["key"] == "planner.warn.qlora_unavailable" for w in p.warnings)
+
+
+def test_time_estimate_follows_this_machines_measured_rate(tiny):
+    """Without an earlier job to time, the estimate scales with the matmul rate measured here."""
+    def plan(rate):
+        return propose(model="m", dataset="d", task="chat", level="L2", model_info=SEVEN_B, data_stats=stats(5_000),
+                       hardware=HARDWARE["cpu16"], matmul_flops=rate).estimates
+
+    slow, fast, table = plan(50e9), plan(200e9), plan(None)
+    assert slow["time_source"] == fast["time_source"] == "calibrated" and table["time_source"] == "estimated"
+    assert 3.5 < slow["step_seconds"] / fast["step_seconds"] <= 4.0
