@@ -79,6 +79,7 @@ def job_summary(settings, job: dict, lang: str) -> dict:
 
 def _action_command(action: str, job_id: str) -> str:
     command = {"lower_lr": "clone {job} --suggest lower_lr", "retention": "clone {job} --suggest retention",
+               "less_memory": "clone {job} --suggest less_memory",
                "resume_lower_lr": "resume {job} --suggest lower_lr",
                "resume_retention": "resume {job} --suggest retention", "finish_best": "finish {job}",
                "clone": "clone {job} --set KEY=VALUE"}.get(action, action + " {job}")
@@ -510,9 +511,10 @@ def build_parser() -> argparse.ArgumentParser:
     jobs.add_argument("--state", default=None, help="only jobs in this state (list)")
     jobs.add_argument("--set", action="append", metavar="KEY=VALUE",
                       help="change this plan setting (clone; resume: learning_rate, retention_ratio, forgetting_guard)")
-    jobs.add_argument("--suggest", choices=("retention", "lower_lr"),
-                      help="(clone, resume) knowledge-retention mode at half the learning rate, or 0.3 × the "
-                           "learning rate")
+    jobs.add_argument("--suggest", choices=("retention", "lower_lr", "less_memory"),
+                      help="(clone, resume) knowledge-retention mode at half the learning rate, 0.3 × the "
+                           "learning rate, or (clone) half the batch / gradient checkpointing after running "
+                           "out of memory")
     jobs.add_argument("--follow", action="store_true", help="(resume, restart, clone) wait for the job and report")
     jobs.set_defaults(func=cmd_jobs)
 

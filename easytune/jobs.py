@@ -54,7 +54,7 @@ from easytune.train.objective import resolve_objective
 STACK = ("torch", "transformers", "peft", "accelerate")
 SLOT_STATES = ("PREPARING", "RUNNING")  # a job in one of these holds the device
 LAUNCH_GRACE_S = 30.0  # a job claimed for start whose worker has no pid yet is being spawned, not dead
-SUGGESTIONS = ("retention", "lower_lr")
+SUGGESTIONS = ("retention", "lower_lr", "less_memory")
 RESUME_SETTINGS = ("learning_rate", "retention_ratio", "forgetting_guard")  # what a resumed run may change
 # the curves kept per job: a step event's figures, and an evaluation's under their stored names (DPO's
 # held-out reward figures get a val_ prefix beside the training batch's own)
@@ -518,12 +518,21 @@ def clone_job(settings: Settings, job_id: str, changes: dict | None = None) -> d
 
 def suggested_changes(settings: Settings, job_id: str, action: str) -> dict:
     """Plan changes for a rerun: 'retention' mixes general text back in (30 %) at half the learning
-    rate, against forgetting; 'lower_lr' takes 0.3 × the learning rate, against a diverging loss."""
+    rate, against forgetting; 'lower_lr' takes 0.3 × the learning rate, against a diverging loss;
+    'less_memory' halves the batch (the same effective batch), else recomputes activations, else
+    halves the length, after running out of memory."""
     plan = TrainingPlan.load(Path(get_job(settings, job_id)["job_dir"]) / "plan.yaml")
     if action == "retention":
         return {"retention_ratio": max(plan.retention_ratio, 0.3), "learning_rate": _round(plan.learning_rate * 0.5)}
     if action == "lower_lr":
         return {"learning_rate": _round(plan.learning_rate * 0.3)}
+    if action == "less_memory":  # the out-of-memory message's own advice, in its order
+        if plan.batch_size > 1:
+            smaller = plan.batch_size // 2
+            return {"batch_size": smaller, "grad_accum": plan.grad_accum * plan.batch_size // smaller}
+        if not plan.grad_checkpointing:
+            return {"grad_checkpointing": True}
+        return {"max_seq_len": max(64, plan.max_seq_len // 2)}
     raise UserError("jobs.error.unknown_suggestion", action=action, choices=", ".join(SUGGESTIONS))
 
 
@@ -555,6 +564,8 @@ def available_actions(settings: Settings, job: dict) -> list[str]:
         actions.append("restart")
     if error.get("key") == "train.error.diverged" or warned & {"health.diverged", "health.spike"}:
         actions.append("lower_lr")
+    if error.get("key", "").startswith("train.error.oom"):
+        actions.append("less_memory")
     if forgetting and not resumable:
         actions.append("retention")
     return [*actions, "clone", "delete"]
@@ -612,14 +623,14 @@ class Monitor:
 
 def perform(settings: Settings, job_id: str, action: str) -> dict:
     """Run one of available_actions() on a job; returns the job it leaves the user looking at (a clone for
-    restart, clone, lower_lr and retention; the same job for the others)."""
+    restart, clone, lower_lr, retention and less_memory; the same job for the others)."""
     simple = {"pause": pause_job, "stop": stop_job, "resume": resume_job, "restart": restart_job,
               "delete": delete_job}
     if action in simple:
         return simple[action](settings, job_id)
     if action == "clone":
         return clone_job(settings, job_id)
-    if action in ("lower_lr", "retention"):
+    if action in ("lower_lr", "retention", "less_memory"):
         return clone_job(settings, job_id, suggested_changes(settings, job_id, action))
     if action in ("resume_lower_lr", "resume_retention"):
         return resume_job(settings, job_id, suggested_changes(settings, job_id, action.removeprefix("resume_")))

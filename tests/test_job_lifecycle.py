@@ -279,6 +279,32 @@ def test_suggested_changes_for_a_rerun(queued):
         jobs.suggested_changes(settings, job_id, "faster")
 
 
+def test_out_of_memory_offers_a_run_with_less_memory(home, settings, tmp_path):
+    """After an out-of-memory failure: half the batch with the same effective batch, then checkpointing,
+    then shorter rows; offered as a one-click action and as a command."""
+    from easytune import jobs
+    from easytune.plan.schema import TrainingPlan
+    from easytune.store import dumps, open_db
+
+    job = jobs.create_job(settings, TrainingPlan.load(write_plan(tmp_path / "plan.yaml", batch_size=8, grad_accum=2,
+                                                                 max_steps=100000)))
+    open_db(settings.db_path)["jobs"].update(job["id"], {  # as the worker's FAILED event leaves it
+        "state": "FAILED", "error": dumps({"key": "train.error.oom_batch", "params": {
+            "device": "cpu", "batch_size": 8, "max_seq_len": 256, "smaller_batch": 4, "more_accum": 4,
+            "shorter_len": 128}})})
+    assert "less_memory" in jobs.available_actions(settings, jobs.get_job(settings, job["id"]))
+    assert f"easytune jobs clone {job['id']} --suggest less_memory" in cli("jobs", "show", job["id"], home=home).stdout
+    assert jobs.suggested_changes(settings, job["id"], "less_memory") == {"batch_size": 4, "grad_accum": 4}
+    again = jobs.perform(settings, job["id"], "less_memory")
+    try:
+        plan = TrainingPlan.load(Path(again["job_dir"]) / "plan.yaml")
+        assert (plan.batch_size, plan.grad_accum) == (4, 4)
+        one = jobs.create_job(settings, TrainingPlan.load(write_plan(tmp_path / "one.yaml", batch_size=1)))
+        assert jobs.suggested_changes(settings, one["id"], "less_memory") == {"grad_checkpointing": True}
+    finally:
+        jobs.stop_job(settings, again["id"])
+
+
 def test_a_failed_job_says_why_and_offers_a_restart(home, settings, tmp_path):
     from easytune import jobs
     from easytune.plan.schema import TrainingPlan
