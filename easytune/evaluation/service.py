@@ -127,7 +127,7 @@ def evaluate_job(settings: Settings, job_id: str, *, lang: str = "zh", limit: in
     measured = measure(pair, buckets, cfg, progress)
     results = bucket_results(buckets, measured, cfg)
     forgetting = forgetting_of(settings, job_id)
-    judged = judge(results, forgetting, cfg["verdict"])
+    judged = judge(results, forgetting, cfg["verdict"], retention=plan.retention_ratio)
     forgetting["gatekeeper_loss_pct"] = judged["signals"]["general_loss_pct"]
     result = {"job_id": job_id, "job_name": job["name"], "dataset": resolved["dataset"],
               "dataset_sha256": resolved["dataset_sha256"], "model": job["model"], "method": plan.method,

@@ -81,8 +81,9 @@ def _p(key: str, **params) -> dict:
     return {"key": f"evaluation.{key}", "params": params}
 
 
-def judge(buckets: dict, forgetting: dict, limits: dict) -> dict:
-    """{"verdict", "headline", "points", "next", "signals"} from the measured buckets."""
+def judge(buckets: dict, forgetting: dict, limits: dict, retention: float = 0.0) -> dict:
+    """{"verdict", "headline", "points", "next", "signals"} from the measured buckets. `retention`: the share of
+    general text the run already mixed in (the advice against forgetting differs when it was on)."""
     seen, unseen, general = buckets["seen"], buckets["unseen"], buckets["gatekeeper"]
     learned, not_yet = _learned(seen, limits) if seen.get("tuned") else (False, False)
     worse = bool(seen.get("tuned")) and not learned and (  # the same test, with base and tuned swapped
@@ -123,8 +124,9 @@ def judge(buckets: dict, forgetting: dict, limits: dict) -> dict:
     steps = []
     if verdict == "harmful":
         steps.append(_p("next.lower_lr"))
-    if level != "little":
-        steps.append(_p("next.retention"))
+    if level != "little":  # knowledge retention, or, where it was on already, a lower rate or a larger model
+        steps.append(_p("next.retention") if retention < 0.3
+                     else _p("next.retention_was_on", pct=round(100 * retention)))
     if verdict == "no_gain":
         steps.append(_p("next.not_yet" if not_yet else "next.train_more"))
     if learned and transfers is False:

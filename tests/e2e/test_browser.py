@@ -76,8 +76,13 @@ def offline(guard_log) -> bool:
 def open_app(browser, url: str, lang: str):
     page = browser.new_page(viewport={"width": 1280, "height": 900})
     page.goto(url)
-    page.get_by_text("English" if lang == "en" else "中文", exact=True).click()
-    page.get_by_role("tab", name=t("ui.step.data", lang)).wait_for()
+    choice = page.get_by_text("English" if lang == "en" else "中文", exact=True)
+    for _ in range(3):  # the page's own start-up sets the browser's language; a click before it ends is undone
+        choice.click()
+        page.get_by_role("tab", name=t("ui.step.data", lang)).wait_for()
+        page.wait_for_timeout(1500)
+        if page.get_by_role("tab", name=t("ui.step.data", lang)).count():
+            break
     return page
 
 
