@@ -210,7 +210,10 @@ def validate_intents(data: Any) -> dict:
     need("retention", retention, "ratio", lambda v: _number(v) and 0 <= v <= 0.9, "a share 0 … 0.9")
     need("retention", retention, "tasks", lambda v: isinstance(v, list) and all(x in TASKS for x in v),
          "a list of tasks")
-    need("retention", retention, "methods", lambda v: isinstance(v, list) and all(x in ("lora", "full") for x in v),
+    need("retention", retention, "levels", lambda v: isinstance(v, list) and all(x in LEVELS for x in v),
+         f"a list of levels ({', '.join(LEVELS)})")
+    need("retention", retention, "methods", lambda v: isinstance(v, list)
+         and all(x in ("lora", "qlora", "full") for x in v),
          "a list of methods")
     full = data["method"].get("full") if isinstance(data["method"], dict) else None
     if not isinstance(full, dict):
@@ -981,6 +984,9 @@ class _Planner:
                      params=_params_text(self.model.params))
         elif self.values["method"] in rules["methods"]:
             self.set("retention_ratio", rules["ratio"], "planner.reason.retention_full", pct=_pct(rules["ratio"]))
+        elif self.level in rules["levels"] and self.task_rules.get("sequences_per_row", 1) == 1:
+            self.set("retention_ratio", rules["ratio"], "planner.reason.retention_level", pct=_pct(rules["ratio"]),
+                     level_key=f"planner.level.{self.level}")
         else:
             self.set("retention_ratio", 0.0, "planner.reason.retention_off")
         small = self.model.params is not None and self.model.params < rules["guard_min_params"]
@@ -1015,8 +1021,9 @@ class _Planner:
             epochs = _half_epochs(base * self.rules["small_model"]["epochs_factor"])
             key = "planner.reason.epochs_small_model"
         max_epochs = min(rules["max_epochs"], self.task_rules.get("max_epochs", rules["max_epochs"]))
-        if epochs > max_epochs:
-            epochs, key = float(max_epochs), "planner.reason.epochs_task_cap"
+        if epochs > max_epochs:  # (the small-model reason stands: its passes are the measured ones, capped)
+            epochs = float(max_epochs)
+            key = key if key == "planner.reason.epochs_small_model" else "planner.reason.epochs_task_cap"
         steps_per_epoch = math.ceil(self.train_examples / effective)
         if epochs * steps_per_epoch < rules["min_steps"] and epochs < max_epochs:
             epochs = float(min(max_epochs, math.ceil(rules["min_steps"] / steps_per_epoch)))

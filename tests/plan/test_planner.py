@@ -187,7 +187,7 @@ def test_table(task, level, rows, hw, model, tiny):
 
     # forgetting: general text mixed in where the change reaches the model's knowledge
     assert plan.retention_ratio == (0.3 if task in ("domain", "pretrain") or plan.method == "full"
-                                    or (model == "tiny" and task != "preference") else 0.0)
+                                    or (task != "preference" and (model == "tiny" or level != "L1")) else 0.0)
     assert plan.forgetting_guard is (model == "7b")  # the 1M model always forgets: warn, don't stop
     if plan.retention_ratio:
         assert est["train_examples"] > est["train_rows"]
