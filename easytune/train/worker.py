@@ -352,10 +352,13 @@ def train(job_dir: Path, events: EventWriter, ranks: Ranks) -> str | tuple[str, 
             last = micro == plan.grad_accum - 1  # gradients are averaged across processes once, at the last
             with contextlib.nullcontext() if last or ranks.world == 1 else train_model.no_sync():
                 loss, n, stats = forward(next(stream))
-                if not torch.isfinite(loss):
-                    raise UserError("train.error.diverged", step=step + 1)
                 (loss / plan.grad_accum).backward()
-            loss_sum += loss.item() / plan.grad_accum
+            # read after the backward pass: a read before it would make a GPU finish the forward pass before
+            # the backward one is even queued; the weights only change at optimizer.step(), below
+            value = loss.item()
+            if not math.isfinite(value):
+                raise UserError("train.error.diverged", step=step + 1)
+            loss_sum += value / plan.grad_accum
             tokens += n
             for name, value in stats.items():
                 figures[name] = figures.get(name, 0.0) + value / plan.grad_accum
