@@ -34,7 +34,9 @@ def forgetting_level(pct: float, nats: float) -> str | None:
     return None
 
 
-def assess(series: dict[str, list[tuple[int, float]]], total_steps: int = 0) -> list[dict]:
+def assess(series: dict[str, list[tuple[int, float]]], total_steps: int = 0, retention: float = 0.0) -> list[dict]:
+    """The warnings a run's curves call for. `retention`: the plan's share of general text, since knowledge
+    retention is no advice against forgetting in a run that already uses it."""
     limits = thresholds()
     loss = [v for _, v in series.get("loss", [])]
     val = [v for _, v in series.get("val_loss", [])]
@@ -56,6 +58,8 @@ def assess(series: dict[str, list[tuple[int, float]]], total_steps: int = 0) -> 
         level = forgetting_level(cf[-1], cf_nats[-1])
         if level:
             out.append(_warning("forgetting", level, pct=round(cf[-1], 1)))
+            if retention >= 0.3:
+                out[-1]["action"] = "health.forgetting_with_retention_action"
     s = limits["stall"]["evals"]
     if len(val) > s and min(val[-s:]) >= min(val[:-s]):
         out.append(_warning("stalled", "info", evals=s))

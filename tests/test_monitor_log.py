@@ -62,3 +62,18 @@ def test_monitor_log_filters_highlights_and_downloads_plain_text(demo_job):
     assert "[info]" in "".join(log_lines(settings, job["id"], "en", level="info"))
     text = log_file(settings, job["id"], "en", search="checkpoint").read_text(encoding="utf-8")
     assert text == "\n".join(lines) + "\n" and "<" not in text
+
+
+def test_forgetting_card_does_not_advise_retention_to_a_run_that_uses_it(demo_job):
+    """The demo run mixes 30 % general text in and still forgets (a 1M-parameter model): its card says so and
+    points to a lower rate or a larger model instead."""
+    from easytune import health
+    from easytune.settings import load_settings
+    from easytune.ui.wizard import status_markdown
+
+    home, job = demo_job
+    shown = status_markdown(load_settings(home=home), job["id"], "en")
+    assert "Knowledge retention is already on" in shown and "Try knowledge-retention mode" not in shown
+    series = {"cf_pct": [(10, 300.0)], "cf_score": [(10, 2.0)]}
+    assert health.assess(series)[0]["action"] == "health.forgetting_action"
+    assert health.assess(series, retention=0.3)[0]["action"] == "health.forgetting_with_retention_action"

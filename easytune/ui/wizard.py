@@ -99,6 +99,11 @@ def _eta(job: dict, steps_done_: int) -> str | None:
     return f"{int(left // 60)}:{int(left % 60):02d}"
 
 
+def _plan_of(job: dict) -> TrainingPlan | None:
+    path = Path(job["job_dir"]) / "plan.yaml"
+    return TrainingPlan.load(path) if path.is_file() else None
+
+
 def status_markdown(settings: Settings, job_id: str | None, lang: str) -> str:
     if not job_id:
         return t("ui.monitor.empty", lang)
@@ -124,7 +129,8 @@ def status_markdown(settings: Settings, job_id: str | None, lang: str) -> str:
         lines.append(t("ui.monitor.reward", lang, margin=f"{last('reward_margin'):+.3f}",
                        val_margin=f"{val_margin:+.3f}" if val_margin is not None else "—",
                        accuracy=f"{accuracy * 100:.0f}" if accuracy is not None else "—"))
-    for warning in health.assess(series, job["total_steps"]):
+    plan = _plan_of(job)
+    for warning in health.assess(series, job["total_steps"], plan.retention_ratio if plan else 0.0):
         icon = {"error": "⛔", "warning": "⚠️"}.get(warning["level"], "ℹ️")
         lines.append(f"> {icon} **{t(warning['key'], lang, **warning['params'])}** {t(warning['action'], lang)}")
     if job["error"]:
