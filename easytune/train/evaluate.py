@@ -3,6 +3,10 @@
 CF score = cross-entropy of the tuned model minus that of the base model on a fixed general reference
 text (presets/general_reference, zh + en). For a LoRA adapter the base side is the same model with the
 adapter switched off, computed once and cached per (base model, reference set, length).
+
+Scoring runs many forwards of small, mostly short sequences, so how they are batched decides its cost:
+each forward takes as many tokens as one training micro-batch holds (never more memory than training
+needs, and large matmuls), packed end to end or, padded, sorted by length so that little is padding.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import time
 from pathlib import Path
 
 import torch
@@ -20,17 +25,35 @@ from easytune.train.packing import collate
 REFERENCE_DIR = PRESETS_DIR / "general_reference"
 
 
-def mean_loss(model, examples, batch_size: int, pad_id: int, device, pack: bool = False, ranks=None) -> float:
-    """Token-weighted mean cross-entropy. use_cache off: cached keys must never leak between rows.
-    With several processes (`ranks`), each scores its share of the examples and the sums are added."""
+def token_batches(examples: list[dict], tokens: int, pack: bool) -> list[list[dict]]:
+    """Longest first, each batch at most `tokens` long: summed lengths when packed, rows × the longest
+    row when padded (a sequence longer than that goes alone)."""
+    batches, batch, width = [], [], 0
+    for e in sorted(examples, key=lambda e: len(e["input_ids"]), reverse=True):
+        length = len(e["input_ids"])
+        size = width + length if pack else max(width, length) * (len(batch) + 1)
+        if batch and size > tokens:
+            batches.append(batch)
+            batch, width = [], 0
+        batch.append(e)
+        width = width + length if pack else max(width, length)
+    return batches + [batch] if batch else batches
+
+
+def mean_loss(model, examples, batch_size: int, pad_id: int, device, pack: bool = False, ranks=None,
+              tokens: int | None = None) -> float:
+    """Token-weighted mean cross-entropy. Each forward holds up to `tokens` tokens (default: `batch_size`
+    of the longest examples). use_cache off: cached keys must never leak between rows. With several
+    processes (`ranks`), each scores its share of the examples and the sums are added."""
     if ranks is not None:
         examples = examples[ranks.rank::ranks.world]
+    if tokens is None:
+        tokens = batch_size * max((len(e["input_ids"]) for e in examples), default=1)
     was_training = model.training
     model.eval()
     total, count = 0.0, 0
-    with torch.no_grad():
-        for start in range(0, len(examples), batch_size):
-            chunk = examples[start:start + batch_size]
+    with torch.inference_mode():
+        for chunk in token_batches(examples, tokens, pack):
             batch, _ = collate([(e["input_ids"], e["labels"]) for e in chunk], pad_id, device, pack)
             n = int((batch["labels"][:, 1:] != -100).sum())
             if n:
@@ -74,9 +97,11 @@ class ForgettingScore:
                  pack: bool = False, ranks=None):
         self.model, self.batch_size, self.pad_id, self.device = model, batch_size, pad_id, device
         self.pack, self.ranks = pack, ranks
+        self.tokens = batch_size * max_len  # a training micro-batch's worth: it fits where training does
         self.examples = reference_examples(tokenizer, max_len, per_language)
         key = hashlib.sha256(json.dumps([model_path, max_len, reference_lines(per_language)]).encode()).hexdigest()
         cache = Path(cache_dir) / f"cf-base-{key[:24]}.json" if cache_dir else None
+        started = time.perf_counter()
         if cache is not None and cache.is_file():
             self.base = json.loads(cache.read_text())["base_loss"]
         else:
@@ -86,11 +111,17 @@ class ForgettingScore:
             if cache is not None and (ranks is None or ranks.main):
                 cache.parent.mkdir(parents=True, exist_ok=True)
                 cache.write_text(json.dumps({"base_loss": self.base, "model_path": model_path}))
+        self.unreported_s = time.perf_counter() - started  # the base pass counts toward the first score's time
 
     def loss(self) -> float:
-        return mean_loss(self.model, self.examples, self.batch_size, self.pad_id, self.device, self.pack, self.ranks)
+        return mean_loss(self.model, self.examples, self.batch_size, self.pad_id, self.device, self.pack, self.ranks,
+                         tokens=self.tokens)
 
-    def score(self) -> dict:
-        tuned = self.loss()
+    def score(self, untrained: bool = False) -> dict:
+        """`untrained`: no weight has moved since the start (a fresh adapter adds exactly zero), so the tuned
+        model is the base model and its loss is the base loss, with no second pass. cf_s: the seconds spent."""
+        started = time.perf_counter()
+        tuned = self.base if untrained else self.loss()
+        seconds, self.unreported_s = time.perf_counter() - started + self.unreported_s, 0.0
         return {"cf_score": tuned - self.base, "cf_pct": 100 * (tuned - self.base) / self.base,
-                "general_loss": tuned, "base_general_loss": self.base}
+                "general_loss": tuned, "base_general_loss": self.base, "cf_s": round(seconds, 3)}

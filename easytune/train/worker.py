@@ -238,9 +238,7 @@ def train(job_dir: Path, events: EventWriter, ranks: Ranks) -> str | tuple[str, 
                    seconds=round(time.perf_counter() - started, 1))
 
     def evaluate(step: int) -> dict:
-        started = time.perf_counter()
-        result = {"step": step, **forgetting.score()}
-        result["cf_s"] = round(time.perf_counter() - started, 3)
+        result = {"step": step, **forgetting.score(untrained=step == 0)}  # step 0 comes only before training
         if val:
             started = time.perf_counter()
             if objective == "dpo":
