@@ -168,21 +168,27 @@ def child(spec: dict) -> dict:
             target_modules=LLAMA_TARGETS[spec["target"]], task_type="CAUSAL_LM"))
         if spec["grad_checkpointing"]:
             model.enable_input_require_grads()
+    trainable, losses, seconds = _train_steps(model, tokens, mask, spec["steps"])
+    peak = _peak_rss()
+    return {"measured": peak - before, "baseline": before, "import_peak_above": before_peak - before,
+            "losses": losses, "seconds_per_step": round(seconds / spec["steps"], 2), "trainable": trainable}
+
+
+def _train_steps(model, tokens, mask, steps: int) -> tuple[int, list[float], float]:
+    """A few forward, backward and AdamW steps; (trainable parameters, losses, seconds)."""
+    import torch
+
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=1e-4)
     losses, started = [], time.perf_counter()
-    for _ in range(spec["steps"]):
+    for _ in range(steps):
         loss = model(input_ids=tokens, attention_mask=mask, labels=tokens).loss
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
-        losses.append(round(float(loss), 4))
-    seconds = time.perf_counter() - started
-    peak = _peak_rss()
-    return {"measured": peak - before, "baseline": before, "import_peak_above": before_peak - before,
-            "losses": losses, "seconds_per_step": round(seconds / spec["steps"], 2),
-            "trainable": sum(p.numel() for p in params)}
+        losses.append(round(float(loss), 4))  # (on a GPU, reading the loss waits for the step)
+    return sum(p.numel() for p in params), losses, time.perf_counter() - started
 
 
 def _cuda_child(spec: dict, config, tokens, mask) -> dict:
@@ -220,22 +226,10 @@ def _cuda_child(spec: dict, config, tokens, mask) -> dict:
         model = get_peft_model(model, LoraConfig(
             r=spec["lora_r"], lora_alpha=2 * spec["lora_r"], lora_dropout=spec["lora_dropout"],
             target_modules=LLAMA_TARGETS[spec["target"]], task_type="CAUSAL_LM"))
-    model.train()
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=1e-4)
-    tokens, mask = tokens.cuda(), mask.cuda()
-    losses, started = [], time.perf_counter()
-    for _ in range(spec["steps"]):
-        loss = model(input_ids=tokens, attention_mask=mask, labels=tokens).loss
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        losses.append(round(float(loss), 4))
-    torch.cuda.synchronize()
-    seconds = time.perf_counter() - started
+    trainable, losses, seconds = _train_steps(model, tokens.cuda(), mask.cuda(), spec["steps"])
     return {"measured": context + torch.cuda.max_memory_reserved(), "baseline": context,
             "allocated_peak": torch.cuda.max_memory_allocated(), "import_peak_above": 0, "losses": losses,
-            "seconds_per_step": round(seconds / spec["steps"], 3), "trainable": sum(p.numel() for p in params)}
+            "seconds_per_step": round(seconds / spec["steps"], 3), "trainable": trainable}
 
 
 def measure(case: Case, timeout: float = 600, tuned_allocator: bool = True) -> dict:
