@@ -44,6 +44,18 @@ def test_job_folder_is_self_contained(trained):
     assert not list(folder.rglob("*.bin")), "weights are saved as safetensors only"
 
 
+def test_freed_memory_is_reused_and_forgetting_is_scored_at_both_ends(trained):
+    """With room to spare (the tiny model on any test machine), the worker takes the fast allocator path;
+    whatever the scoring time budget skips in between, the forgetting score stands before training and
+    at its end, where the verdict reads it."""
+    _, job = trained
+    events = [json.loads(line) for line in (Path(job["job_dir"]) / "events.jsonl").read_text().splitlines()]
+    assert "train.log.memory_reused" in [e.get("key") for e in events if e["type"] == "log"]
+    evals = [e for e in events if e["type"] == "eval"]
+    assert evals[0]["step"] == 0 and evals[0]["cf_score"] == 0
+    assert evals[-1]["step"] == job["total_steps"] and "cf_score" in evals[-1], evals[-1]
+
+
 def test_adapter_changed_and_base_did_not(trained):
     _, job = trained
     adapter = load_file(Path(job["job_dir"]) / "adapter" / "adapter_model.safetensors")

@@ -13,8 +13,9 @@ Each case builds a randomly initialised Llama from a config (nothing is download
 LoRA or full fine-tuning steps in fp32 (forward, backward, AdamW step), and reports the peak resident
 memory of its process above what the process held before the model was built. The estimate for the
 same shape and settings is computed with `estimate_memory(..., device="cpu")`. Each measuring process
-first calls `hardware.tune_cpu_allocator()`, as a CPU training process should
-(`--default-allocator` shows what glibc's default settings cost instead).
+first calls `hardware.tune_cpu_allocator()` with exact accounting, as the estimate assumes
+(`--reuse` shows the heap-reuse setting a worker takes where memory has room, `--default-allocator`
+glibc's default settings).
 """
 
 from __future__ import annotations
@@ -135,10 +136,10 @@ def child(spec: dict) -> dict:
     """Runs inside the measuring process: build, train a few steps, report the peak."""
     import gc
 
-    from easytune.models.hardware import tune_cpu_allocator
+    from easytune.models.hardware import MALLOC_EXACT, MALLOC_REUSE, tune_cpu_allocator
 
-    if spec.get("tuned_allocator", True):
-        tune_cpu_allocator()  # as the training process does
+    if spec.get("allocator", "exact") != "default":
+        tune_cpu_allocator(MALLOC_REUSE if spec.get("allocator") == "reuse" else MALLOC_EXACT)
 
     import torch
     from peft import LoraConfig, get_peft_model
@@ -232,14 +233,14 @@ def _cuda_child(spec: dict, config, tokens, mask) -> dict:
             "seconds_per_step": round(seconds / spec["steps"], 3), "trainable": trainable}
 
 
-def measure(case: Case, timeout: float = 600, tuned_allocator: bool = True) -> dict:
+def measure(case: Case, timeout: float = 600, allocator: str = "exact") -> dict:
     """Run one case in a fresh process; its peak resident memory above its starting point, in bytes.
 
-    tuned_allocator=False measures with the C library's default (adaptive) malloc settings instead
-    of those hardware.tune_cpu_allocator() sets.
+    allocator: "exact" or "reuse" (hardware.tune_cpu_allocator's two settings), or "default" (the C
+    library's adaptive malloc settings).
     """
     spec = json.loads(case.to_json())
-    spec["tuned_allocator"] = tuned_allocator
+    spec["allocator"] = allocator
     proc = subprocess.run([sys.executable, "-m", "easytune.models.bench_memory", "--child", json.dumps(spec)],
                           capture_output=True, text=True, timeout=timeout, check=False)
     lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
@@ -248,10 +249,10 @@ def measure(case: Case, timeout: float = 600, tuned_allocator: bool = True) -> d
     return json.loads(lines[-1])
 
 
-def compare(case: Case, timeout: float = 600, tuned_allocator: bool = True) -> dict:
+def compare(case: Case, timeout: float = 600, allocator: str = "exact") -> dict:
     """Estimate vs measured for one case. The estimate leaves out the runtime's own memory (Python
     and the libraries, loaded before the measurement starts), as the measurement does."""
-    result = measure(case, timeout, tuned_allocator)
+    result = measure(case, timeout, allocator)
     estimate = case.estimate()
     predicted = estimate.total - estimate.parts.get("runtime", 0)
     error = (predicted - result["measured"]) / result["measured"] * 100
@@ -276,6 +277,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only-large", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--default-allocator", action="store_true",
                         help="measure with the C library's default malloc settings (not tuned)")
+    parser.add_argument("--reuse", action="store_true",
+                        help="measure with freed memory reused (the worker's setting where memory has room)")
     parser.add_argument("--cuda", action="store_true", help="the GPU cases (bf16 LoRA, QLoRA, full)")
     parser.add_argument("--only", help="the cases whose name contains this text")
     parser.add_argument("--json", action="store_true", help="print the rows as JSON as well")
@@ -297,7 +300,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.only_large:
         cases = LARGE_CASES
     for case in cases:
-        rows.append(compare(case, tuned_allocator=not args.default_allocator))
+        rows.append(compare(case, allocator="default" if args.default_allocator else
+                            "reuse" if args.reuse else "exact"))
         print("\n".join(format_table(rows).splitlines()[(0 if len(rows) == 1 else -1):]), flush=True)
     worst = max(abs(r["error_pct"]) for r in rows)
     print(f"\nlargest error: {worst:.1f}%")

@@ -24,8 +24,9 @@ backward pass briefly holds two more vocabulary-wide fp32 tensors. Gradient chec
 each layer's input and recomputes one layer at a time.
 
 On CPU the numbers assume the training process returns freed memory to the system promptly
-(`hardware.tune_cpu_allocator()`); with glibc's default, adaptive settings, freed activations stay
-in its heap and the resident size can reach about twice the activations.
+(`hardware.tune_cpu_allocator()`, exact accounting). Reusing freed memory instead is much faster but
+leaves fragments in the heap (measured: 1.2–1.9× the exact peak), so the worker reuses it only where
+twice this estimate is free (`hardware.cpu_allocator_threshold`).
 
 The peak is the larger of two moments: the start of the backward pass (weights + optimiser states +
 all activations) and the optimiser step (weights + optimiser states + gradients), because a full

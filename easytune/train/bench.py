@@ -7,12 +7,14 @@ Each case trains LoRA r8 on every linear layer, cutoff 256, batch 4, on alpaca-l
 tokens (instruction + answer, lengths spread as real data is), nothing downloaded: the ~90M model is a
 randomly initialised Llama built from a config with the tiny model's tokenizer. It reports
   - tokens/s of the worker (`python -m easytune.train`, packing on, and off) — the median training step —
-    and of a plain loop on the same rows: padded batches, forward, backward, AdamW — the baseline;
+    and of a plain loop on the same rows: padded batches, forward, backward, AdamW, the C library's
+    allocator as it comes — the baseline;
   - achieved FLOP/s (useful tokens only) against this CPU's/GPU's measured matmul rate, counted two ways:
     4·N per token, what LoRA computes (forward 2·N and the activation gradients 2·N over the frozen
     matmul weights N), and the common 6·N convention (which adds weight gradients LoRA never computes);
   - the share of the worker's wall time spent scoring the forgetting (CF) reference text, the base
-    model's pass included.
+    model's pass included, at the worker's own evaluation cadence (about ten per run) and time budget
+    (presets/health.yaml, forgetting.max_time_share).
 Figures, not a pass/fail test. Close other programs first: they share the cores (the machine's load
 average is printed beside the figures).
 """
@@ -111,7 +113,7 @@ def training_flops_per_token(model_path: Path, mean_len: float, per_param: int =
 def plan_for(data: str, steps: int, packing: bool, method: str = "lora") -> dict:
     return {"model": "bench", "dataset": data, "method": method, "lora_r": LORA_R, "lora_alpha": 2 * LORA_R,
             "target_modules": "all_linear", "packing": packing, "learning_rate": 2e-4, "warmup_ratio": 0.0,
-            "max_steps": steps, "batch_size": BATCH, "max_seq_len": CUTOFF, "eval_every": max(1, steps // 2),
+            "max_steps": steps, "batch_size": BATCH, "max_seq_len": CUTOFF, "eval_every": 0,
             "val_ratio": 0.05, "retention_ratio": 0.0, "forgetting_guard": False, "keep_best": False}
 
 
@@ -136,9 +138,9 @@ def run_worker(model_path: Path, train_file: Path, steps: int, work: Path, packi
         raise RuntimeError(failed[0]["detail"])
     steps_done = [e for e in events if e["type"] == "step"]
     rates = [e["tokens_per_s"] for e in steps_done][WARMUP_STEPS:]
-    cf = sum(e["cf_s"] for e in events if e["type"] == "eval")
+    scored = [e["cf_s"] for e in events if e["type"] == "eval" and "cf_s" in e]
     return {"tokens_per_s": statistics.median(rates), "spread": (min(rates), max(rates)), "wall_s": wall,
-            "cf_s": cf, "worker_s": events[-1]["t"] - events[0]["t"],
+            "cf_s": sum(scored), "cf_passes": len(scored), "worker_s": events[-1]["t"] - events[0]["t"],
             "loss_first_last": (steps_done[0]["loss"], steps_done[-1]["loss"]),
             "delivered": [e["kind"] for e in events if e["type"] == "artifact"]}
 
@@ -149,13 +151,10 @@ def run_baseline(model_path: Path, rows: list[dict], steps: int, pad_to: int | N
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from easytune.models.hardware import tune_cpu_allocator
     from easytune.train.sft import encode_row
     from easytune.train.worker import pick_device
 
-    device = pick_device("auto")
-    if device.type == "cpu":
-        tune_cpu_allocator()
+    device = pick_device("auto")  # the C library's allocator as it comes, as in a plain script
     tokenizer = AutoTokenizer.from_pretrained(model_path)
     model = AutoModelForCausalLM.from_pretrained(model_path, use_safetensors=True, dtype=torch.float32).to(device)
     model = get_peft_model(model, LoraConfig(r=LORA_R, lora_alpha=2 * LORA_R, lora_dropout=0.05,
@@ -232,6 +231,7 @@ def bench(name: str, steps: int, rows_count: int, peak: float) -> dict:
             "peak_gflops": peak / 1e9, "mfu_pct": 100 * worker["tokens_per_s"] * flops_per_token / peak,
             "mfu_6n_pct": 100 * worker["tokens_per_s"] * flops_6n / peak,
             "cf_share_pct": 100 * worker["cf_s"] / worker["worker_s"], "cf_s": worker["cf_s"],
+            "cf_passes": worker["cf_passes"],
             "worker_wall_s": worker["wall_s"], "loss_first_last": worker["loss_first_last"],
             "load_before": load, "load_after": os.getloadavg()[0]}
 
@@ -239,7 +239,8 @@ def bench(name: str, steps: int, rows_count: int, peak: float) -> dict:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default="tiny,llama90m", help="comma-separated: tiny, llama90m")
-    parser.add_argument("--steps", type=int, default=0, help="training steps per run (default: 40 tiny, 16 90M)")
+    parser.add_argument("--steps", type=int, default=0,
+                        help="training steps per run (default: 40 tiny, 32 90M; 16 90M with --methods)")
     parser.add_argument("--json", action="store_true", help="one JSON document instead of the table")
     parser.add_argument("--methods", help="instead: the worker alone with each of these methods (lora,qlora,full)")
     args = parser.parse_args(argv)
@@ -256,7 +257,7 @@ def main(argv: list[str] | None = None) -> int:
     peak = matmul_peak(device)
     results = []
     for name in args.models.split(","):
-        steps = args.steps or (40 if name == "tiny" else 16)
+        steps = args.steps or (40 if name == "tiny" else 32)
         results.append(bench(name, steps, rows_count=max(64, steps * BATCH + 16), peak=peak))
         if not args.json:
             r = results[-1]
@@ -270,7 +271,8 @@ def main(argv: list[str] | None = None) -> int:
                   f"           {r['worker_gflops']:.1f} GFLOP/s achieved of {r['peak_gflops']:.1f} measured "
                   f"matmul peak: {r['mfu_pct']:.0f}% counted as 4·N (what LoRA computes), {r['mfu_6n_pct']:.0f}% "
                   f"under the 6·N convention\n"
-                  f"           forgetting score {r['cf_s']:.1f} s, {r['cf_share_pct']:.1f}% of the worker's "
+                  f"           forgetting score {r['cf_s']:.1f} s ({r['cf_passes']} scorings, the base pass in the "
+                  f"first), {r['cf_share_pct']:.1f}% of the worker's "
                   f"{r['worker_wall_s']:.0f} s · loss {r['loss_first_last'][0]:.3f} → {r['loss_first_last'][1]:.3f}"
                   f" · load average {r['load_before']:.1f} before, {r['load_after']:.1f} after", flush=True)
     if args.json:

@@ -101,6 +101,8 @@ class ForgettingScore:
         self.examples = reference_examples(tokenizer, max_len, per_language)
         key = hashlib.sha256(json.dumps([model_path, max_len, reference_lines(per_language)]).encode()).hexdigest()
         cache = Path(cache_dir) / f"cf-base-{key[:24]}.json" if cache_dir else None
+        self.pass_s: float | None = None  # the last pass's time: what the next one will cost
+        self.tuned_passes = 0
         started = time.perf_counter()
         if cache is not None and cache.is_file():
             self.base = json.loads(cache.read_text())["base_loss"]
@@ -108,20 +110,32 @@ class ForgettingScore:
             off = model.disable_adapter() if adapter else contextlib.nullcontext()
             with off:  # the base model is this one with the adapter switched off: no second copy
                 self.base = self.loss()
+            self.pass_s = time.perf_counter() - started
             if cache is not None and (ranks is None or ranks.main):
                 cache.parent.mkdir(parents=True, exist_ok=True)
                 cache.write_text(json.dumps({"base_loss": self.base, "model_path": model_path}))
         self.unreported_s = time.perf_counter() - started  # the base pass counts toward the first score's time
+        self.spent_s = self.unreported_s  # all scoring so far
 
     def loss(self) -> float:
         return mean_loss(self.model, self.examples, self.batch_size, self.pad_id, self.device, self.pack, self.ranks,
                          tokens=self.tokens)
+
+    def due(self, training_s: float, share: float) -> bool:
+        """Whether to score the trained model now: always the first time (a run at too high a rate forgets
+        fastest early, and the forgetting guard must see it), then while all the time spent scoring stays
+        within `share` of the time spent training, the last pass's time standing for this one's."""
+        return self.tuned_passes == 0 or self.spent_s + self.pass_s <= share * training_s
 
     def score(self, untrained: bool = False) -> dict:
         """`untrained`: no weight has moved since the start (a fresh adapter adds exactly zero), so the tuned
         model is the base model and its loss is the base loss, with no second pass. cf_s: the seconds spent."""
         started = time.perf_counter()
         tuned = self.base if untrained else self.loss()
-        seconds, self.unreported_s = time.perf_counter() - started + self.unreported_s, 0.0
+        spent = time.perf_counter() - started
+        if not untrained:
+            self.pass_s, self.tuned_passes = spent, self.tuned_passes + 1
+        self.spent_s += spent
+        seconds, self.unreported_s = spent + self.unreported_s, 0.0
         return {"cf_score": tuned - self.base, "cf_pct": 100 * (tuned - self.base) / self.base,
                 "general_loss": tuned, "base_general_loss": self.base, "cf_s": round(seconds, 3)}

@@ -134,6 +134,31 @@ class Silent:
     state = log = emit
 
 
+def tune_allocator(plan: TrainingPlan, model_path: str, dtype: torch.dtype, processes: int) -> bool:
+    """On a CPU, reuse freed tensor memory (faster) where the plan's estimated peak leaves room for the
+    heap's fragments; otherwise give it back at once, as the fit estimate assumes
+    (hardware.tune_cpu_allocator). True: reused."""
+    import psutil
+    from transformers import AutoConfig
+
+    from easytune.models.estimate import as_shape, estimate_memory
+    from easytune.models.hardware import MALLOC_EXACT, MALLOC_REUSE, cpu_allocator_threshold, tune_cpu_allocator
+
+    try:
+        shape = as_shape(AutoConfig.from_pretrained(model_path).to_dict())
+        rows = plan.batch_size * (2 if plan.objective == "dpo" else 1)  # a preference row is two sequences
+        peak = estimate_memory(shape, plan.method, plan.max_seq_len, rows, plan.grad_checkpointing,
+                               str(dtype).replace("torch.", ""), plan.lora_r, plan.target_modules,
+                               device="cpu", grad_accum=plan.grad_accum, lora_dropout=plan.lora_dropout,
+                               padded=not plan.packing).total
+    except (OSError, ValueError, TypeError):  # a shape the estimator cannot read: no room assumed
+        peak = None
+    threshold = (cpu_allocator_threshold(peak * processes, psutil.virtual_memory().available)
+                 if peak else MALLOC_EXACT)
+    tune_cpu_allocator(threshold)
+    return threshold == MALLOC_REUSE
+
+
 def train(job_dir: Path, events: EventWriter, ranks: Ranks) -> str | tuple[str, str, dict]:
     """Train the job; returns its final state, or (state, reason key, params) when it ends for a reason."""
     stop = StopRequest(job_dir)
@@ -149,10 +174,9 @@ def train(job_dir: Path, events: EventWriter, ranks: Ranks) -> str | tuple[str, 
         raise UserError("train.error.too_many_processes", processes=ranks.world, gpus=torch.cuda.device_count())
     device = ranks.start(device)
     dtype = pick_dtype(plan.precision, device)
-    if device.type == "cpu":  # resident memory then follows live tensors, as the fit estimate assumes
-        from easytune.models.hardware import tune_cpu_allocator
-
-        tune_cpu_allocator()
+    if device.type == "cpu":
+        events.log("train.log.memory_reused" if tune_allocator(plan, job["model_path"], dtype, ranks.world)
+                   else "train.log.memory_exact")
         if ranks.world > 1:  # the cores are shared out between the processes
             torch.set_num_threads(max(1, len(os.sched_getaffinity(0)) // ranks.world))
     events.log("train.log.device", device=str(device), dtype=str(dtype).replace("torch.", ""))
@@ -237,8 +261,14 @@ def train(job_dir: Path, events: EventWriter, ranks: Ranks) -> str | tuple[str, 
         events.log("train.log.dpo_reference", pairs=len(train_set) + len(val), beta=plan.dpo_beta,
                    seconds=round(time.perf_counter() - started, 1))
 
-    def evaluate(step: int) -> dict:
-        result = {"step": step, **forgetting.score(untrained=step == 0)}  # step 0 comes only before training
+    cf_share = thresholds()["forgetting"]["max_time_share"]
+    training_s = 0.0  # the steps' own time, evaluations left out
+
+    def evaluate(step: int, last: bool = False) -> dict:
+        """Validation loss; the forgetting score before training, at the first evaluation and the last, and
+        in between as often as its time budget allows (a share of the training time)."""
+        scored = ranks.any(step == 0 or last or forgetting.due(training_s, cf_share))  # every process scores, or none
+        result = {"step": step, **(forgetting.score(untrained=step == 0) if scored else {})}  # step 0: only before
         if val:
             started = time.perf_counter()
             if objective == "dpo":
@@ -368,11 +398,12 @@ def train(job_dir: Path, events: EventWriter, ranks: Ranks) -> str | tuple[str, 
             loss_sum, tokens, *values = ranks.sum(loss_sum, tokens, *figures.values())
             loss_sum, figures = loss_sum / ranks.world, {k: v / ranks.world for k, v in zip(figures, values)}
         elapsed = time.perf_counter() - started
+        training_s += elapsed
         events.emit("step", step=step + 1, total_steps=total, epoch=round((step + 1) / steps_per_epoch, 3),
                     loss=round(loss_sum, 5), lr=lr, tokens=int(tokens), tokens_per_s=round(tokens / elapsed, 1),
                     **{k: round(v, 5) for k, v in figures.items()})
         done = step + 1
-        result = evaluate(done) if done % eval_every == 0 or done == total else None
+        result = evaluate(done, last=done == total) if done % eval_every == 0 or done == total else None
         val_loss = result.get("val_loss") if result else None
         new_best = val_loss is not None and (best_val_loss is None or val_loss < best_val_loss)
         best_val_loss = val_loss if new_best else best_val_loss

@@ -55,3 +55,11 @@ def test_cpu_allocator_tuning_runs_in_a_training_process():
     assert out.stdout.strip() == expected
     env = allocator_env()
     assert int(env["MALLOC_MMAP_THRESHOLD_"]) > 0 and int(env["MALLOC_TRIM_THRESHOLD_"]) > 0
+
+
+def test_freed_memory_is_reused_only_where_twice_the_estimated_peak_is_free():
+    from easytune.models.hardware import MALLOC_EXACT, MALLOC_REUSE, cpu_allocator_threshold
+
+    gib = 1024**3
+    assert cpu_allocator_threshold(4 * gib, 16 * gib) == MALLOC_REUSE  # room for the heap's fragments
+    assert cpu_allocator_threshold(10 * gib, 16 * gib) == MALLOC_EXACT  # tight: exact accounting, as estimated
