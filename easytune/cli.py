@@ -145,6 +145,19 @@ def cmd_plan(args, settings) -> int:
     return 0
 
 
+def cmd_baseline(args, settings) -> int:
+    from easytune.evaluation.baseline import base_line, base_line_text
+    from easytune.plan.schema import TrainingPlan
+
+    plan = TrainingPlan.load(Path(args.config)) if args.config else TrainingPlan(model=args.model, dataset=args.data)
+    result = base_line(settings, plan, limit=args.limit)
+    lines = [base_line_text(result, args.lang), ""]
+    lines += [f"{'✓' if a['right'] else '✗' if a['right'] is False else '·'} {a['question']}\n    → {a['answer']}"
+              for a in result["answers"]]
+    _emit(args, result, "\n".join(lines))
+    return 0
+
+
 def cmd_jobs(args, settings) -> int:
     from easytune import jobs
 
@@ -290,7 +303,13 @@ def cmd_models(args, settings) -> int:
 
     if args.action == "list":
         listing = registry.list_models(settings, args.lang)
-        lines = [f"{m['name']:<28} {m['source']:<9} {m['path']}" for m in listing["models"]]
+        marks = {"ok": "✓", "broken": "✗"}
+        lines = [f"{marks.get(m.get('health'), '·')} {m['name']:<28} {m['source']:<9} {m['path']}"
+                 for m in listing["models"]]
+        if listing["gguf_stores"]:
+            lines += [t("cli.models.stores_head", args.lang)]
+            lines += [f"  {'✓' if m['added'] else '·'} {m['ref']:<48} {m['size_bytes'] / 2**30:5.2f} GB"
+                      for m in listing["gguf_stores"]]
         lines += [t("cli.models.catalog_head", args.lang)]
         lines += [f"  {'✓' if c['on_disk'] else '·'} {c['id']:<32} {c['params_b']:>5}B  {c['good_for']}"
                   for c in listing["catalog"]]
@@ -304,8 +323,12 @@ def cmd_models(args, settings) -> int:
         added = registry.add_model(settings, args.target, name=args.name, trust_remote_code=args.trust_remote_code,
                                    progress=terminal_progress())  # a hub download shows its bar on stderr
         warnings = [t(w["key"], args.lang, **w["params"]) for w in added["source"]["warnings"]]
+        check = added.get("check")
+        checked = [t("models.health_ok", args.lang, **registry.broken_params(added["model"]))] \
+            if check and check["ok"] else []
         _emit(args, added, "\n".join([t("cli.models.added", args.lang, name=added["model"]["name"],
-                                                                        path=added["model"]["path"]), *warnings]))
+                                                                        path=added["model"]["path"]),
+                                      *checked, *warnings]))
     elif args.action == "info":
         info = registry.model_info(settings, args.target)
         _emit(args, info, "\n".join(f"{k}: {v}" for k, v in info.items() if k != "first_block"))
@@ -502,6 +525,14 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument("--out", help="write the plan YAML here (for `easytune train --config`)")
     plan.set_defaults(func=cmd_plan)
 
+    baseline = sub.add_parser("baseline", parents=[common],
+                              help="what the base model already answers right on the rows training will hold out")
+    baseline.add_argument("--config", help="plan YAML (its model, data, split and seed)")
+    baseline.add_argument("--model", default="easytune-tiny")
+    baseline.add_argument("--data", default="demo:shop_faq_zh", help="dataset id or name, or demo:<name>")
+    baseline.add_argument("--limit", type=int, default=20, help="questions to ask")
+    baseline.set_defaults(func=cmd_baseline)
+
     jobs = sub.add_parser("jobs", parents=[common],
                           help="list, inspect, stop, pause, resume, finish, restart, clone and delete jobs; the queue; "
                                "logs; metrics")
@@ -537,7 +568,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     models = sub.add_parser("models", parents=[common], help="list, add, inspect, check fit of and remove models")
     models.add_argument("action", choices=("list", "add", "info", "fit", "rm"))
-    models.add_argument("target", nargs="?", help="a folder, hub id, registered name or catalog id")
+    models.add_argument("target", nargs="?", help="a folder, hub id, GGUF file, ollama:NAME, lmstudio:PATH, "
+                                                  "registered name or catalog id")
     models.add_argument("--name", help="name to register under (add)")
     models.add_argument("--trust-remote-code", action="store_true",
                         help="allow this model's own Python code to run (add; only for sources you trust)")

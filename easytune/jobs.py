@@ -32,7 +32,7 @@ import psutil
 from easytune import health
 from easytune.datasets import resolve_dataset
 from easytune.i18n import UserError, t
-from easytune.models.registry import resolve_path
+from easytune.models.registry import require_trainable, resolve_path
 from easytune.plan.schema import TrainingPlan
 from easytune.settings import Settings
 from easytune.store import dumps, open_db
@@ -77,6 +77,7 @@ def _versions() -> dict[str, str]:
 
 def create_job(settings: Settings, plan: TrainingPlan, name: str | None = None) -> dict:
     """Validate what the plan names, write a self-contained job folder, record it as PENDING."""
+    require_trainable(settings, plan.model)
     model_path = resolve_path(settings, plan.model)
     data = resolve_dataset(settings, plan.dataset)
     resolve_objective(plan.objective, data.kind, data.name)  # preference pairs need objective dpo (or auto)

@@ -77,6 +77,15 @@ def _m008_ui_state(db: sqlite_utils.Database) -> None:
     db["ui_state"].create({"key": str, "value": str, "updated_at": float}, pk="key")
 
 
+def _m009_model_health(db: sqlite_utils.Database) -> None:
+    # The sanity check at `models add` (does it answer in clean text, does it know language?) and, for
+    # an imported GGUF file, where the folder came from (file, sha256, quantisation).
+    db["models"].add_column("health", str)  # ok | broken | None (registered before the check existed)
+    db["models"].add_column("health_reason", str)  # message key of why it is broken
+    db["models"].add_column("health_detail", str)  # JSON: the answer, the loss, log(vocabulary)
+    db["models"].add_column("origin", str)  # JSON: the GGUF file an import came from
+
+
 MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [
     ("001_initial", _m001_initial),
     ("002_event_offsets", _m002_event_offsets),
@@ -86,6 +95,7 @@ MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [
     ("006_exports", _m006_exports),
     ("007_feedback", _m007_feedback),
     ("008_ui_state", _m008_ui_state),
+    ("009_model_health", _m009_model_health),
 ]
 
 

@@ -16,8 +16,8 @@ SHARED = Path(os.environ.get("EASYTUNE_SHARED_DIR", ROOT.parent / "shared"))
 
 
 def cli(*args: str, home: Path, check: bool = True, timeout: float = 600,
-        lang: str = "en") -> subprocess.CompletedProcess:
-    env = dict(os.environ, EASYTUNE_HOME=str(home), EASYTUNE_LANG=lang)
+        lang: str = "en", env: dict | None = None) -> subprocess.CompletedProcess:
+    env = dict(os.environ, EASYTUNE_HOME=str(home), EASYTUNE_LANG=lang, **(env or {}))
     result = subprocess.run([sys.executable, "-m", "easytune.cli", *args], capture_output=True, text=True,
                             env=env, timeout=timeout, cwd=ROOT)
     if check and result.returncode != 0:

@@ -58,6 +58,7 @@ class DownloadProgress:
     speed: float = 0.0  # bytes per second over the last few seconds
     resumed: int = 0  # bytes kept from an earlier try, not fetched again
     finished: bool = False
+    stage: str | None = None  # a GGUF import's step (hash, read, convert, write, check); None for a download
 
     @property
     def fraction(self) -> float:

@@ -1,19 +1,23 @@
-"""The models the user works with: the built-in one, registered folders and hub ids, and the catalog.
+"""The models the user works with: the built-in one, registered folders, hub ids, GGUF files (Ollama,
+LM Studio, llama.cpp), and the catalog.
 
-The registry (SQLite `models`) remembers where a model is and whether its custom code is trusted —
-an explicit, recorded choice. Removing a model forgets it; files are deleted only when EasyTune
-downloaded them itself and the user asks.
+The registry (SQLite `models`) remembers where a model is, whether its custom code is trusted — an
+explicit, recorded choice — and whether it passed the sanity check (easytune.models.sanity): a model
+that answers in byte-level debris or predicts text no better than chance is registered as broken,
+and nothing trains on it. Removing a model forgets it; files are deleted only when EasyTune wrote
+them itself (a download, a GGUF import) and the user asks.
 """
 
 from __future__ import annotations
 
+import json
 import shutil
 import time
 import uuid
 from pathlib import Path
 
 from easytune.i18n import UserError
-from easytune.models import sources
+from easytune.models import local_stores, sources
 from easytune.settings import Settings
 from easytune.store import open_db
 
@@ -23,8 +27,8 @@ def registered(settings: Settings) -> list[dict]:
 
 
 def _find(settings: Settings, ref: str) -> dict | None:
-    return next(open_db(settings.db_path)["models"].rows_where("id = ? or name = ? or hub_id = ?",
-                                                               [ref, ref, ref]), None)
+    return next(open_db(settings.db_path)["models"].rows_where("id = ? or name = ? or hub_id = ? or path = ?",
+                                                               [ref, ref, ref, ref]), None)
 
 
 def resolve_path(settings: Settings, ref: str) -> str:
@@ -37,16 +41,79 @@ def resolve_path(settings: Settings, ref: str) -> str:
 
 def add_model(settings: Settings, ref: str, *, name: str | None = None, trust_remote_code: bool = False,
               progress=None) -> dict:
-    """Register a local folder or a hub id (downloaded when a network is there, else a clear message)."""
+    """Register a local folder, a hub id (downloaded when a network is there, else a clear message), or
+    a GGUF file / `ollama:NAME` / `lmstudio:PATH` (converted into a folder under the home); then check it."""
+    from easytune.models.gguf_import import is_gguf
+
+    ref = (ref or "").strip()
+    stored = local_stores.find(ref)
+    if stored is not None or is_gguf(Path(ref).expanduser()):
+        return _add_gguf(settings, Path(stored.path if stored else ref).expanduser(), name=name,
+                         label=stored.name if stored else None, origin=stored.store if stored else "file",
+                         progress=progress)
     source = sources.resolve(ref, trust_remote_code=trust_remote_code, fetch=True, progress=progress)
     existing = _find(settings, source.path) or (source.hub_id and _find(settings, source.hub_id))
     if existing:
         return {"model": existing, "source": source.to_dict(), "already": True}
+    check = None if source.kind == "builtin" else _checked(source.path, trust_remote_code)
     row = {"id": "m-" + uuid.uuid4().hex[:8], "name": name or Path(source.hub_id or source.path).name,
            "source": source.kind, "path": source.path, "hub_id": source.hub_id, "created_at": time.time(),
-           "trust_remote_code": int(trust_remote_code), "owned": int(source.kind == "download")}
+           "trust_remote_code": int(trust_remote_code), "owned": int(source.kind == "download"), **_health(check)}
     open_db(settings.db_path)["models"].insert(row)
-    return {"model": row, "source": source.to_dict(), "already": False}
+    return _added(row, source.to_dict(), check)
+
+
+def _checked(path: str, trust_remote_code: bool) -> dict:
+    from easytune.models.sanity import run_check
+
+    return run_check(path, trust_remote_code=trust_remote_code)
+
+
+def _health(check: dict | None) -> dict:
+    if check is None:
+        return {"health": None, "health_reason": None, "health_detail": None}
+    return {"health": "ok" if check["ok"] else "broken", "health_reason": check["reason"],
+            "health_detail": json.dumps(check, ensure_ascii=False)}
+
+
+def _added(row: dict, source: dict, check: dict | None, already: bool = False) -> dict:
+    """add_model's answer; a failed sanity check is the first warning, so every door shows it."""
+    if check is not None and not check["ok"]:
+        source["warnings"].insert(0, {"key": check["reason"], "params": broken_params(row)})
+    return {"model": row, "source": source, "check": check, "already": already}
+
+
+def _add_gguf(settings: Settings, path: Path, *, name: str | None, label: str | None, origin: str,
+              progress=None) -> dict:
+    from easytune.models.gguf_import import import_gguf
+
+    if not path.is_file():
+        raise UserError("models.path_not_found", path=str(path))
+    folder, record, check = import_gguf(settings, path, label=label, origin=origin, progress=progress)
+    source = {"ref": str(path), "kind": "gguf", "path": str(folder), "hub_id": None, "warnings": [],
+              "size_bytes": sources.folder_size(folder), "origin": record}
+    existing = _find(settings, str(folder))
+    if existing:
+        return _added(existing, source, check, already=True)
+    row = {"id": "m-" + uuid.uuid4().hex[:8], "name": name or label or path.stem, "source": "gguf",
+           "path": str(folder), "hub_id": None, "created_at": time.time(), "trust_remote_code": 0, "owned": 1,
+           "origin": json.dumps(record, ensure_ascii=False), **_health(check)}
+    open_db(settings.db_path)["models"].insert(row)
+    return _added(row, source, check)
+
+
+def broken_params(row: dict) -> dict:
+    detail = json.loads(row.get("health_detail") or "{}")
+    return {"name": row["name"], "answer": (detail.get("answer") or "")[:80], "question": detail.get("question", ""),
+            "loss": detail.get("loss"), "log_vocab": detail.get("log_vocab"), "error": detail.get("error", "")}
+
+
+def require_trainable(settings: Settings, ref: str) -> None:
+    """Nothing trains on a model registered as broken: the reason, in the user's words, instead."""
+    row = _find(settings, ref)
+    if row is not None and row.get("health") == "broken":
+        reason = row["health_reason"] or "models.sanity_load"
+        raise UserError(reason.replace(".sanity_", ".broken_"), **broken_params(row))
 
 
 def remove_model(settings: Settings, ref: str, *, delete_files: bool = False) -> dict:
@@ -63,10 +130,12 @@ def list_models(settings: Settings, lang: str = "en") -> dict:
     """Everything that can be trained on, and the catalog with what is already on disk."""
     from easytune.models.catalog import list_catalog
 
-    mine = [{"id": sources.BUILTIN_ID, "name": sources.BUILTIN_ID, "source": "builtin",
+    mine = [{"id": sources.BUILTIN_ID, "name": sources.BUILTIN_ID, "source": "builtin", "health": "ok",
              "path": str(sources.builtin_path())}] + registered(settings)
     catalog = list_catalog(settings, {r["hub_id"] or r["name"]: r["path"] for r in registered(settings)})
-    return {"models": mine, "hf_cache": [m.to_dict() for m in sources.scan_hf_cache()],
+    imported = {json.loads(r["origin"])["file"] for r in registered(settings) if r.get("origin")}
+    stores = [dict(m.to_dict(), added=str(Path(m.path).resolve()) in imported) for m in local_stores.scan_all()]
+    return {"models": mine, "hf_cache": [m.to_dict() for m in sources.scan_hf_cache()], "gguf_stores": stores,
             "catalog": [item.to_dict(lang) for item in catalog]}
 
 

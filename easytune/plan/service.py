@@ -38,8 +38,9 @@ def make_plan(settings: Settings, *, model: str, dataset: str, task: str, level:
               overrides: dict | None = None) -> Proposal:
     from easytune.models.calibrate import matmul_rate
     from easytune.models.hardware import probe
-    from easytune.models.registry import model_info
+    from easytune.models.registry import model_info, require_trainable
 
+    require_trainable(settings, model)
     hardware = probe(settings.home)
     speed = measured_speed(settings, model)
     device = (overrides or {}).get("device", "auto")

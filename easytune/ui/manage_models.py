@@ -11,10 +11,14 @@ from easytune.i18n import UserError, t
 from easytune.models import registry, sources
 from easytune.ui.texts import Ctx, error_markdown, fmt_bytes
 
+HEALTH_MARK = {"ok": "✓", "broken": "✗"}
+
 
 def tables(settings, lang: str):
     listing = registry.list_models(settings, lang)
-    mine = [[m["name"], m["source"], m["path"]] for m in listing["models"]]
+    mine = [[f"{HEALTH_MARK.get(m.get('health'), '·')} {m['name']}", m["source"], m["path"]]
+            for m in listing["models"]]
+    mine += [[f"＋ {m['name']}", m["store"], m["ref"]] for m in listing["gguf_stores"] if not m["added"]]
     catalog = [["✓" if c["on_disk"] else "·", c["id"], c["params_b"], c.get("license", ""), c["good_for"]]
                for c in listing["catalog"]]
     return mine, catalog, [m["name"] for m in listing["models"]]
@@ -40,7 +44,11 @@ def verdict_markdown(result: dict, lang: str) -> str:
 
 
 def download_text(status, lang: str) -> str:
-    """One line for a running hub download: bytes done of the total, speed, the files being fetched."""
+    """One line for a running hub download (bytes done of the total, speed, the files being fetched) or a
+    GGUF import (its stage)."""
+    if status.stage:
+        return t("models.import_progress", lang, hub_id=status.hub_id, pct=f"{100 * status.fraction:.0f}",
+                 stage=t(f"models.import_stage.{status.stage}", lang))
     text = t("models.download_progress", lang, hub_id=status.hub_id, done=fmt_bytes(status.done),
              total=fmt_bytes(status.total), speed=fmt_bytes(status.speed), files=", ".join(status.current) or "…")
     if status.resumed:
@@ -93,8 +101,10 @@ def add_model_steps(settings, lang: str, ref: str, name: str, trusted: bool, eve
         raise outcome["error"]
     added = outcome["added"]
     warnings = [f"⚠️ {t(w['key'], lang, **w['params'])}" for w in added["source"]["warnings"]]
+    check = added.get("check")
+    checked = [t("models.health_ok", lang, **registry.broken_params(added["model"]))] if check and check["ok"] else []
     text = "\n\n".join([t("cli.models.added", lang, name=added["model"]["name"], path=added["model"]["path"]),
-                         *warnings])
+                         *checked, *warnings])
     yield "", text, added["model"]["name"]
 
 

