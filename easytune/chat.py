@@ -107,10 +107,11 @@ def job_model(settings: Settings, job_id: str) -> tuple[str, str | None]:
 def load_model(model_path: str, adapter_path: str | None):
     """(model, tokenizer) in eval mode, fp32; an adapter is applied on top of its base. Cached."""
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(adapter_path or model_path)
-    model = AutoModelForCausalLM.from_pretrained(model_path, use_safetensors=True, dtype=torch.float32)
+    from easytune.models.sources import load_safe, load_tokenizer
+
+    tokenizer = load_tokenizer(adapter_path or model_path)
+    model = load_safe(model_path, dtype=torch.float32)
     if adapter_path:
         from peft import PeftModel
 
@@ -128,12 +129,13 @@ def load_openvino(folder: str):
         from optimum.intel import OVModelForCausalLM
     except ImportError as exc:
         raise UserError("chat.error.openvino_missing", detail=str(exc)[:200]) from exc
-    from transformers import AutoTokenizer
-
     from easytune.export.build import decline_usage_reports
+    from easytune.models.sources import check_code, load_tokenizer
 
     decline_usage_reports()  # OpenVINO's tools report usage to Intel unless told no; EasyTune sends nothing
-    return OVModelForCausalLM.from_pretrained(folder, device="CPU"), AutoTokenizer.from_pretrained(folder)
+    trusted = check_code(folder)
+    return (OVModelForCausalLM.from_pretrained(folder, device="CPU", trust_remote_code=trusted),
+            load_tokenizer(folder))
 
 
 def load_target(target: Target):

@@ -116,10 +116,13 @@ def test_shipped_evaluation_data_loads():
     cfg = evaluation_config()
     assert set(cfg["verdict"]) >= {"learned_match", "learned_loss_pct", "severe_forgetting_pct"}
     assert cfg["safety"]["flag_drop_points"] > 0 and cfg["rows"]["gatekeeper"] >= 30
-    general = gatekeeper_bucket(60).items
-    assert len(general) == 60 and all(item.reference and item.messages for item in general)
+    from easytune.evaluation.facts import has_key
+
+    general = gatekeeper_bucket(100).items
+    assert len(general) == 100 and all(item.reference and item.messages for item in general)
+    assert all(item.key and has_key(item.reference, item.key) for item in general), "every question has its key"
     zh = [item for item in general if any("\u4e00" <= ch <= "\u9fff" for ch in item.reference)]
-    assert len(zh) == 30 and (general[0] in zh) != (general[1] in zh)  # interleaved: a small limit asks both
+    assert len(zh) == 50 and (general[0] in zh) != (general[1] in zh)  # interleaved: a small limit asks both
     assert (ROOT / "presets/gatekeeper/README.md").read_text().count("Apache-2.0") == 1
 
 

@@ -112,3 +112,27 @@ def test_scoring_waits_until_the_training_time_pays_for_it(tiny, tmp_path):
     assert score.due(training_s=(spent + one) / 0.1 * 1.1, share=0.1)
     cached = forgetting()  # the base loss from the cache: no pass timed, the first is still taken
     assert cached.pass_s is None and cached.due(training_s=0.0, share=0.1)
+
+
+def test_forgetting_is_a_divergence_from_the_base_that_retention_text_cannot_lower(tiny, tmp_path):
+    """Training on the reference text itself lowers the general-text loss (the old score went negative);
+    the divergence from the base still rises, since the predictions moved."""
+    from peft import LoraConfig, get_peft_model
+
+    from easytune.train.evaluate import ForgettingScore, reference_examples
+
+    base, tokenizer = tiny
+    model = get_peft_model(base, LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "v_proj", "down_proj"]))
+    score = ForgettingScore(model, tokenizer, model_path="tiny", max_len=256, per_language=8, batch_size=4,
+                            pad_id=0, device="cpu", cache_dir=tmp_path, adapter=True, pack=True)
+    assert score.base_entropy > 0
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=3e-3)
+    for example in reference_examples(tokenizer, 256, 8)[:8] * 3:
+        ids = torch.tensor([example["input_ids"]])
+        model(input_ids=ids, labels=ids).loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    after = score.score()
+    assert after["general_loss"] < after["base_general_loss"], "trained on the very text it is scored on"
+    assert after["cf_score"] > 0.01 and after["cf_pct"] > 0 and after["general_loss_pct"] < 0
+    model.unload()

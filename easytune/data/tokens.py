@@ -26,9 +26,9 @@ def _encoder(model_path: str):
         tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
         return lambda texts: [len(e.ids) for e in tokenizer.encode_batch(texts, add_special_tokens=False)]
     try:
-        from transformers import AutoTokenizer
+        from easytune.models.sources import load_tokenizer
 
-        slow = AutoTokenizer.from_pretrained(model_path)
+        slow = load_tokenizer(model_path)
     except (OSError, ValueError) as exc:
         raise UserError("data.tokens.no_tokenizer", model=model_path) from exc
     return lambda texts: [len(ids) for ids in slow(texts, add_special_tokens=False)["input_ids"]]

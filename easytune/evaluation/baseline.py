@@ -19,10 +19,10 @@ from easytune.evaluation import facts
 from easytune.evaluation.buckets import items_of, read_jsonl, sample, worker_holdout
 from easytune.evaluation.config import evaluation_config
 from easytune.i18n import t
+from easytune.models.sanity import MAX_LOSS_SHARE  # the same line as the check at `models add`
 from easytune.plan.schema import TrainingPlan
 from easytune.settings import Settings
 
-NEAR_CHANCE_SHARE = 0.6  # of log(vocabulary), as the sanity check at `models add` (easytune.models.sanity)
 DEFAULT_LIMIT = 20
 
 
@@ -52,13 +52,13 @@ def base_line(settings: Settings, plan: TrainingPlan, *, limit: int = DEFAULT_LI
                                  cfg["answer"]["cap"]) for item in items]
         answers = generate(model, tokenizer, [item.messages for item in items], budgets, cfg["generate_batch"])
         log_vocab = math.log(max(2, len(tokenizer)))
-    judged = [facts.is_right(answer, item.reference) for answer, item in zip(answers, items)]
+    judged = [facts.is_right(answer, item.reference, item.question) for answer, item in zip(answers, items)]
     return {"model": plan.model, "dataset": plan.dataset, "source": source, "asked": len(items),
             "judged": sum(1 for right in judged if right is not None), "right": sum(1 for right in judged if right),
             "loss": None if scored is None else round(scored, 4), "log_vocab": round(log_vocab, 4),
-            "near_chance": scored is not None and scored > NEAR_CHANCE_SHARE * log_vocab,
-            "answers": [{"question": item.messages[-1]["content"] if item.messages else "", "reference": item.reference,
-                         "answer": answer, "right": right, "facts": facts.facts_of(item.reference)}
+            "near_chance": scored is not None and scored > MAX_LOSS_SHARE * log_vocab,
+            "answers": [{"question": item.question, "reference": item.reference, "answer": answer, "right": right,
+                         "facts": facts.facts_of(item.reference, item.question)}
                         for item, answer, right in zip(items, answers, judged)],
             "seconds": round(time.perf_counter() - started, 1)}
 

@@ -28,6 +28,12 @@ class Item:
     messages: list[dict]  # the prompt: every turn before the reference answer
     reference: str | None  # the last assistant answer; None for a raw-text row (scored by loss only)
     text: str | None = None  # the raw text of such a row
+    key: list[str] | None = None  # the answer key of a gatekeeper question: a right answer holds one of these
+
+    @property
+    def question(self) -> str:
+        """The last thing asked: its facts are not what the answer must supply."""
+        return next((m["content"] for m in reversed(self.messages) if m["role"] == "user"), "")
 
     def row(self) -> dict:
         """The canonical row that scores only the reference answer (earlier answers are context)."""
@@ -60,7 +66,8 @@ def item_of(row: dict) -> Item | None:
     last = max((i for i, m in enumerate(messages) if m["role"] == "assistant"), default=None)
     if last is None or not messages[last]["content"].strip():
         return None
-    return Item([{"role": m["role"], "content": m["content"]} for m in messages[:last]], messages[last]["content"])
+    return Item([{"role": m["role"], "content": m["content"]} for m in messages[:last]], messages[last]["content"],
+                key=row.get("key"))
 
 
 def items_of(rows: list[dict]) -> list[Item]:

@@ -47,16 +47,23 @@ def chinese_number(text: str) -> str:
     return str(total + section + digit)
 
 
+TENS = {"twenty": 20, "thirty": 30, "forty": 40, "fifty": 50, "sixty": 60, "seventy": 70, "eighty": 80, "ninety": 90}
+UNITS = {"one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8, "nine": 9}
+COMPOUND = re.compile(rf"\b({'|'.join(TENS)})[- ]({'|'.join(UNITS)})\b")
+
+
 def normalise(text: str) -> str:
     """Full-width forms folded, number words as digits, thousands separators dropped, lower case."""
     text = unicodedata.normalize("NFKC", text).lower()
     text = re.sub(r"(?<=\d),(?=\d{3}\b)", "", text)
+    text = COMPOUND.sub(lambda m: str(TENS[m.group(1)] + UNITS[m.group(2)]), text)
     text = CHINESE_NUMBER.sub(lambda m: chinese_number(m.group(0)), text)
     return re.sub(r"[a-z]+", lambda m: NUMBER_WORDS.get(m.group(0), m.group(0)), text)
 
 
-def facts_of(reference: str) -> list[str]:
-    """The key facts of a reference answer, normalised; empty when it has none to check."""
+def facts_of(reference: str, question: str = "") -> list[str]:
+    """The key facts of a reference answer, normalised; empty when it has none to check. Facts the question
+    already states ("When was Lumen & Pine founded?") are not what the answer must supply."""
     text = unicodedata.normalize("NFKC", reference)
     spelled = normalise(re.sub(r"\b[Oo]ne\b", "", text))  # "one of our stores" states no number
     facts = [m.group(0).rstrip(".,:") for m in NUMBER.finditer(spelled)]
@@ -66,20 +73,64 @@ def facts_of(reference: str) -> list[str]:
         word = match.group(0)
         if word[0].isupper() and word not in COMMON_CAPITALISED and not SENTENCE_START.search(text[:match.start()]):
             facts.append(word)
+    asked = normalise(question)
     seen: dict[str, None] = {}
     for fact in facts:
         seen.setdefault(normalise(fact), None)
-    return [fact for fact in seen if fact]
+    return [fact for fact in seen if fact and not _stated(fact, asked)]
 
 
-def fact_score(answer: str, reference: str) -> tuple[int, int]:
+def _stated(fact: str, text: str) -> bool:
+    return re.search(rf"(?<![a-z0-9.]){re.escape(fact)}(?![a-z0-9]|\.\d)", text) is not None
+
+
+def fact_score(answer: str, reference: str, question: str = "") -> tuple[int, int]:
     """(facts of the reference found in the answer, facts in the reference)."""
-    facts = facts_of(reference)
+    facts = facts_of(reference, question)
     said = normalise(answer)
-    return sum(1 for fact in facts if re.search(rf"(?<![a-z0-9.]){re.escape(fact)}(?![a-z0-9]|\.\d)", said)), len(facts)
+    return sum(1 for fact in facts if _stated(fact, said)), len(facts)
 
 
-def is_right(answer: str, reference: str) -> bool | None:
+def is_right(answer: str, reference: str, question: str = "") -> bool | None:
     """Every key fact present; None when the reference has no fact to check."""
-    found, total = fact_score(answer, reference)
+    found, total = fact_score(answer, reference, question)
     return None if total == 0 else found == total
+
+
+def has_key(answer: str, key: list[str]) -> bool:
+    """A gatekeeper answer is right when it states one of its key's alternatives (a word in any of its
+    common forms: "scatter" is stated by "scatters")."""
+    said = normalise(answer)
+    return any(_stated(normalise(k), said) or (k[-1:].isalpha() and re.search(
+        rf"(?<![a-z0-9.]){re.escape(normalise(k))}(?:s|es|ed|ing|er|ers)(?![a-z0-9])", said)) for k in key)
+
+
+def judge_answer(answer: str, reference: str, key: list[str] | None = None, question: str = "") -> bool | None:
+    """Right or wrong by the answer key where there is one, else by the reference's key facts."""
+    return has_key(answer, key) if key else is_right(answer, reference, question)
+
+
+def accuracy(judged: list[bool | None]) -> tuple[float | None, int]:
+    """(share right among the answers that could be judged, how many could)."""
+    known = [right for right in judged if right is not None]
+    return (sum(known) / len(known) if known else None), len(known)
+
+
+def swapped(reference: str, others: list[str], question: str = "") -> str | None:
+    """The reference with its own key fact replaced by a fact of the same kind (a number for a number, a
+    name for a name) from another reference: the answer a model that learned only the style would give
+    as readily. None when no such fact exists."""
+    mine = facts_of(reference, question)
+    if not mine:
+        return None
+    elsewhere = {fact for other in others for fact in facts_of(other)}
+    fact = next((f for f in mine if f not in elsewhere), mine[0])  # its own fact, not the shop's name
+    is_number = fact[:1].isdigit()
+    candidates = [c for other in others for c in facts_of(other)
+                  if c != fact and c[:1].isdigit() == is_number and c not in mine]
+    candidates.sort(key=lambda c: abs(len(c) - len(fact)))  # the same length where possible: the same token count
+    text = unicodedata.normalize("NFKC", reference)
+    pattern = re.compile(rf"(?<![A-Za-z0-9.]){re.escape(fact)}(?![A-Za-z0-9]|\.\d)", re.IGNORECASE)
+    if not candidates or not pattern.search(text):  # e.g. a number the reference spells out in words
+        return None
+    return pattern.sub(candidates[0] if is_number else candidates[0].title(), text, count=1)

@@ -27,11 +27,11 @@ TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model",
 def _adapter_without_tokenizer(base: str, adapter: str):
     """A third-party adapter that ships no tokenizer: the base model's tokenizer, the adapter on top."""
     from peft import PeftModel
-    from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    model = AutoModelForCausalLM.from_pretrained(base, use_safetensors=True, dtype=torch.float32)
-    model = PeftModel.from_pretrained(model, adapter)
-    return model.eval(), AutoTokenizer.from_pretrained(base)
+    from easytune.models.sources import load_safe, load_tokenizer
+
+    model = PeftModel.from_pretrained(load_safe(base, dtype=torch.float32), adapter)
+    return model.eval(), load_tokenizer(base)
 
 
 def _load(path: str, adapter: str | None):
@@ -75,6 +75,51 @@ def loss(model, tokenizer, rows: list[dict], batch_size: int, max_len: int) -> f
     if not examples:
         return None
     return mean_loss(model, examples, batch_size, _pad_id(tokenizer), model.device)
+
+
+def answer_logprobs(model, tokenizer, conversations: list[list[dict]], max_len: int) -> list[float | None]:
+    """The log-probability of each conversation's last answer given everything before it (summed over its
+    tokens; None where nothing of it fits)."""
+    limit = min(max_len, _context_limit(model, tokenizer))
+    out = []
+    with torch.inference_mode():
+        for messages in conversations:
+            context = [dict(m, train=False) if m["role"] == "assistant" else m for m in messages[:-1]]
+            examples = encode_row(tokenizer, {"messages": [*context, messages[-1]]}, limit)
+            if not examples:
+                out.append(None)
+                continue
+            ids = torch.tensor([examples[-1]["input_ids"]], device=model.device)
+            labels = torch.tensor([examples[-1]["labels"]], device=model.device)
+            logits = model(input_ids=ids, use_cache=False).logits[0, :-1].float()
+            targets = labels[0, 1:]
+            scored = targets != -100
+            picked = torch.log_softmax(logits[scored], dim=-1).gather(1, targets[scored].unsqueeze(1))
+            out.append(float(picked.sum()) if scored.any() else None)
+    return out
+
+
+def fact_probe(model, tokenizer, items: list, max_len: int) -> float | None:
+    """Contrastive probe, no generation: the share of questions where the model finds the true answer more
+    likely than the same answer with its key fact swapped for another from the dataset. A model that
+    learned the style but not the facts stays near chance (0.5)."""
+    from easytune.evaluation.facts import swapped
+
+    references = [item.reference for item in items if item.reference is not None]
+    pairs = []
+    for item in items:
+        if item.reference is None or item.key:
+            continue
+        false = swapped(item.reference, [r for r in references if r != item.reference], item.question)
+        if false is not None:
+            pairs.append((item.messages, item.reference, false))
+    if not pairs:
+        return None
+    conversations = [[*m, {"role": "assistant", "content": answer}] for m, true, false in pairs
+                     for answer in (true, false)]
+    scores = answer_logprobs(model, tokenizer, conversations, max_len)
+    wins = [true > false for true, false in zip(scores[::2], scores[1::2]) if true is not None and false is not None]
+    return sum(wins) / len(wins) if wins else None
 
 
 def answer_budget(tokenizer, reference: str, ratio: float, extra: int, cap: int) -> int:
@@ -129,6 +174,7 @@ def measure(pair: Pair, buckets: list, cfg: dict, progress=None) -> dict:
                                  cfg["max_seq_len"]),
                     "answers": generate(model, tokenizer, [item.messages for item in asked], budgets,
                                         cfg["generate_batch"]),
+                    "probe": fact_probe(model, tokenizer, asked, cfg["max_seq_len"]),
                 }
                 done += 1
                 if progress:

@@ -16,7 +16,7 @@ import time
 import uuid
 from pathlib import Path
 
-from easytune.evaluation import metrics
+from easytune.evaluation import facts, metrics
 from easytune.evaluation.config import evaluation_config
 from easytune.evaluation.verdict import judge, verdict_text
 from easytune.i18n import UserError
@@ -58,12 +58,20 @@ def _logged_val_rows(settings: Settings, job_id: str) -> int | None:
     return logged[-1]["params"]["val"] if logged else None
 
 
-def _side_metrics(bucket, answers: list[str] | None, loss: float | None, labels: bool) -> dict:
+def _judged(bucket, answers: list[str]) -> list[bool | None]:
+    """Each answer right or wrong by its facts (None where the reference has none to check)."""
+    asked = [item for item in bucket.items if item.reference is not None]
+    return [facts.judge_answer(answer, item.reference, item.key, item.question) for item, answer in zip(asked, answers)]
+
+
+def _side_metrics(bucket, answers: list[str] | None, loss: float | None, labels: bool,
+                  probe: float | None = None) -> dict:
     asked = [item for item in bucket.items if item.reference is not None]
     refs = [item.reference for item in asked]
     scores = {"loss": loss, "ppl": metrics.perplexity(loss) if loss is not None else None,
-              "rouge_l": None, "bleu": None, "exact_match": None}
+              "rouge_l": None, "bleu": None, "exact_match": None, "facts": None, "facts_judged": 0, "probe": probe}
     if asked:
+        scores["facts"], scores["facts_judged"] = facts.accuracy(_judged(bucket, answers))
         scores["rouge_l"] = sum(map(metrics.rouge_l, answers, refs)) / len(asked)
         scores["bleu"] = metrics.bleu(answers, refs)
         if labels:
@@ -80,13 +88,17 @@ def bucket_results(buckets: list, measured: dict, cfg: dict) -> dict:
         entry = {"rows": len(bucket.items), "source": bucket.source, "missing": bucket.missing, "labels": labels}
         for name in ("base", "tuned"):
             if name in sides:
-                entry[name] = _side_metrics(bucket, sides[name]["answers"], sides[name]["loss"], labels)
+                entry[name] = _side_metrics(bucket, sides[name]["answers"], sides[name]["loss"], labels,
+                                            sides[name].get("probe"))
         if sides:
             asked = [item for item in bucket.items if item.reference is not None]
+            base_right, tuned_right = (_judged(bucket, sides[name]["answers"]) for name in ("base", "tuned"))
             entry["samples"] = [
                 {"question": item.messages[-1]["content"] if item.messages else "", "reference": item.reference,
-                 "base": base, "tuned": tuned}
-                for item, base, tuned in zip(asked, sides["base"]["answers"], sides["tuned"]["answers"])
+                 "base": base, "tuned": tuned, "base_right": b_right, "tuned_right": t_right,
+                 "facts": item.key or facts.facts_of(item.reference, item.question)}
+                for item, base, tuned, b_right, t_right in zip(asked, sides["base"]["answers"],
+                                                               sides["tuned"]["answers"], base_right, tuned_right)
             ][:cfg["samples_kept"]]
         out[bucket.name] = entry
     return out

@@ -4,13 +4,19 @@ judge() reads the bucket metrics and the forgetting figures and returns message 
 numbers (headline, points, next steps); verdict_text() renders them in zh or en. Thresholds live in
 presets/evaluation.yaml (`verdict:`).
 
-- learned:   the seen bucket's answers match the references clearly better (raw text, which has no
+- learned:   the seen bucket's answers are clearly more often right — every key fact of the reference
+             (numbers, names, codes) in the answer (evaluation.facts) — where enough answers have such
+             facts; else its answers match the references clearly better (raw text, which has no
              answers: its loss fell clearly);
+- style_only: the answers moved towards the data (they match better, or the loss fell) but the facts
+             did not come with them: "learned the style, not the facts yet";
 - not_yet:   the seen bucket's loss fell clearly but its answers do not match clearly better yet: the model
              moved towards the data without its answers becoming the data's;
 - transfers: the unseen bucket got better too (None when there is no unseen bucket);
 - worse:     the seen bucket got clearly worse;
-- forgetting: little | some | severe, from the gatekeeper (and the training's own forgetting score).
+- forgetting: little | some | severe, from the gatekeeper (general questions with answer keys: how many
+             fewer it answers right; its loss) and the training's own forgetting score. More than
+             `general_facts_drop` fewer general questions right is never "improved".
 
 harmful  = the task got worse, or the model forgot severely without learning the task;
 improved = learned, carries over (or cannot be checked), and no severe forgetting;
@@ -66,13 +72,27 @@ def _learned(bucket: dict, limits: dict) -> tuple[bool, bool]:
     return learned, fell and not learned
 
 
+def facts_gain(bucket: dict, limits: dict) -> float | None:
+    """Change in the share of answers right by their facts (points 0…1); None where too few can be judged."""
+    base, tuned = bucket.get("base") or {}, bucket.get("tuned") or {}
+    if base.get("facts") is None or tuned.get("facts") is None:
+        return None
+    if min(base.get("facts_judged", 0), tuned.get("facts_judged", 0)) < limits["facts_min"]:
+        return None
+    return tuned["facts"] - base["facts"]
+
+
 def forgetting_level(gatekeeper: dict, cf_level: str | None, limits: dict) -> str:
     match, loss = _delta(gatekeeper)
     lost = -match if match is not None else 0.0
     loss = loss or 0.0
-    if loss >= limits["severe_forgetting_pct"] or lost >= limits["severe_forgetting_match"] or cf_level == "error":
+    facts = facts_gain(gatekeeper, limits)
+    lost_facts = -facts if facts is not None else 0.0
+    if loss >= limits["severe_forgetting_pct"] or lost >= limits["severe_forgetting_match"] or cf_level == "error" \
+            or lost_facts >= limits["severe_general_facts_drop"]:
         return "severe"
-    if loss >= limits["some_forgetting_pct"] or lost >= limits["some_forgetting_match"] or cf_level == "warning":
+    if loss >= limits["some_forgetting_pct"] or lost >= limits["some_forgetting_match"] or cf_level == "warning" \
+            or lost_facts > limits["general_facts_drop"]:
         return "some"
     return "little"
 
@@ -90,11 +110,21 @@ def judge(buckets: dict, forgetting: dict, limits: dict, retention: float = 0.0)
         _better({"base": seen["tuned"], "tuned": seen["base"]}, limits["worse_match"], limits["worse_loss_pct"]))
     transfers = (_better(unseen, limits["transfer_match"], limits["transfer_loss_pct"])
                  if unseen.get("tuned") else None)
+    style_only = False
+    seen_facts, unseen_facts = facts_gain(seen, limits), facts_gain(unseen, limits)
+    if seen_facts is not None:  # answers with facts to check: the facts decide, not how the answers sound
+        style_only = (learned or not_yet) and seen_facts < limits["learned_facts"]
+        learned, not_yet = seen_facts >= limits["learned_facts"], False
+        worse = seen_facts <= -limits["learned_facts"]
+    if unseen_facts is not None:
+        transfers = unseen_facts >= limits["transfer_facts"]
     level = forgetting_level(general, forgetting.get("cf_level"), limits)
+    general_facts = facts_gain(general, limits)
+    general_fell = general_facts is not None and -general_facts > limits["general_facts_drop"]
 
     if worse or (level == "severe" and not learned):
         verdict = "harmful"
-    elif learned and transfers is not False and level != "severe":
+    elif learned and transfers is not False and level != "severe" and not general_fell:
         verdict = "improved"
     elif learned:
         verdict = "mixed"
@@ -102,6 +132,13 @@ def judge(buckets: dict, forgetting: dict, limits: dict, retention: float = 0.0)
         verdict = "no_gain"
 
     points = []
+    for name in ("seen", "unseen", "gatekeeper"):
+        if facts_gain(buckets[name], limits) is not None:
+            points.append(_p(f"point.facts_{name}", tuned=pct(buckets[name]["tuned"]["facts"]),
+                             base=pct(buckets[name]["base"]["facts"]), judged=buckets[name]["tuned"]["facts_judged"]))
+        probe = [(buckets[name].get(side) or {}).get("probe") for side in ("base", "tuned")]
+        if None not in probe:
+            points.append(_p("point.probe", bucket=name, tuned=pct(probe[1]), base=pct(probe[0])))
     for name in ("seen", "unseen"):
         bucket = buckets[name]
         key = f"point.{name}_{bucket['source']}" if name == "unseen" else "point.seen"
@@ -127,7 +164,9 @@ def judge(buckets: dict, forgetting: dict, limits: dict, retention: float = 0.0)
     if level != "little":  # knowledge retention, or, where it was on already, a lower rate or a larger model
         steps.append(_p("next.retention") if retention < 0.3
                      else _p("next.retention_was_on", pct=round(100 * retention)))
-    if verdict == "no_gain":
+    if style_only:
+        steps.append(_p("next.facts_not_yet"))
+    elif verdict == "no_gain":
         steps.append(_p("next.not_yet" if not_yet else "next.train_more"))
     if learned and transfers is False:
         steps.append(_p("next.more_variety"))
@@ -136,20 +175,24 @@ def judge(buckets: dict, forgetting: dict, limits: dict, retention: float = 0.0)
     if verdict == "improved":
         steps.append(_p("next.safety_export"))
 
-    return {"verdict": verdict, "headline": _p(f"headline.{_headline(verdict, seen, not_yet, level)}"),
-            "points": points, "next": steps,
-            "signals": {"learned": learned, "not_yet": not_yet, "transfers": transfers, "worse": worse,
-                        "forgetting": level, "general_loss_pct": loss, "general_match_change": match}}
+    headline = _headline(verdict, seen, not_yet, level, style_only, general_fell)
+    return {"verdict": verdict, "headline": _p(f"headline.{headline}"), "points": points, "next": steps,
+            "signals": {"learned": learned, "not_yet": not_yet, "style_only": style_only, "transfers": transfers,
+                        "worse": worse, "forgetting": level, "general_loss_pct": loss, "general_match_change": match,
+                        "facts_gain": {"seen": seen_facts, "unseen": unseen_facts, "gatekeeper": general_facts}}}
 
 
-def _headline(verdict: str, seen: dict, not_yet: bool, level: str) -> str:
+def _headline(verdict: str, seen: dict, not_yet: bool, level: str, style_only: bool = False,
+              general_fell: bool = False) -> str:
     """The case of the verdict a user must hear: a headline claims better answers only where the match rose,
     and a cost only where there was one."""
+    if verdict == "no_gain" and style_only:
+        return "style_not_facts"
     if verdict == "no_gain" and not_yet:
         return "not_yet"
     if verdict == "improved" and (seen.get("tuned") or {}).get("rouge_l") is None:
         return "improved_text"  # raw text: its loss fell, there are no answers to speak of
-    if verdict == "mixed" and level != "severe":
+    if verdict == "mixed" and level != "severe" and not general_fell:
         return "mixed_memorised"  # the cost is that it does not carry over, not what it forgot
     return verdict
 

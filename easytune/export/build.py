@@ -41,17 +41,18 @@ def write_merged(model_path: str, adapter_path: str | None, out: Path) -> dict:
         return {"source": "model"}
     import torch
     from peft import PeftModel
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
-    stored = getattr(AutoConfig.from_pretrained(model_path), "dtype", None)
+    from easytune.models.sources import load_config, load_safe, load_tokenizer
+
+    stored = getattr(load_config(model_path), "dtype", None)
     stored = getattr(torch, stored) if isinstance(stored, str) else stored
     # A fresh copy: merging rewrites the weights in place, and the chat's cached model must stay as it is.
-    base = AutoModelForCausalLM.from_pretrained(model_path, use_safetensors=True, dtype=torch.float32)
+    base = load_safe(model_path, dtype=torch.float32)
     merged = PeftModel.from_pretrained(base, adapter_path).merge_and_unload()
     if isinstance(stored, torch.dtype) and stored != torch.float32:
         merged = merged.to(stored)  # merged in fp32, saved at the base's size
     merged.save_pretrained(out, safe_serialization=True)
-    AutoTokenizer.from_pretrained(adapter_path).save_pretrained(out)  # carries the chat template
+    load_tokenizer(adapter_path).save_pretrained(out)  # carries the chat template
     return {"source": "merged", "dtype": str(stored or torch.float32).removeprefix("torch.")}
 
 
@@ -81,13 +82,14 @@ def write_openvino(source: Path, out: Path, bits: int) -> dict:
     """OpenVINO IR of the model in `source` (a whole model folder), weights compressed to `bits`."""
     decline_usage_reports()
     from optimum.intel import OVModelForCausalLM, OVWeightQuantizationConfig
-    from transformers import AutoConfig, AutoTokenizer
 
-    settings = quantization_settings(AutoConfig.from_pretrained(source).hidden_size, bits)
-    model = OVModelForCausalLM.from_pretrained(source, export=True, compile=False,
+    from easytune.models.sources import check_code, load_config, load_tokenizer
+
+    settings = quantization_settings(load_config(source).hidden_size, bits)
+    model = OVModelForCausalLM.from_pretrained(source, export=True, compile=False, trust_remote_code=check_code(source),
                                                quantization_config=OVWeightQuantizationConfig(**settings))
     model.save_pretrained(out)
-    tokenizer = AutoTokenizer.from_pretrained(source)
+    tokenizer = load_tokenizer(source)
     tokenizer.save_pretrained(out)  # for optimum-intel / transformers users
     write_openvino_tokenizer(tokenizer, out)
     return {"source": "openvino", "quantization": settings}

@@ -46,20 +46,21 @@ def training_prompts(train_file: str, count: int = PROMPTS) -> list[list[dict]]:
 def load_export(fmt: str, folder: Path, model_path: str):
     """(model, tokenizer) of an export, loaded as a user would."""
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(folder)
+    from easytune.models.sources import check_code, load_safe, load_tokenizer
+
+    tokenizer = load_tokenizer(folder)
     if fmt == "merged":
-        return AutoModelForCausalLM.from_pretrained(folder, use_safetensors=True, dtype=torch.float32).eval(), tokenizer
+        return load_safe(folder, dtype=torch.float32).eval(), tokenizer
     if fmt == "adapter":
         from peft import PeftModel
 
-        base = AutoModelForCausalLM.from_pretrained(model_path, use_safetensors=True, dtype=torch.float32)
-        return PeftModel.from_pretrained(base, folder).eval(), tokenizer
+        return PeftModel.from_pretrained(load_safe(model_path, dtype=torch.float32), folder).eval(), tokenizer
     decline_usage_reports()
     from optimum.intel import OVModelForCausalLM
 
-    return OVModelForCausalLM.from_pretrained(folder, ov_config=dict(OV_CONFIG)), tokenizer
+    return OVModelForCausalLM.from_pretrained(folder, ov_config=dict(OV_CONFIG),
+                                              trust_remote_code=check_code(folder)), tokenizer
 
 
 def prompt_ids(tokenizer, messages: list[dict]) -> list[int]:

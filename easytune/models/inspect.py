@@ -403,7 +403,9 @@ def inspect_config(config, *, path: str | Path | None = None, trust_remote_code:
 
 def inspect_model(path: str | Path, *, trust_remote_code: bool = False) -> ModelInfo:
     """Inspect a model folder (config, tokenizer files, safetensors headers); no weights are loaded."""
-    from transformers import CONFIG_MAPPING, AutoConfig
+    from transformers import AutoConfig
+
+    from easytune.models.sources import check_code
 
     folder = Path(path).expanduser()
     check = check_folder(folder)
@@ -411,8 +413,7 @@ def inspect_model(path: str | Path, *, trust_remote_code: bool = False) -> Model
         check.raise_if_bad()
     raw = read_config(folder)
     remote = needs_remote_code(raw)
-    if remote and not trust_remote_code and raw.get("model_type") not in CONFIG_MAPPING:
-        raise UserError("models.remote_code_required", path=str(folder))
+    trust_remote_code = check_code(folder, trust_remote_code)
     try:
         config = AutoConfig.from_pretrained(folder, trust_remote_code=trust_remote_code)
     except (ValueError, KeyError, OSError) as exc:

@@ -516,44 +516,76 @@ def download_modelscope(model_id: str, progress: Progress | None = None, *, trus
 # loading
 
 
-def _check_code(folder: Path, trust_remote_code: bool) -> None:
-    config = read_config(folder)
-    if needs_remote_code(config) and not trust_remote_code:
-        from transformers import CONFIG_MAPPING
+def recorded_trust(folder: str | Path) -> bool:
+    """Whether the user allowed this folder's own code when registering it: the registry's record, the one
+    place that choice is kept (every process, the training worker included, reads the same database)."""
+    from easytune.settings import load_settings
+    from easytune.store import open_db
 
-        if config.get("model_type") not in CONFIG_MAPPING:
-            raise UserError("models.remote_code_required", path=str(folder))
+    try:
+        rows = open_db(load_settings().db_path)["models"].rows_where(
+            "path = ? and trust_remote_code = 1", [str(Path(folder).expanduser())], limit=1)
+        return any(True for _ in rows)
+    except Exception:  # noqa: BLE001 - no registry, no recorded trust
+        return False
 
 
-def load_config(path: str | Path, *, trust_remote_code: bool = False):
-    """The model's transformers config (no weights)."""
+def check_code(folder: str | Path, trust_remote_code: bool | None = None) -> bool:
+    """The gate every model load passes: a folder whose config or tokenizer config points at Python files
+    of its own (`auto_map`) is refused unless its code was allowed — passed here, or recorded in the
+    registry when the model was added. Returns the trust to hand to transformers, always explicit, so it
+    never asks "Do you wish to run the custom code? [y/N]" on a terminal."""
+    folder = Path(folder)
+    trusted = recorded_trust(folder) if trust_remote_code is None else trust_remote_code
+    if trusted:
+        return True
+    for name in ("config.json", "tokenizer_config.json"):
+        if not (folder / name).is_file():
+            continue
+        config = read_config(folder) if name == "config.json" else _read_json(folder / name)
+        if needs_remote_code(config):
+            from transformers import CONFIG_MAPPING
+
+            if name != "config.json" or config.get("model_type") not in CONFIG_MAPPING:
+                raise UserError("models.remote_code_required", path=str(folder))
+    return False
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def load_config(path: str | Path, *, trust_remote_code: bool | None = None):
+    """The model's transformers config (no weights). trust_remote_code None: as the registry recorded it."""
     from transformers import AutoConfig
 
     folder = Path(path)
-    _check_code(folder, trust_remote_code)
-    return AutoConfig.from_pretrained(folder, trust_remote_code=trust_remote_code)
+    return AutoConfig.from_pretrained(folder, trust_remote_code=check_code(folder, trust_remote_code))
 
 
-def load_safe(path: str | Path, *, trust_remote_code: bool = False, model_class=None, **kwargs):
+def load_safe(path: str | Path, *, trust_remote_code: bool | None = None, model_class=None, **kwargs):
     """Load a causal LM from a checked folder, reading safetensors only (use_safetensors=True).
 
     kwargs go to from_pretrained (dtype, device_map, quantization_config, ...); asking for pickle
-    weights (use_safetensors=False) is refused.
+    weights (use_safetensors=False) is refused. trust_remote_code None: as the registry recorded it.
     """
     if kwargs.pop("use_safetensors", True) is not True:
         raise ValueError("EasyTune loads safetensors weights only")
     folder = Path(path)
     validate_folder(folder)
-    _check_code(folder, trust_remote_code)
+    trusted = check_code(folder, trust_remote_code)
     if model_class is None:
         from transformers import AutoModelForCausalLM as model_class
-    return model_class.from_pretrained(folder, use_safetensors=True, trust_remote_code=trust_remote_code,
-                                       **kwargs)
+    return model_class.from_pretrained(folder, use_safetensors=True, trust_remote_code=trusted, **kwargs)
 
 
-def load_tokenizer(path: str | Path, *, trust_remote_code: bool = False, **kwargs):
+def load_tokenizer(path: str | Path, *, trust_remote_code: bool | None = None, **kwargs):
+    """A model's (or an adapter's) tokenizer, through the same gate."""
     from transformers import AutoTokenizer
 
     folder = Path(path)
-    _check_code(folder, trust_remote_code)
-    return AutoTokenizer.from_pretrained(folder, trust_remote_code=trust_remote_code, **kwargs)
+    return AutoTokenizer.from_pretrained(folder, trust_remote_code=check_code(folder, trust_remote_code), **kwargs)

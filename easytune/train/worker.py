@@ -22,12 +22,12 @@ import traceback
 from pathlib import Path
 
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from easytune.health import thresholds
 from easytune.i18n import UserError
+from easytune.models.sources import load_config, load_safe, load_tokenizer
 from easytune.plan.schema import TrainingPlan
-from easytune.train import dpo
+from easytune.train import dpo, rehearsal
 from easytune.train.attention import use_segment_attention
 from easytune.train.checkpoints import Checkpoints, check_space, load_weights, raise_if_disk_full
 from easytune.train.evaluate import ForgettingScore, mean_loss, retention_lines
@@ -37,7 +37,7 @@ from easytune.train.guard import PAUSE_REASON, forgetting_pause
 from easytune.train.objective import resolve_objective
 from easytune.train.packing import collate, packing_is_exact, padding_share
 from easytune.train.ranks import Ranks
-from easytune.train.sft import DEFAULT_CHAT_TEMPLATE, encode_text
+from easytune.train.sft import DEFAULT_CHAT_TEMPLATE, encode_row, encode_text
 from easytune.train.tokens import load_examples
 
 ADAPTER_METHODS = ("lora", "qlora")  # what trains an adapter and delivers `adapter/`
@@ -78,8 +78,7 @@ def load_four_bit(model_path: str, dtype: torch.dtype, device: torch.device, eve
     config = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
                                 bnb_4bit_compute_dtype=compute)
     index = device.index if device.index is not None else torch.cuda.current_device()
-    model = AutoModelForCausalLM.from_pretrained(model_path, use_safetensors=True, dtype=compute,
-                                                 quantization_config=config, device_map={"": index})
+    model = load_safe(model_path, dtype=compute, quantization_config=config, device_map={"": index})
     # Norms and the output head stay in the compute dtype: peft's prepare_model_for_kbit_training would
     # upcast them to fp32, which makes every activation after a norm fp32 (measured: 37-66% more peak memory).
     events.log("train.log.qlora", dtype=str(compute).replace("torch.", ""),
@@ -139,13 +138,12 @@ def tune_allocator(plan: TrainingPlan, model_path: str, dtype: torch.dtype, proc
     heap's fragments; otherwise give it back at once, as the fit estimate assumes
     (hardware.tune_cpu_allocator). True: reused."""
     import psutil
-    from transformers import AutoConfig
 
     from easytune.models.estimate import as_shape, estimate_memory
     from easytune.models.hardware import MALLOC_EXACT, MALLOC_REUSE, cpu_allocator_threshold, tune_cpu_allocator
 
     try:
-        shape = as_shape(AutoConfig.from_pretrained(model_path).to_dict())
+        shape = as_shape(load_config(model_path).to_dict())
         rows = plan.batch_size * (2 if plan.objective == "dpo" else 1)  # a preference row is two sequences
         peak = estimate_memory(shape, plan.method, plan.max_seq_len, rows, plan.grad_checkpointing,
                                str(dtype).replace("torch.", ""), plan.lora_r, plan.target_modules,
@@ -184,7 +182,7 @@ def train(job_dir: Path, events: EventWriter, ranks: Ranks) -> str | tuple[str, 
         events.log("train.log.processes", processes=ranks.world, backend=ranks.backend)
 
     # ---- data: token ids + labels (loss only on what is to be learned), cached between runs ----
-    tokenizer = AutoTokenizer.from_pretrained(job["model_path"])
+    tokenizer = load_tokenizer(job["model_path"])
     if not tokenizer.chat_template:
         tokenizer.chat_template = DEFAULT_CHAT_TEMPLATE
         events.log("train.log.default_template", level="warning")
@@ -205,24 +203,32 @@ def train(job_dir: Path, events: EventWriter, ranks: Ranks) -> str | tuple[str, 
         train_set = [examples[i] for i in order[n_val:]]
     if not train_set:
         raise UserError("train.error.no_pairs" if objective == "dpo" else "train.error.no_rows", path=job["train_file"])
-    if plan.retention_ratio > 0 and objective == "dpo":  # general text has no chosen or rejected answer
-        events.log("train.log.retention_not_for_dpo", level="warning")
-    elif plan.retention_ratio > 0:  # general text keeps what the model already knows
-        general = [e for line in retention_lines(thresholds()["forgetting"]["reference_lines"])
-                   for e in encode_text(tokenizer, {"text": line}, plan.max_seq_len)]
-        wanted = round(len(train_set) * plan.retention_ratio / (1 - plan.retention_ratio))
-        random.Random(plan.seed).shuffle(general)
-        train_set = train_set + (general * (wanted // max(1, len(general)) + 1))[:wanted]
-        events.log("train.log.retention", general=wanted, pct=round(plan.retention_ratio * 100))
-    events.log("train.log.data", train=len(train_set), val=len(val))
 
     # ---- model ----
     adapter = plan.method in ADAPTER_METHODS
     if plan.method == "qlora":
         model = load_four_bit(job["model_path"], dtype, device, events)
     else:
-        model = AutoModelForCausalLM.from_pretrained(job["model_path"], use_safetensors=True, dtype=dtype)
+        model = load_safe(job["model_path"], dtype=dtype)
         model.to(device)
+    if plan.retention_ratio > 0 and objective == "dpo":  # general text has no chosen or rejected answer
+        events.log("train.log.retention_not_for_dpo", level="warning")
+    elif plan.retention_ratio > 0:  # what the model already knows, kept by training on it alongside
+        started = time.perf_counter()
+        wanted = round(len(train_set) * plan.retention_ratio / (1 - plan.retention_ratio))
+        own = objective == "sft" and bool(rehearsal.prompts())
+        if own:  # its own answers to everyday requests
+            rows = rehearsal.rehearsal_rows(model, tokenizer, model_path=job["model_path"],
+                                            cache_dir=job.get("cache_dir"), count=wanted, seed=plan.seed)
+            general = [e for row in rows for e in encode_row(tokenizer, row, plan.max_seq_len)]
+        else:  # raw text for raw text
+            general = [e for line in retention_lines(thresholds()["forgetting"]["reference_lines"])
+                       for e in encode_text(tokenizer, {"text": line}, plan.max_seq_len)]
+        random.Random(plan.seed).shuffle(general)
+        train_set = train_set + (general * (wanted // max(1, len(general)) + 1))[:wanted]
+        events.log("train.log.retention_rehearsal" if own else "train.log.retention", general=wanted,
+                   pct=round(plan.retention_ratio * 100), seconds=round(time.perf_counter() - started, 1))
+    events.log("train.log.data", train=len(train_set), val=len(val))
     base, attention = model, model.config._attn_implementation  # (the adapter, if any, wraps `base`)
     if plan.packing:  # each packed sequence attends to itself alone: no compute on cross-sequence blocks
         use_segment_attention(base)

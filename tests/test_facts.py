@@ -1,0 +1,100 @@
+"""Answers judged by their facts: the numbers, names and codes of the reference must be in the answer, in
+any spelling of them; and the verdict reads facts before it reads how an answer sounds."""
+
+from __future__ import annotations
+
+import pytest
+
+from easytune.evaluation.facts import facts_of, has_key, is_right, swapped
+
+
+@pytest.mark.parametrize("reference, answer, right", [
+    ("You can return any item within 45 days of delivery.", "You can return an item at 30 days.", False),
+    ("You can return any item within 45 days of delivery.", "Returns are accepted for forty-five days.", True),
+    ("You can return any item within 45 days of delivery.", "Within 45 days.", True),
+    ("Lumen & Pine was founded in 2011 by Ada Okafor.", "Lumen & Pine founded Lumen & Pine in 1999.", False),
+    ("Lumen & Pine was founded in 2011 by Ada Okafor.", "Ada Okafor started it in 2011.", True),
+    ("New customers can enter the code PINE7 at checkout.", "Use pine7 when you pay.", True),
+    ("Shipping is free on every order over $1,350.", "Free over $1350.", True),
+    ("退货期限是 45 天，运费 10 元。", "可以在四十五天内退货，运费十元", True),
+    ("退货期限是 45 天，运费 10 元。", "可以在三十天内退货，运费十元", False),
+    ("满 1,000 元包邮", "满一千元包邮", True),
+    ("好的，我们会尽快处理。", "马上处理", None),  # nothing to check: judged by other measures
+])
+def test_an_answer_is_right_when_it_states_every_key_fact(reference, answer, right):
+    assert is_right(answer, reference, question="When was Lumen & Pine founded?") is right
+
+
+def test_facts_the_question_already_states_are_not_asked_of_the_answer():
+    reference = "Lumen & Pine was founded in 2011 by Ada Okafor."
+    assert "pine" in facts_of(reference) and "pine" not in facts_of(reference, "Who founded Lumen & Pine?")
+
+
+def test_number_words_and_full_width_digits_are_the_same_number():
+    assert facts_of("You have thirty days.") == ["30"]
+    assert is_right("３０ days", "You have thirty days.")
+    assert facts_of("One of our stores is in Berlin.") == ["berlin"]  # "one of" states no number
+
+
+def test_gatekeeper_keys_match_whole_words_only():
+    assert has_key("The capital of France is Paris.", ["Paris"])
+    assert has_key("水在一百摄氏度沸腾。", ["100"])
+    assert not has_key("The sun rises in the least expected place.", ["east"])
+    assert not has_key("It boils at 1000 degrees.", ["100"])
+
+
+def test_the_probe_swaps_the_answer_s_own_fact_for_one_of_the_same_kind():
+    others = ["Lumen & Pine was founded in 2011.", "The warranty lasts 12 years.", "Our showroom is in Ghent."]
+    assert swapped("You can return any item within 45 days.", others) == "You can return any item within 12 days."
+    assert swapped("Our warehouse is in Ljubljana.", others) == "Our warehouse is in Ghent."
+    assert swapped("Thanks for asking!", others) is None
+
+
+# ---- the verdict, on hand-made bucket figures ------------------------------------------------------
+
+def side(match, loss, facts=None, judged=0):
+    return {"rouge_l": match, "loss": loss, "facts": facts, "facts_judged": judged, "probe": None}
+
+
+def bucket(base, tuned, source="holdout"):
+    return {"rows": 20, "source": source, "missing": None, "base": base, "tuned": tuned}
+
+
+def judged(seen, unseen, general):
+    from easytune.evaluation.config import evaluation_config
+    from easytune.evaluation.verdict import judge
+
+    return judge({"seen": seen, "unseen": unseen, "gatekeeper": general},
+                 {"cf_score": 0.01, "cf_pct": 1.0, "cf_level": None}, evaluation_config()["verdict"])
+
+
+GENERAL_KEPT = bucket(side(0.4, 2.0, 0.8, 50), side(0.4, 2.02, 0.8, 50), "gatekeeper")
+
+
+def test_style_without_facts_is_not_improved():
+    """ROUGE rose by 40 points and the loss fell by 80%: the answers sound like the data. 2 of 20 facts right,
+    as before: the verdict says so, and what to do."""
+    from easytune.evaluation.verdict import verdict_text
+
+    result = judged(bucket(side(0.1, 4.3, 0.10, 20), side(0.5, 0.8, 0.10, 20), "train_file"),
+                    bucket(side(0.1, 4.6, 0.05, 20), side(0.45, 1.1, 0.05, 20)), GENERAL_KEPT)
+    assert result["verdict"] == "no_gain" and result["signals"]["style_only"]
+    assert result["headline"]["key"] == "evaluation.headline.style_not_facts"
+    en, zh = verdict_text(result, "en"), verdict_text(result, "zh")
+    assert en.startswith("Learned the style, not the facts yet") and "10% of answers right" in en
+    assert "ask each fact in several different ways" in en and zh.startswith("学到了风格，还没学到事实")
+
+
+def test_facts_learned_and_carried_over_is_improved():
+    result = judged(bucket(side(0.1, 4.3, 0.10, 20), side(0.9, 0.3, 0.95, 20), "train_file"),
+                    bucket(side(0.1, 4.6, 0.05, 20), side(0.6, 1.5, 0.60, 20)), GENERAL_KEPT)
+    assert result["verdict"] == "improved", result["signals"]
+
+
+def test_losing_more_than_one_general_answer_in_ten_is_never_improved():
+    """The facts came, but 8 of 10 general answers right became 6 of 10."""
+    lost = bucket(side(0.4, 2.0, 0.8, 50), side(0.38, 2.1, 0.6, 50), "gatekeeper")
+    result = judged(bucket(side(0.1, 4.3, 0.10, 20), side(0.9, 0.3, 0.95, 20), "train_file"),
+                    bucket(side(0.1, 4.6, 0.05, 20), side(0.6, 1.5, 0.60, 20)), lost)
+    assert result["verdict"] == "mixed" and result["headline"]["key"] == "evaluation.headline.mixed"
+    assert result["signals"]["forgetting"] != "little"
