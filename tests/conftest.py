@@ -67,3 +67,4 @@ def real_model(tmp_path_factory) -> dict:
     added = cli_json("models", "add", str(folder), "--name", "smollm2", home=home)
     assert added["model"]["health"] == "ok", added
     return {"gguf": gguf, "folder": folder, "home": home, "name": "smollm2", "import": imported}
+

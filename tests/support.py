@@ -58,3 +58,18 @@ def write_plan(path: Path, **settings) -> Path:
         setattr(plan, key, value)
     TrainingPlan.from_dict(plan.to_dict()).save(path)  # through the validator, as a user's file would be
     return path
+
+
+def seed_import(home: Path, folder: Path) -> None:
+    """Give a fresh home the converted folder (linked, not copied), as an earlier import would have left it:
+    adding the same GGUF file again then finds it by the file's hash instead of converting for a minute."""
+    import os
+    import shutil
+
+    target = home / "models" / folder.name
+    target.mkdir(parents=True)
+    for item in folder.iterdir():
+        try:
+            os.link(item, target / item.name)
+        except OSError:
+            shutil.copyfile(item, target / item.name)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from support import cli, cli_json
+from support import cli, cli_json, seed_import
 
 pytestmark = pytest.mark.slow
 
@@ -94,6 +94,7 @@ def test_ollama_and_lm_studio_models_are_found_imported_and_left_untouched(real_
     env = {"OLLAMA_MODELS": str(ollama), "HOME": str(user_home)}
 
     home = tmp_path / "home"
+    seed_import(home, real_model["folder"])  # the conversion itself is the fixture's (cold cache) work
     stores = {m["ref"]: m for m in cli_json("models", "list", home=home, env=env)["gguf_stores"]}
     lm_ref = f"lmstudio:HuggingFaceTB/SmolLM2-GGUF/{gguf.name}"
     assert set(stores) == {"ollama:smollm2:135m", lm_ref}, stores
@@ -120,7 +121,7 @@ def test_a_short_lora_run_on_the_real_model_starts_from_what_it_knew(real_model,
     home = real_model["home"]
     plan = tmp_path / "plan.yaml"
     cli("plan", "--model", real_model["name"], "--data", "demo:shop_faq_en", "--task", "domain", "--level", "L2",
-        "--set", "max_steps=3", "--out", str(plan), home=home)
+        "--set", "max_steps=2", "--out", str(plan), home=home)
     job = cli_json("train", "--config", str(plan), home=home, timeout=900)
     assert job["state"] == "COMPLETED", job
     metrics = cli_json("jobs", "metrics", job["id"], home=home)
@@ -133,16 +134,16 @@ def test_a_short_lora_run_on_the_real_model_starts_from_what_it_knew(real_model,
 
 
 def test_base_line_counts_what_the_base_already_answers_on_held_out_rows(real_model):
-    result = cli_json("baseline", "--model", real_model["name"], "--data", "demo:shop_faq_en", "--limit", "6",
+    result = cli_json("baseline", "--model", real_model["name"], "--data", "demo:shop_faq_en", "--limit", "4",
                       home=real_model["home"])
-    assert result["source"] == "holdout" and 0 < result["asked"] <= 6 and result["judged"] >= 1
+    assert result["source"] == "holdout" and 0 < result["asked"] <= 4 and result["judged"] >= 1
     assert 0 <= result["right"] <= result["judged"] and not result["near_chance"]
     assert result["loss"] < 0.5 * result["log_vocab"]
     first = result["answers"][0]
     assert first["answer"] and first["reference"] and "Ġ" not in first["answer"]
-    text = cli("baseline", "--model", real_model["name"], "--data", "demo:shop_faq_en", "--limit", "2",
-               home=real_model["home"], lang="zh").stdout
-    assert "训练之前，基础模型已经能答对" in text
+    from easytune.evaluation.baseline import base_line_text
+
+    assert "训练之前，基础模型已经能答对" in base_line_text(result, "zh")
 
 
 def test_a_tokenizer_that_splits_text_differently_reads_as_noise(real_model, tmp_path):
@@ -162,6 +163,22 @@ def test_a_tokenizer_that_splits_text_differently_reads_as_noise(real_model, tmp
     base = cli_json("baseline", "--model", "wrong", "--data", "demo:shop_faq_en", "--limit", "2",
                     home=real_model["home"])
     assert base["near_chance"], base
-    warned = cli("baseline", "--model", "wrong", "--data", "demo:shop_faq_en", "--limit", "2",
-                 home=real_model["home"]).stdout
-    assert "no better than a blind guess" in warned
+    from easytune.evaluation.baseline import base_line_text
+
+    assert "no better than a blind guess" in base_line_text(base, "en")
+
+
+def test_a_destructive_learning_rate_on_the_real_model_is_flagged_as_forgetting(real_model, tmp_path):
+    """The forgetting score is the divergence from the base: at 50 times the planned rate the real model's
+    predictions on general text move far from what it knew, and the run's health says so."""
+    home = real_model["home"]
+    plan = tmp_path / "plan.yaml"
+    cli("plan", "--model", real_model["name"], "--data", "demo:shop_faq_en", "--task", "domain", "--level", "L2",
+        "--set", "max_steps=6", "--set", "learning_rate=0.01", "--set", "retention_ratio=0",
+        "--set", "forgetting_guard=false", "--out", str(plan), home=home)
+    job = cli_json("train", "--config", str(plan), home=home, timeout=900)
+    metrics = cli_json("jobs", "metrics", job["id"], home=home)
+    (_, pct), (_, nats) = metrics["cf_pct"][-1], metrics["cf_score"][-1]
+    assert pct > 10 and nats > 0.1, metrics["cf_pct"]
+    shown = cli_json("jobs", "show", job["id"], home=home)
+    assert any(w["key"] == "health.forgetting" for w in shown["warnings"]), shown["warnings"]
