@@ -114,9 +114,10 @@ def import_gguf(settings: Settings, path: str | Path, *, label: str | None = Non
 
     sha256 = file_sha256(src, lambda done: report("hash", done))
     earlier = imported_folder(settings, sha256)
-    if earlier is not None:
+    if earlier is not None:  # the same bytes, perhaps reached another way (an Ollama blob, LM Studio's copy)
         report("check", total, finished=True)
-        return earlier, _read_json(earlier / SOURCE_FILE), _read_json(earlier / CHECK_FILE)
+        record = {**_read_json(earlier / SOURCE_FILE), "file": str(src), "origin": origin}
+        return earlier, record, _read_json(earlier / CHECK_FILE)
 
     dtype = training_dtype(settings)
     info = _describe_or_refuse(src)

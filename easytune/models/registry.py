@@ -63,9 +63,15 @@ def add_model(settings: Settings, ref: str, *, name: str | None = None, trust_re
     return _added(row, source.to_dict(), check)
 
 
-def _checked(path: str, trust_remote_code: bool) -> dict:
+def _checked(path: str, trust_remote_code: bool) -> dict | None:
+    """The sanity check, where the model can be loaded here at all (None: too large for this machine's
+    free memory; it is listed unchecked, and the worker's step-0 validation loss is its first test)."""
+    import psutil
+
     from easytune.models.sanity import run_check
 
+    if sources.folder_size(Path(path)) > 0.5 * psutil.virtual_memory().available:
+        return None
     return run_check(path, trust_remote_code=trust_remote_code)
 
 

@@ -182,3 +182,35 @@ def test_a_destructive_learning_rate_on_the_real_model_is_flagged_as_forgetting(
     assert pct > 10 and nats > 0.1, metrics["cf_pct"]
     shown = cli_json("jobs", "show", job["id"], home=home)
     assert any(w["key"] == "health.forgetting" for w in shown["warnings"]), shown["warnings"]
+
+
+def test_the_app_imports_a_gguf_file_with_progress(real_model, tmp_path):
+    """The Models page's add panel takes a .gguf path: a live line names the stage, and the result says what
+    the check asked and what the model answered."""
+    import subprocess
+    import sys
+    import time
+
+    from gradio_client import Client
+
+    from support import ROOT, free_port, wait_http
+
+    home = tmp_path / "home"
+    seed_import(home, real_model["folder"])
+    port = free_port()
+    env = dict(os.environ, EASYTUNE_HOME=str(home), EASYTUNE_LANG="en")
+    server = subprocess.Popen([sys.executable, "-m", "easytune.cli", "--port", str(port)], env=env, cwd=ROOT,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        url = f"http://127.0.0.1:{port}/"
+        wait_http(url, timeout=90, proc=server)
+        client = Client(url, verbose=False)
+        job = client.submit("en", str(real_model["gguf"]), "smol", False, api_name="/add_model")
+        while not job.done():
+            time.sleep(0.1)
+        lines = [line for _, line in job.outputs()]
+        assert lines[-1].startswith("Added model smol") and "it answered \"The capital of France is Paris" in lines[-1]
+        assert any(line.startswith("Importing ") and "%" in line for line in lines[:-1]), lines
+    finally:
+        server.terminate()
+        server.wait(timeout=20)
