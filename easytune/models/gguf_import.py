@@ -10,7 +10,7 @@ chat template, `easytune-source.json` (which file, its sha256, quantisation, arc
 complete. The same file imported twice (same hash) is found, not converted again.
 
 The conversion (Transformers reads and dequantises the tensors; which architectures it can read is
-its business) runs in a subprocess, `python -m easytune.models.gguf_import SRC OUT DTYPE`, that
+its business) runs in a subprocess, `python -m easytune.models.gguf_import SRC OUT`, that
 prints one JSON line per stage: the app never imports torch and gets its memory back afterwards.
 """
 
@@ -91,11 +91,12 @@ def imported_folder(settings: Settings, sha256: str) -> Path | None:
     return None
 
 
-def training_dtype(settings: Settings) -> str:
-    """What the worker trains in on this machine: bf16 on a GPU that has it, fp32 elsewhere."""
+def training_dtype() -> str:
+    """What the worker trains in on this machine: bf16 on a GPU that has it, fp32 elsewhere. (Looks at
+    the GPUs through torch: called in the conversion subprocess only.)"""
     from easytune.models.hardware import probe
 
-    hardware = probe(settings.home)
+    hardware = probe()
     return "bfloat16" if hardware.accelerator != "cpu" and hardware.bf16 else "float32"
 
 
@@ -119,9 +120,8 @@ def import_gguf(settings: Settings, path: str | Path, *, label: str | None = Non
         record = {**_read_json(earlier / SOURCE_FILE), "file": str(src), "origin": origin}
         return earlier, record, _read_json(earlier / CHECK_FILE)
 
-    dtype = training_dtype(settings)
     info = _describe_or_refuse(src)
-    need = int(info["parameters"] * (2 if dtype == "bfloat16" else 4) * DISK_MARGIN)
+    need = int(info["parameters"] * 4 * DISK_MARGIN)  # fp32, the larger of the two dtypes it may write
     models_dir = settings.folder("models")
     free = shutil.disk_usage(models_dir).free
     if need > free:
@@ -130,9 +130,10 @@ def import_gguf(settings: Settings, path: str | Path, *, label: str | None = Non
     final = models_dir / f"{_slug(Path(label).stem if label.endswith('.gguf') else label)}-{sha256[:12]}"
     partial = models_dir / f".{final.name}.partial"
     shutil.rmtree(partial, ignore_errors=True)  # what a killed import left
-    record = {"file": str(src), "sha256": sha256, "size_bytes": size, "origin": origin, "dtype": dtype,
+    record = {"file": str(src), "sha256": sha256, "size_bytes": size, "origin": origin,
               "imported_at": time.time(), **info}
-    check = _convert(src, partial, dtype, lambda stage, share: report(stage, size + share * (total - size)))
+    check = _convert(src, partial, lambda stage, share: report(stage, size + share * (total - size)))
+    record["dtype"] = check.pop("dtype")
     (partial / SOURCE_FILE).write_text(json.dumps(record, indent=2, ensure_ascii=False), encoding="utf-8")
     (partial / CHECK_FILE).write_text(json.dumps(check, indent=2, ensure_ascii=False), encoding="utf-8")
     shutil.rmtree(final, ignore_errors=True)  # an incomplete folder of an older EasyTune
@@ -152,9 +153,9 @@ def _describe_or_refuse(src: Path) -> dict:
         raise UserError("models.gguf_unreadable", file=str(src), error=str(exc)[:200]) from exc
 
 
-def _convert(src: Path, out: Path, dtype: str, on_stage) -> dict:
+def _convert(src: Path, out: Path, on_stage) -> dict:
     """Run the conversion subprocess; relay its stages; its refusal becomes this process's UserError."""
-    command = [sys.executable, "-m", "easytune.models.gguf_import", str(src), str(out), dtype]
+    command = [sys.executable, "-m", "easytune.models.gguf_import", str(src), str(out)]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     result: dict = {}
     for line in process.stdout:
@@ -190,8 +191,8 @@ def supported_architectures() -> set[str]:
     return set(GGUF_CONFIG_MAPPING) - {"general", "tokenizer"}  # those two are shared sections, not models
 
 
-def convert(src: Path, out: Path, dtype: str) -> dict:
-    """Dequantise, rebuild the tokenizer, write the folder, check it from disk."""
+def convert(src: Path, out: Path) -> dict:
+    """Dequantise to the training dtype, rebuild the tokenizer, write the folder, check it from disk."""
     import gguf
     import torch
     from transformers import AutoModelForCausalLM
@@ -209,6 +210,7 @@ def convert(src: Path, out: Path, dtype: str) -> dict:
     del reader
     tokenizer = build_tokenizer(spec, str(src))
     _emit(stage="convert", share=0.15)
+    dtype = training_dtype()
     model = AutoModelForCausalLM.from_pretrained(str(src.parent), gguf_file=src.name, dtype=getattr(torch, dtype))
     if tokenizer.pad_token_id is not None:
         model.config.pad_token_id = tokenizer.pad_token_id
@@ -220,14 +222,14 @@ def convert(src: Path, out: Path, dtype: str) -> dict:
     del model
     _emit(stage="check", share=0.75)
     check = check_model(out)
-    check["tokenizer_notes"] = spec.notes
+    check.update(tokenizer_notes=spec.notes, dtype=dtype)
     return check
 
 
 def main(argv: list[str]) -> int:
-    src, out, dtype = Path(argv[0]), Path(argv[1]), argv[2]
+    src, out = Path(argv[0]), Path(argv[1])
     try:
-        _emit(check=convert(src, out, dtype))
+        _emit(check=convert(src, out))
     except UserError as exc:
         _emit(refused={"key": exc.key, "params": exc.params})
     except ValueError as exc:  # Transformers' own word on a model it cannot read

@@ -121,7 +121,7 @@ def test_a_short_lora_run_on_the_real_model_starts_from_what_it_knew(real_model,
     home = real_model["home"]
     plan = tmp_path / "plan.yaml"
     cli("plan", "--model", real_model["name"], "--data", "demo:shop_faq_en", "--task", "domain", "--level", "L2",
-        "--set", "max_steps=2", "--out", str(plan), home=home)
+        "--set", "max_steps=2", "--set", "eval_every=2", "--out", str(plan), home=home)
     job = cli_json("train", "--config", str(plan), home=home, timeout=900)
     assert job["state"] == "COMPLETED", job
     metrics = cli_json("jobs", "metrics", job["id"], home=home)
@@ -175,7 +175,7 @@ def test_a_destructive_learning_rate_on_the_real_model_is_flagged_as_forgetting(
     plan = tmp_path / "plan.yaml"
     cli("plan", "--model", real_model["name"], "--data", "demo:shop_faq_en", "--task", "domain", "--level", "L2",
         "--set", "max_steps=6", "--set", "learning_rate=0.01", "--set", "retention_ratio=0",
-        "--set", "forgetting_guard=false", "--out", str(plan), home=home)
+        "--set", "forgetting_guard=false", "--set", "eval_every=6", "--out", str(plan), home=home)
     job = cli_json("train", "--config", str(plan), home=home, timeout=900)
     metrics = cli_json("jobs", "metrics", job["id"], home=home)
     (_, pct), (_, nats) = metrics["cf_pct"][-1], metrics["cf_score"][-1]
