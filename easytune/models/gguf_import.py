@@ -22,6 +22,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -136,7 +137,7 @@ def import_gguf(settings: Settings, path: str | Path, *, label: str | None = Non
     record["dtype"] = check.pop("dtype")
     (partial / SOURCE_FILE).write_text(json.dumps(record, indent=2, ensure_ascii=False), encoding="utf-8")
     (partial / CHECK_FILE).write_text(json.dumps(check, indent=2, ensure_ascii=False), encoding="utf-8")
-    shutil.rmtree(final, ignore_errors=True)  # an incomplete folder of an older EasyTune
+    shutil.rmtree(final, ignore_errors=True)  # by this name but without its records: an incomplete earlier try
     partial.rename(final)
     report("check", total, finished=True)
     return final, record, check
@@ -156,18 +157,21 @@ def _describe_or_refuse(src: Path) -> dict:
 def _convert(src: Path, out: Path, on_stage) -> dict:
     """Run the conversion subprocess; relay its stages; its refusal becomes this process's UserError."""
     command = [sys.executable, "-m", "easytune.models.gguf_import", str(src), str(out)]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    result: dict = {}
-    for line in process.stdout:
-        try:
-            message = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if "stage" in message:
-            on_stage(message["stage"], message["share"])
-        result = message
-    error = process.stderr.read()
-    process.wait()
+    # stderr (Transformers' progress bars, warnings) to a file: a full pipe nobody reads would stall the child
+    with tempfile.TemporaryFile(mode="w+", encoding="utf-8") as log:
+        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=log, text=True)
+        result: dict = {}
+        for line in process.stdout:
+            try:
+                message = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if "stage" in message:
+                on_stage(message["stage"], message["share"])
+            result = message
+        process.wait()
+        log.seek(0)
+        error = log.read()
     if "refused" in result:
         shutil.rmtree(out, ignore_errors=True)
         raise UserError(result["refused"]["key"], **result["refused"]["params"])
