@@ -322,13 +322,8 @@ def cmd_models(args, settings) -> int:
 
         added = registry.add_model(settings, args.target, name=args.name, trust_remote_code=args.trust_remote_code,
                                    progress=terminal_progress())  # a hub download shows its bar on stderr
-        warnings = [t(w["key"], args.lang, **w["params"]) for w in added["source"]["warnings"]]
-        check = added.get("check")
-        checked = [t("models.health_ok", args.lang, **registry.broken_params(added["model"]))] \
-            if check and check["ok"] else []
-        _emit(args, added, "\n".join([t("cli.models.added", args.lang, name=added["model"]["name"],
-                                                                        path=added["model"]["path"]),
-                                      *checked, *warnings]))
+        facts, warnings = registry.added_lines(added, args.lang)
+        _emit(args, added, "\n".join(facts + warnings))
     elif args.action == "info":
         info = registry.model_info(settings, args.target)
         _emit(args, info, "\n".join(f"{k}: {v}" for k, v in info.items() if k != "first_block"))

@@ -118,7 +118,7 @@ def import_gguf(settings: Settings, path: str | Path, *, label: str | None = Non
     earlier = imported_folder(settings, sha256)
     if earlier is not None:  # the same bytes, perhaps reached another way (an Ollama blob, LM Studio's copy)
         report("check", total, finished=True)
-        record = {**_read_json(earlier / SOURCE_FILE), "file": str(src), "origin": origin}
+        record = {**_read_json(earlier / SOURCE_FILE), "file": str(src), "origin": origin, "reused": True}
         return earlier, record, _read_json(earlier / CHECK_FILE)
 
     info = _describe_or_refuse(src)

@@ -16,7 +16,7 @@ import time
 import uuid
 from pathlib import Path
 
-from easytune.i18n import UserError
+from easytune.i18n import UserError, t
 from easytune.models import local_stores, sources
 from easytune.settings import Settings
 from easytune.store import open_db
@@ -87,6 +87,18 @@ def _added(row: dict, source: dict, check: dict | None, already: bool = False) -
     if check is not None and not check["ok"]:
         source["warnings"].insert(0, {"key": check["reason"], "params": broken_params(row)})
     return {"model": row, "source": source, "check": check, "already": already}
+
+
+def added_lines(added: dict, lang: str) -> tuple[list[str], list[str]]:
+    """What every door says once a model is added, as (facts, warnings): where it is, what the check asked
+    and heard, whether an earlier conversion of the same file was reused; then what to look out for."""
+    row, source, check = added["model"], added["source"], added.get("check")
+    facts = [t("cli.models.added", lang, name=row["name"], path=row["path"])]
+    if check and check["ok"]:
+        facts.append(t("models.health_ok", lang, **broken_params(row)))
+    if (source.get("origin") or {}).get("reused"):
+        facts.append(t("models.gguf_reused", lang, path=row["path"]))
+    return facts, [t(w["key"], lang, **w["params"]) for w in source["warnings"]]
 
 
 def _add_gguf(settings: Settings, path: Path, *, name: str | None, label: str | None, origin: str,

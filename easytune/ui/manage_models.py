@@ -100,11 +100,8 @@ def add_model_steps(settings, lang: str, ref: str, name: str, trusted: bool, eve
     if "error" in outcome:
         raise outcome["error"]
     added = outcome["added"]
-    warnings = [f"⚠️ {t(w['key'], lang, **w['params'])}" for w in added["source"]["warnings"]]
-    check = added.get("check")
-    checked = [t("models.health_ok", lang, **registry.broken_params(added["model"]))] if check and check["ok"] else []
-    text = "\n\n".join([t("cli.models.added", lang, name=added["model"]["name"], path=added["model"]["path"]),
-                         *checked, *warnings])
+    facts, warnings = registry.added_lines(added, lang)
+    text = "\n\n".join([*facts, *(f"⚠️ {w}" for w in warnings)])
     yield "", text, added["model"]["name"]
 
 

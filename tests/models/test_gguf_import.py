@@ -184,9 +184,9 @@ def test_a_destructive_learning_rate_on_the_real_model_is_flagged_as_forgetting(
     assert any(w["key"] == "health.forgetting" for w in shown["warnings"]), shown["warnings"]
 
 
-def test_the_app_imports_a_gguf_file_with_progress(real_model, tmp_path):
-    """The Models page's add panel takes a .gguf path: a live line names the stage, and the result says what
-    the check asked and what the model answered."""
+def test_the_app_imports_a_gguf_file(real_model, tmp_path):
+    """The Models page's add panel takes a .gguf path; the result says what the check asked and what the
+    model answered, and that the file's earlier conversion was used again."""
     import subprocess
     import sys
     import time
@@ -208,9 +208,25 @@ def test_the_app_imports_a_gguf_file_with_progress(real_model, tmp_path):
         job = client.submit("en", str(real_model["gguf"]), "smol", False, api_name="/add_model")
         while not job.done():
             time.sleep(0.1)
-        lines = [line for _, line in job.outputs()]
-        assert lines[-1].startswith("Added model smol") and "it answered \"The capital of France is Paris" in lines[-1]
-        assert any(line.startswith("Importing ") and "%" in line for line in lines[:-1]), lines
+        last = job.outputs()[-1][1]
+        assert last.startswith("Added model smol") and "it answered \"The capital of France is Paris" in last
+        assert "converted before" in last, last  # the seeded conversion, found by its checksum
     finally:
         server.terminate()
         server.wait(timeout=20)
+
+
+def test_the_add_panel_names_each_stage_while_it_imports(real_model, tmp_path):
+    """While a GGUF file is read, the panel's live line names the stage and its share done, in the user's
+    language (polled often here: the checksum of a 98 MB file takes well under a second)."""
+    from easytune.settings import load_settings
+    from easytune.ui.manage_models import add_model_steps
+
+    for lang, word in (("en", "Importing"), ("zh", "正在导入")):
+        home = tmp_path / lang
+        seed_import(home, real_model["folder"])
+        settings = load_settings(home=home)
+        steps = list(add_model_steps(settings, lang, str(real_model["gguf"]), f"smol-{lang}", False, every=0.002))
+        live = [line for _, line, added in steps[:-1]]
+        assert any(line.startswith(word) and "%" in line for line in live), live
+        assert steps[-1][2] == f"smol-{lang}"
