@@ -2,10 +2,13 @@
 
 The planner turns FLOPs per token into seconds with the rate this machine really reaches, not a table
 of typical hardware. The first plan on a machine measures it (about a second, in a subprocess: the app
-process never imports torch) and keeps the figure in the app's folder, keyed by device, cores and torch
-version, so later plans read it at once. Measured: fp32 on a CPU, bf16 on a GPU, as training runs there.
+process never imports torch) and keeps the figure in the app's folder, keyed by device, dtype, cores and
+torch version, so later plans read it at once. Measured: bf16 on a GPU; on a CPU both fp32 and bf16, since
+whether bf16 pays there is a property of the chip, decided by measurement (`cpu_trains_bf16`): CPUs with
+matrix engines for it (AMX, AVX-512 BF16: Xeon servers and workstations) multiply bf16 several times faster
+than fp32, most laptop CPUs emulate it and are slower.
 
-    python -m easytune.models.calibrate [cpu|cuda|mps|xpu]    prints {"device", "flops"}
+    python -m easytune.models.calibrate [cpu|cuda|mps|xpu]    prints {"device", "flops": {dtype: FLOP/s}}
 """
 
 from __future__ import annotations
@@ -22,47 +25,83 @@ from easytune.settings import Settings
 
 CACHE_FILE = "calibration.json"
 TIMEOUT_S = 60
+# A CPU trains in bf16 only where its bf16 products are at least this much faster than fp32: the rest of a
+# step (norms, the loss over the vocabulary, the optimiser, casts) does not speed up, so measured here a
+# 6.6x faster product made a LoRA step 1.8x faster; a chip at 2x would gain little, and lose some accuracy.
+CPU_BF16_MIN_GAIN = 2.0
+# ...and only for a model whose step is products at all: below this size it is Python and small kernels
+# (measured here: the 1.2M-parameter built-in model trains at ~1,550 tokens/s in bf16, ~2,350 in fp32).
+CPU_BF16_MIN_PARAMS = 20_000_000
 
 
-def _key(device: str) -> str:
+def native_dtype(device: str) -> str:
+    """The dtype a matmul rate means when none is named: what training uses there by default."""
+    return "fp32" if device == "cpu" else "bf16"
+
+
+def _key(device: str, dtype: str) -> str:
     try:
         torch_version = metadata.version("torch")
     except metadata.PackageNotFoundError:
         torch_version = "none"
-    return f"{device}|{platform.machine()}|{os.cpu_count()}|torch {torch_version}"
+    named = "" if dtype == native_dtype(device) else f"|{dtype}"  # earlier caches keep their meaning
+    return f"{device}{named}|{platform.machine()}|{os.cpu_count()}|torch {torch_version}"
 
 
-def matmul_rate(settings: Settings, device: str) -> float | None:
-    """This machine's measured matmul FLOP/s on `device` (cached), or None where it cannot be measured."""
+def cpu_rates(settings: Settings) -> dict | None:
+    """{"fp32": FLOP/s, "bf16": FLOP/s} of this CPU, or None where either cannot be measured."""
+    rates = {dtype: matmul_rate(settings, "cpu", dtype) for dtype in ("fp32", "bf16")}
+    return rates if all(rates.values()) else None
+
+
+def bf16_pays(rates: dict | None, params: int | None) -> bool:
+    """Whether a model of `params` parameters trains in bf16 on a CPU with these measured rates: the one
+    rule, which the planner (for its plan) and the jobs service (for the worker) both ask."""
+    return bool(rates and params) and params >= CPU_BF16_MIN_PARAMS and (
+        rates["bf16"] >= CPU_BF16_MIN_GAIN * rates["fp32"])
+
+
+def cpu_trains_bf16(settings: Settings, params: int | None) -> bool:
+    small = not params or params < CPU_BF16_MIN_PARAMS  # decided by size alone: nothing to measure
+    return not small and bf16_pays(cpu_rates(settings), params)
+
+
+def matmul_rate(settings: Settings, device: str, dtype: str | None = None) -> float | None:
+    """This machine's measured matmul FLOP/s on `device` in `dtype` (by default what training uses there),
+    cached; None where it cannot be measured."""
+    dtype = dtype or native_dtype(device)
     path = settings.home / CACHE_FILE
     try:
         cached = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         cached = {}
-    key = _key(device)
+    key = _key(device, dtype)
     if isinstance(cached.get(key), (int, float)):
         return float(cached[key])
-    try:
+    try:  # one process measures every dtype the device is asked about (torch is imported once)
         done = subprocess.run([sys.executable, "-m", "easytune.models.calibrate", device], capture_output=True,
                               text=True, timeout=TIMEOUT_S, check=True)
-        rate = float(json.loads(done.stdout.strip().splitlines()[-1])["flops"])
-    except (subprocess.SubprocessError, OSError, ValueError, KeyError, IndexError):
+        rates = json.loads(done.stdout.strip().splitlines()[-1])["flops"]
+        cached.update({_key(device, kind): float(rate) for kind, rate in rates.items()})
+    except (subprocess.SubprocessError, OSError, ValueError, KeyError, IndexError, AttributeError):
         return None  # the plan falls back to its table of typical rates
-    cached[key] = rate
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(cached, indent=1), encoding="utf-8")
-    return rate
+    return cached.get(key)
 
 
-def measure(device: str, seconds: float = 1.0) -> float:
+def measured_dtypes(device: str) -> tuple[str, ...]:
+    return ("fp32", "bf16") if device == "cpu" else (native_dtype(device),)
+
+
+def measure(device: str, dtype: str | None = None, seconds: float = 0.5) -> float:
     """Best FLOP/s of square products, repeated for about `seconds` after a warm-up."""
     import torch
 
     target = torch.device(device)
-    gpu = target.type != "cpu"
-    n = 4096 if gpu else 1024
-    dtype = torch.bfloat16 if gpu else torch.float32
-    a, b = torch.randn(n, n, device=target, dtype=dtype), torch.randn(n, n, device=target, dtype=dtype)
+    n = 1024 if target.type == "cpu" else 4096
+    kind = {"fp32": torch.float32, "bf16": torch.bfloat16}[dtype or native_dtype(device)]
+    a, b = torch.randn(n, n, device=target, dtype=kind), torch.randn(n, n, device=target, dtype=kind)
 
     def sync():
         if target.type == "cuda":
@@ -83,4 +122,4 @@ def measure(device: str, seconds: float = 1.0) -> float:
 
 if __name__ == "__main__":
     device = sys.argv[1] if len(sys.argv) > 1 else "cpu"
-    print(json.dumps({"device": device, "flops": measure(device)}))
+    print(json.dumps({"device": device, "flops": {dtype: measure(device, dtype) for dtype in measured_dtypes(device)}}))

@@ -40,6 +40,7 @@ from easytune.models.estimate import (
     lora_parameters,
     verdict,
 )
+from easytune.models.calibrate import bf16_pays
 from easytune.models.hardware import GpuInfo, Hardware
 from easytune.plan.schema import TrainingPlan
 
@@ -202,7 +203,8 @@ def validate_intents(data: Any) -> dict:
     need("throughput", data["throughput"], "step_overhead_s", lambda v: isinstance(v, dict)
          and set(v) == set(devices) and all(_number(x) and x >= 0 for x in v.values()), "seconds per device")
     need("throughput", data["throughput"], "calibrated_share", lambda v: isinstance(v, dict)
-         and set(v) == set(devices) and all(share(x) and x > 0 for x in v.values()), "a share per device")
+         and set(v) == {*devices, "cpu_bf16"} and all(share(x) and x > 0 for x in v.values()),
+         "a share per device, and cpu_bf16")
     need("throughput", data["throughput"], "cuda_tflops", lambda v: isinstance(v, list) and v and all(
         isinstance(r, dict) and set(r) == {"min_gb", "bf16"} and _number(r["min_gb"]) and positive(r["bf16"])
         for r in v), "a list of {min_gb, bf16}")
@@ -469,7 +471,8 @@ class _Planner:
     """One proposal. Methods run in dependency order; each sets values with a reason."""
 
     def __init__(self, rules: dict, *, model: str, dataset: str, task: str, level: str, model_info, data_stats,
-                 hardware, overrides: dict | None, tokens_per_s: float | None, matmul_flops: float | None = None):
+                 hardware, overrides: dict | None, tokens_per_s: float | None, matmul_flops: float | None = None,
+                 cpu_bf16_flops: float | None = None):
         self.rules = rules
         self.task, self.level = task, level
         self.task_rules = rules["tasks"][task]
@@ -481,6 +484,7 @@ class _Planner:
         self.hw = _hardware(hardware)
         self.tokens_per_s = float(tokens_per_s) if tokens_per_s else None
         self.matmul_flops = float(matmul_flops) if matmul_flops else None
+        self.cpu_bf16_flops = float(cpu_bf16_flops) if cpu_bf16_flops else None
         self.overrides = self._checked_overrides(overrides or {}, model, dataset)
         self.values: dict[str, Any] = {}
         self.reasons: dict[str, dict] = {}
@@ -642,8 +646,10 @@ class _Planner:
         if self.values["device"] != "auto":  # the user's device
             self.device = self.values["device"]
         device = self.device or "cpu"
-        # what precision "auto" becomes in the worker: bf16 where the hardware does it natively
-        self.bf16 = bool(hw is not None and (device == "xpu" or (device == "cuda" and hw.bf16)))
+        # what precision "auto" becomes in the worker: bf16 where the hardware does it natively (on a CPU:
+        # where its bf16 products were measured clearly faster than fp32)
+        self.bf16 = bool(hw is not None and (device == "xpu" or (device == "cuda" and hw.bf16))) or (
+            device == "cpu" and bf16_pays(self.cpu_rates(), self.model.params))
         self.dtype = self._dtype(self.overrides.get("precision", "auto"))
         self.memory = hw.training_memory(device) if hw is not None and self.device else None
         if self.memory is not None and device in ("cuda", "xpu") and not (hw.cuda if device == "cuda" else hw.xpu):
@@ -655,6 +661,9 @@ class _Planner:
             self.set("num_processes", 1, "planner.reason.processes_one")
         self.world = self.values["num_processes"]
 
+    def cpu_rates(self) -> dict | None:
+        return {"fp32": self.matmul_flops, "bf16": self.cpu_bf16_flops} if self.cpu_bf16_flops else None
+
     def _dtype(self, precision: str) -> str:
         return ("bf16" if self.bf16 else "fp32") if precision == "auto" else precision
 
@@ -663,8 +672,16 @@ class _Planner:
         in their own format and bf16 rounds away updates smaller than about 1/256 of a weight."""
         if self.values["method"] == "full" and self.bf16:
             self.set("precision", "fp32", "planner.reason.precision_full")
+        elif self.bf16 and self.device == "cpu":
+            rates = self.cpu_rates()
+            self.set("precision", "auto", "planner.reason.precision_cpu_bf16", bf16=f"{rates['bf16'] / 1e9:.0f}",
+                     fp32=f"{rates['fp32'] / 1e9:.0f}")
         elif self.bf16:
             self.set("precision", "auto", "planner.reason.precision_bf16")
+        elif self.device == "cpu" and self.cpu_rates():
+            rates = self.cpu_rates()
+            self.set("precision", "auto", "planner.reason.precision_cpu_fp32", bf16=f"{rates['bf16'] / 1e9:.0f}",
+                     fp32=f"{rates['fp32'] / 1e9:.0f}")
         elif self.device is None:
             self.set("precision", "auto", "planner.reason.precision_unknown")
         else:
@@ -1141,7 +1158,9 @@ class _Planner:
         device = self.device
         hw = self.hw
         source = "estimated"
-        if self.matmul_flops:  # this machine's measured rate, times the share of it training reaches
+        if device == "cpu" and self.dtype == "bf16" and self.cpu_bf16_flops:  # the bf16 rate, and its share
+            flops, source = self.cpu_bf16_flops * rules["calibrated_share"]["cpu_bf16"], "calibrated"
+        elif self.matmul_flops:  # this machine's measured rate, times the share of it training reaches
             flops, source = self.matmul_flops * rules["calibrated_share"][device], "calibrated"
         elif device == "cuda" and hw.cuda:
             gb = max(g.total_memory for g in hw.cuda) / GIB
@@ -1207,7 +1226,7 @@ def _normalise(task: str, level: str | int) -> tuple[str, str]:
 
 def propose(*, model: str, dataset: str, task: str, level: str, model_info=None, data_stats=None,
             hardware=None, overrides: dict | None = None, tokens_per_s: float | None = None,
-            matmul_flops: float | None = None) -> Proposal:
+            matmul_flops: float | None = None, cpu_bf16_flops: float | None = None) -> Proposal:
     """A complete TrainingPlan for this intent, with a reason for every setting.
 
     model_info: ModelInfo (or its to_dict()), or a catalog entry dict with params_b / context_length
@@ -1217,10 +1236,12 @@ def propose(*, model: str, dataset: str, task: str, level: str, model_info=None,
     step events); the time estimate uses it instead of the FLOP-based guess.
     matmul_flops: this machine's measured matmul rate (easytune.models.calibrate); without a measured
     speed, the time estimate uses it (times the share training reaches) instead of typical rates.
+    cpu_bf16_flops: on a CPU, its measured bf16 matmul rate: where it is clearly above `matmul_flops` (the
+    fp32 rate), precision "auto" trains in bf16 there (easytune.models.calibrate.bf16_pays).
     Raises UserError for an unknown task or level, and when the data does not suit the task.
     """
     task, level = _normalise(task, level)
     planner = _Planner(load_intents(), model=model, dataset=dataset, task=task, level=level,
                        model_info=model_info, data_stats=data_stats, hardware=hardware, overrides=overrides,
-                       tokens_per_s=tokens_per_s, matmul_flops=matmul_flops)
+                       tokens_per_s=tokens_per_s, matmul_flops=matmul_flops, cpu_bf16_flops=cpu_bf16_flops)
     return planner.run()

@@ -45,6 +45,8 @@ def make_plan(settings: Settings, *, model: str, dataset: str, task: str, level:
     speed = measured_speed(settings, model)
     device = (overrides or {}).get("device", "auto")
     device = hardware.accelerator if device == "auto" else device
+    cpu = device == "cpu" and (overrides or {}).get("precision", "auto") == "auto"  # bf16 or not: measured
     return propose(model=model, dataset=dataset, task=task, level=level, model_info=model_info(settings, model),
                    data_stats=dataset_stats(settings, dataset), hardware=hardware, overrides=overrides,
-                   tokens_per_s=speed, matmul_flops=None if speed else matmul_rate(settings, device))
+                   tokens_per_s=speed, matmul_flops=matmul_rate(settings, device),
+                   cpu_bf16_flops=matmul_rate(settings, "cpu", "bf16") if cpu else None)

@@ -135,8 +135,9 @@ class ForgettingScore:
         examples = reference_examples(tokenizer, max_len, per_language)
         self.examples = examples[ranks.rank::ranks.world] if ranks is not None else examples
         shard = f"{ranks.rank}-{ranks.world}" if ranks is not None else "0-1"
+        weights = str(model.get_input_embeddings().weight.dtype)  # a bf16 base predicts a little differently
         key = hashlib.sha256(json.dumps([model_path, max_len, reference_lines(per_language), shard, self.TOP_K,
-                                         "kl-v1"]).encode()).hexdigest()
+                                         weights, "kl-v1"]).encode()).hexdigest()
         cache = Path(cache_dir) / f"cf-base-{key[:24]}.safetensors" if cache_dir else None
         self.pass_s: float | None = None  # the last pass's time: what the next one will cost
         self.tuned_passes = 0

@@ -3,7 +3,7 @@
 import json
 import time
 
-from easytune.models.calibrate import CACHE_FILE, matmul_rate
+from easytune.models.calibrate import CACHE_FILE, bf16_pays, matmul_rate
 
 
 def test_rate_is_measured_once_and_kept(settings):
@@ -11,7 +11,8 @@ def test_rate_is_measured_once_and_kept(settings):
     rate = matmul_rate(settings, "cpu")
     assert rate is not None and 1e8 < rate < 1e14  # a plausible CPU: 0.1 GFLOP/s to 100 TFLOP/s
     kept = json.loads((settings.home / CACHE_FILE).read_text(encoding="utf-8"))
-    assert list(kept.values()) == [rate] and next(iter(kept)).startswith("cpu|")
+    assert rate in kept.values() and all(key.startswith("cpu") for key in kept)
+    assert len(kept) == 2  # fp32 and bf16 from the same measurement: whether bf16 pays is decided from both
     first = time.perf_counter() - started
     started = time.perf_counter()
     assert matmul_rate(settings, "cpu") == rate
@@ -21,3 +22,12 @@ def test_rate_is_measured_once_and_kept(settings):
 def test_a_device_that_cannot_be_measured_gives_no_rate(settings):
     assert matmul_rate(settings, "no-such-device") is None
     assert not (settings.home / CACHE_FILE).exists()
+
+
+def test_a_cpu_trains_bf16_only_where_it_measured_clearly_faster():
+    xeon, laptop, close = {"fp32": 190e9, "bf16": 2350e9}, {"fp32": 200e9, "bf16": 150e9}, {"fp32": 2e11, "bf16": 3e11}
+    assert bf16_pays(xeon, 135_000_000)  # AMX, a real model
+    assert not bf16_pays(xeon, 1_200_000)  # the built-in model: its step is Python, not products
+    assert not bf16_pays(laptop, 135_000_000)  # a laptop emulating bf16
+    assert not bf16_pays(close, 135_000_000)  # faster, not clearly: the rest of a step would eat it
+    assert not bf16_pays(None, 135_000_000)

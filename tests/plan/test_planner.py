@@ -548,3 +548,22 @@ def test_time_estimate_follows_this_machines_measured_rate(tiny):
     slow, fast, table = plan(50e9), plan(200e9), plan(None)
     assert slow["time_source"] == fast["time_source"] == "calibrated" and table["time_source"] == "estimated"
     assert 3.5 < slow["step_seconds"] / fast["step_seconds"] <= 4.0
+
+
+def test_a_cpu_whose_bf16_products_measured_clearly_faster_trains_in_bf16(tiny):
+    """Precision auto on a CPU follows what was measured there: with matrix engines for bf16 (here 10x
+    fp32) the plan says bf16 and why, its memory and time estimates use bf16; where bf16 is no faster, fp32.
+    A full fine-tune keeps fp32 weights either way."""
+    def plan(bf16, method=None):
+        overrides = {"method": method} if method else None
+        return propose(model="m", dataset="d", task="chat", level="L2", model_info=SEVEN_B, data_stats=stats(5_000),
+                       hardware=HARDWARE["cpu16"], overrides=overrides, matmul_flops=200e9, cpu_bf16_flops=bf16)
+
+    amx, laptop = plan(2000e9), plan(150e9)
+    assert amx.reasons["precision"]["key"] == "planner.reason.precision_cpu_bf16"
+    assert amx.reasons["precision"]["params"] == {"bf16": "2000", "fp32": "200"}
+    assert laptop.reasons["precision"]["key"] == "planner.reason.precision_cpu_fp32"
+    assert amx.plan.precision == laptop.plan.precision == "auto"
+    assert amx.estimates["memory_bytes"] < laptop.estimates["memory_bytes"]  # 7B of weights in 2 bytes, not 4
+    assert amx.estimates["step_seconds"] < laptop.estimates["step_seconds"]
+    assert plan(2000e9, method="full").plan.precision == "fp32"
