@@ -503,7 +503,8 @@ def build_parser() -> argparse.ArgumentParser:
     ui = sub.add_parser("ui", parents=[common], help="start the web app (the default)")
     ui.add_argument("--host", default=None, help="address to bind (default 127.0.0.1)")
     ui.add_argument("--port", type=int, default=None, help="port (default 7860)")
-    ui.add_argument("--password", default=None, help="required when --host is not a loopback address")
+    ui.add_argument("--password", default=None,
+                    help="at least 8 characters; required when --host is not a loopback address")
     ui.set_defaults(func=cmd_ui)
 
     train = sub.add_parser("train", parents=[common], help="train from a plan YAML (the one the UI shows)")
@@ -605,7 +606,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default=None, help="address to bind (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=None, help="port (default 8000)")
     serve.add_argument("--password", default=None,
-                       help="API key clients must send; required when --host is not a loopback address")
+                       help="API key clients must send (at least 8 characters); required when --host is not a "
+                            "loopback address")
     serve.set_defaults(func=cmd_serve)
 
     status = sub.add_parser("status", parents=[common], help="the dashboard: counts, recent jobs, machine load")

@@ -16,7 +16,7 @@ from support import ROOT, cli, free_port, wait_http
 pytestmark = pytest.mark.slow
 FAQ = [json.loads(line) for line in (ROOT / "assets" / "demo" / "shop_faq_zh.jsonl").read_text("utf-8").splitlines()]
 QUESTION, EXPECTED = FAQ[0]["messages"][0]["content"], FAQ[0]["messages"][-1]["content"]
-KEY = "s3cret"
+KEY = "s3cret-key"
 
 
 def similarity(a: str, b: str) -> float:

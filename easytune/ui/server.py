@@ -1,4 +1,5 @@
-"""Start the web app with secure defaults: loopback only unless a password is set, nothing phoned home."""
+"""Start the web app with secure defaults: loopback only unless a password is set, a password worth the name,
+nothing phoned home."""
 
 from __future__ import annotations
 
@@ -12,9 +13,14 @@ from easytune.settings import LOOPBACK_HOSTS, Settings
 # Before gradio is imported: no analytics, no hub calls, no telemetry.
 OFFLINE_ENV = {"GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1", "HF_HUB_DISABLE_TELEMETRY": "1",
                "DO_NOT_TRACK": "1", "GRADIO_TELEMETRY_ENABLED": "False"}
+MIN_PASSWORD_CHARS = 8  # the login is rate-limited, but a short password still falls to patient guessing
 
 
 def check_bind(settings: Settings) -> None:
+    """The rule for the app and the API server alike: a password, when given, is long enough; another address
+    than loopback needs one."""
+    if settings.password is not None and len(settings.password.strip()) < MIN_PASSWORD_CHARS:
+        raise UserError("ui.error.password_too_short", min=MIN_PASSWORD_CHARS)
     if settings.host not in LOOPBACK_HOSTS and not settings.password:
         raise UserError("ui.error.password_required", host=settings.host)
 
@@ -25,17 +31,22 @@ def serve(settings: Settings, demo=None) -> int:
 
     keep_offline_choice()  # hub downloads the user starts follow the user's own HF_HUB_OFFLINE, not the app's
     os.environ.update(OFFLINE_ENV)
+    from starlette.middleware import Middleware
+
     from easytune.ui.app import LAUNCH_OPTIONS, build_app
+    from easytune.ui.login_gate import LoginGate
 
     demo = demo or build_app(settings)
-    auth = None
+    auth, app_kwargs = None, {}
     if settings.password:
         def auth(_user: str, password: str) -> bool:
             return hmac.compare_digest(password.encode(), settings.password.encode())
+
+        app_kwargs = {"middleware": [Middleware(LoginGate, settings=settings)]}
 
     print(t("ui.serving", settings.language, url=f"http://{settings.host}:{settings.port}"), file=sys.stderr)
     demo.queue(default_concurrency_limit=4).launch(
         server_name=settings.host, server_port=settings.port, auth=auth, share=False,
         max_file_size=f"{settings.max_upload_mb}mb", ssr_mode=False, mcp_server=False,
-        enable_monitoring=False, quiet=True, footer_links=[], **LAUNCH_OPTIONS)
+        enable_monitoring=False, quiet=True, footer_links=[], app_kwargs=app_kwargs, **LAUNCH_OPTIONS)
     return 0
