@@ -3,15 +3,11 @@
 from __future__ import annotations
 
 import hmac
-import os
 import sys
 
 from easytune.i18n import UserError, t
+from easytune.offline import go_offline
 from easytune.settings import LOOPBACK_HOSTS, Settings
-
-# Before gradio is imported: no analytics, no hub calls, no telemetry.
-OFFLINE_ENV = {"GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1", "HF_HUB_DISABLE_TELEMETRY": "1",
-               "DO_NOT_TRACK": "1", "GRADIO_TELEMETRY_ENABLED": "False"}
 
 
 def check_bind(settings: Settings) -> None:
@@ -21,10 +17,7 @@ def check_bind(settings: Settings) -> None:
 
 def serve(settings: Settings, demo=None) -> int:
     check_bind(settings)
-    from easytune.models.sources import keep_offline_choice
-
-    keep_offline_choice()  # hub downloads the user starts follow the user's own HF_HUB_OFFLINE, not the app's
-    os.environ.update(OFFLINE_ENV)
+    go_offline()  # before gradio is imported: no analytics, no hub calls
     from easytune.ui.app import LAUNCH_OPTIONS, build_app
 
     demo = demo or build_app(settings)
