@@ -1,10 +1,8 @@
 """`gradio app.py` works too: the Gradio convention of a module-level `demo`."""
 
-import os
+from easytune.offline import go_offline
 
-from easytune.ui.server import OFFLINE_ENV
-
-os.environ.update(OFFLINE_ENV)
+go_offline()
 
 from easytune.ui.app import build_app  # noqa: E402  (after the offline environment is set)
 

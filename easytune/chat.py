@@ -126,13 +126,11 @@ def load_openvino(folder: str):
     if not any((Path(folder) / name).is_file() for name in ("tokenizer.json", "tokenizer_config.json")):
         raise UserError("chat.error.no_tokenizer", path=folder)
     try:
-        from optimum.intel import OVModelForCausalLM
+        from easytune.openvino_stack import OVModelForCausalLM
     except ImportError as exc:
         raise UserError("chat.error.openvino_missing", detail=str(exc)[:200]) from exc
-    from easytune.export.build import decline_usage_reports
     from easytune.models.sources import check_code, load_tokenizer
 
-    decline_usage_reports()  # OpenVINO's tools report usage to Intel unless told no; EasyTune sends nothing
     trusted = check_code(folder)
     return (OVModelForCausalLM.from_pretrained(folder, device="CPU", trust_remote_code=trusted),
             load_tokenizer(folder))

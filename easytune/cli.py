@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 from easytune.i18n import UserError, normalize_lang, t
+from easytune.offline import go_offline
 from easytune.settings import load_settings
 
 
@@ -665,6 +666,7 @@ def main(argv: list[str] | None = None) -> int:
     overrides = {k: getattr(args, k, None) for k in ("host", "port", "password")}
     settings = load_settings(**overrides, language=args.lang)
     args.lang = normalize_lang(settings.language)
+    go_offline()  # before any command imports a library that would reach the network on its own
     try:
         return args.func(args, settings)
     except UserError as exc:

@@ -23,7 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from easytune.export.build import decline_usage_reports, quantization_settings
+from easytune.export.build import quantization_settings
 from easytune.export.service import folder_size, human_size
 
 # ~100M parameters: a small Llama block stack under a 32k vocabulary, embeddings tied to the output.
@@ -44,8 +44,7 @@ def build_model(folder: Path) -> int:
 
 def export_variant(source: Path, folder: Path, bits: int | None) -> float:
     """Seconds to export. bits None: no weight compression (the IR keeps the fp32 weights)."""
-    import nncf
-    from optimum.intel import OVModelForCausalLM, OVWeightQuantizationConfig
+    from easytune.openvino_stack import OVModelForCausalLM, OVWeightQuantizationConfig, nncf
 
     nncf.set_log_level(logging.WARNING)  # its own tables and progress bars would run through ours
     started = time.perf_counter()
@@ -79,11 +78,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--f32", action="store_true", help="OpenVINO computes in f32, as PyTorch does")
     parser.add_argument("--keep", help="write the models here and keep them (default: a temporary folder)")
     args = parser.parse_args(argv)
-    decline_usage_reports()
-    import openvino as ov
     import torch
-    from optimum.intel import OVModelForCausalLM
     from transformers import AutoModelForCausalLM
+
+    from easytune.openvino_stack import OVModelForCausalLM, ov
 
     ov_config = {"INFERENCE_PRECISION_HINT": "f32"} if args.f32 else {}
     if args.threads:

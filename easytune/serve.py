@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import hmac
 import json
-import os
 import socket
 import sys
 import time
@@ -279,10 +278,11 @@ def make_server(settings: Settings, target: str | chat.Target, host: str = "127.
 def serve(settings: Settings, target: str, host: str = "127.0.0.1", port: int = DEFAULT_PORT,
           password: str | None = None) -> int:
     """Serve until Ctrl-C."""
-    from easytune.ui.server import OFFLINE_ENV, check_bind
+    from easytune.offline import go_offline
+    from easytune.ui.server import check_bind
 
     check_bind(replace(settings, host=host, password=password or settings.password))  # before the slow part
-    os.environ.update(OFFLINE_ENV)
+    go_offline()
     print(t("serve.loading", settings.language, model=target), file=sys.stderr, flush=True)
     server = make_server(settings, target, host, port, password=password, verbose=True)
     print(t("serve.ready", settings.language, model=server.target.name, url=server.url), file=sys.stderr, flush=True)

@@ -27,12 +27,10 @@ def tuned(demo_job):
 @pytest.fixture(scope="module")
 def openvino_folder(tmp_path_factory):
     """The built-in model exported to OpenVINO IR with its tokenizer, as an export folder looks."""
-    from optimum.intel import OVModelForCausalLM
     from transformers import AutoTokenizer
 
-    from easytune.export.build import decline_usage_reports
+    from easytune.openvino_stack import OVModelForCausalLM
 
-    decline_usage_reports()
     folder = tmp_path_factory.mktemp("openvino")
     tiny = ROOT / "assets" / "tiny-model"
     OVModelForCausalLM.from_pretrained(tiny, export=True, compile=False).save_pretrained(folder)

@@ -17,16 +17,6 @@ CARRIED_SUFFIXES = {".json", ".safetensors", ".jinja", ".txt", ".model", ".tikto
 OPENVINO_BITS = {"openvino-int8": 8, "openvino-int4": 4}
 
 
-def decline_usage_reports() -> None:
-    """OpenVINO's model converter and nncf send usage statistics to Intel unless a consent file in
-    ~/intel says no. EasyTune promises no network traffic, so this process declines on their behalf."""
-    try:
-        from openvino_telemetry.utils.opt_in_checker import ConsentCheckResult, OptInChecker
-    except ImportError:
-        return
-    OptInChecker.check = lambda self, *args, **kwargs: ConsentCheckResult.DECLINED
-
-
 def copy_files(source: Path, out: Path, skip: tuple[str, ...] = ("README.md",)) -> None:
     out.mkdir(parents=True, exist_ok=True)
     for path in sorted(source.iterdir()):
@@ -80,10 +70,8 @@ def quantization_settings(hidden_size: int, bits: int) -> dict:
 
 def write_openvino(source: Path, out: Path, bits: int) -> dict:
     """OpenVINO IR of the model in `source` (a whole model folder), weights compressed to `bits`."""
-    decline_usage_reports()
-    from optimum.intel import OVModelForCausalLM, OVWeightQuantizationConfig
-
     from easytune.models.sources import check_code, load_config, load_tokenizer
+    from easytune.openvino_stack import OVModelForCausalLM, OVWeightQuantizationConfig
 
     settings = quantization_settings(load_config(source).hidden_size, bits)
     model = OVModelForCausalLM.from_pretrained(source, export=True, compile=False, trust_remote_code=check_code(source),
@@ -98,8 +86,7 @@ def write_openvino(source: Path, out: Path, bits: int) -> dict:
 def write_openvino_tokenizer(tokenizer, out: Path) -> None:
     """openvino_tokenizer.xml / openvino_detokenizer.xml: text in, text out, with OpenVINO alone
     (the chat template travels in the tokenizer's runtime info)."""
-    import openvino as ov
-    from openvino_tokenizers import convert_tokenizer
+    from easytune.openvino_stack import convert_tokenizer, ov
 
     tokenizer.padding_side = "left"  # batched generation pads on the left, as optimum's own exporter sets it
     ov_tokenizer, ov_detokenizer = convert_tokenizer(tokenizer, with_detokenizer=True)

@@ -14,8 +14,6 @@ import json
 import time
 from pathlib import Path
 
-from easytune.export.build import decline_usage_reports
-
 PROMPTS = 3
 MAX_NEW_TOKENS = 64
 # Smallest next-token agreement an export must reach. Merged and adapter hold the same weights (a merge
@@ -56,8 +54,7 @@ def load_export(fmt: str, folder: Path, model_path: str):
         from peft import PeftModel
 
         return PeftModel.from_pretrained(load_safe(model_path, dtype=torch.float32), folder).eval(), tokenizer
-    decline_usage_reports()
-    from optimum.intel import OVModelForCausalLM
+    from easytune.openvino_stack import OVModelForCausalLM
 
     return OVModelForCausalLM.from_pretrained(folder, ov_config=dict(OV_CONFIG),
                                               trust_remote_code=check_code(folder)), tokenizer
@@ -97,8 +94,8 @@ def agreement(model, ids: list[int], answer: list[int]) -> int:
 def openvino_tokenizer_check(folder: Path, tokenizer, texts: list[str], answers: list[list[int]]) -> dict:
     """The converted tokenizer, run by OpenVINO alone, encodes and decodes as the original does."""
     import numpy as np
-    import openvino as ov
-    import openvino_tokenizers  # noqa: F401 — registers the tokenizer operations with OpenVINO
+
+    from easytune.openvino_stack import ov  # with the tokenizer operations registered
 
     core = ov.Core()
     encode = core.compile_model(folder / "openvino_tokenizer.xml")

@@ -4,15 +4,12 @@ nothing phoned home."""
 from __future__ import annotations
 
 import hmac
-import os
 import sys
 
 from easytune.i18n import UserError, t
+from easytune.offline import go_offline
 from easytune.settings import LOOPBACK_HOSTS, Settings
 
-# Before gradio is imported: no analytics, no hub calls, no telemetry.
-OFFLINE_ENV = {"GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1", "HF_HUB_DISABLE_TELEMETRY": "1",
-               "DO_NOT_TRACK": "1", "GRADIO_TELEMETRY_ENABLED": "False"}
 MIN_PASSWORD_CHARS = 8  # the login is rate-limited, but a short password still falls to patient guessing
 
 
@@ -27,10 +24,7 @@ def check_bind(settings: Settings) -> None:
 
 def serve(settings: Settings, demo=None) -> int:
     check_bind(settings)
-    from easytune.models.sources import keep_offline_choice
-
-    keep_offline_choice()  # hub downloads the user starts follow the user's own HF_HUB_OFFLINE, not the app's
-    os.environ.update(OFFLINE_ENV)
+    go_offline()  # before gradio is imported: no analytics, no hub calls
     from starlette.middleware import Middleware
 
     from easytune.ui.app import LAUNCH_OPTIONS, build_app
