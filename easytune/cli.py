@@ -384,10 +384,10 @@ def cmd_feedback(args, settings) -> int:
 
 
 def cmd_serve(args, settings) -> int:
-    from easytune.serve import DEFAULT_PORT, serve
+    from easytune.serve import DEFAULT_PORT, DEFAULT_QUEUE, serve
 
     return serve(settings, args.target, host=args.host or "127.0.0.1", port=args.port or DEFAULT_PORT,
-                 password=args.password)
+                 password=args.password, queue=DEFAULT_QUEUE if args.queue is None else args.queue)
 
 
 @contextlib.contextmanager
@@ -606,6 +606,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=None, help="port (default 8000)")
     serve.add_argument("--password", default=None,
                        help="API key clients must send; required when --host is not a loopback address")
+    serve.add_argument("--queue", type=int, default=None, metavar="N",
+                       help="requests that may wait for the model (default 64); more are refused at once with 503")
     serve.set_defaults(func=cmd_serve)
 
     status = sub.add_parser("status", parents=[common], help="the dashboard: counts, recent jobs, machine load")
