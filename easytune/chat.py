@@ -7,6 +7,8 @@ holding a merged model, or a folder holding an OpenVINO export.
 
 Models load lazily (the first question pays for importing torch) and the last few stay in memory.
 One generation runs at a time per process: on a CPU two at once are each slower than one after the other.
+Several questions can share that generation instead (`answer_together`): one left-padded batch takes far
+less time than its answers one after another, which is how `easytune serve` keeps up with many clients.
 """
 
 from __future__ import annotations
@@ -221,11 +223,12 @@ def chat_prompt(settings: Settings, target: str | Target, messages: str | list[d
 
 # ---- generating ------------------------------------------------------------------------------------
 
-class _Prepared:
+class PreparedAnswer:
     """Everything one generation needs, checked before any thread starts."""
 
     def __init__(self, target: Target, messages, system, temperature, top_p, max_new_tokens):
         check_options(temperature, top_p, max_new_tokens)
+        self.target = target
         turns = conversation(messages, system)
         self.model, self.tokenizer = load_target(target)
         limit = context_limit(self.model, self.tokenizer)
@@ -241,6 +244,8 @@ class _Prepared:
                     if temperature > 0 else {"do_sample": False})
         self.options = {"max_new_tokens": self.max_new_tokens, "eos_token_id": self.eos_ids,
                         "pad_token_id": pad if pad is not None else self.eos_ids[0], **sampling}
+        self.batchable = target.kind != "openvino"  # padded batches are only checked on transformers models
+        self.sampling = (self.model, *sorted(sampling.items()))  # answers generated together share these
 
     def inputs(self) -> dict:
         import torch
@@ -248,16 +253,87 @@ class _Prepared:
         ids = torch.tensor([self.prompt_ids])
         return {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
 
+    def finished(self, new_tokens: list[int]) -> Answer:
+        """The answer made of the tokens generated after the prompt (any padding after its end is dropped)."""
+        tokens = new_tokens[:self.max_new_tokens]
+        end = next((i for i, token in enumerate(tokens) if token in self.eos_ids), None)
+        if end is not None:
+            tokens = tokens[:end + 1]
+        text = self.tokenizer.decode(tokens, skip_special_tokens=True).strip()
+        return Answer(text, len(self.prompt_ids), len(tokens), "stop" if end is not None else "length")
+
+
+@dataclass(frozen=True)
+class Answer:
+    """One whole answer and what it cost."""
+
+    text: str
+    prompt_tokens: int
+    completion_tokens: int  # the end-of-answer token included, as a streamed answer counts it
+    finish_reason: str  # "stop": the model finished; "length": max_new_tokens ran out
+
+
+def prepare_answer(settings: Settings, target: str | Target, messages: str | list[dict], *,
+                   system: str | None = None, temperature: float = DEFAULT_TEMPERATURE, top_p: float = DEFAULT_TOP_P,
+                   max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS) -> PreparedAnswer:
+    """A checked question, ready for `answer_together` or `AnswerStream`.
+
+    Everything a user can get wrong (an empty question, an unknown target, settings out of range, a
+    conversation too long for the model) raises UserError here, before anything is generated.
+    """
+    resolved = resolve_target(settings, target)
+    return PreparedAnswer(resolved, messages, system, temperature, top_p, max_new_tokens)
+
+
+def left_padded(rows: list[list[int]], pad: int, device=None):
+    """(input_ids, attention_mask) of token rows of different lengths, padded on the left: a decoder-only
+    model then continues every row from its last real token, and the mask keeps the padding unread."""
+    import torch
+
+    width = max(len(row) for row in rows)
+    ids = torch.tensor([[pad] * (width - len(row)) + row for row in rows], device=device)
+    mask = torch.tensor([[0] * (width - len(row)) + [1] * len(row) for row in rows], device=device)
+    return ids, mask
+
+
+class _RowLimits:
+    """A stopping criterion: each row of a batch stops at its own max_new_tokens."""
+
+    def __init__(self, prompt_width: int, limits: list[int]):
+        self.prompt_width, self.limits = prompt_width, limits
+
+    def __call__(self, input_ids, scores, **kwargs):
+        import torch
+
+        made = input_ids.shape[1] - self.prompt_width
+        return torch.tensor([made >= limit for limit in self.limits], dtype=torch.bool, device=input_ids.device)
+
+
+def answer_together(prepared: list[PreparedAnswer]) -> list[Answer]:
+    """Whole answers to several questions, generated as one batch. They must share a model and sampling
+    settings (equal `sampling`); greedy answers are the ones each question gets alone."""
+    from transformers import StoppingCriteriaList
+
+    first = prepared[0]
+    if any(p.sampling != first.sampling for p in prepared):
+        raise ValueError("answers generated together must share the model and the sampling settings")
+    ids, mask = left_padded([p.prompt_ids for p in prepared], first.options["pad_token_id"])
+    limits = [p.max_new_tokens for p in prepared]
+    options = {**first.options, "max_new_tokens": max(limits)}
+    if len(set(limits)) > 1:
+        options["stopping_criteria"] = StoppingCriteriaList([_RowLimits(ids.shape[1], limits)])
+    with _lock:
+        out = first.model.generate(input_ids=ids, attention_mask=mask, **options)
+    return [p.finished(out[row, ids.shape[1]:].tolist()) for row, p in enumerate(prepared)]
+
 
 def answer(model_path: str, adapter_path: str | None, question: str, *, system: str | None = None,
            max_new_tokens: int = 128, temperature: float = 0.0) -> str:
     """One whole answer to one question, without streaming (greedy unless temperature > 0)."""
     kind = "openvino" if (Path(model_path) / OPENVINO_MODEL_FILE).is_file() else "model"
-    prepared = _Prepared(Target(model_path, kind, model_path, adapter_path), question, system, temperature,
-                         DEFAULT_TOP_P, max_new_tokens)
-    with _lock:
-        out = prepared.model.generate(**prepared.inputs(), **prepared.options)
-    return prepared.tokenizer.decode(out[0, len(prepared.prompt_ids):], skip_special_tokens=True).strip()
+    prepared = PreparedAnswer(Target(model_path, kind, model_path, adapter_path), question, system, temperature,
+                              DEFAULT_TOP_P, max_new_tokens)
+    return answer_together([prepared])[0].text
 
 
 def ask_job(settings: Settings, job_id: str, question: str, **options) -> str:
@@ -305,7 +381,7 @@ class AnswerStream:
     and `finish_reason` ("stop": the model finished; "length": max_new_tokens ran out). `close()` stops
     generating early (a closed browser tab, a dropped API client)."""
 
-    def __init__(self, target: Target, prepared: _Prepared):
+    def __init__(self, target: Target, prepared: PreparedAnswer):
         self.target, self.prepared = target, prepared
         self.text, self.completion_tokens, self.finish_reason = "", 0, None
         self.prompt_tokens = len(prepared.prompt_ids)
@@ -364,9 +440,7 @@ def stream_answer(settings: Settings, target: str | Target, messages: str | list
                   system: str | None = None, temperature: float = DEFAULT_TEMPERATURE, top_p: float = DEFAULT_TOP_P,
                   max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS) -> AnswerStream:
     """Answer the last user message of a conversation, yielding the answer text as it grows.
-
-    Everything a user can get wrong (an empty question, an unknown target, settings out of range, a
-    conversation too long for the model) raises UserError here, before anything is generated.
-    """
-    resolved = resolve_target(settings, target)
-    return AnswerStream(resolved, _Prepared(resolved, messages, system, temperature, top_p, max_new_tokens))
+    Raises UserError before anything is generated, as `prepare_answer` does."""
+    prepared = prepare_answer(settings, target, messages, system=system, temperature=temperature, top_p=top_p,
+                              max_new_tokens=max_new_tokens)
+    return AnswerStream(prepared.target, prepared)

@@ -385,10 +385,10 @@ def cmd_feedback(args, settings) -> int:
 
 
 def cmd_serve(args, settings) -> int:
-    from easytune.serve import DEFAULT_PORT, serve
+    from easytune.serve import DEFAULT_PORT, DEFAULT_QUEUE, serve
 
     return serve(settings, args.target, host=args.host or "127.0.0.1", port=args.port or DEFAULT_PORT,
-                 password=args.password)
+                 password=args.password, queue=DEFAULT_QUEUE if args.queue is None else args.queue)
 
 
 @contextlib.contextmanager
@@ -609,6 +609,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--password", default=None,
                        help="API key clients must send (at least 8 characters); required when --host is not a "
                             "loopback address")
+    serve.add_argument("--queue", type=int, default=None, metavar="N",
+                       help="requests that may wait for the model (default 64); more are refused at once with 503")
     serve.set_defaults(func=cmd_serve)
 
     status = sub.add_parser("status", parents=[common], help="the dashboard: counts, recent jobs, machine load")

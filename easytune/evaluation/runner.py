@@ -141,10 +141,8 @@ def generate(model, tokenizer, prompts: list[list[dict]], budgets: list[int], ba
     order = sorted(range(len(prompts)), key=lambda i: len(encoded[i]))
     for start in range(0, len(order), batch_size):
         chunk = order[start:start + batch_size]
-        width = max(len(encoded[i]) for i in chunk)
-        ids = torch.tensor([[pad] * (width - len(encoded[i])) + encoded[i] for i in chunk], device=model.device)
-        mask = torch.tensor([[0] * (width - len(encoded[i])) + [1] * len(encoded[i]) for i in chunk],
-                            device=model.device)
+        ids, mask = chat.left_padded([encoded[i] for i in chunk], pad, model.device)
+        width = ids.shape[1]
         with torch.no_grad():
             out = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=max(budgets[i] for i in chunk),
                                  do_sample=False, pad_token_id=pad, eos_token_id=eos or None)
