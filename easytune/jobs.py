@@ -3,10 +3,14 @@ stop, pause, resume, finish with the best checkpoint, restart, clone, delete, an
 crash. Runs in the app (or CLI) process and never imports the training stack.
 
 States: PENDING → PREPARING → RUNNING → COMPLETED | FAILED | STOPPED | PAUSED, and INTERRUPTED for a
-job whose worker vanished while nobody was watching (found on the next start). A job is never left
-active once its worker is gone. A job is PAUSED by the user or by the forgetting guard. PAUSED,
-STOPPED and INTERRUPTED jobs resume from their latest checkpoint as the same job, back through
-PENDING, or finish with their best checkpoint as the result.
+run cut short from outside the training: its worker ended without saying how (killed, perhaps by the
+system for lack of memory; or gone while nobody was watching, found on the next start), or it failed
+for a cause the user can remove (a full disk), while it has a checkpoint to continue from. A worker
+that ended without a word and left nothing to continue from is FAILED, with its signal or exit code,
+unless nobody saw how it ended. A job is never left active once its worker is gone, and what its
+worker left half-written is removed then. A job is PAUSED by the user or by the forgetting guard.
+PAUSED, STOPPED and INTERRUPTED jobs resume from their latest checkpoint as the same job, back
+through PENDING, or finish with their best checkpoint as the result.
 
 The queue: one job holds the device (PREPARING or RUNNING) at a time; the others wait as PENDING and
 start in creation order. There is no scheduler process: whoever follows jobs (the app's Monitor, a
@@ -50,12 +54,15 @@ from easytune.train.events import (
 from easytune.train.guard import ACCEPTED, PAUSE_REASON
 from easytune.train.launch import worker_command
 from easytune.train.objective import resolve_objective
+from easytune.train.partial import sweep
 
 STACK = ("torch", "transformers", "peft", "accelerate")
 SLOT_STATES = ("PREPARING", "RUNNING")  # a job in one of these holds the device
 LAUNCH_GRACE_S = 30.0  # a job claimed for start whose worker has no pid yet is being spawned, not dead
 SUGGESTIONS = ("retention", "lower_lr", "less_memory")
 RESUME_SETTINGS = ("learning_rate", "retention_ratio", "forgetting_guard")  # what a resumed run may change
+# worker failures whose cause lies outside the training and can be removed: the run continues from its checkpoint
+RESUMABLE_FAILURES = ("train.error.disk_full",)
 # the curves kept per job: a step event's figures, and an evaluation's under their stored names (DPO's
 # held-out reward figures get a val_ prefix beside the training batch's own)
 STEP_METRICS = ("loss", "lr", "tokens_per_s", "reward_margin", "reward_accuracy")
@@ -246,6 +253,8 @@ def _apply(db, job: dict, event: dict, update: dict) -> None:
         state = event["state"]
         if state == "STOPPED" and (Path(job["job_dir"]) / PAUSE_FILE).exists():
             state = "PAUSED"  # the worker stops the same way either way; the user asked for a pause
+        if state == "FAILED" and event.get("reason") in RESUMABLE_FAILURES and latest_checkpoint(job["job_dir"]):
+            state = "INTERRUPTED"  # once the user has removed the cause, the run continues where it was
         update["state"] = state
         if state in TERMINAL_STATES:
             update["finished_at"] = event["t"]
@@ -267,13 +276,20 @@ def _apply(db, job: dict, event: dict, update: dict) -> None:
                                  "data": dumps(event)})
 
 
-def _death_of(code: int | None) -> dict:
-    """The state of a job whose worker ended without saying so."""
-    if code is None:  # not our child (the app or CLI that started it is gone): resumable
+def _death_of(job: dict, code: int | None) -> dict:
+    """The state of a job whose worker ended without saying so: INTERRUPTED where it can continue from a
+    checkpoint, whoever watched; else FAILED with the signal or exit code, where we saw it end."""
+    checkpoint = latest_checkpoint(Path(job["job_dir"]))
+    if code is None:  # not our child (the app or CLI that started it is gone): how it ended is unknown
         return {"state": "INTERRUPTED", "error": dumps({"key": "jobs.error.interrupted", "params": {}})}
-    if code < 0:
-        return {"state": "FAILED", "error": dumps({"key": "jobs.error.killed", "params": {"signal": -code}})}
-    return {"state": "FAILED", "error": dumps({"key": "jobs.error.exited", "params": {"code": code}})}
+    if code < 0:  # a signal: SIGKILL is what the system's out-of-memory killer sends
+        key, params = "jobs.error.killed", {"signal": -code}
+    else:
+        key, params = "jobs.error.exited", {"code": code}
+    if checkpoint is None:
+        return {"state": "FAILED", "error": dumps({"key": key, "params": params})}
+    params["step"] = int(checkpoint.rsplit("-", 1)[1])  # jobs.error.killed_resumable, jobs.error.exited_resumable
+    return {"state": "INTERRUPTED", "error": dumps({"key": key + "_resumable", "params": params})}
 
 
 def _follow_worker(settings: Settings, job_id: str) -> tuple[dict, bool]:
@@ -297,12 +313,13 @@ def _follow_worker(settings: Settings, job_id: str) -> tuple[dict, bool]:
             for event in new:
                 _apply(db, job, event, update)
             if not alive and update.get("state", job["state"]) not in TERMINAL_STATES:
-                update.update(_death_of(code))
+                update.update(_death_of(job, code))
                 update["finished_at"] = time.time()
             if update:
                 db["jobs"].update(job_id, update)
         if not alive:
             _children.pop(job_id, None)
+            sweep(Path(job["job_dir"]) / "checkpoints")  # a save the worker was killed in will never finish
         job = get_job(settings, job_id)
         return job, job["state"] not in SLOT_STATES
 
@@ -576,11 +593,17 @@ def available_actions(settings: Settings, job: dict) -> list[str]:
         actions.append("restart")
     if error.get("key") == "train.error.diverged" or warned & {"health.diverged", "health.spike"}:
         actions.append("lower_lr")
-    if error.get("key", "").startswith("train.error.oom"):
+    if error.get("key", "").startswith("train.error.oom") or _killed_for_memory(error):
         actions.append("less_memory")
     if forgetting and not resumable:
         actions.append("retention")
     return [*actions, "clone", "delete"]
+
+
+def _killed_for_memory(error: dict) -> bool:
+    """Killed by SIGKILL, which is what the system's out-of-memory killer sends."""
+    killed = error.get("key", "").startswith("jobs.error.killed")
+    return killed and (error.get("params") or {}).get("signal") == signal.SIGKILL
 
 
 def delete_job(settings: Settings, job_id: str) -> dict:

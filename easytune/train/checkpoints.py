@@ -23,6 +23,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from easytune.i18n import UserError
+from easytune.train.partial import partial_path, sweep
 
 WEIGHTS = "weights.safetensors"
 STATE = "state.pt"
@@ -67,8 +68,7 @@ class Checkpoints:
             self.index = json.loads((self.folder / INDEX).read_text(encoding="utf-8"))
         except (OSError, ValueError):
             self.index = {"latest": None, "best": None, "best_val_loss": None, "steps": [], "val_loss": {}}
-        for partial in self.folder.glob(".*.partial"):  # left by a worker killed mid-save
-            shutil.rmtree(partial, ignore_errors=True) if partial.is_dir() else partial.unlink(missing_ok=True)
+        sweep(self.folder)  # left by a worker killed mid-save
 
     @property
     def best_step(self) -> int | None:
@@ -77,7 +77,8 @@ class Checkpoints:
     def save(self, step: int, model, optimizer, state: dict, val_loss: float | None) -> dict:
         """Write step-<step>, update the index, prune; returns the checkpoint event's fields."""
         name = f"step-{step}"
-        final, partial = self.folder / name, self.folder / f".{name}.partial"
+        final = self.folder / name
+        partial = partial_path(final)
         weights = trainable_weights(model)
         need = sum(t.numel() * t.element_size() for t in weights.values()) * 3  # weights + Adam's two moments
         check_space(self.folder, need)
@@ -135,6 +136,6 @@ class Checkpoints:
         self.index["steps"] = sorted(keep)
 
     def _write_index(self) -> None:
-        partial = self.folder / f".{INDEX}.partial"
+        partial = partial_path(self.folder / INDEX)
         partial.write_text(json.dumps(self.index, indent=2), encoding="utf-8")
         os.replace(partial, self.folder / INDEX)

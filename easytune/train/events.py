@@ -26,7 +26,8 @@ Control flows the other way through files: `<job_dir>/STOP` asks the worker to s
 the worker's STOPPED as PAUSED. A resumed job's worker appends to the same events.jsonl.
 
 Beside the worker's states the orchestrator records PENDING (waiting for the device), PAUSED, and
-INTERRUPTED (the worker vanished while nobody was watching).
+INTERRUPTED (the worker ended without a final state, and it left a checkpoint or nobody saw how it ended;
+or it failed for a cause outside the training, such as a full disk, after a checkpoint).
 """
 
 from __future__ import annotations
