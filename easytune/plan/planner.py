@@ -30,6 +30,7 @@ from typing import Any
 import yaml
 
 from easytune.i18n import UserError, t
+from easytune.models.calibrate import bf16_pays
 from easytune.models.estimate import (
     DTYPE_BYTES,
     FITS_BELOW,
@@ -40,7 +41,6 @@ from easytune.models.estimate import (
     lora_parameters,
     verdict,
 )
-from easytune.models.calibrate import bf16_pays
 from easytune.models.hardware import GpuInfo, Hardware
 from easytune.plan.schema import TrainingPlan
 
