@@ -131,6 +131,16 @@ def test_a_short_lora_run_on_the_real_model_starts_from_what_it_knew(real_model,
     # this data, far below a blind guess over its vocabulary
     assert losses and losses[0] < 0.5 * math.log(49152), losses
     assert abs(losses[0] - base_line) < 0.35 * base_line, (losses, base_line)
+    # precision auto: what the plan promised from this CPU's measured rates is what the worker used
+    from easytune.models.calibrate import bf16_pays, cpu_rates
+    from easytune.settings import load_settings
+
+    bf16 = bf16_pays(cpu_rates(load_settings(home=home)), 134_515_008)
+    reason = cli_json("plan", "--model", real_model["name"], "--data", "demo:shop_faq_en", "--task", "domain",
+                      "--level", "L2", home=home)["reasons"]["precision"]["key"]
+    assert reason == ("planner.reason.precision_cpu_bf16" if bf16 else "planner.reason.precision_cpu_fp32")
+    logs = cli("jobs", "logs", job["id"], home=home).stdout
+    assert ("in bfloat16" if bf16 else "in float32") in logs, logs
 
 
 def test_base_line_counts_what_the_base_already_answers_on_held_out_rows(real_model):
