@@ -1,7 +1,7 @@
 """Training throughput: the real worker against a plain padded loop, and against this machine's peak.
 
     python -m easytune.train.bench                  the built-in tiny model and a random ~90M Llama
-    python -m easytune.train.bench --models tiny    one of them (tiny | llama90m)
+    python -m easytune.train.bench --models tiny    one of them (tiny | llama90m | a model folder)
 
 Each case trains LoRA r8 on every linear layer, cutoff 256, batch 4, on alpaca-like rows of about 180
 tokens (instruction + answer, lengths spread as real data is), nothing downloaded: the ~90M model is a
@@ -9,7 +9,10 @@ randomly initialised Llama built from a config with the tiny model's tokenizer. 
   - tokens/s of the worker (`python -m easytune.train`, packing on, and off) — the median training step —
     and of a plain loop on the same rows: padded batches, forward, backward, AdamW, the C library's
     allocator as it comes — the baseline;
-  - achieved FLOP/s (useful tokens only) against this CPU's/GPU's measured matmul rate, counted two ways:
+  - on a CPU where precision auto trains in bf16 (easytune.models.calibrate.bf16_pays), the worker in fp32
+    as well: both speeds, and how far apart their loss curves are (the largest per-step difference);
+  - achieved FLOP/s (useful tokens only) against this CPU's/GPU's measured matmul rate in the dtype the
+    worker used, counted two ways:
     4·N per token, what LoRA computes (forward 2·N and the activation gradients 2·N over the frozen
     matmul weights N), and the common 6·N convention (which adds weight gradients LoRA never computes);
   - the share of the worker's wall time spent scoring the forgetting (CF) reference text, the base
@@ -44,10 +47,10 @@ MEAN_TOKENS = 180
 WARMUP_STEPS = 2  # the first steps pay for allocation and kernel selection
 
 
-def matmul_peak(device: torch.device, n: int = 2048, repeats: int = 10) -> float:
-    """Measured matmul FLOP/s on this device in the dtype the worker trains in there (fp32 on a CPU, bf16
-    on a GPU): the best of a few large square products."""
-    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+def matmul_peak(device: torch.device, bf16: bool, n: int = 2048, repeats: int = 10) -> float:
+    """Measured matmul FLOP/s on this device in the dtype the worker trains in (bf16 on a GPU; on a CPU
+    as `bf16` says): the best of a few large square products."""
+    dtype = torch.bfloat16 if device.type == "cuda" or bf16 else torch.float32
     n = 8192 if device.type == "cuda" else n
     a, b = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype)
     best = math.inf
@@ -110,24 +113,26 @@ def training_flops_per_token(model_path: Path, mean_len: float, per_param: int =
     return per_param * matmul_params + attention, matmul_params
 
 
-def plan_for(data: str, steps: int, packing: bool, method: str = "lora") -> dict:
+def plan_for(data: str, steps: int, packing: bool, method: str = "lora", precision: str = "auto") -> dict:
     return {"model": "bench", "dataset": data, "method": method, "lora_r": LORA_R, "lora_alpha": 2 * LORA_R,
+            "precision": precision,
             "target_modules": "all_linear", "packing": packing, "learning_rate": 2e-4, "warmup_ratio": 0.0,
             "max_steps": steps, "batch_size": BATCH, "max_seq_len": CUTOFF, "eval_every": 0,
             "val_ratio": 0.05, "retention_ratio": 0.0, "forgetting_guard": False, "keep_best": False}
 
 
 def run_worker(model_path: Path, train_file: Path, steps: int, work: Path, packing: bool = True,
-               method: str = "lora") -> dict:
-    """The real worker in its own process, as a job runs; figures read from its events."""
+               method: str = "lora", precision: str = "auto", cpu_bf16: bool = False) -> dict:
+    """The real worker in its own process, as a job runs; figures read from its events. `cpu_bf16`: what the
+    jobs service records for precision auto on this CPU."""
     from easytune.plan.schema import TrainingPlan
 
-    job_dir = work / f"job-{method}-{packing}"
+    job_dir = work / f"job-{method}-{packing}-{precision}"
     job_dir.mkdir()
-    TrainingPlan.from_dict(plan_for(str(train_file), steps, packing, method)).save(job_dir / "plan.yaml")
+    TrainingPlan.from_dict(plan_for(str(train_file), steps, packing, method, precision)).save(job_dir / "plan.yaml")
     (job_dir / "job.json").write_text(json.dumps({
         "model_path": str(model_path), "train_file": str(train_file), "val_file": None, "dataset": "bench",
-        "dataset_sha256": "bench", "dataset_kind": "sft", "cache_dir": str(work / "cache")}))
+        "dataset_sha256": "bench", "dataset_kind": "sft", "cache_dir": str(work / "cache"), "cpu_bf16": cpu_bf16}))
     started = time.perf_counter()
     subprocess.run([sys.executable, "-m", "easytune.train", str(job_dir)], check=False,
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # a failure is read from its events
@@ -142,6 +147,7 @@ def run_worker(model_path: Path, train_file: Path, steps: int, work: Path, packi
     return {"tokens_per_s": statistics.median(rates), "spread": (min(rates), max(rates)), "wall_s": wall,
             "cf_s": sum(scored), "cf_passes": len(scored), "worker_s": events[-1]["t"] - events[0]["t"],
             "loss_first_last": (steps_done[0]["loss"], steps_done[-1]["loss"]),
+            "losses": [e["loss"] for e in steps_done],
             "delivered": [e["kind"] for e in events if e["type"] == "artifact"]}
 
 
@@ -190,7 +196,7 @@ def bench_methods(name: str, steps: int, rows_count: int, methods: list[str]) ->
 
     with tempfile.TemporaryDirectory(prefix="easytune-bench-") as tmp:
         work = Path(tmp)
-        model_path = TINY if name == "tiny" else build_llama90m(work / "llama90m")
+        model_path = model_folder(name, work)
         rows = alpaca_like_rows(AutoTokenizer.from_pretrained(model_path), rows_count)
         train_file = work / "rows.jsonl"
         train_file.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
@@ -198,14 +204,37 @@ def bench_methods(name: str, steps: int, rows_count: int, methods: list[str]) ->
                 for method in methods]
 
 
-def bench(name: str, steps: int, rows_count: int, peak: float) -> dict:
+def model_folder(name: str, work: Path) -> Path:
+    return TINY if name == "tiny" else build_llama90m(work / "llama90m") if name == "llama90m" else Path(name)
+
+
+def cpu_bf16_here(model_path: Path) -> bool:
+    """What precision auto becomes for this model on this CPU: the jobs service's rule on rates measured now."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    from easytune.models.calibrate import bf16_pays, measure
+
+    with torch.device("meta"):  # the shape without the weights
+        params = sum(p.numel() for p in AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(model_path))
+                     .parameters())
+    return bf16_pays({dtype: measure("cpu", dtype) for dtype in ("fp32", "bf16")}, params)
+
+
+def loss_gap(a: list[float], b: list[float]) -> float:
+    """The largest per-step difference of two loss curves, relative to the second."""
+    return max(abs(x - y) / y for x, y in zip(a, b, strict=False))
+
+
+def bench(name: str, steps: int, rows_count: int) -> dict:
     from transformers import AutoTokenizer
 
     from easytune.train.worker import pick_device
 
     with tempfile.TemporaryDirectory(prefix="easytune-bench-") as tmp:
         work = Path(tmp)
-        model_path = TINY if name == "tiny" else build_llama90m(work / "llama90m")
+        model_path = model_folder(name, work)
+        device = pick_device("auto")
+        bf16 = device.type == "cpu" and cpu_bf16_here(model_path)
         tokenizer = AutoTokenizer.from_pretrained(model_path)
         rows = alpaca_like_rows(tokenizer, rows_count)
         train_file = work / "rows.jsonl"
@@ -216,12 +245,17 @@ def bench(name: str, steps: int, rows_count: int, peak: float) -> dict:
         flops_per_token, matmul_params = training_flops_per_token(model_path, mean_len)
         flops_6n, _ = training_flops_per_token(model_path, mean_len, per_param=6)
         load = os.getloadavg()[0]
-        worker = run_worker(model_path, train_file, steps, work)
-        unpacked = run_worker(model_path, train_file, steps, work, packing=False)
+        peak = matmul_peak(device, bf16)
+        worker = run_worker(model_path, train_file, steps, work, cpu_bf16=bf16)
+        fp32 = run_worker(model_path, train_file, steps, work, precision="fp32") if bf16 else None
+        unpacked = run_worker(model_path, train_file, steps, work, packing=False, cpu_bf16=bf16)
         padded = run_baseline(model_path, rows, steps, None)
         padded_full = run_baseline(model_path, rows, min(steps, 6), CUTOFF)
-    peak = max(peak, matmul_peak(pick_device("auto")))  # measured low, the peak would flatter the share
+    peak = max(peak, matmul_peak(device, bf16))  # measured low, the peak would flatter the share
     return {"model": name, "matmul_params_m": matmul_params / 1e6, "mean_tokens": mean_len, "steps": steps,
+            "dtype": "bf16" if bf16 or device.type == "cuda" else "fp32",
+            "fp32_tokens_per_s": fp32 and fp32["tokens_per_s"],
+            "fp32_loss_gap_pct": fp32 and 100 * loss_gap(worker["losses"], fp32["losses"]),
             "worker_tokens_per_s": worker["tokens_per_s"], "worker_spread": worker["spread"],
             "worker_unpacked_tokens_per_s": unpacked["tokens_per_s"],
             "padded_tokens_per_s": padded,
@@ -254,21 +288,23 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     device = pick_device("auto")
-    peak = matmul_peak(device)
     results = []
     for name in args.models.split(","):
         steps = args.steps or (40 if name == "tiny" else 32)
-        results.append(bench(name, steps, rows_count=max(64, steps * BATCH + 16), peak=peak))
+        results.append(bench(name, steps, rows_count=max(64, steps * BATCH + 16)))
         if not args.json:
             r = results[-1]
             print(f"{r['model']:>9}: {r['matmul_params_m']:.1f}M matmul params, rows of {r['mean_tokens']:.0f} tokens "
                   f"on average, {r['steps']} steps on {device.type} ({torch.get_num_threads()} threads)\n"
-                  f"           worker {r['worker_tokens_per_s']:.0f} tokens/s (steps "
+                  f"           worker {r['worker_tokens_per_s']:.0f} tokens/s in {r['dtype']} (steps "
                   f"{r['worker_spread'][0]:.0f}–{r['worker_spread'][1]:.0f}; packing off: "
                   f"{r['worker_unpacked_tokens_per_s']:.0f}) · plain padded loop {r['padded_tokens_per_s']:.0f} "
                   f"(padded to {CUTOFF}: {r['padded_to_cutoff_tokens_per_s']:.0f}) → {r['speedup']:.2f}× "
                   f"the plain loop\n"
-                  f"           {r['worker_gflops']:.1f} GFLOP/s achieved of {r['peak_gflops']:.1f} measured "
+                  + (f"           fp32 worker {r['fp32_tokens_per_s']:.0f} tokens/s → bf16 "
+                     f"{r['worker_tokens_per_s'] / r['fp32_tokens_per_s']:.2f}× faster; loss curves at most "
+                     f"{r['fp32_loss_gap_pct']:.2f}% apart\n" if r["fp32_tokens_per_s"] else "")
+                  + f"           {r['worker_gflops']:.1f} GFLOP/s achieved of {r['peak_gflops']:.1f} measured "
                   f"matmul peak: {r['mfu_pct']:.0f}% counted as 4·N (what LoRA computes), {r['mfu_6n_pct']:.0f}% "
                   f"under the 6·N convention\n"
                   f"           forgetting score {r['cf_s']:.1f} s ({r['cf_passes']} scorings, the base pass in the "
