@@ -262,7 +262,7 @@ def cmd_data(args, settings) -> int:
         row = datasets.remove_dataset(settings, args.target)
         _emit(args, row, t("cli.data.removed", args.lang, name=row["name"]))
     elif args.action == "export":
-        path = datasets.export_dataset(settings, args.target, args.out or f"{args.target}.jsonl")
+        path = datasets.export_dataset(settings, args.target, args.out or Path.cwd())
         _emit(args, {"path": str(path)}, t("cli.data.exported", args.lang, path=path))
     elif args.action == "tokens":
         result = datasets.token_lengths(settings, args.target, args.model)
@@ -560,7 +560,7 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--shape", help="only this shape, e.g. alpaca, sharegpt, preference (list)")
     data.add_argument("--offset", type=int, default=0, help="first row to show (show)")
     data.add_argument("--limit", type=int, default=20, help="rows to show (show)")
-    data.add_argument("--out", help="file to write (export)")
+    data.add_argument("--out", help="file or folder to write (export; default: the current folder)")
     data.set_defaults(func=cmd_data)
 
     models = sub.add_parser("models", parents=[common], help="list, add, inspect, check fit of and remove models")

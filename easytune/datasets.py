@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import shutil
 import time
 import uuid
@@ -82,8 +83,7 @@ def add_dataset(settings: Settings, path: str | Path, *, name: str | None = None
     from easytune.data.ingest import content_hash, import_file
 
     source = Path(path).expanduser()
-    if not source.is_file():
-        raise UserError("datasets.no_file", path=str(source))
+    _require_regular_file(source)
     limit = settings.max_upload_mb * 1024 * 1024
     if source.stat().st_size > limit:
         raise UserError("datasets.too_large", size_mb=source.stat().st_size // (1024 * 1024),
@@ -114,6 +114,18 @@ def add_dataset(settings: Settings, path: str | Path, *, name: str | None = None
         shutil.rmtree(out_dir, ignore_errors=True)
         raise
     return {"dataset": row, "report": report.to_dict(), "duplicate_of": None}
+
+
+def _require_regular_file(source: Path) -> None:
+    """Only a plain file is imported: a folder is a mistake worth its own words, and a device or pipe
+    (/dev/zero, a FIFO) would be read forever."""
+    if source.is_file():
+        return
+    if source.is_dir():
+        raise UserError("datasets.is_folder", path=str(source))
+    if source.exists():
+        raise UserError("datasets.not_regular_file", path=str(source))
+    raise UserError("datasets.no_file", path=str(source))
 
 
 def _unique_name(settings: Settings, wanted: str) -> str:
@@ -173,10 +185,21 @@ def remove_dataset(settings: Settings, ref: str) -> dict:
     return row
 
 
-def export_dataset(settings: Settings, ref: str, out: str | Path) -> Path:
-    """The cleaned canonical rows (train then validation) as one JSON Lines file."""
+def file_name(name: str) -> str:
+    """A dataset's name as a file name. A name is only ever shown: separators, `..`, leading dots and
+    control characters are replaced, so a file named after it stays in the folder it was meant for."""
+    stem = re.sub(r'[\x00-\x1f\x7f/\\:*?"<>|]+', "-", name).strip(" .-")
+    stem = stem.encode("utf-8")[:200].decode("utf-8", "ignore")  # file systems limit names to 255 bytes
+    return f"{stem or 'dataset'}.jsonl"
+
+
+def export_dataset(settings: Settings, ref: str, out: str | Path | None = None) -> Path:
+    """The cleaned canonical rows (train then validation) as one JSON Lines file: `out`, or a file named
+    after the dataset in the folder `out` (by default the home's downloads folder)."""
     row = _row(settings, ref)
-    out = Path(out).expanduser()
+    out = Path(out).expanduser() if out is not None else settings.folder("downloads")
+    if out.is_dir():
+        out = out / file_name(row["name"])
     with open(out, "wb") as target:
         for split in ("train.jsonl", "val.jsonl"):
             part = Path(row["path"]) / split

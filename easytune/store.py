@@ -6,12 +6,17 @@ Opening a database always runs the ones it has not seen, so an older file is upg
 
 from __future__ import annotations
 
+import contextlib
 import json
+import shutil
+import sqlite3
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import sqlite_utils
+
+from easytune.i18n import UserError
 
 
 def _m001_initial(db: sqlite_utils.Database) -> None:
@@ -118,10 +123,55 @@ def migrate(db: sqlite_utils.Database, upto: int | None = None) -> list[str]:
 _migrated: set[Path] = set()
 
 
+SQLITE_IOERR, SQLITE_FULL = 10, 13  # primary result codes (the low byte of an extended one)
+NEARLY_FULL_BYTES = 1 << 20  # below this, an I/O error is the full disk: SQLite cannot even size its -shm file
+
+
+class _Connection(sqlite3.Connection):
+    """A connection whose writes, failing on a full disk, say so as a UserError naming where — at every door
+    (CLI, app, worker) — instead of SQLite's "database or disk is full" traceback. SQLite has already
+    rolled the change back, so nothing saved before is lost."""
+
+    path: Path
+
+    def execute(self, *args):
+        with self._disk_full_said():
+            return super().execute(*args)
+
+    def executemany(self, *args):
+        with self._disk_full_said():
+            return super().executemany(*args)
+
+    def executescript(self, *args):
+        with self._disk_full_said():
+            return super().executescript(*args)
+
+    def commit(self):
+        with self._disk_full_said():
+            return super().commit()
+
+    def __exit__(self, *exc_info):  # `with db.conn:` commits here
+        with self._disk_full_said():
+            return super().__exit__(*exc_info)
+
+    @contextlib.contextmanager
+    def _disk_full_said(self):
+        try:
+            yield
+        except sqlite3.OperationalError as exc:
+            code = (getattr(exc, "sqlite_errorcode", 0) or 0) & 0xFF
+            free = shutil.disk_usage(self.path.parent).free
+            if code == SQLITE_FULL or (code == SQLITE_IOERR and free < NEARLY_FULL_BYTES):
+                raise UserError("store.disk_full", path=str(self.path), free=f"{free / 2**20:.1f} MB") from exc
+            raise
+
+
 def open_db(path: Path) -> sqlite_utils.Database:
     """A fresh connection (one per caller and thread; SQLite connections are not shared)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    db = sqlite_utils.Database(path)
+    conn = sqlite3.connect(str(path), factory=_Connection)
+    conn.path = path
+    db = sqlite_utils.Database(conn)
     db.conn.execute("PRAGMA busy_timeout = 10000")  # the app and a CLI may write at the same time
     if path not in _migrated:
         db.enable_wal()

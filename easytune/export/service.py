@@ -16,7 +16,11 @@ from easytune.settings import Settings
 from easytune.store import dumps, open_db
 
 FORMATS = ("merged", "adapter", "openvino-int8", "openvino-int4")
-KEEP_FREE_BYTES = 512 * 2**20  # an export never leaves the disk with less than this free
+# What an export leaves free on the disk besides itself: a share of its own size, at least a little and at
+# most what the system needs to keep working — so a 1 MB adapter is not refused for a merged model's margin.
+KEEP_FREE_SHARE = 0.25
+KEEP_FREE_MIN = 32 * 2**20
+KEEP_FREE_MAX = 512 * 2**20
 # Disk an export needs, as a share of the model's weights on disk: merged saves them again; OpenVINO
 # writes a merged copy to convert from, then the (smaller) IR.
 SPACE_FACTOR = {"merged": 1.1, "openvino-int8": 1.6, "openvino-int4": 1.5}
@@ -49,6 +53,10 @@ def needed_bytes(fmt: str, model_path: str, adapter_path: str | None) -> int:
         return int(folder_size(Path(adapter_path)) * 1.1) + 16 * 2**20
     weights = sum(f.stat().st_size for f in Path(model_path).glob("*.safetensors"))
     return int(weights * SPACE_FACTOR[fmt]) + 16 * 2**20
+
+
+def keep_free_for(need: int) -> int:
+    return min(KEEP_FREE_MAX, max(KEEP_FREE_MIN, int(need * KEEP_FREE_SHARE)))
 
 
 def check_disk(target: Path, need: int, keep_free_bytes: int) -> None:
@@ -103,12 +111,12 @@ def _move_into_place(stage: Path, target: Path, export_id: str) -> None:
 
 def export_job(settings: Settings, job_id: str, fmt: str, *, out_dir: str | Path | None = None,
                confirm_unsafe: bool = False, progress: Progress | None = None, lang: str | None = None,
-               keep_free_bytes: int = KEEP_FREE_BYTES) -> dict:
+               keep_free_bytes: int | None = None) -> dict:
     """Export a finished job as `fmt` (one of FORMATS); returns the READY row with the verification.
 
     progress(fraction 0..1, message key) reports the steps. keep_free_bytes is the disk space the export
-    must leave free. Raises UserError for what the user can fix; a failed export leaves a FAILED row and
-    no folder at the target.
+    must leave free (by default scaled to the export's size: keep_free_for). Raises UserError for what the
+    user can fix; a failed export leaves a FAILED row and no folder at the target.
     """
     from easytune.chat import job_model
     from easytune.jobs import get_job
@@ -141,7 +149,8 @@ def export_job(settings: Settings, job_id: str, fmt: str, *, out_dir: str | Path
     stage = target.parent / f".{target.name}.partial-{export_id}"
     try:
         report(0.02, "export.progress.check")
-        check_disk(target, needed_bytes(fmt, model_path, adapter_path), keep_free_bytes)
+        need = needed_bytes(fmt, model_path, adapter_path)
+        check_disk(target, need, keep_free_for(need) if keep_free_bytes is None else keep_free_bytes)
         stage.mkdir(parents=True)
         details = _build(fmt, stage, model_path, adapter_path, report)
         report(0.7, "export.progress.verify")

@@ -44,6 +44,7 @@ TOKENIZER_ALTERNATIVES = [  # any one of these, beside tokenizer_config.json
     ("tokenizer.json",), ("tokenizer.model",), ("spiece.model",), ("vocab.json", "merges.txt"),
     ("vocab.txt",), ("*.tiktoken",),
 ]
+SAFETENSORS_HEADER_LIMIT = 100 * 2**20  # the format's own bound on its JSON header
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*/[\w.\-]+$")
 
 Progress = DownloadCallback  # gets a DownloadProgress: bytes done of the total, files being fetched, speed
@@ -169,6 +170,10 @@ def check_folder(path: str | Path) -> FolderCheck:
             check.problem_params = {"path": str(folder), "files": ", ".join(check.pickle_files[:5])}
             return check
         check.missing.append("*.safetensors")
+    bad_weights = _weights_problem(folder, check.safetensors)
+    if bad_weights is not None:
+        check.problem, check.problem_params = bad_weights
+        return check
     if check.missing_shards:
         check.problem = "models.shards_missing"
         check.problem_params = {"path": str(folder), "count": len(check.missing_shards),
@@ -180,6 +185,51 @@ def check_folder(path: str | Path) -> FolderCheck:
         return check
     check.ok = True
     return check
+
+
+def _weights_problem(folder: Path, names: list[str]) -> tuple[str, dict] | None:
+    """(message key, params) for the first *.safetensors file that is a link out of the folder or not
+    safetensors at all — refused here, with the file named, rather than by the loader's traceback."""
+    home = Path(os.path.realpath(folder))
+    # The Hugging Face cache's snapshot folders link each file to the repository's blobs/ folder.
+    blobs = home.parent.parent / "blobs" if home.parent.name == "snapshots" else None
+    for name in names:
+        path = folder / name
+        params = {"file": name, "path": str(folder)}
+        target = Path(os.path.realpath(path))  # a link loop resolves to itself rather than raising
+        if path.is_symlink() and not (target.is_relative_to(home) or (blobs and target.is_relative_to(blobs))):
+            return "models.weights_link_outside", {**params, "target": str(target)}
+        if not is_safetensors(path):
+            return "models.weights_not_safetensors", params
+    return None
+
+
+def is_safetensors(path: Path) -> bool:
+    """Whether a file is laid out as safetensors: an 8-byte little-endian header length, that many bytes of
+    JSON object, then the tensors' bytes, each tensor's range inside them. Reads the header only (a device
+    or a pipe named *.safetensors is not opened)."""
+    if not path.is_file():
+        return False
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as f:
+            length = int.from_bytes(f.read(8), "little")
+            if not 2 <= length <= min(SAFETENSORS_HEADER_LIMIT, size - 8):
+                return False
+            header = json.loads(f.read(length))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return False
+    if not isinstance(header, dict):
+        return False
+    data_bytes = size - 8 - length
+    for tensor_name, entry in header.items():
+        if tensor_name == "__metadata__":
+            continue
+        offsets = entry.get("data_offsets") if isinstance(entry, dict) else None
+        if not (isinstance(offsets, list) and len(offsets) == 2 and all(isinstance(o, int) for o in offsets)
+                and 0 <= offsets[0] <= offsets[1] <= data_bytes):
+            return False  # not this format, or cut short: a tensor lies past the end of the file
+    return True
 
 
 def validate_folder(path: str | Path) -> FolderCheck:

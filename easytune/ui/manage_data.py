@@ -137,8 +137,7 @@ def build(ctx: Ctx) -> None:
     def on_download(dataset_id):
         if not dataset_id:
             return gr.skip()
-        row = datasets.show_dataset(settings, dataset_id, 0, 0)["dataset"]
-        return str(datasets.export_dataset(settings, dataset_id, settings.folder("downloads") / f"{row['name']}.jsonl"))
+        return str(datasets.export_dataset(settings, dataset_id))
 
     def on_remap(lang, dataset_id, pairs):
         try:

@@ -159,7 +159,8 @@ def log_lines(settings: Settings, job_id: str | None, lang: str, level: str = "a
 
 def log_file(settings: Settings, job_id: str, lang: str, level: str = "all", search: str = "") -> Path:
     """The log as shown (same level and search), as plain text for the download button."""
-    path = settings.folder("downloads") / f"{job_id}-log.txt"
+    job = jobs.get_job(settings, job_id)  # the file is named by the job's own id, never by what was sent
+    path = settings.folder("downloads") / f"{job['id']}-log.txt"
     path.write_text("\n".join(log_lines(settings, job_id, lang, level, search)) + "\n", encoding="utf-8")
     return path
 
