@@ -82,15 +82,16 @@ def _versions() -> dict[str, str]:
     return out
 
 
-def _cpu_bf16(settings: Settings, plan: TrainingPlan) -> bool:
+def _cpu_bf16(settings: Settings, plan: TrainingPlan, model_path: Path) -> bool:
     """Whether precision "auto" trains in bf16 should the job run on this CPU: decided here, by the planner's
-    measured rule, and kept with the job so that a resumed run computes as it began."""
+    measured rule, and kept with the job so that a resumed run computes as it began. The model's size is
+    read from its weight files' headers: creating a job never waits for the training stack to import."""
     from easytune.models.calibrate import cpu_trains_bf16
-    from easytune.models.registry import model_info
+    from easytune.models.inspect import stored_counts
 
     if plan.precision != "auto" or plan.device not in ("auto", "cpu"):
         return False
-    return cpu_trains_bf16(settings, model_info(settings, plan.model).get("num_parameters"))
+    return cpu_trains_bf16(settings, sum(stored_counts(model_path).values()))
 
 
 def create_job(settings: Settings, plan: TrainingPlan, name: str | None = None) -> dict:
@@ -107,7 +108,7 @@ def create_job(settings: Settings, plan: TrainingPlan, name: str | None = None) 
                 "val_file": str(data.val_file) if data.val_file else None, "dataset": data.name,
                 "dataset_sha256": data.sha256, "dataset_rows": data.rows, "dataset_kind": data.kind,
                 "versions": _versions(),
-                "cache_dir": str(settings.folder("cache")), "cpu_bf16": _cpu_bf16(settings, plan)}
+                "cache_dir": str(settings.folder("cache")), "cpu_bf16": _cpu_bf16(settings, plan, Path(model_path))}
     (job_dir / "job.json").write_text(json.dumps(resolved, indent=2, ensure_ascii=False), encoding="utf-8")
     row = {"id": job_id, "name": name or f"{Path(plan.model).name} · {data.name}", "state": "PENDING",
            "model": plan.model, "dataset": plan.dataset, "job_dir": str(job_dir), "created_at": time.time()}

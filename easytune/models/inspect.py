@@ -315,12 +315,11 @@ def _dtype_name(value) -> str | None:
     return name
 
 
-def _safetensors_dtype(folder: Path) -> str | None:
-    """The dtype most weights are stored in, read from the safetensors headers (a few KB each)."""
-    names = {"BF16": "bfloat16", "F16": "float16", "F32": "float32", "F64": "float64", "I8": "int8",
-             "U8": "uint8", "F8_E4M3": "float8_e4m3fn", "F8_E5M2": "float8_e5m2", "I32": "int32"}
+def stored_counts(folder: Path) -> dict[str, int]:
+    """How many numbers the folder's safetensors files hold, by stored dtype, read from their headers
+    (a few KB each): no weights are loaded and nothing heavy is imported."""
     counts: dict[str, int] = {}
-    for path in sorted(folder.glob("*.safetensors"))[:64]:
+    for path in sorted(Path(folder).glob("*.safetensors"))[:64]:
         try:
             with path.open("rb") as handle:
                 size = struct.unpack("<Q", handle.read(8))[0]
@@ -336,6 +335,14 @@ def _safetensors_dtype(folder: Path) -> str | None:
             for dim in meta.get("shape", []):
                 n *= dim
             counts[meta.get("dtype", "?")] = counts.get(meta.get("dtype", "?"), 0) + n
+    return counts
+
+
+def _safetensors_dtype(folder: Path) -> str | None:
+    """The dtype most weights are stored in."""
+    names = {"BF16": "bfloat16", "F16": "float16", "F32": "float32", "F64": "float64", "I8": "int8",
+             "U8": "uint8", "F8_E4M3": "float8_e4m3fn", "F8_E5M2": "float8_e5m2", "I32": "int32"}
+    counts = stored_counts(folder)
     if not counts:
         return None
     top = max(counts, key=counts.get)

@@ -70,8 +70,16 @@ def test_a_cut_connection_resumes_without_starting_over(hub, hf_cache):
     assert (Path(source.path) / WEIGHTS).read_bytes() == (TINY / WEIGHTS).read_bytes()
 
 
+def big_safetensors(size: int) -> bytes:
+    """Real safetensors bytes of about `size`, random enough that no two runs share a blob."""
+    import torch
+    from safetensors.torch import save
+
+    return save({"weight": torch.randint(0, 256, (size,), dtype=torch.uint8)})
+
+
 def test_a_cancelled_download_continues_next_time(hub, hf_cache):
-    weights = os.urandom(6_000_000)
+    weights = big_safetensors(6_000_000)  # (the download checks that what it kept reads as safetensors)
     hub.add_repo("acme/big", {**{p.name: p.read_bytes() for p in TINY.iterdir() if p.suffix == ".json"},
                               WEIGHTS: weights})
     hub.throttle[WEIGHTS] = 4_000_000  # slow enough for the progress reports to catch it midway
