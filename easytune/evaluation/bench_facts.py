@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import tempfile
 import time
 from pathlib import Path
@@ -71,8 +70,8 @@ def default_model(settings) -> str:
     return add_model(settings, str(gguf), name="smollm2-135m-instruct")["model"]["name"]
 
 
-def run(model: str | None, overrides: dict, home: Path) -> dict:
-    os.environ["EASYTUNE_HOME"] = str(home)
+def run(model: str | None, overrides: dict, home: Path, facts: list[dict] | None = None) -> dict:
+    """Train on `facts` (default: the whole set) through the default path in `home`, then ask both models."""
     from easytune import datasets, jobs
     from easytune.evaluation.pair import Pair
     from easytune.evaluation.runner import side
@@ -80,9 +79,9 @@ def run(model: str | None, overrides: dict, home: Path) -> dict:
     from easytune.plan.service import make_plan
     from easytune.settings import load_settings
 
-    settings = load_settings()
+    settings = load_settings(home=home)
     model = model or default_model(settings)
-    facts = read_facts()
+    facts = facts or read_facts()
     data_file = home / "facts_en.jsonl"
     data_file.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in training_rows(facts)) + "\n",
                          encoding="utf-8")

@@ -126,7 +126,8 @@ def validate_intents(data: Any) -> dict:
 
     tasks = data["tasks"]
     task_keys = {"needs": lambda v: isinstance(v, list) and v and all(k in DATA_KINDS for k in v),
-                 "lr_factor": positive, "epochs_factor": positive,
+                 "lr_factor": positive, "epochs_factor": positive, "retention_ratio": lambda v: _number(v)
+                 and 0 < v < 0.9,
                  "max_epochs": positive, "rank": lambda v: v in ("upper", "lower"),
                  "target_modules": lambda v: v in SCOPES, "lora_dropout_min": lambda v: _number(v)
                  and 0 <= v <= 0.5, "keep_long_rows": lambda v: isinstance(v, bool),
@@ -880,8 +881,11 @@ class _Planner:
     def plan_learning_rate(self) -> None:
         level = self.level_rules
         rules = self.rules["model_size"]
-        base = level["learning_rate"] * self.task_rules.get("lr_factor", 1.0)
-        lo, hi = (x * self.task_rules.get("lr_factor", 1.0) for x in level["lr_range"])
+        task_factor = self.task_rules.get("lr_factor", 1.0)
+        if task_factor > 1.0 and self.values["method"] == "full":
+            task_factor = 1.0  # a larger step is for an add-on's few weights, never for every weight
+        base = level["learning_rate"] * task_factor
+        lo, hi = (x * task_factor for x in level["lr_range"])
         params = {"lr": None, "base": _fmt_lr(base), "level_key": f"planner.level.{self.level}",
                   "task_key": f"planner.task.{self.task}", "level_rate": _fmt_lr(level["learning_rate"])}
         factor = 1.0
@@ -889,8 +893,9 @@ class _Planner:
             factor = (rules["reference_params"] / self.model.params) ** rules["exponent"]
             factor = min(rules["max_factor"], max(1.0, factor))
         lr = base * factor
-        key = "planner.reason.lr_task" if self.task_rules.get("lr_factor") else "planner.reason.lr_level"
-        if factor > 1.0:
+        key = "planner.reason.lr_level" if task_factor == 1.0 else (
+            "planner.reason.lr_task" if task_factor < 1.0 else "planner.reason.lr_task_facts")
+        if factor > 1.0 and task_factor <= 1.0:  # (a task's own larger rate says why it is larger)
             key = "planner.reason.lr_small_model"
             params["params"] = _params_text(self.model.params)
         if self.values["method"] == "full":
@@ -898,7 +903,7 @@ class _Planner:
             lr, lo, hi = lr * full, lo * full, hi * full
             key = "planner.reason.lr_full"
         if self.small_model and self.values["method"] != "full":
-            lr = self.rules["small_model"]["learning_rate"] * self.task_rules.get("lr_factor", 1.0)
+            lr = self.rules["small_model"]["learning_rate"] * min(task_factor, 1.0)
             key = "planner.reason.lr_small_model_fixed"
             params["params"] = _params_text(self.model.params)
         capped = min(lr, rules["max_learning_rate"])
@@ -994,8 +999,8 @@ class _Planner:
         task_key = f"planner.task.{self.task}"
         small = self.rules["small_model"]["retention_ratio"]
         if self.task in rules["tasks"]:
-            self.set("retention_ratio", rules["ratio"], "planner.reason.retention_task", pct=_pct(rules["ratio"]),
-                     task_key=task_key)
+            ratio = self.task_rules.get("retention_ratio", rules["ratio"])
+            self.set("retention_ratio", ratio, "planner.reason.retention_task", pct=_pct(ratio), task_key=task_key)
         elif self.small_model and self.task_rules.get("sequences_per_row", 1) == 1:  # not for preference pairs
             self.set("retention_ratio", small, "planner.reason.retention_small_model", pct=_pct(small),
                      params=_params_text(self.model.params))

@@ -37,7 +37,8 @@ from easytune.train.guard import PAUSE_REASON, forgetting_pause
 from easytune.train.objective import resolve_objective
 from easytune.train.packing import collate, packing_is_exact, padding_share
 from easytune.train.ranks import Ranks
-from easytune.train.sft import DEFAULT_CHAT_TEMPLATE, encode_row, encode_text
+from easytune.train.loss import keeps_logits, scored_loss
+from easytune.train.sft import DEFAULT_CHAT_TEMPLATE, IGNORE, encode_row, encode_text
 from easytune.train.tokens import load_examples
 
 ADAPTER_METHODS = ("lora", "qlora")  # what trains an adapter and delivers `adapter/`
@@ -220,9 +221,11 @@ def train(job_dir: Path, events: EventWriter, ranks: Ranks) -> str | tuple[str, 
     elif plan.retention_ratio > 0:  # what the model already knows, kept by training on it alongside
         started = time.perf_counter()
         wanted = round(len(train_set) * plan.retention_ratio / (1 - plan.retention_ratio))
-        own = objective == "sft" and bool(rehearsal.prompts())
-        if own:  # its own answers to everyday requests
-            rows = rehearsal.rehearsal_rows(model, tokenizer, model_path=job["model_path"],
+        own = objective == "sft" and any(rehearsal.requests())
+        if own:  # its own answers to general questions and everyday requests, in the data's language
+            answers = [[token for token in e["labels"] if token != IGNORE] for e in train_set[:200]]
+            language = rehearsal.language_of([tokenizer.decode(ids[:200]) for ids in answers])
+            rows = rehearsal.rehearsal_rows(model, tokenizer, model_path=job["model_path"], language=language,
                                             cache_dir=job.get("cache_dir"), count=wanted, seed=plan.seed)
             general = [e for row in rows for e in encode_row(tokenizer, row, plan.max_seq_len)]
         else:  # raw text for raw text
@@ -290,6 +293,8 @@ def train(job_dir: Path, events: EventWriter, ranks: Ranks) -> str | tuple[str, 
         events.emit("eval", **result)
         return result
 
+    keep_logits = keeps_logits(model)  # (DDP, when it wraps the model below, passes the argument on)
+
     def forward(chunk: list[dict]) -> tuple[torch.Tensor, int, dict]:
         """One micro-batch → (mean loss, tokens computed, objective-specific figures)."""
         if objective == "dpo":
@@ -298,7 +303,7 @@ def train(job_dir: Path, events: EventWriter, ranks: Ranks) -> str | tuple[str, 
             loss, stats = dpo.dpo_loss(chosen.float(), rejected.float(), ref_chosen, ref_rejected, plan.dpo_beta)
             return loss, sum(len(p["chosen_ids"]) + len(p["rejected_ids"]) for p in chunk), stats
         batch, _ = collate([(e["input_ids"], e["labels"]) for e in chunk], pad_id, device, pack)
-        return train_model(**batch, use_cache=False).loss, sum(len(e["input_ids"]) for e in chunk), {}
+        return scored_loss(train_model, batch, keep_logits), sum(len(e["input_ids"]) for e in chunk), {}
 
     # ---- start, or resume from a checkpoint ----
     micro_per_epoch = math.ceil(len(train_set) / plan.batch_size)

@@ -147,7 +147,9 @@ def test_table(task, level, rows, hw, model, tiny):
     # learning rate: scaled up for the tiny model, the usual band for 7B
     if model == "7b":
         assert plan.method == "lora"  # never full for a 7B model
-        if task not in ("preference",):
+        if task == "domain":  # facts need steps several times the usual (presets/intents.yaml, tasks.domain)
+            assert 2.5e-4 <= plan.learning_rate <= 1e-3
+        elif task != "preference":
             assert 5e-5 <= plan.learning_rate <= 2e-4
         else:
             assert plan.learning_rate < 5e-5
@@ -186,7 +188,7 @@ def test_table(task, level, rows, hw, model, tiny):
         assert p.reasons["grad_checkpointing"]["key"] == "planner.reason.ckpt_memory"
 
     # forgetting: general text mixed in where the change reaches the model's knowledge
-    assert plan.retention_ratio == (0.3 if task in ("domain", "pretrain") or plan.method == "full"
+    assert plan.retention_ratio == (0.5 if task == "domain" else 0.3 if task == "pretrain" or plan.method == "full"
                                     or (task != "preference" and (model == "tiny" or level != "L1")) else 0.0)
     assert plan.forgetting_guard is (model == "7b")  # the 1M model always forgets: warn, don't stop
     if plan.retention_ratio:

@@ -1,0 +1,43 @@
+"""The default path teaches a real model facts and leaves what it knew: a fictional shop's FAQ (ten facts,
+each taught by two questions) through the planner's "domain knowledge" plan with nothing set by hand,
+then judged by what the base and the tuned model answer (easytune.evaluation.bench_facts, the benchmark's
+own code): the taught questions, the facts asked in words training never showed, and general questions
+with answer keys."""
+
+from __future__ import annotations
+
+import pytest
+
+from easytune.evaluation import bench_facts
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def taught(real_model, tmp_path_factory) -> dict:
+    home = tmp_path_factory.mktemp("facts-home")
+    return bench_facts.run(str(real_model["folder"]), {}, home, facts=bench_facts.read_facts()[:10])
+
+
+def right(result: dict, name: str, side: str) -> int:
+    return sum(answer["right"] for answer in result["sets"][name][side])
+
+
+def test_the_default_plan_teaches_the_facts_it_was_given(taught):
+    assert taught["state"] == "COMPLETED", taught
+    total = len(taught["sets"]["taught"]["tuned"])
+    assert right(taught, "taught", "base") <= 0.2 * total, "the base model must not know the shop already"
+    assert right(taught, "taught", "tuned") >= bench_facts.TARGETS["taught"] * total, taught["sets"]["taught"]
+
+
+def test_the_default_plan_answers_some_facts_asked_in_other_words(taught):
+    base, tuned = (right(taught, "asked_otherwise", side) for side in ("base", "tuned"))
+    assert tuned >= base + 4, taught["sets"]["asked_otherwise"]["tuned"]
+
+
+def test_the_default_plan_keeps_the_general_knowledge_it_had(taught):
+    total = len(taught["sets"]["general"]["base"])
+    assert right(taught, "general", "tuned") >= right(taught, "general", "base") - total / 10, \
+        [a for a in taught["sets"]["general"]["tuned"] if not a["right"]]
+    capital = next(a for a in taught["sets"]["general"]["tuned"] if "capital of France" in a["question"])
+    assert "Paris" in capital["answer"], capital

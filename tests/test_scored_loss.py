@@ -1,0 +1,55 @@
+"""The loss computed over the scored positions only is the loss transformers computes over all of them,
+with the same gradients, for padded and for packed batches."""
+
+import pytest
+import torch
+
+from easytune.train.loss import keeps_logits, scored_loss
+from easytune.train.packing import IGNORE, packed, padded
+from support import ROOT
+
+
+@pytest.fixture(scope="module")
+def model():
+    from easytune.models.sources import load_safe
+
+    return load_safe(ROOT / "assets" / "tiny-model", dtype=torch.float32)
+
+
+def rows() -> list[tuple[list[int], list[int]]]:
+    generator = torch.Generator().manual_seed(0)
+    out = []
+    for question, answer in ((7, 5), (12, 3), (4, 9)):  # the answers sit at different positions per row
+        ids = torch.randint(5, 200, (question + answer,), generator=generator).tolist()
+        out.append((ids, [IGNORE] * question + ids[question:]))
+    return out
+
+
+def grads(model, loss) -> list[torch.Tensor]:
+    model.zero_grad(set_to_none=True)
+    loss.backward()
+    return [p.grad.clone() for p in model.parameters() if p.grad is not None]
+
+
+@pytest.mark.parametrize("layout", ["padded", "packed"])
+def test_scoring_only_the_labelled_positions_changes_neither_the_loss_nor_its_gradients(model, layout):
+    batch, _ = padded(rows(), 0, "cpu") if layout == "padded" else packed(rows(), "cpu")
+    assert keeps_logits(model)
+    plain = model(**batch, use_cache=False).loss
+    scored = scored_loss(model, batch)
+    assert scored.item() == pytest.approx(plain.item(), rel=1e-5)
+    assert "labels" in batch, "the caller's batch is left as it was"
+    for a, b in zip(grads(model, plain), grads(model, scored)):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+
+
+def test_a_model_asked_for_fewer_logits_computes_only_those(model):
+    batch, _ = packed(rows(), "cpu")
+    projected = []
+    hook = model.get_output_embeddings().register_forward_hook(lambda m, i, o: projected.append(o.shape[1]))
+    try:
+        scored_loss(model, batch)
+    finally:
+        hook.remove()
+    scored = int((batch["labels"][:, 1:] != IGNORE).sum())
+    assert projected == [scored] and scored < batch["input_ids"].shape[1] / 2
