@@ -1,4 +1,4 @@
-"""The default path teaches a real model facts and leaves what it knew: a fictional shop's FAQ (ten facts,
+"""The default path teaches a real model facts and leaves what it knew: a fictional shop's FAQ (20 facts,
 each taught by two questions) through the planner's "domain knowledge" plan with nothing set by hand,
 then judged by what the base and the tuned model answer (easytune.evaluation.bench_facts, the benchmark's
 own code): the taught questions, the facts asked in words training never showed, and general questions
@@ -16,7 +16,7 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def taught(real_model, tmp_path_factory) -> dict:
     home = tmp_path_factory.mktemp("facts-home")
-    return bench_facts.run(str(real_model["folder"]), {}, home, facts=bench_facts.read_facts()[:10])
+    return bench_facts.run(str(real_model["folder"]), {}, home)
 
 
 def right(result: dict, name: str, side: str) -> int:
@@ -32,7 +32,7 @@ def test_the_default_plan_teaches_the_facts_it_was_given(taught):
 
 def test_the_default_plan_answers_some_facts_asked_in_other_words(taught):
     base, tuned = (right(taught, "asked_otherwise", side) for side in ("base", "tuned"))
-    assert tuned >= base + 4, taught["sets"]["asked_otherwise"]["tuned"]
+    assert tuned >= base + 8, taught["sets"]["asked_otherwise"]["tuned"]  # (the 60 % target is not met yet)
 
 
 def test_the_default_plan_keeps_the_general_knowledge_it_had(taught):
