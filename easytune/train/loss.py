@@ -5,7 +5,8 @@ projects every position onto the whole vocabulary (49k to 150k columns) and take
 CPU that projection and its softmax were a quarter of a LoRA step of a 135M model. Here the model is asked
 for the logits of the scored positions only (transformers' `logits_to_keep`, the positions shared by the
 batch: in a packed batch exactly the scored ones) and the loss is the mean over the scored tokens, as
-transformers computes it. Models whose forward has no `logits_to_keep` get the plain forward.
+transformers computes it. Other models (remote code, whose `logits_to_keep` may take a count only) get
+the plain forward.
 """
 
 from __future__ import annotations
@@ -15,15 +16,17 @@ import inspect
 import torch
 import torch.nn.functional as F
 
-IGNORE = -100
+from easytune.train.packing import IGNORE
 
 
 def keeps_logits(model) -> bool:
-    """Whether this model's forward can return the logits of chosen positions only."""
+    """Whether this model's forward can return the logits of chosen positions only: a transformers model
+    whose forward takes `logits_to_keep` (positions as a tensor, in every model transformers ships)."""
     inner = model
     while hasattr(inner, "module") or hasattr(inner, "get_base_model"):  # DDP, then the adapter
         inner = inner.module if hasattr(inner, "module") else inner.get_base_model()
-    return "logits_to_keep" in inspect.signature(inner.forward).parameters
+    return (type(inner).__module__.startswith("transformers.")
+            and "logits_to_keep" in inspect.signature(inner.forward).parameters)
 
 
 def scored_loss(model, batch: dict, keep: bool = True) -> torch.Tensor:

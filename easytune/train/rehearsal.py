@@ -55,7 +55,8 @@ def language_of(texts: list[str]) -> str:
 
 
 def pick(count: int, seed: int, language: str) -> list[str]:
-    """`count` requests (at most all of them) in `language`, half knowledge questions and half tasks, picked by `seed`."""
+    """`count` requests (at most all there are) in `language`, knowledge questions and tasks alternating,
+    picked by `seed`."""
     knowledge, tasks = requests(language)
     random.Random(seed).shuffle(knowledge)
     random.Random(seed + 1).shuffle(tasks)

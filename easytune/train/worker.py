@@ -34,10 +34,10 @@ from easytune.train.evaluate import ForgettingScore, mean_loss, retention_lines
 from easytune.train.events import STOP_FILE, EventWriter
 from easytune.train.failures import is_out_of_memory, out_of_memory
 from easytune.train.guard import PAUSE_REASON, forgetting_pause
+from easytune.train.loss import keeps_logits, scored_loss
 from easytune.train.objective import resolve_objective
 from easytune.train.packing import collate, packing_is_exact, padding_share
 from easytune.train.ranks import Ranks
-from easytune.train.loss import keeps_logits, scored_loss
 from easytune.train.sft import DEFAULT_CHAT_TEMPLATE, IGNORE, encode_row, encode_text
 from easytune.train.tokens import load_examples
 
