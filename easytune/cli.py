@@ -444,9 +444,17 @@ def cmd_exports(args, settings) -> int:
 
 
 def _progress_printer(args):
-    def show(done: int, total: int) -> None:
-        if not args.json:
-            print(t("evaluation.cli.progress", args.lang, done=done, total=total), file=sys.stderr, flush=True)
+    """A progress line with the time left, at every 5 % (none with --json)."""
+    from easytune.evaluation.progress import Eta
+
+    eta, shown = Eta(), [-1]
+
+    def show(done: float, total: float) -> None:
+        step = int(20 * done / total) if total else 0
+        if not args.json and step > shown[0]:
+            shown[0] = step
+            print(t("evaluation.cli.progress", args.lang, progress=eta.text(done, total, args.lang)), file=sys.stderr,
+                  flush=True)
     return show
 
 

@@ -211,3 +211,27 @@ def test_destructive_learning_rate_is_judged_harmful(demo_job, demo_eval, eval_h
     assert by_job[job["id"]]["verdict"] == "harmful" and by_job[job["id"]]["learning_rate"] == 0.1
     assert by_job[demo_job[1]["id"]]["seen_match"] > by_job[job["id"]]["seen_match"]
     assert by_job[job["id"]]["general_loss_pct"] > by_job[demo_job[1]["id"]]["general_loss_pct"]
+
+
+def test_the_time_left_follows_the_work_done(monkeypatch):
+    from easytune.evaluation import progress
+
+    clock = [100.0]
+    monkeypatch.setattr(progress.time, "monotonic", lambda: clock[0])
+    eta = progress.Eta()
+    assert eta.text(0, 200, "en") == "0%"  # nothing done: no guess
+    clock[0] += 20
+    assert eta.text(50, 200, "en") == "25% · about 60 s left"  # 20 s for a quarter: 60 s to go
+    assert eta.text(100, 200, "zh") == "50% · 约剩 20 秒"
+    clock[0] += 280
+    assert eta.text(150, 200, "en") == "75% · about 2 min left"  # 300 s for three quarters: 100 s to go
+    assert eta.text(200, 200, "en") == "100%"
+
+
+@pytest.mark.slow
+def test_an_evaluation_reports_its_progress_as_it_goes(demo_job, eval_home):
+    import re
+
+    said = cli("eval", demo_job[1]["id"], "--limit", "2", home=eval_home).stderr
+    shown = [int(p) for p in re.findall(r"Evaluating… (\d+)%", said)]
+    assert len(shown) >= 6 and shown == sorted(shown) and shown[-1] == 100, said

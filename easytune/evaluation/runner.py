@@ -127,8 +127,10 @@ def answer_budget(tokenizer, reference: str, ratio: float, extra: int, cap: int)
     return min(cap, int(len(tokenizer(reference, add_special_tokens=False)["input_ids"]) * ratio) + extra)
 
 
-def generate(model, tokenizer, prompts: list[list[dict]], budgets: list[int], batch_size: int) -> list[str]:
-    """Greedy answers, left-padded batches of similar length; each cut to its own budget."""
+def generate(model, tokenizer, prompts: list[list[dict]], budgets: list[int], batch_size: int,
+             on_batch=None) -> list[str]:
+    """Greedy answers, left-padded batches of similar length; each cut to its own budget. `on_batch(tokens)`
+    after each batch, with the sum of its answers' budgets."""
     eos = model.generation_config.eos_token_id
     eos = sorted({*(eos if isinstance(eos, list) else [eos] if eos is not None else []),
                   *([tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else [])})
@@ -150,31 +152,43 @@ def generate(model, tokenizer, prompts: list[list[dict]], budgets: list[int], ba
             new = out[row, width:width + budgets[i]].tolist()
             cut = next((k for k, token in enumerate(new) if token in eos), len(new))
             answers[i] = tokenizer.decode(new[:cut], skip_special_tokens=True).strip()
+        if on_batch:
+            on_batch(sum(budgets[i] for i in chunk))
     return answers
 
 
 
 def measure(pair: Pair, buckets: list, cfg: dict, progress=None) -> dict:
-    """{bucket name: {side: {"loss", "answers"}}} for both sides. One side is loaded at a time."""
+    """{bucket name: {side: {"loss", "answers"}}} for both sides. One side is loaded at a time.
+    `progress(done, total)` as the work goes, counted in answer tokens (a scored row counts as one)."""
     out = {bucket.name: {} for bucket in buckets}
-    work = [(side_name, bucket) for side_name in ("base", "tuned") for bucket in buckets if bucket.items]
-    done = 0
+    asked = {bucket.name: [item for item in bucket.items if item.reference is not None] for bucket in buckets}
+    done, total, budgets = 0, 0, {}
+
+    def advance(units: int) -> None:
+        nonlocal done
+        done += units
+        if progress:
+            progress(min(done, total), total)
+
     for side_name in ("base", "tuned"):
         with side(pair, side_name) as (model, tokenizer):
+            if not budgets:  # both sides share the tokenizer: the whole run's work is known now
+                budgets = {name: [answer_budget(tokenizer, item.reference, cfg["answer"]["ratio"],
+                                                cfg["answer"]["extra"], cfg["answer"]["cap"]) for item in items]
+                           for name, items in asked.items()}
+                total = 2 * sum(sum(b) + len(bucket.items) for bucket, b in
+                                ((bucket, budgets[bucket.name]) for bucket in buckets if bucket.items))
             for bucket in buckets:
                 if not bucket.items:
                     continue
-                asked = [item for item in bucket.items if item.reference is not None]
-                budgets = [answer_budget(tokenizer, item.reference, cfg["answer"]["ratio"], cfg["answer"]["extra"],
-                                         cfg["answer"]["cap"]) for item in asked]
+                scored = loss(model, tokenizer, [item.row() for item in bucket.items], cfg["batch_size"],
+                              cfg["max_seq_len"])
                 out[bucket.name][side_name] = {
-                    "loss": loss(model, tokenizer, [item.row() for item in bucket.items], cfg["batch_size"],
-                                 cfg["max_seq_len"]),
-                    "answers": generate(model, tokenizer, [item.messages for item in asked], budgets,
-                                        cfg["generate_batch"]),
-                    "probe": fact_probe(model, tokenizer, asked, cfg["max_seq_len"]),
+                    "loss": scored,
+                    "answers": generate(model, tokenizer, [item.messages for item in asked[bucket.name]],
+                                        budgets[bucket.name], cfg["generate_batch"], on_batch=advance),
+                    "probe": fact_probe(model, tokenizer, asked[bucket.name], cfg["max_seq_len"]),
                 }
-                done += 1
-                if progress:
-                    progress(done, len(work))
+                advance(len(bucket.items))
     return out

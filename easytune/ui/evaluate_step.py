@@ -218,10 +218,13 @@ def build(ctx: Ctx) -> None:
 
         if not job_id:
             return t("ui.eval.pick_job", lang), gr.skip(), gr.skip()
-        desc = t("ui.eval.evaluating", lang)
+        from easytune.evaluation.progress import Eta
+
+        desc, eta = t("ui.eval.evaluating", lang), Eta()
         progress(0, desc=desc)
         try:
-            evaluate_job(settings, job_id, lang=lang, progress=lambda done, total: progress(done / total, desc=desc))
+            evaluate_job(settings, job_id, lang=lang, progress=lambda done, total: progress(
+                done / total, desc=f"{desc} · {eta.text(done, total, lang)}"))
         except UserError as exc:
             return error_markdown(exc, lang), gr.skip(), gr.skip()
         return (verdict_markdown(settings, job_id, lang), comparison_figure(settings, job_id, lang),

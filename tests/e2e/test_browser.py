@@ -1,5 +1,6 @@
-"""The wizard in a real headless Chromium, as a first-time user: upload → train → chat → verdict → OpenVINO
-export, in Chinese and in English, with no connection beyond 127.0.0.1; and a bad upload's line number.
+"""The wizard in a real headless Chromium, with no connection beyond 127.0.0.1: a first-time user's whole
+journey (upload → train → chat → verdict → OpenVINO export); a returning user who reloads the page while
+a job trains, switches the language and starts a second job; and a bad upload's line number.
 
 Screenshots of each step land in test-artifacts/ at the repository root.
 """
@@ -86,10 +87,7 @@ def open_app(browser, url: str, lang: str):
     return page
 
 
-@pytest.mark.parametrize("lang, upload, question", [
-    ("zh", "shop_faq_zh.jsonl", "怎么退货？"),
-    ("en", "shop_faq_en.jsonl", "How do I return an item?"),
-])
+@pytest.mark.parametrize("lang, upload, question", [("zh", "shop_faq_zh.jsonl", "怎么退货？")])
 def test_first_fine_tune_from_upload_to_verdict_and_export(app, browser, tmp_path, lang, upload, question):
     """What a first-time user does: upload their FAQ, accept what was detected, keep the built-in model, pick
     a goal, train, watch it, ask, evaluate, export for OpenVINO — all in one language, all offline."""
@@ -142,6 +140,57 @@ def test_first_fine_tune_from_upload_to_verdict_and_export(app, browser, tmp_pat
     page.locator("#et-export-result").get_by_text(re.compile("✓")).wait_for(timeout=400_000)
     shot(page, f"{lang}-4-export")
     assert "openvino-int8" in page.locator("#et-export-result").inner_text()
+    assert offline(guard_log)
+
+
+def job_shown(page) -> str:
+    """The id of the job the monitor shows (its dropdown reads "id · name")."""
+    page.wait_for_function("() => document.querySelector('#et-job input')?.value.length > 0", timeout=30_000)
+    return page.locator("#et-job input").input_value().split(" · ")[0]
+
+
+def start_plan(page, lang: str) -> None:
+    page.get_by_role("tab", name=t("ui.step.plan", lang)).click()
+    page.get_by_text(t("planner.level.L1", lang), exact=True).click()
+    minutes = {"zh": "分钟", "en": "minutes"}[lang]
+    page.locator("#et-plan-summary").get_by_text(re.compile(minutes)).first.wait_for(timeout=90_000)
+    page.get_by_role("button", name=t("ui.plan.start", lang)).click()
+    page.locator("#et-loss-plot .js-plotly-plot").wait_for(timeout=120_000)
+
+
+def test_a_reload_a_language_switch_and_a_second_job_lose_nothing(app, browser, tmp_path):
+    """Back at the page mid-run: the reload shows the running job again; the language switch relabels the
+    page and is kept across the next reload; a second job from the same plan gets its own curve and ends."""
+    url, guard_log = app
+    page = open_app(browser, url, "en")
+    start_plan(page, "en")  # the built-in model and demo data, as the page opens
+    first = job_shown(page)
+
+    page.reload()  # the job keeps training in its own process; the page finds it again
+    page.get_by_role("tab", name=t("ui.step.monitor", "en"), selected=True).wait_for(timeout=60_000)
+    assert job_shown(page) == first
+    page.locator("#et-loss-plot .js-plotly-plot").wait_for(timeout=120_000)
+    shot(page, "en-3-after-reload")
+
+    page.get_by_text("中文", exact=True).click()  # everything relabels, the job stays
+    page.get_by_role("tab", name=t("ui.step.monitor", "zh")).wait_for(timeout=30_000)
+    page.locator("#et-status").get_by_text(re.compile(t("state.COMPLETED", "zh"))).wait_for(timeout=400_000)
+    assert job_shown(page) == first
+
+    start_plan(page, "zh")  # a second job: its own id, its own curve, to the end
+    second = job_shown(page)
+    assert second != first
+    page.locator("#et-status").get_by_text(re.compile(t("state.COMPLETED", "zh"))).wait_for(timeout=400_000)
+    shot(page, "zh-3-second-job")
+
+    page.reload()  # the language chosen and the latest job survive a reload
+    page.get_by_role("tab", name=t("ui.step.monitor", "zh"), selected=True).wait_for(timeout=60_000)
+    assert job_shown(page) == second
+    from easytune import jobs
+    from easytune.settings import load_settings
+
+    finished = jobs.list_jobs(load_settings(home=tmp_path / "home"), "COMPLETED")
+    assert {row["id"] for row in finished} == {first, second}
     assert offline(guard_log)
 
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 import torch
 
@@ -170,9 +168,7 @@ def test_every_catalog_model_has_an_estimate():
 def test_estimate_within_20_percent_of_a_measured_peak():
     """A real subprocess runs LoRA training steps on a tiny random Llama and reports its peak RSS."""
     case = Case("tiny lora", TINY, "lora", seq_len=256, batch=4, steps=2)
-    started = time.monotonic()
     measured = measure(case, timeout=120)["measured"]
     estimate = case.estimate()
     predicted = estimate.total - estimate.parts["runtime"]
     assert abs(predicted - measured) / measured < 0.20, (predicted, measured)
-    assert time.monotonic() - started < 60
