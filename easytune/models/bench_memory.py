@@ -127,9 +127,24 @@ def _rss() -> int:
 
 
 def _peak_rss() -> int:
-    import resource
+    """The process's peak resident memory since start, or since `_reset_peak()` where Linux allows it."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            return next(int(line.split()[1]) * 1024 for line in status if line.startswith("VmHWM:"))
+    except (OSError, StopIteration, ValueError):
+        import resource
 
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
+
+
+def _reset_peak() -> None:
+    """Start the peak afresh (Linux: writing 5 to clear_refs resets VmHWM), so that a peak during the
+    imports — their size varies with what the interpreter compiles or caches — is not counted as ours."""
+    try:
+        with open("/proc/self/clear_refs", "w", encoding="ascii") as refs:
+            refs.write("5")
+    except OSError:
+        pass
 
 
 def child(spec: dict) -> dict:
@@ -158,6 +173,7 @@ def child(spec: dict) -> dict:
     if spec.get("device") == "cuda":
         return _cuda_child(spec, config, tokens, mask)
     gc.collect()
+    _reset_peak()
     before = _rss()
     before_peak = _peak_rss()  # if the imports peaked above where they settled, it would hide ours
     model = LlamaForCausalLM(config)

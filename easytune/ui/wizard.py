@@ -311,6 +311,7 @@ def build(ctx: Ctx) -> None:
             evaluate_step.build(ctx)
     timer = gr.Timer(2.0)
     seen = gr.State(None)
+    restored = gr.State(False)  # the page has been put back where the user left it
     recommended = gr.State({})  # the planner's own values: what the expert form is compared against
     ctx.shared.update(dataset=dataset, model=model, wizard_tabs=tabs, job=job, upload=upload,
                       wizard_model_added=model_adding)
@@ -475,8 +476,9 @@ def build(ctx: Ctx) -> None:
             jobs.stop_job(settings, job_id)
         return status_markdown(settings, job_id, new_lang)
 
-    def on_step(step, new_lang, job_id):
-        state.remember(settings, step=step)
+    def on_step(step, new_lang, job_id, restored):
+        if restored:  # (a page still loading selects its first tab itself: that is not the user's step)
+            state.remember(settings, step=step)
         return stepper(steps_done(settings, job_id), new_lang)
 
     def restore(new_lang):
@@ -487,7 +489,7 @@ def build(ctx: Ctx) -> None:
         models = [v for _, v in model_choices(settings)]
         sets = [v for _, v in dataset_choices(settings)]
         step = saved.get("step") if saved.get("step") in STEPS else "data"
-        return (gr.update(value=saved["model"]) if saved.get("model") in models else gr.skip(),
+        return (True, gr.update(value=saved["model"]) if saved.get("model") in models else gr.skip(),
                 gr.update(value=saved["dataset"]) if saved.get("dataset") in sets else gr.skip(),
                 gr.update(value=saved.get("task")) if saved.get("task") else gr.skip(),
                 gr.update(value=saved.get("level")) if saved.get("level") else gr.skip(),
@@ -543,9 +545,9 @@ def build(ctx: Ctx) -> None:
         lambda j: evaluate_step.pick_job(settings, j), job, eval_job)
     eval_tab.select(lambda j: evaluate_step.pick_job(settings, j), job, eval_job)
     for tab, step in ((data_tab, "data"), (plan_tab, "plan"), (monitor_tab, "monitor"), (eval_tab, "evaluate")):
-        tab.select(lambda lg, j, step=step: on_step(step, lg, j), [language, job], step_outputs)
+        tab.select(lambda lg, j, done, step=step: on_step(step, lg, j, done), [language, job, restored], step_outputs)
     replan(plan_tab.select(lambda: None, None, None))
-    ctx.on_load.append((restore, [language], [model, dataset, task, level, job, tabs, *step_outputs]))
+    ctx.on_load.append((restore, [language], [restored, model, dataset, task, level, job, tabs, *step_outputs]))
     ctx.on_load.append((show_plan, plan_inputs, plan_outputs))
     ctx.on_load.append((show_preview, [dataset, language], preview))
     ctx.on_load.append((show_tokens, [language, model, dataset], [tokens_text, tokens_plot]))

@@ -180,6 +180,7 @@ def test_a_reload_a_language_switch_and_a_second_job_lose_nothing(app, browser, 
     start_plan(page, "zh")  # a second job: its own id, its own curve, to the end
     second = job_shown(page)
     assert second != first
+    page.locator("#et-status").get_by_text(re.compile(t("state.RUNNING", "zh"))).wait_for(timeout=120_000)
     page.locator("#et-status").get_by_text(re.compile(t("state.COMPLETED", "zh"))).wait_for(timeout=400_000)
     shot(page, "zh-3-second-job")
 
@@ -189,8 +190,8 @@ def test_a_reload_a_language_switch_and_a_second_job_lose_nothing(app, browser, 
     from easytune import jobs
     from easytune.settings import load_settings
 
-    finished = jobs.list_jobs(load_settings(home=tmp_path / "home"), "COMPLETED")
-    assert {row["id"] for row in finished} == {first, second}
+    settings = load_settings(home=tmp_path / "home")
+    assert [jobs.sync_job(settings, job_id)["state"] for job_id in (first, second)] == ["COMPLETED"] * 2
     assert offline(guard_log)
 
 
