@@ -177,15 +177,13 @@ def measure(pair: Pair, buckets: list, cfg: dict, progress=None) -> dict:
                 budgets = {name: [answer_budget(tokenizer, item.reference, cfg["answer"]["ratio"],
                                                 cfg["answer"]["extra"], cfg["answer"]["cap"]) for item in items]
                            for name, items in asked.items()}
-                total = 2 * sum(sum(b) + len(bucket.items) for bucket, b in
-                                ((bucket, budgets[bucket.name]) for bucket in buckets if bucket.items))
+                total = 2 * sum(sum(budgets[bucket.name]) + len(bucket.items) for bucket in buckets if bucket.items)
             for bucket in buckets:
                 if not bucket.items:
                     continue
-                scored = loss(model, tokenizer, [item.row() for item in bucket.items], cfg["batch_size"],
-                              cfg["max_seq_len"])
                 out[bucket.name][side_name] = {
-                    "loss": scored,
+                    "loss": loss(model, tokenizer, [item.row() for item in bucket.items], cfg["batch_size"],
+                                 cfg["max_seq_len"]),
                     "answers": generate(model, tokenizer, [item.messages for item in asked[bucket.name]],
                                         budgets[bucket.name], cfg["generate_batch"], on_batch=advance),
                     "probe": fact_probe(model, tokenizer, asked[bucket.name], cfg["max_seq_len"]),
