@@ -64,13 +64,13 @@ def _follow(settings, job_id: str, lang: str, quiet: bool, shown_position: int |
 
 
 def job_summary(settings, job: dict, lang: str) -> dict:
-    from easytune import health, jobs
+    from easytune import jobs
 
     series = jobs.metrics(settings, job["id"])
     loss, cf = series.get("loss", []), series.get("cf_pct", [])
     error = json.loads(job["error"]) if job.get("error") else None
     warnings = [dict(w, message=t(w["key"], lang, **w["params"]), advice=t(w["action"], lang))
-                for w in health.assess(series, job["total_steps"])]
+                for w in jobs.warnings(settings, job)]
     return {**job, "first_loss": loss[0][1] if loss else None, "final_loss": loss[-1][1] if loss else None,
             "cf_pct": cf[-1][1] if cf else None, "warnings": warnings,
             "error_message": t(error["key"], lang, **error["params"]) if error else None,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import random
 import re
 import shutil
 import time
@@ -19,10 +20,10 @@ from pathlib import Path
 from easytune.i18n import UserError
 from easytune.settings import ASSETS_DIR, Settings
 from easytune.store import open_db
+from easytune.train.events import ACTIVE_STATES
 
 DEMO_DIR = ASSETS_DIR / "demo"
 DEMO_PREFIX = "demo:"
-ACTIVE_JOB_STATES = ("PENDING", "PREPARING", "RUNNING")
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,40 @@ def count_rows(path: Path) -> int:
         return sum(1 for line in f if line.strip())
 
 
+def import_share(val_rows: int, total_rows: int) -> float:
+    """The validation share an import's split amounts to, as a plan states it (three decimals, at most half)."""
+    return min(0.5, round(val_rows / max(1, total_rows), 3))
+
+
+def held_out(count: int, ratio: float, seed: int) -> set[int]:
+    """Which of `count` rows a plan holds out for validation: shuffled with the plan's seed, the first
+    `ratio` of them. The one rule for a job's files (job_split) and the base line before any job."""
+    order = list(range(count))
+    random.Random(seed).shuffle(order)
+    return set(order[:int(count * ratio)])
+
+
+def job_split(data: ResolvedDataset, val_ratio: float, seed: int, folder: Path) -> tuple[Path, Path | None]:
+    """(train file, validation file or None) of a job, decided once, when it is created: the worker trains
+    on the first and validates on the second, and evaluation reads the same two, so neither splits again.
+    The import's own split stands where the plan keeps its share (which the planner proposes); any other
+    share re-splits all the rows by `held_out` into `folder`, and 0 trains on every row."""
+    val_rows = count_rows(data.val_file) if data.val_file else 0
+    train_rows = count_rows(data.train_file)
+    if val_ratio == (import_share(val_rows, train_rows + val_rows) if val_rows else 0.0):
+        return data.train_file, data.val_file
+    rows = [line for path in (data.train_file, data.val_file) if path
+            for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    held = held_out(len(rows), val_ratio, seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    train, val = folder / "train.jsonl", folder / "val.jsonl"
+    train.write_text("".join(f"{row}\n" for i, row in enumerate(rows) if i not in held), encoding="utf-8")
+    if not held:
+        return train, None
+    val.write_text("".join(f"{row}\n" for i, row in enumerate(rows) if i in held), encoding="utf-8")
+    return train, val
+
+
 def _row(settings: Settings, ref: str) -> dict:
     row = next(open_db(settings.db_path)["datasets"].rows_where("id = ? or name = ?", [ref, ref]), None)
     if row is None:
@@ -61,13 +96,17 @@ def _row(settings: Settings, ref: str) -> dict:
 
 
 def resolve_dataset(settings: Settings, name: str) -> ResolvedDataset:
-    """The files a job trains on, for a demo name, a dataset id or a dataset name."""
+    """The files a job trains on, for a demo name, a dataset id or name, or a data file (imported first, as
+    `easytune data add` would; the same file again finds its import by content)."""
     if name.startswith(DEMO_PREFIX):
         path = DEMO_DIR / f"{name[len(DEMO_PREFIX):]}.jsonl"
         if not path.is_file():
             raise UserError("datasets.unknown", name=name, known=", ".join(demo_names()))
         return ResolvedDataset(name, path, None, file_sha256(path), count_rows(path))
-    row = _row(settings, name)
+    known = next(open_db(settings.db_path)["datasets"].rows_where("id = ? or name = ?", [name, name]), None)
+    if known is None and Path(name).expanduser().is_file():  # a file named directly: imported, once (by content)
+        known = add_dataset(settings, name)["dataset"]
+    row = known or _row(settings, name)
     folder = Path(row["path"])
     val = folder / "val.jsonl"
     return ResolvedDataset(row["name"], folder / "train.jsonl", val if val.is_file() and val.stat().st_size else None,
@@ -173,9 +212,9 @@ def remove_dataset(settings: Settings, ref: str) -> dict:
     """Delete the rows and files; refused while a job still needs them."""
     row = _row(settings, ref)
     db = open_db(settings.db_path)
-    marks = ",".join("?" * len(ACTIVE_JOB_STATES))
+    marks = ",".join("?" * len(ACTIVE_STATES))
     busy = list(db["jobs"].rows_where(f"dataset in (?, ?) and state in ({marks})",
-                                      [row["id"], row["name"], *ACTIVE_JOB_STATES]))
+                                      [row["id"], row["name"], *ACTIVE_STATES]))
     if busy:
         raise UserError("datasets.in_use", name=row["name"], job=busy[0]["id"])
     db["datasets"].delete(row["id"])

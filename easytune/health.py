@@ -20,6 +20,11 @@ def thresholds() -> dict:
     return yaml.safe_load((PRESETS_DIR / "health.yaml").read_text(encoding="utf-8"))
 
 
+# The share of general text knowledge retention mixes in when it is suggested; a run at or above it
+# already has retention on, and is told to lower its rate instead.
+RETENTION_SHARE = 0.3
+
+
 def _warning(name: str, level: str = "warning", **params) -> dict:
     return {"key": f"health.{name}", "action": f"health.{name}_action", "level": level, "params": params}
 
@@ -58,7 +63,7 @@ def assess(series: dict[str, list[tuple[int, float]]], total_steps: int = 0, ret
         level = forgetting_level(cf[-1], cf_nats[-1])
         if level:
             out.append(_warning("forgetting", level, pct=round(cf[-1], 1)))
-            if retention >= 0.3:
+            if retention >= RETENTION_SHARE:
                 out[-1]["action"] = "health.forgetting_with_retention_action"
     s = limits["stall"]["evals"]
     if len(val) > s and min(val[-s:]) >= min(val[:-s]):

@@ -34,7 +34,7 @@ from pathlib import Path
 import psutil
 
 from easytune import health
-from easytune.datasets import resolve_dataset
+from easytune.datasets import job_split, resolve_dataset
 from easytune.i18n import UserError, t
 from easytune.models.registry import require_trainable, resolve_path
 from easytune.plan.schema import TrainingPlan
@@ -99,14 +99,17 @@ def create_job(settings: Settings, plan: TrainingPlan, name: str | None = None) 
     require_trainable(settings, plan.model)
     model_path = resolve_path(settings, plan.model)
     data = resolve_dataset(settings, plan.dataset)
-    resolve_objective(plan.objective, data.kind, data.name)  # preference pairs need objective dpo (or auto)
+    objective = resolve_objective(plan.objective, data.kind, data.name)  # preference pairs need dpo (or auto)
     job_id = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
     job_dir = settings.jobs_dir / job_id
     job_dir.mkdir(parents=True)
     plan.save(job_dir / "plan.yaml")
-    resolved = {"job_id": job_id, "model_path": str(model_path), "train_file": str(data.train_file),
-                "val_file": str(data.val_file) if data.val_file else None, "dataset": data.name,
+    train_file, val_file = job_split(data, plan.val_ratio, plan.seed, job_dir / "data")
+    resolved = {"job_id": job_id, "model_path": str(model_path), "train_file": str(train_file),
+                "val_file": str(val_file) if val_file else None,
+                "val_source": "val_file" if val_file == data.val_file else "holdout", "dataset": data.name,
                 "dataset_sha256": data.sha256, "dataset_rows": data.rows, "dataset_kind": data.kind,
+                "objective": objective,
                 "versions": _versions(),
                 "cache_dir": str(settings.folder("cache")), "cpu_bf16": _cpu_bf16(settings, plan, Path(model_path))}
     (job_dir / "job.json").write_text(json.dumps(resolved, indent=2, ensure_ascii=False), encoding="utf-8")
@@ -553,7 +556,7 @@ def suggested_changes(settings: Settings, job_id: str, action: str) -> dict:
     halves the length, after running out of memory."""
     plan = TrainingPlan.load(Path(get_job(settings, job_id)["job_dir"]) / "plan.yaml")
     if action == "retention":
-        return {"retention_ratio": max(plan.retention_ratio, 0.3), "learning_rate": _round(plan.learning_rate * 0.5)}
+        return {"retention_ratio": max(plan.retention_ratio, health.RETENTION_SHARE), "learning_rate": _round(plan.learning_rate * 0.5)}
     if action == "lower_lr":
         return {"learning_rate": _round(plan.learning_rate * 0.3)}
     if action == "less_memory":  # the out-of-memory message's own advice, in its order
@@ -570,6 +573,19 @@ def _round(value: float) -> float:
     return float(f"{value:.3g}")
 
 
+def job_plan(job: dict) -> TrainingPlan | None:
+    """The plan a job was created with; None while a job folder is being written or after it was lost."""
+    path = Path(job["job_dir"]) / "plan.yaml"
+    return TrainingPlan.load(path) if path.is_file() else None
+
+
+def warnings(settings: Settings, job: dict) -> list[dict]:
+    """The warnings a job's curves call for, judged with its own plan (knowledge retention is no advice to a
+    run that already uses it): the one reading the monitor, the CLI and the action menu all show."""
+    plan = job_plan(job)
+    return health.assess(metrics(settings, job["id"]), job["total_steps"], plan.retention_ratio if plan else 0.0)
+
+
 def available_actions(settings: Settings, job: dict) -> list[str]:
     """What a user can do with a job in its state, in the order to offer them. Besides the lifecycle
     actions: 'lower_lr' after a diverging loss, 'retention' after a forgetting warning (see suggested_changes),
@@ -583,11 +599,13 @@ def available_actions(settings: Settings, job: dict) -> list[str]:
     job_dir = Path(job["job_dir"])
     resumable = state in RESUMABLE_STATES and latest_checkpoint(job_dir) is not None
     error = json.loads(job["error"]) if job.get("error") else {}
-    warned = {w["key"] for w in health.assess(metrics(settings, job["id"]), job["total_steps"])}
+    warned = {w["key"] for w in warnings(settings, job)}
     forgetting = "health.forgetting" in warned or error.get("key") == PAUSE_REASON
+    plan = job_plan(job)
+    retained = plan is not None and plan.retention_ratio >= health.RETENTION_SHARE  # retention is on already
     actions = ["resume"] if resumable else []
     if resumable and forgetting:
-        actions += ["resume_retention", "resume_lower_lr"]
+        actions += ["resume_lower_lr"] if retained else ["resume_retention", "resume_lower_lr"]
     if resumable and deliverable_step(job_dir) and delivered_folder(job_dir):
         actions.append("finish_best")
     if state != "COMPLETED":
@@ -597,8 +615,8 @@ def available_actions(settings: Settings, job: dict) -> list[str]:
     if error.get("key", "").startswith("train.error.oom") or _killed_for_memory(error):
         actions.append("less_memory")
     if forgetting and not resumable:
-        actions.append("retention")
-    return [*actions, "clone", "delete"]
+        actions.append("lower_lr" if retained else "retention")
+    return list(dict.fromkeys([*actions, "clone", "delete"]))  # (a diverged and forgetting run: one lower_lr)
 
 
 def _killed_for_memory(error: dict) -> bool:

@@ -87,3 +87,28 @@ def test_the_monitor_charts_the_reward_margin(dpo_job):
     status = status_markdown(load_settings(home=home), job["id"], "en")
     assert f"{series['reward_margin'][-1][1]:+.3f} on the last batch" in status
     assert charts.reward_figure({"loss": series["loss"]}, "en") is None, "no reward chart for other objectives"
+
+
+def test_the_objective_is_decided_once_and_the_memory_plan_counts_both_answers(dpo_job, monkeypatch):
+    """objective auto on preference pairs is dpo, recorded with the job; the worker's memory decision then
+    counts two sequences per row, as the fit estimate does."""
+    import torch
+
+    from easytune.models import estimate
+    from easytune.plan.schema import TrainingPlan
+    from easytune.train import worker
+
+    _, job = dpo_job
+    assert json.loads((Path(job["job_dir"]) / "job.json").read_text(encoding="utf-8"))["objective"] == "dpo"
+    plan = TrainingPlan.load(Path(job["job_dir"]) / "plan.yaml")
+    assert plan.objective == "auto"
+    counted = []
+    real = estimate.estimate_memory
+    monkeypatch.setattr(estimate, "estimate_memory", lambda shape, method, seq_len, batch, *args, **kwargs: (
+        counted.append(batch) or real(shape, method, seq_len, batch, *args, **kwargs)))
+    from easytune.models import hardware
+
+    monkeypatch.setattr(hardware, "tune_cpu_allocator", lambda threshold: None)  # this process keeps its own
+    worker.tune_allocator(plan, "dpo", json.loads((Path(job["job_dir"]) / "job.json").read_text())["model_path"],
+                          torch.float32, 1)
+    assert counted == [2 * plan.batch_size]

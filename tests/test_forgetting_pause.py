@@ -13,7 +13,8 @@ from support import cli, cli_json, write_plan
 
 pytestmark = pytest.mark.slow
 
-PLAN = {"max_steps": 20, "eval_every": 10, "forgetting_guard": True}  # paused at step 10 of 20
+# paused at step 10 of 20; without knowledge retention, which the guard's way on then offers
+PLAN = {"max_steps": 20, "eval_every": 10, "forgetting_guard": True, "retention_ratio": 0.0}
 
 
 @pytest.fixture(scope="module")

@@ -77,3 +77,17 @@ def test_forgetting_card_does_not_advise_retention_to_a_run_that_uses_it(demo_jo
     series = {"cf_pct": [(10, 300.0)], "cf_score": [(10, 2.0)]}
     assert health.assess(series)[0]["action"] == "health.forgetting_action"
     assert health.assess(series, retention=0.3)[0]["action"] == "health.forgetting_with_retention_action"
+
+
+def test_the_cli_and_the_action_menu_judge_the_run_with_its_plan_as_the_monitor_does(demo_job):
+    """Knowledge retention is not offered to the run that already used it: not by `jobs show`, whose
+    advice reads as the monitor's, nor by its actions, which offer a lower rate instead."""
+    from support import cli_json
+
+    home, job = demo_job
+    shown = cli_json("jobs", "show", job["id"], home=home)
+    forgetting = [w for w in shown["warnings"] if w["key"] == "health.forgetting"]
+    assert forgetting and forgetting[0]["action"] == "health.forgetting_with_retention_action"
+    assert forgetting[0]["advice"].startswith("Knowledge retention is already on")
+    assert "retention" not in shown["actions"] and "lower_lr" in shown["actions"]
+    assert shown["actions"].count("lower_lr") == 1

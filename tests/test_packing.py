@@ -128,3 +128,24 @@ def test_a_packed_run_learns_as_a_padded_one_and_reuses_the_tokens(tmp_path):
     assert "train.log.tokenized" in keys[True] and "train.log.packing" in keys[True]
     assert "train.log.tokens_cached" in keys[False] and "train.log.packing" not in keys[False]
     assert "train.log.grad_checkpointing" in keys[False], "recomputing activations changes memory, not the result"
+
+
+def test_short_bf16_sequences_on_a_cpu_take_the_math_kernel_with_the_same_loss(examples):
+    """On a CPU in bf16, sequences up to SHORT tokens take SDPA's math kernel (its backward is faster there);
+    a packed batch so computed scores as the fp32 model does, within bf16's rounding."""
+    from contextlib import nullcontext
+
+    from transformers import AutoModelForCausalLM
+
+    from easytune.train.attention import SHORT, kernel_for, use_segment_attention
+
+    query = torch.zeros(1, 2, 4, 8, dtype=torch.bfloat16)
+    assert not isinstance(kernel_for(query, SHORT), nullcontext)
+    assert isinstance(kernel_for(query, SHORT + 1), nullcontext)
+    assert isinstance(kernel_for(query.float(), 8), nullcontext)
+    losses = {}
+    for dtype in (torch.float32, torch.bfloat16):
+        model = AutoModelForCausalLM.from_pretrained(TINY, use_safetensors=True, dtype=dtype).eval()
+        use_segment_attention(model)
+        losses[dtype] = batch_loss(model, examples[:7], pack=True)
+    assert losses[torch.bfloat16] == pytest.approx(losses[torch.float32], rel=0.02)

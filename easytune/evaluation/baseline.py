@@ -16,7 +16,7 @@ import math
 import time
 
 from easytune.evaluation import facts
-from easytune.evaluation.buckets import items_of, read_jsonl, sample, worker_holdout
+from easytune.evaluation.buckets import items_of, read_jsonl, sample
 from easytune.evaluation.config import evaluation_config
 from easytune.i18n import t
 from easytune.models.sanity import MAX_LOSS_SHARE  # the same line as the check at `models add`
@@ -27,8 +27,7 @@ DEFAULT_LIMIT = 20
 
 
 def base_line(settings: Settings, plan: TrainingPlan, *, limit: int = DEFAULT_LIMIT) -> dict:
-    from easytune.datasets import resolve_dataset
-    from easytune.evaluation.buckets import training_objective
+    from easytune.datasets import held_out, resolve_dataset
     from easytune.evaluation.pair import Pair
     from easytune.evaluation.runner import answer_budget, generate, loss, side
     from easytune.models.registry import resolve_path
@@ -40,10 +39,8 @@ def base_line(settings: Settings, plan: TrainingPlan, *, limit: int = DEFAULT_LI
         rows = read_jsonl(data.train_file)
         if data.val_file:
             held, source = read_jsonl(data.val_file), "val_file"
-        else:
-            job = {"dataset_kind": data.kind}
-            _, held, _ = worker_holdout(rows, tokenizer, plan, training_objective(plan, job, rows))
-            source = "holdout"
+        else:  # the rows a job on this plan will hold out (easytune.datasets.job_split)
+            held, source = [rows[i] for i in sorted(held_out(len(rows), plan.val_ratio, plan.seed))], "holdout"
         if not held:  # nothing is held out (val_ratio 0): the training rows, as they are before training
             held, source = rows, "train_file"
         items = [item for item in items_of(sample(held, limit, cfg["seed"])) if item.reference is not None]

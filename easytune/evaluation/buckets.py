@@ -1,8 +1,7 @@
 """The three question sets of a blind evaluation, built from a job's own files.
 
 - seen: a fixed-seed sample of rows the job trained on;
-- unseen: the dataset's validation file, or else the rows the worker held out for validation (the
-  worker's split is reproduced here exactly and checked against the count it logged);
+- unseen: the job's validation rows (the import's, or the job's own split: easytune.datasets.job_split);
 - gatekeeper: general-knowledge questions unrelated to any task (presets/gatekeeper), zh + en.
 
 An item is one conversation whose last assistant turn is the reference answer; the model is asked
@@ -82,39 +81,7 @@ def sample(rows: list, k: int, seed: int) -> list:
     return [rows[i] for i in chosen]
 
 
-def training_objective(plan, job: dict, rows: list[dict]) -> str:
-    """sft | pretrain | dpo, as the worker resolves the plan's objective for this dataset."""
-    from easytune.train.objective import OBJECTIVE_OF_KIND
-
-    kind = job.get("dataset_kind") or (rows[0].get("kind", "sft") if rows else "sft")
-    objective = getattr(plan, "objective", "auto")
-    return objective if objective != "auto" else OBJECTIVE_OF_KIND.get(kind, "sft")
-
-
-def examples_in(tokenizer, row: dict, max_len: int, objective: str) -> int:
-    """How many training examples the worker makes of one row."""
-    if objective == "dpo":
-        from easytune.train.dpo import encode_preference
-
-        return int(encode_preference(tokenizer, row, max_len) is not None)
-    from easytune.train.sft import encode_row
-
-    return len(encode_row(tokenizer, row, max_len, objective))
-
-
-def worker_holdout(rows: list[dict], tokenizer, plan, objective: str) -> tuple[list[dict], list[dict], int]:
-    """(trained rows, held-out rows, held-out example count) as easytune.train.worker splits a dataset
-    that has no validation file: examples shuffled with the plan's seed, the first val_ratio held out."""
-    owner = [i for i, row in enumerate(rows) for _ in range(examples_in(tokenizer, row, plan.max_seq_len, objective))]
-    order = list(range(len(owner)))
-    random.Random(plan.seed).shuffle(order)
-    n_val = int(len(owner) * plan.val_ratio)
-    held = {owner[i] for i in order[:n_val]}
-    trained = {owner[i] for i in order[n_val:]}
-    return ([rows[i] for i in sorted(trained)], [rows[i] for i in sorted(held - trained)], n_val)
-
-
-def job_buckets(job: dict, plan, tokenizer, *, logged_val: int | None, rows: dict, seed: int) -> list[Bucket]:
+def job_buckets(job: dict, *, rows: dict, seed: int) -> list[Bucket]:
     """seen, unseen and gatekeeper for one job. `rows` holds the most items per bucket."""
     for path in (job["train_file"], job.get("val_file")):
         if path and not Path(path).is_file():  # the dataset was removed after training
@@ -122,17 +89,9 @@ def job_buckets(job: dict, plan, tokenizer, *, logged_val: int | None, rows: dic
     train_rows = read_jsonl(Path(job["train_file"]))
     seen = Bucket("seen", source="train_file")
     unseen = Bucket("unseen")
-    if job.get("val_file"):
-        trained, held = train_rows, read_jsonl(Path(job["val_file"]))
-        unseen.source = "val_file"
-    elif plan.val_ratio > 0:
-        trained, held, n_val = worker_holdout(train_rows, tokenizer, plan, training_objective(plan, job, train_rows))
-        if logged_val is not None and logged_val != n_val:  # the worker split differently: claim nothing
-            held = []
-        unseen.source = "holdout"
-    else:
-        trained, held = train_rows, []
-    seen.items = items_of(sample(trained, rows["seen"], seed))
+    held = read_jsonl(Path(job["val_file"])) if job.get("val_file") else []  # (split once: datasets.job_split)
+    unseen.source = job.get("val_source", "val_file")  # the import's validation file, or the job's own hold-out
+    seen.items = items_of(sample(train_rows, rows["seen"], seed))
     unseen.items = items_of(sample(held, rows["unseen"], seed))
     if not seen.items:
         seen.missing = "evaluation.missing.seen"

@@ -51,13 +51,6 @@ def pair_of(settings: Settings, job_id: str, resolved: dict):
     return Pair(resolved["model_path"], adapter=adapter) if adapter else Pair(resolved["model_path"], tuned=path)
 
 
-def _logged_val_rows(settings: Settings, job_id: str) -> int | None:
-    from easytune.jobs import events
-
-    logged = [e["data"] for e in events(settings, job_id, types=("log",)) if e["data"].get("key") == "train.log.data"]
-    return logged[-1]["params"]["val"] if logged else None
-
-
 def _judged(bucket, answers: list[str]) -> list[bool | None]:
     """Each answer right or wrong by its facts (None where the reference has none to check)."""
     asked = [item for item in bucket.items if item.reference is not None]
@@ -128,13 +121,11 @@ def evaluate_job(settings: Settings, job_id: str, *, lang: str = "zh", limit: in
     cfg = evaluation_config()
     job, resolved, plan = job_files(settings, job_id)
     pair = pair_of(settings, job_id, resolved)
-    from easytune.evaluation.buckets import job_buckets  # torch: only once the request is known to be good
-    from easytune.evaluation.runner import measure, side
+    from easytune.evaluation.buckets import job_buckets
+    from easytune.evaluation.runner import measure  # torch: only once the request is known to be good
 
     rows = {name: min(count, limit) if limit else count for name, count in cfg["rows"].items()}
-    with side(pair, "tuned") as (_, tokenizer):  # the tokenizer training used, to reproduce its hold-out
-        buckets = job_buckets(resolved, plan, tokenizer, logged_val=_logged_val_rows(settings, job_id),
-                              rows=rows, seed=cfg["seed"])
+    buckets = job_buckets(resolved, rows=rows, seed=cfg["seed"])
     started = time.perf_counter()
     measured = measure(pair, buckets, cfg, progress)
     results = bucket_results(buckets, measured, cfg)

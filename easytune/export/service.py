@@ -14,6 +14,7 @@ from pathlib import Path
 from easytune.i18n import UserError
 from easytune.settings import Settings
 from easytune.store import dumps, open_db
+from easytune.train.events import ACTIVE_STATES
 
 FORMATS = ("merged", "adapter", "openvino-int8", "openvino-int4")
 # What an export leaves free on the disk besides itself: a share of its own size, at least a little and at
@@ -24,7 +25,6 @@ KEEP_FREE_MAX = 512 * 2**20
 # Disk an export needs, as a share of the model's weights on disk: merged saves them again; OpenVINO
 # writes a merged copy to convert from, then the (smaller) IR.
 SPACE_FACTOR = {"merged": 1.1, "openvino-int8": 1.6, "openvino-int4": 1.5}
-ACTIVE_STATES = ("PENDING", "PREPARING", "RUNNING")
 Progress = Callable[[float, str], None]
 
 

@@ -61,6 +61,14 @@ def bf16_pays(rates: dict | None, params: int | None) -> bool:
         rates["bf16"] >= CPU_BF16_MIN_GAIN * rates["fp32"])
 
 
+def auto_precision(device: str, gpu_bf16: bool = False, cpu_bf16: bool = False) -> str:
+    """What precision "auto" trains in on `device`: bf16 where it is native there — a CUDA GPU that supports
+    it (`gpu_bf16`), an Intel XPU, a CPU whose bf16 products measured clearly faster (`cpu_bf16`, see
+    bf16_pays) — else fp32, Apple's MPS included. The one rule for the plan, the fit check and the worker."""
+    native = (device == "cuda" and gpu_bf16) or device == "xpu" or (device == "cpu" and cpu_bf16)
+    return "bf16" if native else "fp32"
+
+
 def cpu_trains_bf16(settings: Settings, params: int | None) -> bool:
     small = not params or params < CPU_BF16_MIN_PARAMS  # decided by size alone: nothing to measure
     return not small and bf16_pays(cpu_rates(settings), params)

@@ -169,14 +169,19 @@ def fit(settings: Settings, ref: str, *, method: str = "lora", seq_len: int = 10
         grad_checkpointing: bool = False, lora_r: int = 16, dtype: str | None = None) -> dict:
     """Will this training fit in this machine's memory? The estimate, the verdict and what would help."""
     from easytune.models.catalog import get_entry
-    from easytune.models.estimate import estimate_memory, verdict
+    from easytune.models.estimate import as_shape, estimate_memory, verdict
     from easytune.models.hardware import probe
 
     hardware = probe(settings.home)
     device = hardware.accelerator
     entry = get_entry(ref)  # a catalog model can be judged before it is downloaded
     shape = entry if entry is not None else model_info(settings, ref)
-    dtype = dtype or ("bf16" if hardware.bf16 and device != "cpu" else "fp32")
+    if dtype is None:  # what precision "auto" will train in here (on a CPU, as measured for this size)
+        from easytune.models.calibrate import auto_precision, cpu_trains_bf16
+
+        cpu_bf16 = (device == "cpu" and method in ("lora", "qlora")
+                    and cpu_trains_bf16(settings, as_shape(shape).num_parameters))
+        dtype = auto_precision(device, gpu_bf16=hardware.bf16, cpu_bf16=cpu_bf16)
     estimate = estimate_memory(shape, method, seq_len, batch, grad_checkpointing, dtype, lora_r, device=device)
     judged = verdict(estimate, hardware.training_memory(), device=device)
     return {"estimate": estimate.to_dict(), "verdict": judged.to_dict(), "hardware": hardware.to_dict()}

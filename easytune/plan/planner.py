@@ -29,8 +29,9 @@ from typing import Any
 
 import yaml
 
+from easytune.datasets import import_share
 from easytune.i18n import UserError, t
-from easytune.models.calibrate import bf16_pays
+from easytune.models.calibrate import auto_precision, bf16_pays
 from easytune.models.estimate import (
     DTYPE_BYTES,
     FITS_BELOW,
@@ -598,8 +599,7 @@ class _Planner:
         rules = self.rules["validation"]
         d = self.data
         if d.split_val:
-            ratio = round(d.split_val / max(1, d.total or d.rows), 3)
-            ratio = min(0.5, max(0.0, ratio))
+            ratio = import_share(d.split_val, d.total or d.rows)
             self.set("val_ratio", ratio, "planner.reason.val_import", val=d.split_val)
         elif not d.known:
             self.set("val_ratio", rules["ratio"], "planner.reason.val_default_unknown", pct=_pct(rules["ratio"]))
@@ -649,8 +649,8 @@ class _Planner:
         device = self.device or "cpu"
         # what precision "auto" becomes in the worker: bf16 where the hardware does it natively (on a CPU:
         # where its bf16 products were measured clearly faster than fp32)
-        self.bf16 = bool(hw is not None and (device == "xpu" or (device == "cuda" and hw.bf16))) or (
-            device == "cpu" and bf16_pays(self.cpu_rates(), self.model.params))
+        self.bf16 = auto_precision(device, gpu_bf16=hw is not None and hw.bf16,
+                                   cpu_bf16=bf16_pays(self.cpu_rates(), self.model.params)) == "bf16"
         self.dtype = self._dtype(self.overrides.get("precision", "auto"))
         self.memory = hw.training_memory(device) if hw is not None and self.device else None
         if self.memory is not None and device in ("cuda", "xpu") and not (hw.cuda if device == "cuda" else hw.xpu):

@@ -18,7 +18,7 @@ def dataset_stats(settings: Settings, dataset: str) -> dict:
     resolved = resolve_dataset(settings, dataset)
     if dataset.startswith(DEMO_PREFIX):
         return {"rows_usable": resolved.rows, "kinds": {resolved.kind: resolved.rows}, "shape": "openai"}
-    row = next(open_db(settings.db_path)["datasets"].rows_where("id = ? or name = ?", [dataset, dataset]))
+    row = next(open_db(settings.db_path)["datasets"].rows_where("name = ?", [resolved.name]))  # (or a file's import)
     return json.loads((Path(row["path"]) / "report.json").read_text(encoding="utf-8"))
 
 

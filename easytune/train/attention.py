@@ -7,17 +7,31 @@ sequences spends most of its attention compute on blocks that are masked out. He
 one causal SDPA call on its own slice, bounded by the `cu_seq_lens_q` the packed batch carries (the
 same boundaries FlashAttention's varlen kernels read), and no mask is built at all.
 
-Batches that are not packed (padded, or one sequence) go through the stock SDPA path unchanged.
+Batches that are not packed (padded, or one sequence) go through the stock SDPA path.
+
+On a CPU in bf16, short sequences take SDPA's plain (math) kernel: its backward is about twice as fast
+as the flash kernel's below ~160 tokens here (one sequence, 9 heads of 64: 80 tokens 0.69 against
+1.36 ms forward and backward, 128 tokens 1.19 against 1.99; at 256 flash wins, 3.6 against 4.7).
 """
 
 from __future__ import annotations
 
+from contextlib import nullcontext
+
 import torch
+from torch.nn.attention import SDPBackend, sdpa_kernel
 from transformers import AttentionInterface
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
 NAME = "easytune_segments"
+SHORT = 128  # tokens: at or below, the math kernel (see above)
+
+
+def kernel_for(query: torch.Tensor, tokens: int):
+    """The SDPA kernel choice for sequences of `tokens`: the math kernel for short bf16 ones on a CPU."""
+    short = query.device.type == "cpu" and query.dtype == torch.bfloat16 and tokens <= SHORT
+    return sdpa_kernel([SDPBackend.MATH]) if short else nullcontext()
 
 
 def segment_mask(*args, attention_mask=None, **kwargs):
@@ -32,11 +46,15 @@ def segment_attention(module, query, key, value, attention_mask, dropout: float 
     """query/key/value: [batch, heads, tokens, head_dim] → ([batch, tokens, heads, head_dim], None)."""
     bounds = kwargs.get("cu_seq_lens_q")
     if bounds is None or query.shape[0] != 1 or attention_mask is not None:
-        return sdpa_attention_forward(module, query, key, value, attention_mask, dropout, scaling, **kwargs)
+        with kernel_for(query, query.shape[2]):
+            return sdpa_attention_forward(module, query, key, value, attention_mask, dropout, scaling, **kwargs)
     edges = bounds.tolist()
-    parts = [sdpa_attention_forward(module, query[:, :, start:end], key[:, :, start:end], value[:, :, start:end],
-                                    None, dropout, scaling, is_causal=True)[0]
-             for start, end in zip(edges, edges[1:]) if end > start]
+    parts = []
+    for start, end in zip(edges, edges[1:]):
+        if end > start:
+            with kernel_for(query, end - start):
+                parts.append(sdpa_attention_forward(module, query[:, :, start:end], key[:, :, start:end],
+                                                    value[:, :, start:end], None, dropout, scaling, is_causal=True)[0])
     return torch.cat(parts, dim=1), None
 
 

@@ -25,6 +25,7 @@ import torch
 
 from easytune.health import thresholds
 from easytune.i18n import UserError
+from easytune.models.calibrate import auto_precision
 from easytune.models.sources import load_config, load_safe, load_tokenizer
 from easytune.plan.schema import TrainingPlan
 from easytune.train import dpo, rehearsal
@@ -61,9 +62,7 @@ def pick_dtype(precision: str, device: torch.device, cpu_bf16: bool = False) -> 
     where the job recorded that its bf16 products measured clearly faster (easytune.models.calibrate); an
     adapter and its optimiser state stay fp32 either way (peft keeps adapter weights in fp32)."""
     if precision == "auto":
-        cuda_bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
-        native = cuda_bf16 or device.type == "xpu" or (device.type == "cpu" and cpu_bf16)
-        return torch.bfloat16 if native else torch.float32
+        precision = auto_precision(device.type, device.type == "cuda" and torch.cuda.is_bf16_supported(), cpu_bf16)
     return {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
 
 
@@ -138,7 +137,7 @@ class Silent:
     state = log = emit
 
 
-def tune_allocator(plan: TrainingPlan, model_path: str, dtype: torch.dtype, processes: int) -> bool:
+def tune_allocator(plan: TrainingPlan, objective: str, model_path: str, dtype: torch.dtype, processes: int) -> bool:
     """On a CPU, reuse freed tensor memory (faster) where the plan's estimated peak leaves room for the
     heap's fragments; otherwise give it back at once, as the fit estimate assumes
     (hardware.tune_cpu_allocator). True: reused."""
@@ -149,7 +148,7 @@ def tune_allocator(plan: TrainingPlan, model_path: str, dtype: torch.dtype, proc
 
     try:
         shape = as_shape(load_config(model_path).to_dict())
-        rows = plan.batch_size * (2 if plan.objective == "dpo" else 1)  # a preference row is two sequences
+        rows = plan.batch_size * (2 if objective == "dpo" else 1)  # a preference row is two sequences
         peak = estimate_memory(shape, plan.method, plan.max_seq_len, rows, plan.grad_checkpointing,
                                str(dtype).replace("torch.", ""), plan.lora_r, plan.target_modules,
                                device="cpu", grad_accum=plan.grad_accum, lora_dropout=plan.lora_dropout,
@@ -177,8 +176,10 @@ def train(job_dir: Path, events: EventWriter, ranks: Ranks) -> str | tuple[str, 
         raise UserError("train.error.too_many_processes", processes=ranks.world, gpus=torch.cuda.device_count())
     device = ranks.start(device)
     dtype = pick_dtype(plan.precision, device, cpu_bf16=bool(job.get("cpu_bf16")) and plan.method in ADAPTER_METHODS)
+    # decided when the job was created (jobs.create_job); resolved here only for a job from before that
+    objective = job.get("objective") or resolve_objective(plan.objective, dataset_kind(job), job.get("dataset", ""))
     if device.type == "cpu":
-        events.log("train.log.memory_reused" if tune_allocator(plan, job["model_path"], dtype, ranks.world)
+        events.log("train.log.memory_reused" if tune_allocator(plan, objective, job["model_path"], dtype, ranks.world)
                    else "train.log.memory_exact")
         if ranks.world > 1:  # the cores are shared out between the processes
             torch.set_num_threads(max(1, len(os.sched_getaffinity(0)) // ranks.world))
@@ -192,20 +193,12 @@ def train(job_dir: Path, events: EventWriter, ranks: Ranks) -> str | tuple[str, 
         tokenizer.chat_template = DEFAULT_CHAT_TEMPLATE
         events.log("train.log.default_template", level="warning")
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    objective = resolve_objective(plan.objective, dataset_kind(job), job.get("dataset", ""))
     events.log(f"train.log.objective_{objective}")
     started = time.perf_counter()
     examples, val, cached = load_examples(tokenizer, job, plan.max_seq_len, objective)
     events.log("train.log.tokens_cached" if cached else "train.log.tokenized", examples=len(examples),
                seconds=round(time.perf_counter() - started, 1))
-    if val is not None:
-        train_set = examples
-    else:  # deterministic hold-out, so the same plan always validates on the same rows
-        order = list(range(len(examples)))
-        random.Random(plan.seed).shuffle(order)
-        n_val = int(len(examples) * plan.val_ratio)
-        val = [examples[i] for i in order[:n_val]]
-        train_set = [examples[i] for i in order[n_val:]]
+    train_set, val = examples, val or []  # (the job's files are already split: easytune.datasets.job_split)
     if not train_set:
         raise UserError("train.error.no_pairs" if objective == "dpo" else "train.error.no_rows", path=job["train_file"])
 
@@ -250,6 +243,10 @@ def train(job_dir: Path, events: EventWriter, ranks: Ranks) -> str | tuple[str, 
         config = LoraConfig(r=plan.lora_r, lora_alpha=plan.lora_alpha, lora_dropout=plan.lora_dropout,
                             target_modules=lora_targets(model, plan.target_modules), task_type="CAUSAL_LM")
         model = get_peft_model(model, config)
+        if device.type == "cpu":  # a mask from random bytes: the default one is a fifth of a CPU step
+            from easytune.train.dropout import use_byte_dropout
+
+            use_byte_dropout(model)
     pack = plan.packing and packing_is_exact(model, device)
     if plan.packing and not pack:
         base.set_attn_implementation(attention)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import gradio as gr
 
-from easytune import datasets, health, jobs
+from easytune import datasets, jobs
 from easytune.i18n import UserError, t
 from easytune.plan import planner
 from easytune.plan.schema import TrainingPlan
@@ -101,11 +101,6 @@ def _eta(job: dict, steps_done_: int) -> str | None:
     return f"{int(left // 60)}:{int(left % 60):02d}"
 
 
-def _plan_of(job: dict) -> TrainingPlan | None:
-    path = Path(job["job_dir"]) / "plan.yaml"
-    return TrainingPlan.load(path) if path.is_file() else None
-
-
 def status_markdown(settings: Settings, job_id: str | None, lang: str) -> str:
     if not job_id:
         return t("ui.monitor.empty", lang)
@@ -131,8 +126,7 @@ def status_markdown(settings: Settings, job_id: str | None, lang: str) -> str:
         lines.append(t("ui.monitor.reward", lang, margin=f"{last('reward_margin'):+.3f}",
                        val_margin=f"{val_margin:+.3f}" if val_margin is not None else "—",
                        accuracy=f"{accuracy * 100:.0f}" if accuracy is not None else "—"))
-    plan = _plan_of(job)
-    for warning in health.assess(series, job["total_steps"], plan.retention_ratio if plan else 0.0):
+    for warning in jobs.warnings(settings, job):
         icon = {"error": "⛔", "warning": "⚠️"}.get(warning["level"], "ℹ️")
         lines.append(f"> {icon} **{t(warning['key'], lang, **warning['params'])}** {t(warning['action'], lang)}")
     if job["error"]:

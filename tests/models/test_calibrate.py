@@ -31,3 +31,26 @@ def test_a_cpu_trains_bf16_only_where_it_measured_clearly_faster():
     assert not bf16_pays(laptop, 135_000_000)  # a laptop emulating bf16
     assert not bf16_pays(close, 135_000_000)  # faster, not clearly: the rest of a step would eat it
     assert not bf16_pays(None, 135_000_000)
+
+
+def test_precision_auto_is_one_rule_for_the_plan_the_fit_check_and_the_worker():
+    import torch
+
+    from easytune.models.calibrate import auto_precision
+    from easytune.train.worker import pick_dtype
+
+    assert auto_precision("mps", gpu_bf16=True) == "fp32"  # Apple's GPU reports bf16 but trains in fp32
+    assert auto_precision("cuda", gpu_bf16=True) == "bf16" and auto_precision("cuda") == "fp32"
+    assert auto_precision("xpu") == "bf16"
+    assert auto_precision("cpu", cpu_bf16=True) == "bf16" and auto_precision("cpu", gpu_bf16=True) == "fp32"
+    assert pick_dtype("auto", torch.device("mps")) == torch.float32
+    assert pick_dtype("auto", torch.device("cpu"), cpu_bf16=True) == torch.bfloat16
+
+
+def test_the_fit_check_on_apple_silicon_estimates_the_precision_the_run_uses(settings, monkeypatch):
+    from easytune.models import hardware, registry
+
+    mac = hardware.Hardware(mps=True, ram_total=16 << 30, ram_available=12 << 30)
+    assert mac.bf16  # what the machine reports
+    monkeypatch.setattr(hardware, "probe", lambda home: mac)
+    assert registry.fit(settings, "easytune-tiny")["estimate"]["dtype"] == "fp32"
