@@ -407,6 +407,7 @@ def build(ctx: Ctx) -> None:
     def _imported(result, new_lang):
         from easytune.data.summary import report_markdown
 
+        state.remember(settings, dataset=result["dataset"]["id"])  # a reload finds the data just brought
         return (report_markdown(result["report"], new_lang, result["duplicate_of"]),
                 gr.update(choices=dataset_choices(settings), value=result["dataset"]["id"]),
                 gr.update(visible=False), gr.skip(), *cleanup_offer(result["report"], new_lang))
@@ -480,11 +481,14 @@ def build(ctx: Ctx) -> None:
         saved = state.recall(settings)
         known_jobs = dict((v, k) for k, v in job_choices(settings))
         job_id = saved.get("job") if saved.get("job") in known_jobs else next(iter(known_jobs), None)
-        models = [v for _, v in model_choices(settings)]
-        sets = [v for _, v in dataset_choices(settings)]
+        models, sets = model_choices(settings), dataset_choices(settings)  # as they are now, not at start-up
         step = saved.get("step") if saved.get("step") in STEPS else "data"
-        return (True, gr.update(value=saved["model"]) if saved.get("model") in models else gr.skip(),
-                gr.update(value=saved["dataset"]) if saved.get("dataset") in sets else gr.skip(),
+
+        def pick(choices, saved_value):
+            return gr.update(choices=choices, value=saved_value) if saved_value in {v for _, v in choices} else (
+                gr.update(choices=choices))
+
+        return (True, pick(models, saved.get("model")), pick(sets, saved.get("dataset")),
                 gr.update(value=saved.get("task")) if saved.get("task") else gr.skip(),
                 gr.update(value=saved.get("level")) if saved.get("level") else gr.skip(),
                 gr.update(choices=job_choices(settings), value=job_id),
@@ -515,6 +519,8 @@ def build(ctx: Ctx) -> None:
         component.input(on_expert_change, [language, model, dataset, task, level, recommended, *form], summary)
         component.change(show_plan, plan_inputs, plan_outputs)
     dataset.change(show_preview, [dataset, language], preview)
+    dataset.input(lambda d: state.remember(settings, dataset=d), dataset, None)
+    model.input(lambda m: state.remember(settings, model=m), model, None)
     for component in (dataset, model):
         component.change(show_tokens, [language, model, dataset], [tokens_text, tokens_plot])
     model.input(on_fit, [language, model], fit)

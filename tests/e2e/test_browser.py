@@ -7,6 +7,7 @@ Screenshots of each step land in test-artifacts/ at the repository root.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -25,6 +26,7 @@ GUARD = ROOT / "tests" / "netguard"
 if CHROMIUM is None:
     pytest.skip("Chromium is not installed (the test command installs it where it can)", allow_module_level=True)
 playwright = pytest.importorskip("playwright.sync_api")
+expect = playwright.expect
 
 
 @pytest.fixture
@@ -205,4 +207,33 @@ def test_a_bad_upload_is_reported_with_its_line_number(app, browser, tmp_path):
     report = page.locator("#et-import-report")
     report.get_by_text(t("datasets.summary.line", "en", line=3)).wait_for(timeout=60_000)
     shot(page, "en-1-bad-upload")
+    assert offline(guard_log)
+
+
+def test_an_imported_dataset_survives_reloads_and_a_language_switch(app, browser, tmp_path):
+    """Import, reload, switch language, reload again: no error, the dataset still chosen in step ①, and the
+    Datasets page lists it (choices come from the database at each load, not from when the server started)."""
+    url, guard_log = app
+    page = open_app(browser, url, "en")
+    mine = tmp_path / "my-shop.jsonl"
+    mine.write_text("".join(json.dumps({"question": f"Question {i}?", "answer": f"Answer {i}."}) + "\n"
+                            for i in range(12)))
+    page.locator("#et-upload input[type=file]").set_input_files(str(mine))
+    expect(page.locator("#et-dataset input")).to_have_value(re.compile("my-shop"), timeout=60_000)
+
+    def settled(lang: str) -> None:
+        page.get_by_role("tab", name=t("ui.step.data", lang)).wait_for(timeout=60_000)
+        page.wait_for_timeout(3000)  # the page's own load events
+        assert page.locator(".toast-body.error").count() == 0
+        expect(page.locator("#et-dataset input")).to_have_value(re.compile("my-shop"))
+
+    page.reload()
+    settled("en")
+    page.get_by_text("中文", exact=True).click()
+    page.get_by_role("tab", name=t("ui.step.data", "zh")).wait_for(timeout=30_000)
+    page.reload()
+    settled("zh")
+    page.locator("#et-nav-datasets").click()
+    shot(page, "zh-datasets-after-reloads")
+    page.locator("#et-ds-table").get_by_text("my-shop", exact=True).filter(visible=True).first.wait_for(timeout=30_000)
     assert offline(guard_log)
