@@ -625,9 +625,10 @@ def build_parser() -> argparse.ArgumentParser:
     status.set_defaults(func=cmd_status)
 
     export = sub.add_parser("export", parents=[common],
-                            help="export a finished job: merged model, LoRA adapter, OpenVINO INT8 or INT4")
+                            help="export a finished job: merged model, LoRA adapter, OpenVINO INT8/INT4, GGUF F16/Q8_0")
     export.add_argument("job", help="job id")
-    export.add_argument("--format", required=True, choices=("merged", "adapter", "openvino-int8", "openvino-int4"))
+    export.add_argument("--format", required=True,
+                        choices=("merged", "adapter", "openvino-int8", "openvino-int4", "gguf-f16", "gguf-q8_0"))
     export.add_argument("--out", help="folder to write (default: exports/<job>/<format> in the EasyTune home)")
     export.add_argument("--confirm-unsafe", action="store_true",
                         help="export although the latest safety check flagged the model (recorded in the model card)")

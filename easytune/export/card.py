@@ -4,13 +4,14 @@ trained and checked, and how to run it — in the user's language."""
 from __future__ import annotations
 
 import json
+import re
 import time
 from importlib import metadata
 
 from easytune.i18n import catalog, normalize_lang, t
 
 LIBRARIES = ("easytune", "torch", "transformers", "peft", "safetensors", "optimum", "optimum-intel", "openvino",
-             "openvino-tokenizers", "nncf")
+             "openvino-tokenizers", "nncf", "gguf")
 
 
 def library_versions() -> dict[str, str]:
@@ -42,6 +43,11 @@ def summary_text(result: dict, lang: str) -> str:
 
 def _last(series: list) -> str | None:
     return f"{series[-1][1]:.4f}" if series else None
+
+
+def _gguf_snippet(path: str, file_name: str, name: str) -> str:
+    return (f"```bash\ncd \"{path}\"\nollama create {name} -f Modelfile\nollama run {name}\n\n"
+            f"# llama.cpp\nllama-cli -m {file_name} -cnv\n```")
 
 
 def _run_snippet(fmt: str, path: str, base_path: str, question: str, job_id: str) -> str:
@@ -124,10 +130,29 @@ def model_card(*, lang: str, fmt: str, path: str, job: dict, resolved: dict, pla
               f"{T('yes') if r['identical'] else T('no')} ({r['agreement'] * 100:.0f}%) |" for r in v["prompts"]]
     lines += ["", f"## {T('run_title')}", ""]
     question = v["prompts"][0]["question"] if v["prompts"] else "Hello"
-    lines += [_run_snippet(fmt, path, base_path, question, job["id"]), ""]
+    if "gguf" in details:
+        lines += _gguf_lines(T, details["gguf"], v.get("gguf", {}), path, job["id"])
+    else:
+        lines += [_run_snippet(fmt, path, base_path, question, job["id"]), ""]
 
     trained = resolved.get("versions", {})
     lines += [f"## {T('versions_title')}", "", f"| | {T('versions_export')} | {T('versions_training')} |",
               "|---|---|---|"]
     lines += [f"| {name} | {version} | {trained.get(name, '')} |" for name, version in library_versions().items()]
     return "\n".join(lines) + "\n"
+
+
+def _gguf_lines(T, gguf: dict, checked: dict, path: str, job_id: str) -> list[str]:
+    """How to run a GGUF export with Ollama or llama.cpp, and what the file holds."""
+    name = re.sub(r"[^a-z0-9._-]+", "-", f"easytune-{job_id}".lower()).strip("-")
+    types = ", ".join(f"{kind} × {count}" for kind, count in sorted(gguf["tensor_types"].items()))
+    lines = [T("gguf_file", file=gguf["file"], type=gguf["type"], architecture=gguf["architecture"], types=types,
+               pre=gguf["pre_tokenizer"]), ""]
+    if checked:
+        transformers_tokenizer = checked.get("transformers_tokenizer_matches")
+        lines += [T("gguf_check", template=T("yes" if checked.get("chat_template_matches") else "no"),
+                    transformers=T("yes" if transformers_tokenizer else "no" if transformers_tokenizer is False
+                                   else "gguf_unreadable")), ""]
+    lines += [T("gguf_ollama" if gguf["ollama_template"] else "gguf_no_template"), "",
+              _gguf_snippet(path, gguf["file"], name), ""]
+    return lines

@@ -16,15 +16,16 @@ from easytune.settings import Settings
 from easytune.store import dumps, open_db
 from easytune.train.events import ACTIVE_STATES
 
-FORMATS = ("merged", "adapter", "openvino-int8", "openvino-int4")
+FORMATS = ("merged", "adapter", "openvino-int8", "openvino-int4", "gguf-f16", "gguf-q8_0")
 # What an export leaves free on the disk besides itself: a share of its own size, at least a little and at
 # most what the system needs to keep working — so a 1 MB adapter is not refused for a merged model's margin.
 KEEP_FREE_SHARE = 0.25
 KEEP_FREE_MIN = 32 * 2**20
 KEEP_FREE_MAX = 512 * 2**20
 # Disk an export needs, as a share of the model's weights on disk: merged saves them again; OpenVINO
-# writes a merged copy to convert from, then the (smaller) IR.
-SPACE_FACTOR = {"merged": 1.1, "openvino-int8": 1.6, "openvino-int4": 1.5}
+# writes a merged copy to convert from, then the (smaller) IR; GGUF too, then a file at most as large as
+# the weights in F16 (a bf16 base) and about half of that in Q8_0.
+SPACE_FACTOR = {"merged": 1.1, "openvino-int8": 1.6, "openvino-int4": 1.5, "gguf-f16": 2.1, "gguf-q8_0": 1.7}
 Progress = Callable[[float, str], None]
 
 
@@ -78,7 +79,8 @@ def _check_target(db, target: Path) -> None:
         raise UserError("export.error.out_exists", path=str(target))
 
 
-def _build(fmt: str, stage: Path, model_path: str, adapter_path: str | None, report: Progress) -> dict:
+def _build(fmt: str, stage: Path, model_path: str, adapter_path: str | None, report: Progress,
+           name: str | None = None) -> dict:
     from easytune.export import build
 
     if fmt == "adapter":
@@ -88,12 +90,18 @@ def _build(fmt: str, stage: Path, model_path: str, adapter_path: str | None, rep
         report(0.1, "export.progress.merge")
         return build.write_merged(model_path, adapter_path, stage)
     source = Path(model_path)
-    if adapter_path:  # OpenVINO converts a whole model: merge first, into a scratch folder inside the stage
+    if adapter_path:  # OpenVINO and GGUF convert a whole model: merge first, into a scratch folder in the stage
         report(0.1, "export.progress.merge")
         source = stage / ".merged"
         build.write_merged(model_path, adapter_path, source)
-    report(0.3, "export.progress.convert")
-    details = build.write_openvino(source, stage, build.OPENVINO_BITS[fmt])
+    if fmt.startswith("gguf"):
+        from easytune.export.gguf import write_gguf
+
+        report(0.3, "export.progress.convert_gguf")
+        details = write_gguf(source, stage, fmt, name=name)
+    else:
+        report(0.3, "export.progress.convert")
+        details = build.write_openvino(source, stage, build.OPENVINO_BITS[fmt])
     if adapter_path:
         shutil.rmtree(source)
     return details
@@ -130,6 +138,10 @@ def export_job(settings: Settings, job_id: str, fmt: str, *, out_dir: str | Path
     model_path, adapter_path = job_model(settings, job_id)
     if fmt == "adapter" and adapter_path is None:
         raise UserError("export.error.no_adapter", job=job_id)
+    if fmt.startswith("gguf"):  # a model GGUF cannot hold is refused before anything is written
+        from easytune.export.gguf import check_supported
+
+        check_supported(model_path, adapter_path or model_path)
     resolved = json.loads((Path(job["job_dir"]) / "job.json").read_text(encoding="utf-8"))
     if not Path(resolved["train_file"]).is_file():  # the check asks the model questions from it
         raise UserError("export.error.no_data", job=job_id, path=resolved["train_file"])
@@ -152,7 +164,7 @@ def export_job(settings: Settings, job_id: str, fmt: str, *, out_dir: str | Path
         need = needed_bytes(fmt, model_path, adapter_path)
         check_disk(target, need, keep_free_for(need) if keep_free_bytes is None else keep_free_bytes)
         stage.mkdir(parents=True)
-        details = _build(fmt, stage, model_path, adapter_path, report)
+        details = _build(fmt, stage, model_path, adapter_path, report, name=job["name"])
         report(0.7, "export.progress.verify")
         verification = _verify(fmt, stage, model_path, adapter_path, resolved["train_file"])
         report(0.9, "export.progress.card")

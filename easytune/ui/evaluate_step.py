@@ -13,7 +13,7 @@ from easytune.i18n import UserError, t
 from easytune.settings import Settings
 from easytune.ui.texts import Ctx, error_markdown, fmt_bytes, fmt_time
 
-FORMATS = ("openvino-int8", "openvino-int4", "merged", "adapter")
+FORMATS = ("openvino-int8", "openvino-int4", "merged", "adapter", "gguf-q8_0", "gguf-f16")
 SESSION_TURNS = 20  # turns kept per browser session and side; older ones drop off the prompt
 
 
