@@ -631,7 +631,8 @@ def build_parser() -> argparse.ArgumentParser:
                         choices=("merged", "adapter", "openvino-int8", "openvino-int4", "gguf-f16", "gguf-q8_0"))
     export.add_argument("--out", help="folder to write (default: exports/<job>/<format> in the EasyTune home)")
     export.add_argument("--confirm-unsafe", action="store_true",
-                        help="export although the latest safety check flagged the model (recorded in the model card)")
+                        help="export although the latest safety check flagged the model or the latest evaluation "
+                             "judged the run harmful (recorded in the model card)")
     export.set_defaults(func=cmd_export)
 
     exports = sub.add_parser("exports", parents=[common], help="list exports, or remove one and its folder")

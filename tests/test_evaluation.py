@@ -212,6 +212,13 @@ def test_destructive_learning_rate_is_judged_harmful(demo_job, demo_eval, eval_h
     assert by_job[demo_job[1]["id"]]["seen_match"] > by_job[job["id"]]["seen_match"]
     assert by_job[job["id"]]["general_loss_pct"] > by_job[demo_job[1]["id"]]["general_loss_pct"]
 
+    # "This run did harm": exporting it is asked first, and the confirmation is written into the card
+    refused = cli_json("export", job["id"], "--format", "adapter", home=eval_home, check=False)
+    assert refused["error"] == "export.error.harmful"
+    out = tmp_path / "anyway"
+    cli("export", job["id"], "--format", "adapter", "--confirm-unsafe", "--out", str(out), home=eval_home)
+    assert "judged this run harmful and the export was explicitly confirmed" in (out / "README.md").read_text()
+
 
 def test_the_time_left_follows_the_work_done(monkeypatch):
     from easytune.evaluation import progress

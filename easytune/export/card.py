@@ -101,6 +101,8 @@ def model_card(*, lang: str, fmt: str, path: str, job: dict, resolved: dict, pla
         verdict = quality["result"].get("verdict", "-")
         lines += [T("quality", verdict=verdict, passed=T("yes" if quality["passed"] else "no"),
                     when=_when(quality["created_at"]), summary=summary_text(quality["result"], lang)), ""]
+        if safety_confirmed and verdict == "harmful":
+            lines += [f"> ⚠ {T('harmful_confirmed', when=_when(time.time()))}", ""]
     else:
         lines += [T("not_evaluated"), ""]
     lines += [f"## {T('safety_title')}", ""]
@@ -108,7 +110,7 @@ def model_card(*, lang: str, fmt: str, path: str, job: dict, resolved: dict, pla
         status = T("safety_passed" if safety["passed"] else "safety_flagged")
         lines += [T("safety", status=status, when=_when(safety["created_at"]),
                     summary=summary_text(safety["result"], lang)), ""]
-        if safety_confirmed:
+        if safety_confirmed and not safety["passed"]:
             lines += [f"> ⚠ {T('safety_confirmed', when=_when(time.time()))}", ""]
     else:
         lines += [T("not_evaluated"), ""]

@@ -149,6 +149,11 @@ def export_job(settings: Settings, job_id: str, fmt: str, *, out_dir: str | Path
     unsafe = safety is not None and not safety["passed"]
     if unsafe and not confirm_unsafe:
         raise UserError("export.error.unsafe", job=job_id)
+    quality = latest_evaluation(settings, job_id, "quality")
+    harmful = quality is not None and quality["result"].get("verdict") == "harmful"
+    if harmful and not confirm_unsafe:  # "this run did harm": asked first, like a failed safety check
+        raise UserError("export.error.harmful", job=job_id)
+    unsafe = unsafe or harmful  # what the confirmation covered, kept with the export and in its card
 
     target = Path(out_dir or settings.folder("exports") / job_id / fmt).expanduser().resolve()
     db = open_db(settings.db_path)
