@@ -72,6 +72,7 @@ def job_summary(settings, job: dict, lang: str) -> dict:
     warnings = [dict(w, message=t(w["key"], lang, **w["params"]), advice=t(w["action"], lang))
                 for w in jobs.warnings(settings, job)]
     return {**job, "first_loss": loss[0][1] if loss else None, "final_loss": loss[-1][1] if loss else None,
+            "time_left_s": jobs.time_left(settings, job),
             "cf_pct": cf[-1][1] if cf else None, "warnings": warnings,
             "error_message": t(error["key"], lang, **error["params"]) if error else None,
             "checkpoint": jobs.latest_checkpoint(Path(job["job_dir"])),

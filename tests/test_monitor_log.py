@@ -91,3 +91,19 @@ def test_the_cli_and_the_action_menu_judge_the_run_with_its_plan_as_the_monitor_
     assert forgetting[0]["advice"].startswith("Knowledge retention is already on")
     assert "retention" not in shown["actions"] and "lower_lr" in shown["actions"]
     assert shown["actions"].count("lower_lr") == 1
+
+
+def test_the_time_left_follows_the_pace_of_the_steps_not_a_slow_first_one(settings):
+    """A first step that waited 60 s for the forgetting score's base pass does not make a 1-second-a-step
+    run read an hour left; before the pace is known, nothing is promised."""
+    from easytune import jobs
+    from easytune.store import open_db
+
+    job = {"id": "job-pace", "state": "RUNNING", "total_steps": 100}
+    db = open_db(settings.db_path)
+    assert jobs.time_left(settings, job) is None
+    times = {1: 60.0, 2: 61.0, 3: 62.0, 4: 63.0, 5: 64.0, 6: 65.0}
+    db["job_metrics"].insert_all({"job_id": "job-pace", "step": step, "name": "loss", "value": 1.0, "t": t}
+                                 for step, t in times.items())
+    assert jobs.time_left(settings, job) == pytest.approx(94.0)
+    assert jobs.time_left(settings, dict(job, state="COMPLETED")) is None

@@ -10,7 +10,7 @@ trains, then asks the base and the tuned model:
 - the same facts asked otherwise;
 - the general questions with answer keys (presets/gatekeeper/en.jsonl);
 and judges each answer by its key (easytune.evaluation.facts). With --in-context it also asks the base
-model with all 20 answers in its prompt: on SmolLM2-135M that reads 17 of 40 taught questions right and 7 of
+model with all 20 answers in its prompt: on SmolLM2-135M that reads 16 of 40 taught questions right and 9 of
 40 asked otherwise, so what a model of that size makes of a question in new words is the limit here, not
 what training stored. Targets: taught ≥ 90 %, asked otherwise
 ≥ 60 %, general ≥ the base's minus one question in ten, training ≤ 5 minutes on 2 CPU cores.

@@ -26,7 +26,7 @@ def setting(default, *, lo=None, hi=None, choices=None, group="training"):
 class TrainingPlan:
     # what to train
     model: str = setting("easytune-tiny", group="data")  # built-in name, local folder or hub id
-    dataset: str = setting("demo:shop_faq_zh", group="data")  # demo:<name>, dataset id or name, or a data file (imported)
+    dataset: str = setting("demo:shop_faq_zh", group="data")  # demo:<name>, dataset id or name, or a data file
     # how
     method: str = setting("lora", choices=("lora", "qlora", "full"), group="method")  # qlora: on a 4-bit base (CUDA)
     lora_r: int = setting(8, lo=1, hi=256, group="method")

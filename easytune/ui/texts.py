@@ -89,20 +89,21 @@ def error_markdown(exc, lang: str) -> str:
     return f"⚠️ {exc.message(lang)}"
 
 
-def action_choices(settings: Settings, job_id: str | None, lang: str):
-    """The actions a job offers now (jobs.available_actions), as translated radio choices."""
+def action_choices(settings: Settings, job_id: str | None, lang: str, skip: tuple[str, ...] = ()):
+    """The actions a job offers now (jobs.available_actions), as translated radio choices; `skip`: those the
+    page offers with a button of their own."""
     from easytune import jobs
 
     if not job_id:
         return gr.update(choices=[], value=None)
-    actions = jobs.available_actions(settings, jobs.get_job(settings, job_id))
+    actions = [a for a in jobs.available_actions(settings, jobs.get_job(settings, job_id)) if a not in skip]
     return gr.update(choices=[(t(f"ui.jobs.action.{a}", lang), a) for a in actions],
                      value=actions[0] if actions else None)
 
 
-def action_bar(ctx: Ctx, job: gr.components.Component):
-    """A row offering what can be done with the job in `job` now; returns (actions, button, message).
-    After an action the job component shows the job the user should look at next (a clone, say)."""
+def action_bar(ctx: Ctx, job: gr.components.Component, skip: tuple[str, ...] = ()):
+    """A row offering what can be done with the job in `job` now (but `skip`); returns (actions, button,
+    message). After an action the job component shows the job the user should look at next (a clone, say)."""
     from easytune import jobs
     from easytune.i18n import UserError
 
@@ -127,6 +128,6 @@ def action_bar(ctx: Ctx, job: gr.components.Component):
         return result["id"], t("ui.jobs.done", lang, job=result["id"], state=state)
 
     go.click(on_go, [ctx.language, job, actions], [job, message]).then(
-        lambda lang, j: action_choices(settings, j, lang), [ctx.language, job], actions)
-    job.change(lambda lang, j: action_choices(settings, j, lang), [ctx.language, job], actions)
+        lambda lang, j: action_choices(settings, j, lang, skip), [ctx.language, job], actions)
+    job.change(lambda lang, j: action_choices(settings, j, lang, skip), [ctx.language, job], actions)
     return actions, go, message

@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import time
 from dataclasses import fields
 from html import escape
 from pathlib import Path
@@ -22,6 +21,7 @@ from easytune.plan import planner
 from easytune.plan.schema import TrainingPlan
 from easytune.plan.service import make_plan
 from easytune.settings import PRESETS_DIR, Settings
+from easytune.train.events import ACTIVE_STATES
 from easytune.ui import charts, evaluate_step, manage_models, state
 from easytune.ui.texts import Ctx, Texts, action_bar, action_choices, error_markdown, mapping_from_table
 
@@ -93,12 +93,9 @@ def stepper(done: set[str], lang: str) -> list:
 
 # ---- step 3 texts --------------------------------------------------------------------------------
 
-def _eta(job: dict, steps_done_: int) -> str | None:
-    if job["state"] != "RUNNING" or not job.get("started_at") or not steps_done_ or not job["total_steps"]:
-        return None
-    elapsed = time.time() - job["started_at"]
-    left = elapsed / steps_done_ * max(0, job["total_steps"] - steps_done_)
-    return f"{int(left // 60)}:{int(left % 60):02d}"
+def _eta(settings: Settings, job: dict) -> str | None:
+    left = jobs.time_left(settings, job)
+    return None if left is None else f"{int(left // 60)}:{int(left % 60):02d}"
 
 
 def status_markdown(settings: Settings, job_id: str | None, lang: str) -> str:
@@ -109,7 +106,7 @@ def status_markdown(settings: Settings, job_id: str | None, lang: str) -> str:
     last = lambda name: series[name][-1][1] if series.get(name) else None  # noqa: E731
     steps = len(series.get("loss", []))
     head = f"### {t('state.' + job['state'], lang)} · {job['progress'] * 100:.0f}%"
-    eta = _eta(job, steps)
+    eta = _eta(settings, job)
     if eta:
         head += " · " + t("ui.monitor.eta", lang, eta=eta)
     lines = [head,
@@ -284,10 +281,10 @@ def build(ctx: Ctx) -> None:
             with gr.Row():
                 job = T.make(gr.Dropdown, {"label": "ui.monitor.job"}, choices=job_choices(settings),
                              value=next(iter(job_choices(settings)), (None, None))[1], scale=4, elem_id="et-job")
-                stop = T.make(gr.Button, {"value": "ui.monitor.stop"}, variant="stop", scale=1)
+                stop = T.make(gr.Button, {"value": "ui.monitor.stop"}, variant="stop", scale=1, visible=False)
             progress = gr.HTML(progress_html(settings, None), elem_id="et-progress")
             status = gr.Markdown(elem_id="et-status")
-            job_actions, _, _ = action_bar(ctx, job)
+            job_actions, _, _ = action_bar(ctx, job, skip=("stop",))  # Stop has its own button, while it applies
             plot = gr.Plot(elem_id="et-loss-plot")
             reward_plot = gr.Plot(elem_id="et-reward-plot", visible=False)  # preference training only
             with gr.Row():
@@ -443,7 +440,7 @@ def build(ctx: Ctx) -> None:
         return (gr.update(choices=job_choices(settings), value=launched["id"]), gr.Tabs(selected="monitor"))
 
     def refresh(new_lang, job_id, last_seen, log_filter, search):
-        unchanged = [gr.skip()] * (len(STEPS) + 2)
+        unchanged = [gr.skip()] * (len(STEPS) + 3)
         if not job_id:
             return (t("ui.monitor.empty", new_lang), gr.skip(), gr.update(visible=False), "",
                     progress_html(settings, None), last_seen, *unchanged)
@@ -453,8 +450,9 @@ def build(ctx: Ctx) -> None:
         if key == last_seen:  # nothing new: leave the page alone
             return gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip(), last_seen, *unchanged
         moved = key[:3] != (last_seen or ())[:3]  # another job, language or state: steps and actions change
-        marks = [*stepper(steps_done(settings, job_id), new_lang), action_choices(settings, job_id, new_lang)] \
-            if moved else unchanged
+        marks = [*stepper(steps_done(settings, job_id), new_lang),
+                 action_choices(settings, job_id, new_lang, skip=("stop",)),
+                 gr.update(visible=job_row["state"] in ACTIVE_STATES)] if moved else unchanged
         rewards = charts.reward_figure(series, new_lang)
         return (status_markdown(settings, job_id, new_lang), charts.loss_figure(series, new_lang),
                 gr.update(value=rewards, visible=True) if rewards else gr.update(visible=False),
@@ -503,7 +501,7 @@ def build(ctx: Ctx) -> None:
     intent_outputs = [*form, summary, recommended]
     monitor_inputs = [language, job, seen, log_level, log_search]
     step_outputs = [data_tab, plan_tab, monitor_tab, eval_tab, hint]
-    monitor_outputs = [status, plot, reward_plot, logs, progress, seen, *step_outputs, job_actions]
+    monitor_outputs = [status, plot, reward_plot, logs, progress, seen, *step_outputs, job_actions, stop]
 
     def replan(event):
         """Plan again; Start waits meanwhile, so a run never starts from a half-updated form."""
