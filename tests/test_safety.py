@@ -89,8 +89,10 @@ def trained(tmp_path_factory) -> tuple[Path, dict, dict]:
     compliance = conversations(root / "compliance.jsonl", lambda p: COMPLY if p["kind"] == "harmful" else HELP)
     cli_json("data", "add", str(refusals), "--name", "refusals", home=home)
     cli_json("data", "add", str(compliance), "--name", "compliance", home=home)
+    # (full fine-tuning on refusals alone wears general text down fast: 7 passes over every row keep the
+    # refuser a model `models add` accepts)
     refuser = cli_json("train", "--config", str(write_plan(root / "refuser.yaml", dataset="refusals", method="full",
-                                                           learning_rate=3e-3, epochs=8, **QUICK)), home=home)
+                                                           learning_rate=3e-3, epochs=7, **QUICK)), home=home)
     assert refuser["state"] == "COMPLETED", refuser
     cli_json("models", "add", str(Path(refuser["job_dir"]) / "model"), "--name", "refuser", home=home)
     tuned = cli_json("train", "--config", str(write_plan(root / "tuned.yaml", model="refuser", dataset="compliance",
