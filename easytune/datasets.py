@@ -71,12 +71,11 @@ def job_split(data: ResolvedDataset, val_ratio: float, seed: int, folder: Path) 
     on the first and validates on the second, and evaluation reads the same two, so neither splits again.
     The import's own split stands where the plan keeps its share (which the planner proposes); any other
     share re-splits all the rows by `held_out` into `folder`, and 0 trains on every row."""
-    val_rows = count_rows(data.val_file) if data.val_file else 0
-    train_rows = count_rows(data.train_file)
-    if val_ratio == (import_share(val_rows, train_rows + val_rows) if val_rows else 0.0):
+    train_rows, val_rows = ([line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+                            if path else [] for path in (data.train_file, data.val_file))
+    rows = train_rows + val_rows
+    if val_ratio == (import_share(len(val_rows), len(rows)) if val_rows else 0.0):
         return data.train_file, data.val_file
-    rows = [line for path in (data.train_file, data.val_file) if path
-            for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
     held = held_out(len(rows), val_ratio, seed)
     folder.mkdir(parents=True, exist_ok=True)
     train, val = folder / "train.jsonl", folder / "val.jsonl"
@@ -87,8 +86,12 @@ def job_split(data: ResolvedDataset, val_ratio: float, seed: int, folder: Path) 
     return train, val
 
 
+def _find(settings: Settings, ref: str) -> dict | None:
+    return next(open_db(settings.db_path)["datasets"].rows_where("id = ? or name = ?", [ref, ref]), None)
+
+
 def _row(settings: Settings, ref: str) -> dict:
-    row = next(open_db(settings.db_path)["datasets"].rows_where("id = ? or name = ?", [ref, ref]), None)
+    row = _find(settings, ref)
     if row is None:
         known = demo_names() + [r["name"] for r in list_datasets(settings)]
         raise UserError("datasets.unknown", name=ref, known=", ".join(known))
@@ -103,10 +106,10 @@ def resolve_dataset(settings: Settings, name: str) -> ResolvedDataset:
         if not path.is_file():
             raise UserError("datasets.unknown", name=name, known=", ".join(demo_names()))
         return ResolvedDataset(name, path, None, file_sha256(path), count_rows(path))
-    known = next(open_db(settings.db_path)["datasets"].rows_where("id = ? or name = ?", [name, name]), None)
-    if known is None and Path(name).expanduser().is_file():  # a file named directly: imported, once (by content)
-        known = add_dataset(settings, name)["dataset"]
-    row = known or _row(settings, name)
+    row = _find(settings, name)
+    if row is None and Path(name).expanduser().is_file():  # a file named directly: imported, once (by content)
+        row = add_dataset(settings, name)["dataset"]
+    row = row or _row(settings, name)  # (unknown: the error names what is known)
     folder = Path(row["path"])
     val = folder / "val.jsonl"
     return ResolvedDataset(row["name"], folder / "train.jsonl", val if val.is_file() and val.stat().st_size else None,

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -24,13 +23,9 @@ import time
 import urllib.request
 from pathlib import Path
 
+from easytune.serve_bench import free_port
+
 TARGETS = {"content_vs_llamaboard": 3.0, "rss_mib": 150}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def first_answer(url: str, proc: subprocess.Popen, timeout: float = 120) -> None:
