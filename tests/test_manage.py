@@ -69,6 +69,20 @@ def test_the_wizard_position_survives_a_restart(settings):
     assert state.recall(settings)["step"] == "monitor"
 
 
+def test_each_browser_tab_keeps_its_own_place_and_shares_the_language(settings):
+    from easytune.ui import state
+
+    state.remember(settings, "tab-a", step="plan", dataset="demo:shop_faq_en", job="job-1")
+    assert state.recall(settings, "tab-b")["step"] == "plan"  # a new tab starts where the last one was
+    state.remember(settings, "tab-b", step="data")
+    assert state.recall(settings, "tab-b") == {"step": "data", "dataset": "demo:shop_faq_en", "job": "job-1"}
+    state.remember(settings, "tab-a", job="job-2", lang="zh")
+    assert state.recall(settings, "tab-a") == {"step": "plan", "dataset": "demo:shop_faq_en", "job": "job-2",
+                                               "lang": "zh"}
+    assert state.recall(settings, "tab-b") == {"step": "data", "dataset": "demo:shop_faq_en", "job": "job-1",
+                                               "lang": "zh"}
+
+
 def test_token_lengths_use_the_models_tokenizer_and_count_rows_over_its_context(home, tmp_path):
     long_answer = "很长的回答。" * 200  # well over the tiny model's 512-token context
     rows = [{"messages": [{"role": "user", "content": f"问题{i}"}, {"role": "assistant", "content": "好的。"}]}

@@ -36,8 +36,9 @@ def build_app(settings: Settings | None = None) -> gr.Blocks:
         with gr.Sidebar(open=True, elem_id="et-nav", width=200):
             nav = {page: T.make(gr.Button, {"value": f"ui.nav.{page}"}, size="sm", elem_id=f"et-nav-{page}")
                    for page, _ in PAGES}
+        tab = gr.Textbox(visible=False)  # this browser tab's id: its own place in the wizard (ui/state.py)
         with gr.Tabs(selected="wizard", elem_id="et-pages") as pages:
-            ctx = Ctx(settings=settings, T=T, language=language, pages=pages)
+            ctx = Ctx(settings=settings, T=T, language=language, pages=pages, tab=tab)
             for page, build in PAGES:
                 with T.make(gr.Tab, {"label": f"ui.nav.{page}"}, id=page):
                     build(ctx)
@@ -52,13 +53,14 @@ def build_app(settings: Settings | None = None) -> gr.Blocks:
             relabel = relabel.then(fn, inputs, outputs)
         language.input(lambda lg: state.remember(settings, lang=lg), language, None)
 
-        def first_language(browser_lang):
+        def first_language(tab_id, browser_lang):
             """The user's own choice if they made one, else the browser's language."""
             saved = state.recall(settings).get("lang")
-            return saved or normalize_lang(browser_lang)
+            return tab_id, saved or normalize_lang(browser_lang)
 
         browser_lang = gr.Textbox(visible=False)
-        loaded = demo.load(first_language, browser_lang, language, js="() => navigator.language || ''")
+        loaded = demo.load(first_language, [tab, browser_lang], [tab, language],
+                           js=f"() => [({state.TAB_ID_JS})(), navigator.language || '']")
         for fn, inputs, outputs in ctx.on_load:
             loaded = loaded.then(fn, inputs, outputs)
     return demo

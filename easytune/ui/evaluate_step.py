@@ -22,10 +22,17 @@ def finished_jobs(settings: Settings) -> list[tuple[str, str]]:
 
 
 def pick_job(settings: Settings, current: str | None):
-    """The finished jobs, with the wizard's current job picked when it is one of them."""
+    """The finished jobs, with the wizard's current job picked when it is one of them. While the current job
+    has not finished, none is picked: step ④ belongs to that job and must not show another job's results."""
     choices = finished_jobs(settings)
     ids = [value for _, value in choices]
-    return gr.update(choices=choices, value=current if current in ids else (ids[0] if ids else None))
+    if current in ids:
+        return gr.update(choices=choices, value=current)
+    try:
+        unfinished = current is not None and bool(jobs.get_job(settings, current))
+    except UserError:  # deleted since
+        unfinished = False
+    return gr.update(choices=choices, value=None if unfinished or not ids else ids[0])
 
 
 # ---- verdict and safety ----------------------------------------------------------------------------
@@ -209,9 +216,10 @@ def build(ctx: Ctx) -> None:
 
     # ---- handlers ----
     def show_job(lang, job_id):
+        """Everything step ④ shows belongs to this job: the last job's messages and answers are cleared."""
         return (verdict_markdown(settings, job_id, lang), comparison_figure(settings, job_id, lang),
                 comparison_rows(settings, job_id, lang), exports_rows(settings, job_id, lang) or None, [], [], [],
-                chat_targets(settings, job_id, lang))
+                chat_targets(settings, job_id, lang), "", "", "", False)
 
     def on_evaluate(lang, job_id, progress=gr.Progress()):
         from easytune.evaluation.service import evaluate_job
@@ -319,7 +327,8 @@ def build(ctx: Ctx) -> None:
         return text, exports_rows(settings, job_id, lang) or None, chat_targets(settings, job_id, lang)
 
     lang_in = ctx.language
-    job_outputs = [verdict, comparison, compare_table, exports, tuned_chat, base_chat, history, chat_target]
+    job_outputs = [verdict, comparison, compare_table, exports, tuned_chat, base_chat, history, chat_target,
+                   export_result, chat_error, correction, confirm_unsafe]
     eval_job.change(show_job, [lang_in, eval_job], job_outputs)
     evaluate.click(on_evaluate, [lang_in, eval_job], [verdict, comparison, compare_table])
     safety.click(on_safety, [lang_in, eval_job], verdict)

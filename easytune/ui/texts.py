@@ -53,6 +53,7 @@ class Ctx:
     T: Texts
     language: gr.Radio
     pages: gr.Tabs
+    tab: gr.Textbox  # this browser tab's id, for what each tab keeps of its own (ui/state.py)
     on_language: list = field(default_factory=list)
     on_load: list = field(default_factory=list)
     shared: dict = field(default_factory=dict)  # components one page offers another (e.g. the wizard's dataset)

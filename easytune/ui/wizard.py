@@ -320,13 +320,13 @@ def build(ctx: Ctx) -> None:
         path.write_text(text, encoding="utf-8")
         return text, "", gr.update(value=str(path))
 
-    def on_intent(new_lang, model_name, dataset_name, task_id, level_id):
+    def on_intent(new_lang, model_name, dataset_name, task_id, level_id, tab_id):
         """The planner's plan for this intent: every field set, each with its reason."""
         try:
             proposal = make_plan(settings, model=model_name, dataset=dataset_name, task=task_id, level=level_id)
         except UserError as exc:
             return [gr.skip()] * len(form) + [error_markdown(exc, new_lang), gr.skip()]
-        state.remember(settings, model=model_name, dataset=dataset_name, task=task_id, level=level_id)
+        state.remember(settings, tab_id, model=model_name, dataset=dataset_name, task=task_id, level=level_id)
         values = {f.name: getattr(proposal.plan, f.name) for f in FORM_FIELDS}
         return [gr.update(value=v) for v in values.values()] + [plan_summary(proposal, new_lang), values]
 
@@ -384,7 +384,7 @@ def build(ctx: Ctx) -> None:
                 gr.update(visible=bool(dups), label=t("ui.data.drop_dups", new_lang, n=dups)),
                 gr.update(visible=bool(pii), label=t("ui.data.mask_pii", new_lang, n=pii)))
 
-    def on_upload(new_lang, file, pairs=None, progress=gr.Progress()):
+    def on_upload(new_lang, tab_id, file, pairs=None, progress=gr.Progress()):
         """Import; when the columns cannot be told apart, offer the mapping to fill in by hand."""
         if file is None:
             return [gr.skip()] * 7
@@ -399,24 +399,24 @@ def build(ctx: Ctx) -> None:
                 guess = [["prompt", columns[0]], ["response", columns[1]]]
                 return error_markdown(exc, new_lang), gr.skip(), gr.update(visible=True), guess, *[gr.skip()] * 3
             return error_markdown(exc, new_lang), *[gr.skip()] * 6
-        return _imported(result, new_lang)
+        return _imported(result, new_lang, tab_id)
 
-    def _imported(result, new_lang):
+    def _imported(result, new_lang, tab_id):
         from easytune.data.summary import report_markdown
 
-        state.remember(settings, dataset=result["dataset"]["id"])  # a reload finds the data just brought
+        state.remember(settings, tab_id, dataset=result["dataset"]["id"])  # a reload finds the data just brought
         return (report_markdown(result["report"], new_lang, result["duplicate_of"]),
                 gr.update(choices=dataset_choices(settings), value=result["dataset"]["id"]),
                 gr.update(visible=False), gr.skip(), *cleanup_offer(result["report"], new_lang))
 
-    def on_reimport(new_lang, dataset_id, drop, mask, progress=gr.Progress()):
+    def on_reimport(new_lang, tab_id, dataset_id, drop, mask, progress=gr.Progress()):
         report_progress = lambda done, total: progress(done / max(1, total), desc=t("ui.data.importing", new_lang))  # noqa: E731
         try:
             result = datasets.reimport_dataset(settings, dataset_id, drop_duplicates=drop, mask_pii=mask,
                                                progress=report_progress)
         except UserError as exc:
             return error_markdown(exc, new_lang), *[gr.skip()] * 6
-        return _imported(result, new_lang)
+        return _imported(result, new_lang, tab_id)
 
     def on_baseline(new_lang, model_name, dataset_name, *values):
         from easytune.evaluation.baseline import base_line, base_line_text
@@ -431,12 +431,12 @@ def build(ctx: Ctx) -> None:
                  f"{a['answer'][:160]}" for a in result["answers"][:6]]
         yield "\n\n".join([base_line_text(result, new_lang), "\n".join(shown)])
 
-    def on_start(new_lang, model_name, dataset_name, *values):
+    def on_start(new_lang, tab_id, model_name, dataset_name, *values):
         try:
             launched = jobs.launch(settings, plan_from_form(model_name, dataset_name, values))
         except UserError as exc:
             raise gr.Error(exc.message(new_lang)) from None
-        state.remember(settings, job=launched["id"], step="monitor")
+        state.remember(settings, tab_id, job=launched["id"], step="monitor")
         return (gr.update(choices=job_choices(settings), value=launched["id"]), gr.Tabs(selected="monitor"))
 
     def refresh(new_lang, job_id, last_seen, log_filter, search):
@@ -469,14 +469,14 @@ def build(ctx: Ctx) -> None:
             jobs.stop_job(settings, job_id)
         return status_markdown(settings, job_id, new_lang)
 
-    def on_step(step, new_lang, job_id, restored):
+    def on_step(step, new_lang, job_id, restored, tab_id):
         if restored:  # (a page still loading selects its first tab itself: that is not the user's step)
-            state.remember(settings, step=step)
+            state.remember(settings, tab_id, step=step)
         return stepper(steps_done(settings, job_id), new_lang)
 
-    def restore(new_lang):
-        """Put the wizard back where the user left it (SQLite, not the browser)."""
-        saved = state.recall(settings)
+    def restore(new_lang, tab_id):
+        """Put the wizard back where this tab left it (SQLite, not the browser)."""
+        saved = state.recall(settings, tab_id)
         known_jobs = dict((v, k) for k, v in job_choices(settings))
         job_id = saved.get("job") if saved.get("job") in known_jobs else next(iter(known_jobs), None)
         models, sets = model_choices(settings), dataset_choices(settings)  # as they are now, not at start-up
@@ -492,12 +492,12 @@ def build(ctx: Ctx) -> None:
                 gr.update(choices=job_choices(settings), value=job_id),
                 gr.Tabs(selected=step), *stepper(steps_done(settings, job_id), new_lang))
 
-    language = ctx.language
+    language, tab_in = ctx.language, ctx.tab
     plan_inputs = [language, model, dataset, *form]
     measure_base.click(on_baseline, plan_inputs, base_text, concurrency_id="base-line", concurrency_limit=1,
                        api_name="wizard_baseline")
     plan_outputs = [yaml_view, plan_error, download]
-    intent_inputs = [language, model, dataset, task, level]
+    intent_inputs = [language, model, dataset, task, level, tab_in]
     intent_outputs = [*form, summary, recommended]
     monitor_inputs = [language, job, seen, log_level, log_search]
     step_outputs = [data_tab, plan_tab, monitor_tab, eval_tab, hint]
@@ -517,8 +517,8 @@ def build(ctx: Ctx) -> None:
         component.input(on_expert_change, [language, model, dataset, task, level, recommended, *form], summary)
         component.change(show_plan, plan_inputs, plan_outputs)
     dataset.change(show_preview, [dataset, language], preview)
-    dataset.input(lambda d: state.remember(settings, dataset=d), dataset, None)
-    model.input(lambda m: state.remember(settings, model=m), model, None)
+    dataset.input(lambda d, tab_id: state.remember(settings, tab_id, dataset=d), [dataset, tab_in], None)
+    model.input(lambda m, tab_id: state.remember(settings, tab_id, model=m), [model, tab_in], None)
     for component in (dataset, model):
         component.change(show_tokens, [language, model, dataset], [tokens_text, tokens_plot])
     model.input(on_fit, [language, model], fit)
@@ -526,14 +526,14 @@ def build(ctx: Ctx) -> None:
                       [model_added, model], model)  # a model just added is picked
     check_fit.click(on_fit, [language, model], fit)
     import_outputs = [import_report, dataset, fixer, fix_mapping, cleanup, drop_dups, mask_pii]
-    upload.upload(on_upload, [language, upload], import_outputs)
-    fix_import.click(on_upload, [language, upload, fix_mapping], import_outputs)
-    reimport.click(on_reimport, [language, dataset, drop_dups, mask_pii], import_outputs)
+    upload.upload(on_upload, [language, tab_in, upload], import_outputs)
+    fix_import.click(on_upload, [language, tab_in, upload, fix_mapping], import_outputs)
+    reimport.click(on_reimport, [language, tab_in, dataset, drop_dups, mask_pii], import_outputs)
     replan(to_plan.click(lambda: gr.Tabs(selected="plan"), None, tabs))
-    start.click(on_start, plan_inputs, [job, tabs])
+    start.click(on_start, [language, tab_in, *plan_inputs[1:]], [job, tabs])
     timer.tick(refresh, monitor_inputs, monitor_outputs)
     job.change(refresh, [language, job, gr.State(None), log_level, log_search], monitor_outputs)
-    job.input(lambda j: state.remember(settings, job=j), job, None)
+    job.input(lambda j, tab_id: state.remember(settings, tab_id, job=j), [job, tab_in], None)
     for control in (log_level, log_search):
         control.change(refresh, [language, job, gr.State(None), log_level, log_search], monitor_outputs)
     log_download.click(on_log_download, [language, job, log_level, log_search], log_download)
@@ -543,9 +543,10 @@ def build(ctx: Ctx) -> None:
         lambda j: evaluate_step.pick_job(settings, j), job, eval_job)
     eval_tab.select(lambda j: evaluate_step.pick_job(settings, j), job, eval_job)
     for tab, step in ((data_tab, "data"), (plan_tab, "plan"), (monitor_tab, "monitor"), (eval_tab, "evaluate")):
-        tab.select(lambda lg, j, done, step=step: on_step(step, lg, j, done), [language, job, restored], step_outputs)
+        tab.select(lambda lg, j, done, tab_id, step=step: on_step(step, lg, j, done, tab_id),
+                   [language, job, restored, tab_in], step_outputs)
     replan(plan_tab.select(lambda: None, None, None))
-    ctx.on_load.append((restore, [language], [restored, model, dataset, task, level, job, tabs, *step_outputs]))
+    ctx.on_load.append((restore, [language, tab_in], [restored, model, dataset, task, level, job, tabs, *step_outputs]))
     ctx.on_load.append((show_plan, plan_inputs, plan_outputs))
     ctx.on_load.append((show_preview, [dataset, language], preview))
     ctx.on_load.append((show_tokens, [language, model, dataset], [tokens_text, tokens_plot]))

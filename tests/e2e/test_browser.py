@@ -1,6 +1,7 @@
 """The wizard in a real headless Chromium, with no connection beyond 127.0.0.1: a first-time user's whole
 journey (upload → train → chat → verdict → OpenVINO export); a returning user who reloads the page while
-a job trains, switches the language and starts a second job; and a bad upload's line number.
+a job trains, switches the language and starts a second job; two tabs, each in its own place; and a bad
+upload's line number.
 
 Screenshots of each step land in test-artifacts/ at the repository root.
 """
@@ -182,9 +183,15 @@ def test_a_reload_a_language_switch_and_a_second_job_lose_nothing(app, browser, 
     start_plan(page, "zh")  # a second job: its own id, its own curve, to the end
     second = job_shown(page)
     assert second != first
-    page.locator("#et-status").get_by_text(re.compile(t("state.RUNNING", "zh"))).wait_for(timeout=120_000)
+    page.get_by_role("tab", name=t("ui.step.evaluate", "zh")).click()  # ④ is the second job's: empty for now
+    page.locator("#et-verdict").get_by_text(t("ui.eval.pick_job", "zh")).wait_for(timeout=30_000)
+    assert page.locator("#et-eval-job input").input_value() == ""
+    page.get_by_role("tab", name=t("ui.step.monitor", "zh")).click()
     page.locator("#et-status").get_by_text(re.compile(t("state.COMPLETED", "zh"))).wait_for(timeout=400_000)
     shot(page, "zh-3-second-job")
+    page.get_by_role("tab", name=t("ui.step.evaluate", "zh")).click()  # now it is, and only it
+    expect(page.locator("#et-eval-job input")).to_have_value(re.compile(second), timeout=30_000)
+    page.get_by_role("tab", name=t("ui.step.monitor", "zh")).click()
 
     page.reload()  # the language chosen and the latest job survive a reload
     page.get_by_role("tab", name=t("ui.step.monitor", "zh"), selected=True).wait_for(timeout=60_000)
@@ -194,6 +201,27 @@ def test_a_reload_a_language_switch_and_a_second_job_lose_nothing(app, browser, 
 
     settings = load_settings(home=tmp_path / "home")
     assert [jobs.sync_job(settings, job_id)["state"] for job_id in (first, second)] == ["COMPLETED"] * 2
+    assert offline(guard_log)
+
+
+def test_two_tabs_keep_their_own_place(app, browser):
+    """A second tab starts where the first left off, then each keeps its own step across reloads."""
+    url, guard_log = app
+    first = open_app(browser, url, "en")
+    first.get_by_role("tab", name=t("ui.step.plan", "en")).click()
+    first.locator("#et-plan-summary").get_by_text(re.compile("minutes")).first.wait_for(timeout=90_000)
+
+    second = browser.new_page(viewport={"width": 1280, "height": 900})
+    second.goto(url)
+    second.get_by_role("tab", name=t("ui.step.plan", "en"), selected=True).wait_for(timeout=60_000)
+    second.get_by_role("tab", name=t("ui.step.data", "en")).click()
+    second.wait_for_timeout(1500)
+
+    for page, step in ((first, "plan"), (second, "data"), (first, "plan")):
+        page.reload()
+        page.get_by_role("tab", name=t(f"ui.step.{step}", "en"), selected=True).wait_for(timeout=60_000)
+        page.wait_for_timeout(1500)  # the page's own load events have put it back
+        assert page.get_by_role("tab", name=t(f"ui.step.{step}", "en"), selected=True).count() == 1
     assert offline(guard_log)
 
 
