@@ -8,6 +8,14 @@ from easytune.i18n import t
 SHOWN_REJECTED = 20
 
 
+def where(entry: dict, lang: str) -> str:
+    """Where a rejected row is: its line, or, in a JSON array, the record's number and the line it starts on
+    (the number alone reads like a line number and sends the user to the wrong place)."""
+    if entry.get("source_line") is not None:
+        return t("datasets.summary.record", lang, record=entry["line"], line=entry["source_line"])
+    return t("datasets.summary.line", lang, line=entry["line"])
+
+
 def report_markdown(report: dict, lang: str, duplicate_of: str | None = None) -> str:
     blocks = []
     if duplicate_of:
@@ -20,8 +28,7 @@ def report_markdown(report: dict, lang: str, duplicate_of: str | None = None) ->
     blocks.append(t("datasets.summary.rows", lang, total=report["rows_total"], usable=report["rows_usable"],
                     rejected=report["rows_rejected"], train=report["splits"]["train"], val=report["splits"]["val"]))
     if report["rejected"]:
-        items = [f"- {t('datasets.summary.line', lang, line=e['line'])}: {describe(e, lang)}"
-                 for e in report["rejected"][:SHOWN_REJECTED]]
+        items = [f"- {where(e, lang)}: {describe(e, lang)}" for e in report["rejected"][:SHOWN_REJECTED]]
         if report["rows_rejected"] > SHOWN_REJECTED:
             items.append(t("datasets.summary.more_rejected", lang, n=report["rows_rejected"] - SHOWN_REJECTED))
         blocks.append("\n".join([t("datasets.summary.rejected_head", lang), *items]))

@@ -244,6 +244,12 @@ def test_json_array_streams_across_small_chunks(tmp_path, monkeypatch):
     rows = rows_of(tmp_path / "out" / "train.jsonl")
     assert rows[0]["messages"][0]["content"] == records[0]["instruction"]
     source_lines = text.splitlines()
+    from easytune.data.summary import where  # the report names the record and the line it starts on
+
+    start = report.rejected[0]["source_line"]
+    assert source_lines[start - 1].strip() == "{" and '"bad"' in source_lines[start]
+    assert where(report.rejected[0], "en") == f"record 11 (line {start})"
+    assert where(report.rejected[0], "zh") == f"第 11 条记录（第 {start} 行）"
     for row in rows:
         assert source_lines[row["source_line"] - 1].strip() == "{"
 
