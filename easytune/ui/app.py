@@ -46,7 +46,9 @@ def build_app(settings: Settings | None = None) -> gr.Blocks:
             wire()
 
         for page, button in nav.items():
-            button.click(lambda page=page: gr.Tabs(selected=page), None, pages)
+            shown = button.click(lambda page=page: gr.Tabs(selected=page), None, pages)
+            if f"{page}_refresh" in ctx.shared:  # a page opened from the menu shows the database as it is now
+                shown.then(*ctx.shared[f"{page}_refresh"])
 
         relabel = language.change(T.updates, language, T.components)
         for fn, inputs, outputs in ctx.on_language:

@@ -65,6 +65,7 @@ def build(ctx: Ctx) -> None:
     outputs = [cards, recent, empty, machine]
     timer.tick(refresh, ctx.language, outputs)
     ctx.on_load.append((refresh, [ctx.language], outputs))
+    ctx.shared["dashboard_refresh"] = (refresh, [ctx.language], outputs)
     ctx.on_language.append((refresh, [ctx.language], outputs))
 
     def wire():

@@ -302,14 +302,18 @@ def build(ctx: Ctx) -> None:
             return error_markdown(exc, lang)
         return t("ui.eval.feedback_saved", lang)
 
-    def on_to_dataset(lang):
+    def on_to_dataset(lang, job_id):
+        """This job's feedback only: answers of different models are not mixed into one dataset silently."""
         from easytune.feedback import feedback_to_dataset
 
+        if not job_id:
+            return t("ui.eval.pick_job", lang)
         try:
-            result = feedback_to_dataset(settings)
+            result = feedback_to_dataset(settings, name=f"feedback-{job_id}", target=job_id)
         except UserError as exc:
             return error_markdown(exc, lang)
-        return t("ui.eval.feedback_dataset", lang, name=result["dataset"]["name"], rows=result["dataset"]["rows"])
+        return t("ui.eval.feedback_dataset", lang, name=result["dataset"]["name"], rows=result["dataset"]["rows"],
+                 job=job_id)
 
     def on_export(lang, job_id, fmt_, confirmed, progress=gr.Progress()):
         from easytune.export.service import export_job
@@ -341,7 +345,7 @@ def build(ctx: Ctx) -> None:
                     chat_error)
     thumbs_down.click(lambda lg, j, h, c, s: on_feedback(lg, j, h, -1, c, s),
                       [lang_in, eval_job, history, correction, system], chat_error)
-    to_dataset.click(on_to_dataset, lang_in, chat_error)
+    to_dataset.click(on_to_dataset, [lang_in, eval_job], chat_error)
     export.click(on_export, [lang_in, eval_job, fmt, confirm_unsafe], [export_result, exports, chat_target])
     ctx.on_language.append((lambda lg, j: show_job(lg, j)[:4], [lang_in, eval_job], job_outputs[:4]))
     ctx.shared["eval_job"] = eval_job

@@ -68,6 +68,7 @@ def build(ctx: Ctx) -> None:
     table.select(_pick, table, selected)
     selected.change(show, [ctx.language, selected], [detail, info])
     ctx.on_load.append((refresh, [ctx.language, state], listing))
+    ctx.shared["jobs_refresh"] = (refresh, [ctx.language, state], listing)
     ctx.on_language.append((refresh, [ctx.language, state], listing))
 
     def wire():

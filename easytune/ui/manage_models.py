@@ -226,6 +226,7 @@ def build(ctx: Ctx) -> None:
     check.click(on_check, [ctx.language, chosen, method, seq_len, batch, checkpointing], result)
     remove.click(on_remove, [ctx.language, chosen, sure], [result, *listing]).then(lambda: False, None, sure)
     ctx.on_load.append((refresh, [ctx.language], listing))
+    ctx.shared["models_refresh"] = (refresh, [ctx.language], listing)
     ctx.on_language.append((refresh, [ctx.language, chosen], listing))
 
     def wire():

@@ -204,8 +204,9 @@ def test_a_reload_a_language_switch_and_a_second_job_lose_nothing(app, browser, 
     assert offline(guard_log)
 
 
-def test_two_tabs_keep_their_own_place(app, browser):
-    """A second tab starts where the first left off, then each keeps its own step across reloads."""
+def test_two_tabs_keep_their_own_place(app, browser, tmp_path):
+    """A second tab starts where the first left off, then each keeps its own step across reloads; data one
+    tab imports is listed when the other opens its Datasets page."""
     url, guard_log = app
     first = open_app(browser, url, "en")
     first.get_by_role("tab", name=t("ui.step.plan", "en")).click()
@@ -222,6 +223,15 @@ def test_two_tabs_keep_their_own_place(app, browser):
         page.get_by_role("tab", name=t(f"ui.step.{step}", "en"), selected=True).wait_for(timeout=60_000)
         page.wait_for_timeout(1500)  # the page's own load events have put it back
         assert page.get_by_role("tab", name=t(f"ui.step.{step}", "en"), selected=True).count() == 1
+
+    mine = tmp_path / "other-tab.jsonl"
+    mine.write_text("".join(json.dumps({"question": f"Question {i}?", "answer": f"Answer {i}."}) + "\n"
+                            for i in range(12)))
+    second.locator("#et-upload input[type=file]").set_input_files(str(mine))
+    expect(second.locator("#et-dataset input")).to_have_value(re.compile("other-tab"), timeout=60_000)
+    first.locator("#et-nav-datasets").click()
+    first.locator("#et-ds-table").get_by_text("other-tab", exact=True).filter(visible=True).first.wait_for(
+        timeout=30_000)
     assert offline(guard_log)
 
 
