@@ -553,6 +553,7 @@ class _Planner:
         self.plan_retention()
         self.plan_epochs()
         self.plan_schedule()
+        self.plan_housekeeping()
         self.plan_estimates()
         self.check_user_values()
         for f in fields(TrainingPlan):  # a setting this planner has no rule for keeps its default
@@ -780,6 +781,16 @@ class _Planner:
         kind = self.data.kind if self.data.known else None
         objective = {"preference": "dpo", "text": "pretrain", "sft": "sft"}.get(kind, "auto")
         self.set("objective", objective, f"planner.reason.objective_{objective}")
+        if objective == "dpo":
+            self.set("dpo_beta", 0.1, "planner.reason.dpo_beta", value="0.1")
+        else:  # said so, rather than explained as if it mattered
+            self.set("dpo_beta", 0.1, "planner.reason.dpo_beta_unused")
+
+    def plan_housekeeping(self) -> None:
+        """Checkpoints and packing: the same for every goal, each with what it does for this run."""
+        self.set("save_every", 0, "planner.reason.save_every_eval")
+        self.set("keep_checkpoints", 2, "planner.reason.keep_checkpoints", n=2)
+        self.set("packing", True, "planner.reason.packing")
 
     def _four_bit_dtype(self) -> str:
         return "bf16" if self.bf16 else "fp16"  # QLoRA computes in half precision on its 4-bit weights

@@ -25,10 +25,12 @@ class Texts:
     @staticmethod
     def _render(texts: dict, lang: str) -> dict:
         """{attr: key} → {attr: text}; `choices` holds [(key, value), …] and gets translated labels;
-        `headers` holds a list of keys."""
+        `headers` holds a list of keys; a callable is asked for the language's own value."""
         out = {}
         for attr, key in texts.items():
-            if attr == "choices":
+            if callable(key):
+                out[attr] = key(lang)
+            elif attr == "choices":
                 out[attr] = [(t(k, lang), v) for k, v in key]
             elif attr == "headers":
                 out[attr] = [t(k, lang) for k in key]

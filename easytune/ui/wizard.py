@@ -198,11 +198,20 @@ def plan_summary(proposal, lang: str) -> str:
         label = t("planner.field_name." + name, lang) if _has_name(name) else name
         mark = " ✎" if name in proposal.user_set else ""
         items.append(f'<li class="et-field-{name}"><details><summary><strong>{escape(label)}</strong>{mark} = '
-                     f"<code>{escape(str(getattr(proposal.plan, name)))}</code> — {escape(entry['text'])}</summary>"
+                     f"<code>{escape(shown_value(name, getattr(proposal.plan, name), lang))}</code> — "
+                     f"{escape(entry['text'])}</summary>"
                      f"<p>{escape(entry['why'])}</p></details></li>")
     lines.append('<ul class="et-plan-list">' + "".join(items) + "</ul>")  # one line: one HTML block
     lines += [f"\n> ⚠️ {w['text']}" for w in report["warnings"]]  # a blank line apart: one line each
     return "\n".join(lines)
+
+
+def shown_value(name: str, value, lang: str) -> str:
+    """A plan value in the user's words (yes/no, "all linear layers"); numbers and names as they are."""
+    from easytune.i18n import catalog
+
+    key = f"plan.value.bool.{value}" if isinstance(value, bool) else f"plan.value.{name}.{value}"
+    return t(key, lang) if key in catalog(lang) else str(value)
 
 
 # ---- the builder ---------------------------------------------------------------------------------
@@ -560,14 +569,18 @@ def _has_name(name: str) -> bool:
 
 
 def _field_input(f, value, T: Texts):
-    """One expert-form input, generated from the TrainingPlan field: its type, range and help."""
-    texts = {"info": f"plan.field.{f.name}"}
+    """One expert-form input, generated from the TrainingPlan field: its type, range and help, labelled in the
+    user's words with the YAML name beside it, its choices in the user's words too."""
+    texts = {"info": f"plan.field.{f.name}",
+             "label": lambda lang, name=f.name: f"{t('planner.field_name.' + name, lang)} · {name}"}
     meta = f.metadata
     if meta["choices"]:
-        return T.make(gr.Dropdown, texts, label=f.name, choices=list(meta["choices"]), value=value)
+        texts["choices"] = lambda lang, name=f.name, choices=meta["choices"]: [
+            (shown_value(name, c, lang), c) for c in choices]
+        return T.make(gr.Dropdown, texts, value=value)
     if isinstance(value, bool):
-        return T.make(gr.Checkbox, texts, label=f.name, value=value)
+        return T.make(gr.Checkbox, texts, value=value)
     if isinstance(value, (int, float)):
-        return T.make(gr.Number, texts, label=f.name, value=value, minimum=meta["lo"], maximum=meta["hi"],
+        return T.make(gr.Number, texts, value=value, minimum=meta["lo"], maximum=meta["hi"],
                       precision=0 if isinstance(value, int) else None)
-    return T.make(gr.Textbox, texts, label=f.name, value=value)
+    return T.make(gr.Textbox, texts, value=value)

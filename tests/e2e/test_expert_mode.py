@@ -33,7 +33,7 @@ def edit_learning_rate_and_download(page) -> None:
     expect(page.locator("#et-start")).to_be_enabled(timeout=30_000)  # planning is over: the form holds its values
 
     page.get_by_text(t("ui.plan.expert", "en")).click()
-    rate = page.get_by_label("learning_rate", exact=True)
+    rate = page.get_by_label(f"{t('planner.field_name.learning_rate', 'en')} · learning_rate", exact=True)
     rate.fill("0.05")
     rate.press("Tab")
     learning_rate = summary.locator("li.et-field-learning_rate")
