@@ -39,9 +39,12 @@ def forgetting_level(pct: float, nats: float) -> str | None:
     return None
 
 
-def assess(series: dict[str, list[tuple[int, float]]], total_steps: int = 0, retention: float = 0.0) -> list[dict]:
+def assess(series: dict[str, list[tuple[int, float]]], total_steps: int = 0, retention: float = 0.0,
+           guard: bool = True) -> list[dict]:
     """The warnings a run's curves call for. `retention`: the plan's share of general text, since knowledge
-    retention is no advice against forgetting in a run that already uses it."""
+    retention is no advice against forgetting in a run that already uses it. `guard`: the plan's forgetting
+    guard; without it (a model too small to learn without forgetting) forgetting past the stop threshold is
+    a warning, as the plan told the user, not a stop sign."""
     limits = thresholds()
     loss = [v for _, v in series.get("loss", [])]
     val = [v for _, v in series.get("val_loss", [])]
@@ -61,6 +64,7 @@ def assess(series: dict[str, list[tuple[int, float]]], total_steps: int = 0, ret
             out.append(_warning("overfitting", evals=k))
     if cf and cf_nats:
         level = forgetting_level(cf[-1], cf_nats[-1])
+        level = "warning" if level == "error" and not guard else level
         if level:
             out.append(_warning("forgetting", level, pct=round(cf[-1], 1)))
             if retention >= RETENTION_SHARE:

@@ -602,7 +602,8 @@ def warnings(settings: Settings, job: dict) -> list[dict]:
     """The warnings a job's curves call for, judged with its own plan (knowledge retention is no advice to a
     run that already uses it): the one reading the monitor, the CLI and the action menu all show."""
     plan = job_plan(job)
-    return health.assess(metrics(settings, job["id"]), job["total_steps"], plan.retention_ratio if plan else 0.0)
+    return health.assess(metrics(settings, job["id"]), job["total_steps"], plan.retention_ratio if plan else 0.0,
+                         plan.forgetting_guard if plan else True)
 
 
 def available_actions(settings: Settings, job: dict) -> list[str]:

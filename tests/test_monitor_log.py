@@ -79,6 +79,23 @@ def test_forgetting_card_does_not_advise_retention_to_a_run_that_uses_it(demo_jo
     assert health.assess(series, retention=0.3)[0]["action"] == "health.forgetting_with_retention_action"
 
 
+def test_forgetting_without_the_guard_warns_as_the_plan_said_it_would(demo_job):
+    """The tiny model's plan turns the guard off ("shown as a warning instead of pausing"): past the stop
+    threshold the monitor shows ⚠, not ⛔; with the guard on the same curve is a stop sign."""
+    from easytune import health, jobs
+    from easytune.settings import load_settings
+    from easytune.ui.wizard import status_markdown
+
+    home, job = demo_job
+    settings = load_settings(home=home)
+    assert jobs.job_plan(job).forgetting_guard is False
+    series = {"cf_pct": [(10, 300.0)], "cf_score": [(10, 2.0)]}
+    assert health.assess(series)[0]["level"] == "error"
+    assert health.assess(series, guard=False)[0]["level"] == "warning"
+    assert all(w["level"] != "error" for w in jobs.warnings(settings, job) if w["key"] == "health.forgetting")
+    assert "⛔" not in status_markdown(settings, job["id"], "en")
+
+
 def test_the_cli_and_the_action_menu_judge_the_run_with_its_plan_as_the_monitor_does(demo_job):
     """Knowledge retention is not offered to the run that already used it: not by `jobs show`, whose
     advice reads as the monitor's, nor by its actions, which offer a lower rate instead."""
