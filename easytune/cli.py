@@ -625,11 +625,14 @@ def build_parser() -> argparse.ArgumentParser:
     status = sub.add_parser("status", parents=[common], help="the dashboard: counts, recent jobs, machine load")
     status.set_defaults(func=cmd_status)
 
+    from easytune.export.formats import NAMES as EXPORT_FORMATS
+
     export = sub.add_parser("export", parents=[common],
-                            help="export a finished job: merged model, LoRA adapter, OpenVINO INT8/INT4, GGUF F16/Q8_0")
+                            help="export a finished job: merged model, LoRA adapter, OpenVINO INT8/INT4, "
+                                 "GGUF F16/Q8_0/Q4_K_M or LoRA adapter")
     export.add_argument("job", help="job id")
-    export.add_argument("--format", required=True,
-                        choices=("merged", "adapter", "openvino-int8", "openvino-int4", "gguf-f16", "gguf-q8_0"))
+    export.add_argument("--format", required=True, choices=EXPORT_FORMATS,
+                        help="gguf-q4_k_m needs llama.cpp's quantiser (pip install llama-cpp-python)")
     export.add_argument("--out", help="folder to write (default: exports/<job>/<format> in the EasyTune home)")
     export.add_argument("--confirm-unsafe", action="store_true",
                         help="export although the latest safety check flagged the model or the latest evaluation "

@@ -11,7 +11,7 @@ from importlib import metadata
 from easytune.i18n import catalog, normalize_lang, t
 
 LIBRARIES = ("easytune", "torch", "transformers", "peft", "safetensors", "optimum", "optimum-intel", "openvino",
-             "openvino-tokenizers", "nncf", "gguf")
+             "openvino-tokenizers", "nncf", "gguf", "llama-cpp-python")
 
 
 def library_versions() -> dict[str, str]:
@@ -132,8 +132,15 @@ def model_card(*, lang: str, fmt: str, path: str, job: dict, resolved: dict, pla
               f"{T('yes') if r['identical'] else T('no')} ({r['agreement'] * 100:.0f}%) |" for r in v["prompts"]]
     lines += ["", f"## {T('run_title')}", ""]
     question = v["prompts"][0]["question"] if v["prompts"] else "Hello"
+    if "llama_cpp" in v:
+        lc = v["llama_cpp"]
+        lines += [T("llama_cpp_check", version=lc["version"], total=lc["total"], identical=lc["identical"],
+                    agreement=f"{lc['agreement'] * 100:.1f}", tps=lc["tokens_per_s"],
+                    tokens=T("yes" if all(r["same_prompt_tokens"] for r in lc["prompts"]) else "no")), ""]
     if "gguf" in details:
         lines += _gguf_lines(T, details["gguf"], v.get("gguf", {}), path, job["id"])
+    elif "gguf_lora" in details:
+        lines += _gguf_lora_lines(T, details["gguf_lora"], v.get("gguf_lora", {}), path, job["model"])
     else:
         lines += [_run_snippet(fmt, path, base_path, question, job["id"]), ""]
 
@@ -157,4 +164,17 @@ def _gguf_lines(T, gguf: dict, checked: dict, path: str, job_id: str) -> list[st
                                    else "gguf_unreadable")), ""]
     lines += [T("gguf_ollama" if gguf["ollama_template"] else "gguf_no_template"), "",
               _gguf_snippet(path, gguf["file"], name), ""]
+    return lines
+
+
+def _gguf_lora_lines(T, adapter: dict, checked: dict, path: str, base: str) -> list[str]:
+    """What the adapter file holds, how it was checked, and how llama.cpp and Ollama apply it on its base."""
+    lines = [T("gguf_lora_file", file=adapter["file"], architecture=adapter["architecture"], rank=adapter["rank"],
+               alpha=f"{adapter['alpha']:g}", weights=adapter["weights"]), ""]
+    if checked:
+        lines += [T("gguf_lora_check", error=f"{checked['max_weight_error']:.1e}",
+                    metadata=T("yes" if checked["metadata_ok"] else "no")), ""]
+    lines += [T("gguf_lora_run", base=base), "",
+              f"```bash\ncd \"{path}\"\nllama-cli -m BASE-f16.gguf --lora {adapter['file']} -cnv\n\n"
+              f"# Ollama: a Modelfile with\n#   FROM /path/to/BASE-f16.gguf\n#   ADAPTER ./{adapter['file']}\n```", ""]
     return lines

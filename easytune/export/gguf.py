@@ -22,7 +22,8 @@ from pathlib import Path
 
 from easytune.i18n import UserError
 
-GGUF_TYPES = {"gguf-f16": "F16", "gguf-q8_0": "Q8_0"}
+# Types this module writes itself; the rest are llama.cpp's quantiser's, made from the F16 file it writes.
+WRITTEN_TYPES = ("F16", "Q8_0")
 # transformers class -> llama.cpp architecture name
 ARCHITECTURES = {"LlamaForCausalLM": "llama", "Qwen2ForCausalLM": "qwen2"}
 TOKENIZER_KINDS = ("byte-level BPE",)
@@ -56,8 +57,8 @@ TEMPLATE_PROBES = (
 )
 
 
-def gguf_file_name(fmt: str) -> str:
-    return f"model-{GGUF_TYPES[fmt].lower()}.gguf"
+def gguf_file_name(qtype: str) -> str:
+    return f"model-{qtype.lower()}.gguf"
 
 
 def _read_json(path: Path) -> dict:
@@ -277,7 +278,7 @@ def _add_metadata(writer, config: dict, arch: str, qtype: str, name: str) -> Non
     heads = config["num_attention_heads"]
     head_dim = config.get("head_dim") or config["hidden_size"] // heads
     writer.add_name(name)
-    writer.add_file_type(int(LlamaFileType.MOSTLY_F16 if qtype == "F16" else LlamaFileType.MOSTLY_Q8_0))
+    writer.add_file_type(int(getattr(LlamaFileType, f"MOSTLY_{qtype}")))
     writer.add_quantization_version(2)
     writer.add_context_length(config["max_position_embeddings"])
     writer.add_embedding_length(config["hidden_size"])
@@ -362,17 +363,15 @@ def _stops(tokenizer, translated) -> list[str]:
 # ---------------------------------------------------------------------------------------------
 
 
-def write_gguf(source: Path, out: Path, fmt: str, name: str | None = None) -> dict:
-    """`source` (a whole model folder: safetensors, config.json, tokenizer) as one GGUF file of `fmt`
-    (a key of GGUF_TYPES) in `out`, with a Modelfile beside it. Returns what the model card reports."""
+def write_gguf_file(source: Path, path: Path, qtype: str, name: str | None = None) -> dict:
+    """`source` (a whole model folder: safetensors, config.json, tokenizer) as the GGUF file `path`, weights in
+    `qtype` (one of WRITTEN_TYPES). Returns what it chose: architecture, pre-tokenizer, notes."""
     from gguf import GGUFWriter
 
     from easytune.models.sources import load_tokenizer
 
-    source, out = Path(source), Path(out)
+    source = Path(source)
     check_supported(source)
-    started = time.perf_counter()
-    qtype = GGUF_TYPES[fmt]
     config = _read_json(source / "config.json")
     arch = ARCHITECTURES[config["architectures"][0]]
     tokenizer = load_tokenizer(source)
@@ -380,16 +379,12 @@ def write_gguf(source: Path, out: Path, fmt: str, name: str | None = None) -> di
     spec = tokenizer_spec(source, tokenizer, config["vocab_size"], pre)
     plan = _tensor_plan(source, config, arch, qtype)
 
-    file_name = gguf_file_name(fmt)
-    out.mkdir(parents=True, exist_ok=True)
-    writer = GGUFWriter(out / file_name, arch)
+    writer = GGUFWriter(path, arch)
     _add_metadata(writer, config, arch, qtype, name or source.name)
     _add_tokenizer(writer, spec)
-    counts: dict[str, int] = {}
     for _, target, gtype, shape in plan:
         # numpy order (rows, columns): the writer lists GGUF's dimensions the other way round itself
         writer.add_tensor_info(target, *_tensor_info(shape, gtype), raw_dtype=gtype)
-        counts[gtype.name] = counts.get(gtype.name, 0) + 1
     writer.write_header_to_file()
     writer.write_kv_data_to_file()
     writer.write_ti_data_to_file()
@@ -398,9 +393,46 @@ def write_gguf(source: Path, out: Path, fmt: str, name: str | None = None) -> di
         if hf in planned:  # in plan order: the plan read the same files in the same order
             writer.write_tensor_data(_convert(array, hf, config, arch, planned[hf][1]))
     writer.close()
+    return {"architecture": arch, "pre_tokenizer": pre, "notes": notes, "tokenizer": tokenizer}
 
+
+def tensor_types(path: Path) -> dict[str, int]:
+    """How many tensors of each storage type the file holds, read back from it."""
+    import gguf
+
+    counts: dict[str, int] = {}
+    for tensor in gguf.GGUFReader(str(path)).tensors:
+        counts[tensor.tensor_type.name] = counts.get(tensor.tensor_type.name, 0) + 1
+    return counts
+
+
+def write_gguf(source: Path, out: Path, fmt: str, name: str | None = None) -> dict:
+    """`source` (a whole model folder) as one GGUF file of the format `fmt` in `out`, with a Modelfile beside
+    it. F16 and Q8_0 are written here; another type is llama.cpp's quantiser's work on the F16 file, which is
+    written first and deleted after. Returns what the model card reports."""
+    from easytune.export.formats import FORMATS
+
+    source, out = Path(source), Path(out)
+    started = time.perf_counter()
+    qtype = FORMATS[fmt].gguf_type
+    file_name = gguf_file_name(qtype)
+    out.mkdir(parents=True, exist_ok=True)
+    if qtype in WRITTEN_TYPES:
+        written = write_gguf_file(source, out / file_name, qtype, name)
+    else:
+        from easytune.export import llamacpp
+
+        f16 = out / ".model-f16.gguf"  # hidden: never mistaken for the export's own file
+        written = write_gguf_file(source, f16, "F16", name)
+        try:
+            llamacpp.quantize(f16, out / file_name, qtype)
+        finally:
+            f16.unlink(missing_ok=True)
+
+    tokenizer = written.pop("tokenizer")
     translated = ollama_template(tokenizer)
     (out / "Modelfile").write_text(modelfile(file_name, translated, _stops(tokenizer, translated)), encoding="utf-8")
-    return {"source": "gguf", "gguf": {"file": file_name, "type": qtype, "architecture": arch, "pre_tokenizer": pre,
-                                       "tensor_types": counts, "ollama_template": translated is not None,
-                                       "notes": notes, "seconds": round(time.perf_counter() - started, 1)}}
+    return {"source": "gguf", "gguf": {"file": file_name, "type": qtype, **written,
+                                       "tensor_types": tensor_types(out / file_name),
+                                       "ollama_template": translated is not None,
+                                       "seconds": round(time.perf_counter() - started, 1)}}

@@ -11,21 +11,17 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
+from easytune.export.formats import FORMATS, get_format
 from easytune.i18n import UserError
 from easytune.settings import Settings
 from easytune.store import dumps, open_db
 from easytune.train.events import ACTIVE_STATES
 
-FORMATS = ("merged", "adapter", "openvino-int8", "openvino-int4", "gguf-f16", "gguf-q8_0")
 # What an export leaves free on the disk besides itself: a share of its own size, at least a little and at
 # most what the system needs to keep working — so a 1 MB adapter is not refused for a merged model's margin.
 KEEP_FREE_SHARE = 0.25
 KEEP_FREE_MIN = 32 * 2**20
 KEEP_FREE_MAX = 512 * 2**20
-# Disk an export needs, as a share of the model's weights on disk: merged saves them again; OpenVINO
-# writes a merged copy to convert from, then the (smaller) IR; GGUF too, then a file at most as large as
-# the weights in F16 (a bf16 base) and about half of that in Q8_0.
-SPACE_FACTOR = {"merged": 1.1, "openvino-int8": 1.6, "openvino-int4": 1.5, "gguf-f16": 2.1, "gguf-q8_0": 1.7}
 Progress = Callable[[float, str], None]
 
 
@@ -50,10 +46,11 @@ def latest_evaluation(settings: Settings, job_id: str, kind: str) -> dict | None
 
 
 def needed_bytes(fmt: str, model_path: str, adapter_path: str | None) -> int:
-    if fmt == "adapter":
-        return int(folder_size(Path(adapter_path)) * 1.1) + 16 * 2**20
+    spec = FORMATS[fmt]
+    if spec.writer == "adapter":
+        return int(folder_size(Path(adapter_path)) * spec.space_factor) + 16 * 2**20
     weights = sum(f.stat().st_size for f in Path(model_path).glob("*.safetensors"))
-    return int(weights * SPACE_FACTOR[fmt]) + 16 * 2**20
+    return int(weights * spec.space_factor) + 16 * 2**20
 
 
 def keep_free_for(need: int) -> int:
@@ -83,18 +80,24 @@ def _build(fmt: str, stage: Path, model_path: str, adapter_path: str | None, rep
            name: str | None = None) -> dict:
     from easytune.export import build
 
-    if fmt == "adapter":
+    spec = FORMATS[fmt]
+    if spec.writer == "adapter":
         report(0.1, "export.progress.copy")
         return build.write_adapter(adapter_path, stage)
-    if fmt == "merged":
+    if spec.writer == "merged":
         report(0.1, "export.progress.merge")
         return build.write_merged(model_path, adapter_path, stage)
+    if spec.writer == "gguf-lora":
+        from easytune.export.gguf_lora import write_gguf_lora
+
+        report(0.2, "export.progress.convert_gguf_lora")
+        return write_gguf_lora(model_path, adapter_path, stage, name=name)
     source = Path(model_path)
     if adapter_path:  # OpenVINO and GGUF convert a whole model: merge first, into a scratch folder in the stage
         report(0.1, "export.progress.merge")
         source = stage / ".merged"
         build.write_merged(model_path, adapter_path, source)
-    if fmt.startswith("gguf"):
+    if spec.writer == "gguf":
         from easytune.export.gguf import write_gguf
 
         report(0.3, "export.progress.convert_gguf")
@@ -120,7 +123,7 @@ def _move_into_place(stage: Path, target: Path, export_id: str) -> None:
 def export_job(settings: Settings, job_id: str, fmt: str, *, out_dir: str | Path | None = None,
                confirm_unsafe: bool = False, progress: Progress | None = None, lang: str | None = None,
                keep_free_bytes: int | None = None) -> dict:
-    """Export a finished job as `fmt` (one of FORMATS); returns the READY row with the verification.
+    """Export a finished job as `fmt` (a name in formats.FORMATS); returns the READY row with the verification.
 
     progress(fraction 0..1, message key) reports the steps. keep_free_bytes is the disk space the export
     must leave free (by default scaled to the export's size: keep_free_for). Raises UserError for what the
@@ -130,18 +133,22 @@ def export_job(settings: Settings, job_id: str, fmt: str, *, out_dir: str | Path
     from easytune.jobs import get_job
 
     report = progress or (lambda fraction, key: None)
-    if fmt not in FORMATS:
-        raise UserError("export.error.format", format=fmt, choices=", ".join(FORMATS))
+    spec = get_format(fmt)
+    spec.check_available()
     job = get_job(settings, job_id)
     if job["state"] in ACTIVE_STATES:
         raise UserError("export.error.still_training", job=job_id, state=job["state"])
     model_path, adapter_path = job_model(settings, job_id)
-    if fmt == "adapter" and adapter_path is None:
+    if spec.writer in ("adapter", "gguf-lora") and adapter_path is None:
         raise UserError("export.error.no_adapter", job=job_id)
-    if fmt.startswith("gguf"):  # a model GGUF cannot hold is refused before anything is written
+    if spec.writer == "gguf":  # a model GGUF cannot hold is refused before anything is written
         from easytune.export.gguf import check_supported
 
         check_supported(model_path, adapter_path or model_path)
+    if spec.writer == "gguf-lora":
+        from easytune.export.gguf_lora import check_lora_supported
+
+        check_lora_supported(model_path, adapter_path)
     resolved = json.loads((Path(job["job_dir"]) / "job.json").read_text(encoding="utf-8"))
     if not Path(resolved["train_file"]).is_file():  # the check asks the model questions from it
         raise UserError("export.error.no_data", job=job_id, path=resolved["train_file"])
@@ -188,7 +195,7 @@ def export_job(settings: Settings, job_id: str, fmt: str, *, out_dir: str | Path
     with db.conn:
         db.execute("delete from exports where path = ? and id != ?", [str(target), export_id])
         db["exports"].update(export_id, {"state": "READY", "size_bytes": size, "verified": 1,
-                                         "tokens_per_s": verification["tokens_per_s"], "finished_at": time.time()})
+                                         "tokens_per_s": served_speed(verification), "finished_at": time.time()})
     report(1.0, "export.progress.done")
     return {**_public(db["exports"].get(export_id)), "verification": verification, **details}
 
@@ -209,10 +216,18 @@ def _verify(fmt: str, stage: Path, model_path: str, adapter_path: str | None, tr
 
     verification = verify_export(fmt, stage, model_path, adapter_path, train_file)
     if not verification["passed"]:
-        raise UserError("export.error.not_verified", agreement=f"{verification['agreement'] * 100:.1f}",
-                        threshold=f"{verification['threshold'] * 100:.0f}",
-                        identical=verification["identical"], total=verification["total"])
+        # the figures of the reader that fell short: llama.cpp's where it read the file and disagreed
+        failed = verification.get("llama_cpp") or {}
+        figures = failed if failed and not failed["passed"] else verification
+        raise UserError("export.error.not_verified", agreement=f"{figures['agreement'] * 100:.1f}",
+                        threshold=f"{figures['threshold'] * 100:.0f}",
+                        identical=figures["identical"], total=figures["total"])
     return verification
+
+
+def served_speed(verification: dict) -> float | None:
+    """Tokens/s as the export's users get them: llama.cpp's for a GGUF file it read, else the check's reader's."""
+    return (verification.get("llama_cpp") or {}).get("tokens_per_s") or verification["tokens_per_s"]
 
 
 def _write_card(settings, job: dict, resolved: dict, fmt: str, stage: Path, target: Path, verification: dict,

@@ -1,12 +1,14 @@
 """Does the exported artefact answer like the trained model? Checked before an export is offered.
 
 The export is loaded the way a user would load it (transformers for merged, peft on the base for the
-adapter, optimum-intel's OVModelForCausalLM for OpenVINO, transformers' GGUF loader for GGUF) and
-asked questions from the job's own training data, greedily, beside the PyTorch job model
+adapter, optimum-intel's OVModelForCausalLM for OpenVINO, transformers' GGUF loader for GGUF — and
+llama.cpp itself where llama-cpp-python is installed, as Ollama and LM Studio read the file) and asked
+questions from the job's own training data, greedily, beside the PyTorch job model
 (easytune.chat.load_model). Two measures:
 - identical answers: the greedy token sequences are equal;
 - next-token agreement: the export reads the job model's answer and predicts each next token; the
   share it gets right. Unlike comparing two free runs, one early flip does not count every later token.
+The agreement each format must reach is its record's in formats.py.
 """
 
 from __future__ import annotations
@@ -15,16 +17,10 @@ import json
 import time
 from pathlib import Path
 
+from easytune.export.formats import FORMATS
+
 PROMPTS = 3
 MAX_NEW_TOKENS = 64
-# Smallest next-token agreement an export must reach. Merged and adapter hold the same weights (a merge
-# only rounds differently), INT8 moves logits by a fraction of a percent: on the built-in model all three
-# answer identically. INT4 moves them enough to flip a close call now and then (0.985 measured on the
-# built-in model); 0.8 still rejects a broken export, whose agreement is near zero. GGUF F16 rounds the
-# weights to half precision only (the built-in model answers identically); Q8_0 rounds each block of 32
-# weights to 8 bits with one scale, about as close as INT8 (identical answers on the built-in model too).
-MIN_AGREEMENT = {"merged": 0.98, "adapter": 0.98, "openvino-int8": 0.95, "openvino-int4": 0.80,
-                 "gguf-f16": 0.98, "gguf-q8_0": 0.95}
 # Checked in f32 so it sees the weights' effect only, on any CPU (where a CPU has bf16 instructions,
 # OpenVINO computes in bf16 by default).
 OV_CONFIG = {"INFERENCE_PRECISION_HINT": "f32"}
@@ -67,7 +63,8 @@ def load_export(fmt: str, folder: Path, model_path: str):
 
 
 def gguf_file(folder: Path) -> Path:
-    return next(Path(folder).glob("*.gguf"))
+    """The export's .gguf (a hidden one is a check's scratch file, never the export)."""
+    return next(path for path in sorted(Path(folder).glob("*.gguf")) if not path.name.startswith("."))
 
 
 def load_gguf(folder: Path):
@@ -147,51 +144,129 @@ def openvino_tokenizer_check(folder: Path, tokenizer, texts: list[str], answers:
     return {"tokenizer_matches": encodes, "detokenizer_matches": decodes}
 
 
-def compare(reference, ref_tokenizer, model, tokenizer, messages: list[dict]) -> dict:
-    """One question to both models: their answers, and how many answer tokens the export predicts."""
-    ids = prompt_ids(ref_tokenizer, messages)
-    expected, ref_seconds = greedy(reference, ref_tokenizer, ids)
-    answer, seconds = greedy(model, tokenizer, ids)
-    agreed = agreement(model, ids, expected)
-    return {"question": messages[-1]["content"], "reference": ref_tokenizer.decode(expected, skip_special_tokens=True),
-            "answer": tokenizer.decode(answer, skip_special_tokens=True), "identical": answer == expected,
-            "agreement": round(agreed / len(expected), 4) if expected else 1.0,
-            "same_prompt_tokens": prompt_ids(tokenizer, messages) == ids,
-            "counts": {"agreed": agreed, "expected": len(expected), "made": len(answer), "seconds": seconds,
-                       "ref_seconds": ref_seconds}, "answer_ids": answer}
+class TorchAnswerer:
+    """A transformers (or optimum) model and its tokenizer, as the check asks it."""
+
+    def __init__(self, model, tokenizer):
+        self.model, self.tokenizer = model, tokenizer
+
+    def encode(self, messages: list[dict]) -> list[int]:
+        return prompt_ids(self.tokenizer, messages)
+
+    def greedy(self, ids: list[int], max_new_tokens: int = MAX_NEW_TOKENS) -> tuple[list[int], float]:
+        return greedy(self.model, self.tokenizer, ids, max_new_tokens)
+
+    def agreement(self, ids: list[int], answer: list[int]) -> int:
+        return agreement(self.model, ids, answer)
+
+    def decode(self, ids: list[int]) -> str:
+        return self.tokenizer.decode(ids, skip_special_tokens=True)
+
+
+class LlamaCppAnswerer:
+    """A GGUF file loaded by llama.cpp (easytune.export.llamacpp), asked the reference's rendered prompts:
+    llama.cpp's own tokenizer encodes them, the reference's tokenizer decodes the answers for the card."""
+
+    def __init__(self, llm, ref_tokenizer):
+        self.llm, self.ref_tokenizer = llm, ref_tokenizer
+
+    def encode(self, messages: list[dict]) -> list[int]:
+        return self.llm.tokenize(self.ref_tokenizer.apply_chat_template(messages, add_generation_prompt=True,
+                                                                        tokenize=False))
+
+    def greedy(self, ids: list[int], max_new_tokens: int = MAX_NEW_TOKENS) -> tuple[list[int], float]:
+        return self.llm.greedy(ids, self.ref_tokenizer.eos_token_id, max_new_tokens)
+
+    def agreement(self, ids: list[int], answer: list[int]) -> int:
+        return self.llm.agreement(ids, answer)
+
+    def decode(self, ids: list[int]) -> str:
+        return self.ref_tokenizer.decode(ids, skip_special_tokens=True)
+
+
+def reference_answers(reference, ref_tokenizer, prompts: list[list[dict]]) -> list[dict]:
+    """The trained model's greedy answer to each question, asked once for every reader of the export."""
+    if prompts:  # warm-up: one-off setup on the first call is not decoding speed
+        greedy(reference, ref_tokenizer, prompt_ids(ref_tokenizer, prompts[0]), 1)
+    asked = []
+    for messages in prompts:
+        ids = prompt_ids(ref_tokenizer, messages)
+        expected, seconds = greedy(reference, ref_tokenizer, ids)
+        asked.append({"messages": messages, "ids": ids, "expected": expected, "seconds": seconds})
+    return asked
+
+
+def compare(asked: list[dict], ref_tokenizer, export, threshold: float) -> dict:
+    """The export's answers to the asked questions beside the trained model's, and the verdict."""
+    if asked:
+        export.greedy(asked[0]["ids"], 1)  # warm-up
+    rows, made, seconds, agreed, expected = [], 0, 0.0, 0, 0
+    for question in asked:
+        ids, reference = question["ids"], question["expected"]
+        answer, took = export.greedy(ids)
+        hits = export.agreement(ids, reference)
+        made, seconds, agreed, expected = made + len(answer), seconds + took, agreed + hits, expected + len(reference)
+        rows.append({"question": question["messages"][-1]["content"],
+                     "reference": ref_tokenizer.decode(reference, skip_special_tokens=True),
+                     "answer": export.decode(answer), "identical": answer == reference,
+                     "agreement": round(hits / len(reference), 4) if reference else 1.0,
+                     "same_prompt_tokens": export.encode(question["messages"]) == ids, "answer_ids": answer})
+    ratio = agreed / expected if expected else 1.0
+    ref_seconds = sum(question["seconds"] for question in asked)
+    return {"threshold": threshold, "agreement": round(ratio, 4), "identical": sum(r["identical"] for r in rows),
+            "total": len(rows), "tokens_per_s": round(made / seconds, 1) if rows else None,
+            "reference_tokens_per_s": round(expected / ref_seconds, 1) if rows else None,
+            "passed": bool(rows) and ratio >= threshold and all(r["same_prompt_tokens"] for r in rows),
+            "prompts": rows}
+
+
+def llama_cpp_check(model_file: Path, asked: list[dict], ref_tokenizer, threshold: float,
+                    lora_file: Path | None = None) -> dict:
+    """The GGUF file (and a LoRA adapter on it) read by llama.cpp itself, held to the format's agreement."""
+    from easytune.export.llamacpp import LlamaCppModel, version
+
+    llm = LlamaCppModel(model_file, lora_file)
+    try:
+        checked = compare(asked, ref_tokenizer, LlamaCppAnswerer(llm, ref_tokenizer), threshold)
+    finally:
+        llm.close()
+    for row in checked["prompts"]:
+        del row["answer_ids"]
+    return {**checked, "version": version()}
 
 
 def verify_export(fmt: str, folder: Path, model_path: str, adapter_path: str | None, train_file: str) -> dict:
     from easytune.chat import load_model
+    from easytune.export import llamacpp
 
+    spec = FORMATS[fmt]
     reference, ref_tokenizer = load_model(model_path, adapter_path)
-    model, tokenizer = load_export(fmt, folder, model_path)
     prompts = training_prompts(train_file)
-    if prompts:  # warm-up: one-off setup on the first call is not decoding speed
-        ids = prompt_ids(ref_tokenizer, prompts[0])
-        greedy(reference, ref_tokenizer, ids, 1)
-        greedy(model, tokenizer, ids, 1)
-    rows = [compare(reference, ref_tokenizer, model, tokenizer, messages) for messages in prompts]
-    total = lambda name: sum(row["counts"][name] for row in rows)
-    ratio = total("agreed") / total("expected") if total("expected") else 1.0
-    result = {"threshold": MIN_AGREEMENT[fmt], "agreement": round(ratio, 4),
-              "identical": sum(row["identical"] for row in rows), "total": len(rows),
-              "tokens_per_s": round(total("made") / total("seconds"), 1) if rows else None,
-              "reference_tokens_per_s": round(total("expected") / total("ref_seconds"), 1) if rows else None}
-    passed = bool(rows) and ratio >= MIN_AGREEMENT[fmt] and all(row["same_prompt_tokens"] for row in rows)
-    if fmt.startswith("openvino"):
+    asked = reference_answers(reference, ref_tokenizer, prompts)
+    if spec.check == "gguf-lora":
+        from easytune.export.gguf_lora import verify_gguf_lora
+
+        return verify_gguf_lora(folder, model_path, adapter_path, asked, ref_tokenizer, spec.min_agreement)
+    model, tokenizer = load_export(fmt, folder, model_path)
+    result = compare(asked, ref_tokenizer, TorchAnswerer(model, tokenizer), spec.min_agreement)
+    rows = result["prompts"]
+    if spec.check == "openvino":
         texts = [tokenizer.apply_chat_template(m, add_generation_prompt=True, tokenize=False) for m in prompts]
         checked = openvino_tokenizer_check(folder, tokenizer, texts, [row["answer_ids"] for row in rows])
         result["openvino"] = {"inference_precision": OV_CONFIG["INFERENCE_PRECISION_HINT"], **checked}
-        passed = passed and checked["tokenizer_matches"]
-    if fmt.startswith("gguf"):
+        result["passed"] = result["passed"] and checked["tokenizer_matches"]
+    if spec.check == "gguf":
         texts = [ref_tokenizer.apply_chat_template(m, add_generation_prompt=True, tokenize=False) for m in prompts]
         result["gguf"] = {"file": gguf_file(folder).name,
                           "chat_template_matches": texts == [tokenizer.apply_chat_template(
                               m, add_generation_prompt=True, tokenize=False) for m in prompts],
                           "transformers_tokenizer_matches": transformers_gguf_tokenizer_check(folder, ref_tokenizer,
                                                                                               texts)}
-        passed = passed and result["gguf"]["chat_template_matches"]
+        result["passed"] = result["passed"] and result["gguf"]["chat_template_matches"]
+        if llamacpp.installed():  # the reader Ollama and LM Studio use: it must answer alike too
+            del model
+            result["llama_cpp"] = llama_cpp_check(gguf_file(folder), asked, ref_tokenizer, spec.min_agreement)
+            result["passed"] = result["passed"] and result["llama_cpp"]["passed"]
     for row in rows:
-        del row["counts"], row["answer_ids"]
-    return {**result, "passed": passed, "prompts": rows}
+        del row["answer_ids"]
+    return result

@@ -9,11 +9,12 @@ from __future__ import annotations
 import gradio as gr
 
 from easytune import jobs
+from easytune.export.formats import NAMES as FORMATS
+from easytune.export.formats import label_key
 from easytune.i18n import UserError, t
 from easytune.settings import Settings
 from easytune.ui.texts import Ctx, error_markdown, fmt_bytes, fmt_time
 
-FORMATS = ("openvino-int8", "openvino-int4", "merged", "adapter", "gguf-q8_0", "gguf-f16")
 SESSION_TURNS = 20  # turns kept per browser session and side; older ones drop off the prompt
 
 
@@ -202,7 +203,7 @@ def build(ctx: Ctx) -> None:
     T.make(gr.Markdown, {"value": "ui.eval.export_head"})
     with gr.Row():
         fmt = T.make(gr.Radio, {"label": "ui.eval.format", "info": "ui.eval.format_info",
-                                "choices": [(f"ui.eval.format.{f}", f) for f in FORMATS]},
+                                "choices": [(label_key(f), f) for f in FORMATS]},
                      value=FORMATS[0], scale=3, elem_id="et-format")
         with gr.Column(scale=1):
             confirm_unsafe = T.make(gr.Checkbox, {"label": "ui.eval.confirm_unsafe"}, value=False)
