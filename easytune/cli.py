@@ -436,11 +436,30 @@ def cmd_exports(args, settings) -> int:
                  for r in rows]
         _emit(args, rows, "\n".join(lines) or t("export.cli.none", args.lang))
         return 0
+    if args.action == "add-to":
+        return _add_to_app(args, settings)
     if not args.target:
         raise UserError("export.cli.id_required")
     row = remove_export(settings, args.target)
     key = "export.cli.removed" if row["deleted_folder"] else "export.cli.forgotten"
     _emit(args, row, t(key, args.lang, id=row["id"], path=row["path"]))
+    return 0
+
+
+def _add_to_app(args, settings) -> int:
+    from easytune.export.apps import add_to_app
+
+    if not args.target or not args.app:
+        raise UserError("export.cli.app_required")
+    done = add_to_app(settings, args.target, args.app, name=args.name)
+    if done["app"] == "ollama":
+        human = t("export.cli.added_ollama", args.lang, name=done["name"], run=done["run"])
+    elif done["already"]:
+        human = t("export.cli.added_lmstudio_already", args.lang, path=done["path"])
+    else:
+        human = t("export.cli.added_lmstudio", args.lang, path=done["path"],
+                  how=t("export.cli.linked" if done["linked"] else "export.cli.copied", args.lang))
+    _emit(args, done, human)
     return 0
 
 
@@ -625,6 +644,7 @@ def build_parser() -> argparse.ArgumentParser:
     status = sub.add_parser("status", parents=[common], help="the dashboard: counts, recent jobs, machine load")
     status.set_defaults(func=cmd_status)
 
+    from easytune.export.apps import APPS as EXPORT_APPS
     from easytune.export.formats import NAMES as EXPORT_FORMATS
 
     export = sub.add_parser("export", parents=[common],
@@ -639,10 +659,15 @@ def build_parser() -> argparse.ArgumentParser:
                              "judged the run harmful (recorded in the model card)")
     export.set_defaults(func=cmd_export)
 
-    exports = sub.add_parser("exports", parents=[common], help="list exports, or remove one and its folder")
-    exports.add_argument("action", choices=("list", "rm"))
-    exports.add_argument("target", nargs="?", help="export id (rm)")
+    exports = sub.add_parser("exports", parents=[common],
+                             help="list exports, remove one and its folder, or add a GGUF export to LM Studio or "
+                                  "Ollama on this machine")
+    exports.add_argument("action", choices=("list", "rm", "add-to"))
+    exports.add_argument("target", nargs="?", help="export id (rm, add-to)")
     exports.add_argument("--job", help="only this job's exports (list)")
+    exports.add_argument("--app", choices=EXPORT_APPS,
+                         help="(add-to) place the file in LM Studio's models folder, or `ollama create` it")
+    exports.add_argument("--name", help="(add-to) its name there (default: easytune-<job>-<format>)")
     exports.set_defaults(func=cmd_exports)
 
     evaluate = sub.add_parser("eval", parents=[common],

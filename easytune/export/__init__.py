@@ -5,7 +5,7 @@ formats.py  every format once: writer, check, tolerance, disk, availability
 service.py  export_job / list_exports / remove_export and the `exports` table
 build.py    merged, adapter, OpenVINO writers   gguf.py / gguf_lora.py  the GGUF writers
 llamacpp.py llama.cpp itself: quantise, load, answer   verify.py  does the export answer like the job model?
-card.py     the model card (README.md)
+card.py     the model card (README.md)          apps.py  hand a GGUF export to LM Studio or Ollama
 """
 
 from easytune.export.formats import FORMATS, NAMES

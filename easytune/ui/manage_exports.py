@@ -1,4 +1,5 @@
-"""Exports page: every exported model, verified or why not, where it is, and removing one."""
+"""Exports page: every exported model, verified or why not, where it is, removing one, and adding a GGUF
+export to LM Studio or Ollama where they are on this machine."""
 
 from __future__ import annotations
 
@@ -28,11 +29,21 @@ def build(ctx: Ctx) -> None:
         chosen = gr.Markdown()
         sure = T.make(gr.Checkbox, {"label": "ui.ds.sure"}, value=False)
         remove = T.make(gr.Button, {"value": "ui.exports.remove"}, variant="stop", size="sm")
+    with gr.Row():
+        T.make(gr.Markdown, {"value": "ui.exports.apps_info"})
+        to_lmstudio = T.make(gr.Button, {"value": "ui.exports.add_lmstudio"}, size="sm", visible=False,
+                             elem_id="et-export-lmstudio")
+        to_ollama = T.make(gr.Button, {"value": "ui.exports.add_ollama"}, size="sm", visible=False,
+                           elem_id="et-export-ollama")
     message = gr.Markdown(elem_classes=["et-error"])
 
     def refresh(lang):
+        from easytune.export.apps import available_apps
+
         rows = export_rows(settings, lang)
-        return rows or None, "" if rows else t("ui.exports.empty", lang)
+        apps = available_apps()  # a button only for an app this machine has
+        return (rows or None, "" if rows else t("ui.exports.empty", lang),
+                gr.update(visible=bool(apps["lmstudio"])), gr.update(visible=bool(apps["ollama"])))
 
     def pick(evt: gr.SelectData, rows):
         return rows.iloc[evt.index[0], 0] if evt.index is not None else None
@@ -50,10 +61,28 @@ def build(ctx: Ctx) -> None:
             return error_markdown(exc, lang), False
         return t("ui.exports.removed", lang, path=row["path"]), False
 
+    def on_add(lang, export_id, app):
+        from easytune.export.apps import add_to_app
+
+        if not export_id:
+            return t("ui.exports.pick", lang)
+        try:
+            done = add_to_app(settings, export_id, app)
+        except UserError as exc:
+            return error_markdown(exc, lang)
+        if app == "ollama":
+            return t("export.cli.added_ollama", lang, name=done["name"], run=f"`{done['run']}`")
+        if done["already"]:
+            return t("export.cli.added_lmstudio_already", lang, path=done["path"])
+        return t("export.cli.added_lmstudio", lang, path=done["path"],
+                 how=t("export.cli.linked" if done["linked"] else "export.cli.copied", lang))
+
     table.select(pick, table, selected)
+    to_lmstudio.click(lambda lang, e: on_add(lang, e, "lmstudio"), [ctx.language, selected], message)
+    to_ollama.click(lambda lang, e: on_add(lang, e, "ollama"), [ctx.language, selected], message)
     selected.change(lambda e: f"`{e}`" if e else "", selected, chosen)
-    remove.click(on_remove, [ctx.language, selected, sure], [message, sure]).then(
-        refresh, ctx.language, [table, empty])
-    ctx.on_load.append((refresh, [ctx.language], [table, empty]))
-    ctx.on_language.append((refresh, [ctx.language], [table, empty]))
-    ctx.shared["exports_refresh"] = (refresh, [ctx.language], [table, empty])
+    listed = [table, empty, to_lmstudio, to_ollama]
+    remove.click(on_remove, [ctx.language, selected, sure], [message, sure]).then(refresh, ctx.language, listed)
+    ctx.on_load.append((refresh, [ctx.language], listed))
+    ctx.on_language.append((refresh, [ctx.language], listed))
+    ctx.shared["exports_refresh"] = (refresh, [ctx.language], listed)
