@@ -20,6 +20,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from easytune.i18n import UserError
+from easytune.job_folder import JobFolder
 from easytune.settings import Settings
 from easytune.store import open_db
 
@@ -97,10 +98,11 @@ def job_model(settings: Settings, job_id: str) -> tuple[str, str | None]:
     job_dir = Path(get_job(settings, job_id)["job_dir"])
     if (job_dir / "model").is_dir():
         return str(job_dir / "model"), None
-    if not (job_dir / "adapter").is_dir():
+    folder = JobFolder(job_dir)
+    if not folder.adapter.is_dir():
         raise UserError("chat.error.no_result", job=job_id)
-    resolved = json.loads((job_dir / "job.json").read_text(encoding="utf-8"))
-    return resolved["model_path"], str(job_dir / "adapter")
+    resolved = folder.resolved()
+    return resolved["model_path"], str(folder.adapter)
 
 
 # ---- loading ---------------------------------------------------------------------------------------

@@ -36,6 +36,7 @@ import psutil
 from easytune import health
 from easytune.datasets import job_split, resolve_dataset
 from easytune.i18n import UserError, t
+from easytune.job_folder import JobFolder
 from easytune.models.registry import require_trainable, resolve_path
 from easytune.plan.schema import TrainingPlan
 from easytune.settings import Settings
@@ -103,8 +104,9 @@ def create_job(settings: Settings, plan: TrainingPlan, name: str | None = None) 
     job_id = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
     job_dir = settings.jobs_dir / job_id
     job_dir.mkdir(parents=True)
-    plan.save(job_dir / "plan.yaml")
-    train_file, val_file = job_split(data, plan.val_ratio, plan.seed, job_dir / "data")
+    folder = JobFolder(job_dir)
+    plan.save(folder.plan_file)
+    train_file, val_file = job_split(data, plan.val_ratio, plan.seed, folder.data)
     resolved = {"job_id": job_id, "model_path": str(model_path), "train_file": str(train_file),
                 "val_file": str(val_file) if val_file else None,
                 "val_source": "val_file" if val_file == data.val_file else "holdout", "dataset": data.name,
@@ -112,7 +114,7 @@ def create_job(settings: Settings, plan: TrainingPlan, name: str | None = None) 
                 "objective": objective,
                 "versions": _versions(),
                 "cache_dir": str(settings.folder("cache")), "cpu_bf16": _cpu_bf16(settings, plan, Path(model_path))}
-    (job_dir / "job.json").write_text(json.dumps(resolved, indent=2, ensure_ascii=False), encoding="utf-8")
+    folder.write_resolved(resolved)
     row = {"id": job_id, "name": name or f"{Path(plan.model).name} · {data.name}", "state": "PENDING",
            "model": plan.model, "dataset": plan.dataset, "job_dir": str(job_dir), "created_at": time.time()}
     open_db(settings.db_path)["jobs"].insert(row)
@@ -161,9 +163,9 @@ def _spawn(settings: Settings, job_id: str) -> dict:
     job_dir = Path(get_job(settings, job_id)["job_dir"])
     env = dict(os.environ, PYTHONUNBUFFERED="1", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
                HF_HUB_DISABLE_TELEMETRY="1", TOKENIZERS_PARALLELISM="false")
-    with open(job_dir / "worker.log", "ab") as log:
+    with open(JobFolder(job_dir).worker_log, "ab") as log:
         # Its own session: the job survives the app being closed, and is stopped as one group.
-        command = worker_command(job_dir, TrainingPlan.load(job_dir / "plan.yaml").num_processes)
+        command = worker_command(job_dir, JobFolder(job_dir).plan().num_processes)
         proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
     _children[job_id] = proc
     try:
@@ -341,7 +343,7 @@ def _follow_worker(settings: Settings, job_id: str) -> tuple[dict, bool]:
                 db["jobs"].update(job_id, update)
         if not alive:
             _children.pop(job_id, None)
-            sweep(Path(job["job_dir"]) / "checkpoints")  # a save the worker was killed in will never finish
+            sweep(JobFolder(job["job_dir"]).checkpoints)  # a save the worker was killed in will never finish
         job = get_job(settings, job_id)
         return job, job["state"] not in SLOT_STATES
 
@@ -437,10 +439,10 @@ def _signal(job: dict, sig: int) -> None:
 def latest_checkpoint(job_dir: Path) -> str | None:
     """The worker's latest checkpoint as `checkpoints/step-N` (relative to the job folder), or None."""
     try:
-        latest = json.loads((Path(job_dir) / "checkpoints" / "index.json").read_text(encoding="utf-8"))["latest"]
+        latest = json.loads((JobFolder(job_dir).checkpoints / "index.json").read_text(encoding="utf-8"))["latest"]
     except (OSError, ValueError, KeyError, TypeError):
         return None
-    return f"checkpoints/{latest}" if latest and (Path(job_dir) / "checkpoints" / latest).is_dir() else None
+    return f"checkpoints/{latest}" if latest and (JobFolder(job_dir).checkpoints / latest).is_dir() else None
 
 
 def resume_job(settings: Settings, job_id: str, changes: dict | None = None) -> dict:
@@ -458,7 +460,8 @@ def resume_job(settings: Settings, job_id: str, changes: dict | None = None) -> 
             raise UserError("jobs.error.resume_setting", key=key, choices=", ".join(RESUME_SETTINGS))
     db = open_db(settings.db_path)
     job_dir = Path(job["job_dir"])
-    plan = TrainingPlan.load(job_dir / "plan.yaml")
+    folder = JobFolder(job_dir)
+    plan = folder.plan()
     changed = TrainingPlan.from_dict({**plan.to_dict(), **changes})  # checked before anything is touched
     changes = {key: getattr(changed, key) for key in changes if getattr(changed, key) != getattr(plan, key)}
     checkpoint = latest_checkpoint(job_dir)
@@ -468,12 +471,12 @@ def resume_job(settings: Settings, job_id: str, changes: dict | None = None) -> 
     step = int(checkpoint.rsplit("-", 1)[1]) if checkpoint else -1  # -1: not a step was trained, start over
     error = json.loads(job["error"]) if job.get("error") else {}
     accepted = error["params"].get("pct") if error.get("key") == PAUSE_REASON else None
-    _update_job_json(job_dir, resume_from=checkpoint, **({ACCEPTED: accepted} if accepted is not None else {}))
+    folder.update_resolved(resume_from=checkpoint, **({ACCEPTED: accepted} if accepted is not None else {}))
     if changes:
-        changed.save(job_dir / "plan.yaml")
+        changed.save(folder.plan_file)
         before = {key: getattr(plan, key) for key in changes}
-        history = json.loads((job_dir / "job.json").read_text(encoding="utf-8")).get("plan_changes", [])
-        _update_job_json(job_dir, plan_changes=[*history, {"from_step": max(step, 0), "changes": changes,
+        history = folder.resolved().get("plan_changes", [])
+        folder.update_resolved(plan_changes=[*history, {"from_step": max(step, 0), "changes": changes,
                                                             "before": before}])
     for name in (STOP_FILE, PAUSE_FILE):
         (job_dir / name).unlink(missing_ok=True)
@@ -534,17 +537,6 @@ def _seal_events(job_dir: Path) -> int:
     return size
 
 
-def _update_job_json(job_dir: Path, **changes) -> None:
-    path = job_dir / "job.json"
-    data = json.loads(path.read_text(encoding="utf-8"))
-    for key, value in changes.items():
-        if value is None:
-            data.pop(key, None)
-        else:
-            data[key] = value
-    path.write_text(json.dumps(data, indent=2, ensure_ascii=False), encoding="utf-8")
-
-
 def restart_job(settings: Settings, job_id: str) -> dict:
     """A fresh run of an ended job's plan, as a new job (a clone with no changes): the old run keeps its
     curves, logs and failure reason to compare with, and each job id stays one run with one event log."""
@@ -558,12 +550,12 @@ def clone_job(settings: Settings, job_id: str, changes: dict | None = None) -> d
     """A new job from another job's plan with `changes` applied (checked like any plan), put in line
     for the device."""
     source = get_job(settings, job_id)
-    plan = TrainingPlan.load(Path(source["job_dir"]) / "plan.yaml")
+    plan = JobFolder(source["job_dir"]).plan()
     changes = dict(changes or {})
     plan = TrainingPlan.from_dict({**plan.to_dict(), **changes})
     named = ", ".join(f"{key}={value}" for key, value in changes.items())
     job = create_job(settings, plan, f"{source['name']} · {named}" if named else source["name"])
-    _update_job_json(Path(job["job_dir"]), clone_of=job_id, changes=changes or None)
+    JobFolder(job["job_dir"]).update_resolved(clone_of=job_id, changes=changes or None)
     return start_job(settings, job["id"])
 
 
@@ -572,7 +564,7 @@ def suggested_changes(settings: Settings, job_id: str, action: str) -> dict:
     rate, against forgetting; 'lower_lr' takes 0.3 × the learning rate, against a diverging loss;
     'less_memory' halves the batch (the same effective batch), else recomputes activations, else
     halves the length, after running out of memory."""
-    plan = TrainingPlan.load(Path(get_job(settings, job_id)["job_dir"]) / "plan.yaml")
+    plan = JobFolder(get_job(settings, job_id)["job_dir"]).plan()
     if action == "retention":
         return {"retention_ratio": max(plan.retention_ratio, health.RETENTION_SHARE),
                 "learning_rate": _round(plan.learning_rate * 0.5)}
@@ -594,8 +586,8 @@ def _round(value: float) -> float:
 
 def job_plan(job: dict) -> TrainingPlan | None:
     """The plan a job was created with; None while a job folder is being written or after it was lost."""
-    path = Path(job["job_dir"]) / "plan.yaml"
-    return TrainingPlan.load(path) if path.is_file() else None
+    folder = JobFolder(job["job_dir"])
+    return folder.plan() if folder.plan_file.is_file() else None
 
 
 def warnings(settings: Settings, job: dict) -> list[dict]:

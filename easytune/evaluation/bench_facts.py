@@ -90,6 +90,7 @@ def run(model: str | None, overrides: dict, home: Path, facts: list[dict] | None
     from easytune.evaluation.pair import Pair
     from easytune.evaluation.runner import side
     from easytune.evaluation.service import pair_of
+    from easytune.job_folder import JobFolder
     from easytune.plan.service import make_plan
     from easytune.settings import load_settings
 
@@ -113,7 +114,7 @@ def run(model: str | None, overrides: dict, home: Path, facts: list[dict] | None
         "state": job["state"], "train_s": round(train_s, 1), "sets": {}}
     if job["state"] != "COMPLETED":
         return result
-    resolved = json.loads((Path(job["job_dir"]) / "job.json").read_text(encoding="utf-8"))
+    resolved = JobFolder(job["job_dir"]).resolved()
     pair: Pair = pair_of(settings, job["id"], resolved)
     asked = probes(facts)
     for which in ("base", "tuned"):

@@ -20,6 +20,7 @@ from easytune.evaluation import facts, metrics
 from easytune.evaluation.config import evaluation_config
 from easytune.evaluation.verdict import judge, verdict_text
 from easytune.i18n import UserError
+from easytune.job_folder import JobFolder
 from easytune.settings import Settings
 from easytune.store import dumps, open_db
 
@@ -30,7 +31,6 @@ def job_files(settings: Settings, job_id: str) -> tuple[dict, dict, object]:
     """(job row, job.json, TrainingPlan) of a job that has a trained result."""
     from easytune.chat import job_model
     from easytune.jobs import get_job, sync_job
-    from easytune.plan.schema import TrainingPlan
 
     job = get_job(settings, job_id)
     if job["state"] in ("PENDING", "PREPARING", "RUNNING"):
@@ -39,8 +39,8 @@ def job_files(settings: Settings, job_id: str) -> tuple[dict, dict, object]:
         raise UserError("evaluation.error.not_finished", job=job_id, state=job["state"])
     job_model(settings, job_id)  # raises when there is no adapter or model folder
     job_dir = Path(job["job_dir"])
-    resolved = json.loads((job_dir / "job.json").read_text(encoding="utf-8"))
-    return job, resolved, TrainingPlan.load(job_dir / "plan.yaml")
+    folder = JobFolder(job_dir)
+    return job, folder.resolved(), folder.plan()
 
 
 def pair_of(settings: Settings, job_id: str, resolved: dict):

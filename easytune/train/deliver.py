@@ -16,6 +16,7 @@ import os
 from pathlib import Path
 
 from easytune.i18n import UserError
+from easytune.job_folder import JobFolder
 
 ADAPTER_NAME = "default"  # peft's name for the one adapter a run trains
 
@@ -24,11 +25,11 @@ def deliverable_step(job_dir: Path) -> tuple[int, bool] | None:
     """(step, whether it is the best by validation loss) of the checkpoint to deliver: the best, or the
     latest when no evaluation scored one; None without checkpoints."""
     try:
-        index = json.loads((Path(job_dir) / "checkpoints" / "index.json").read_text(encoding="utf-8"))
+        index = json.loads((JobFolder(job_dir).checkpoints / "index.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
     for name, best in ((index.get("best"), True), (index.get("latest"), False)):
-        if name and (Path(job_dir) / "checkpoints" / name).is_dir():
+        if name and (JobFolder(job_dir).checkpoints / name).is_dir():
             return int(name.rsplit("-", 1)[1]), best
     return None
 
@@ -49,7 +50,7 @@ def deliver_checkpoint(job_dir: Path, job_id: str) -> dict:
     if chosen is None or out is None:
         raise UserError("jobs.error.nothing_to_finish", job=job_id)
     step, best = chosen
-    source = Path(job_dir) / "checkpoints" / f"step-{step}" / "weights.safetensors"
+    source = JobFolder(job_dir).checkpoints / f"step-{step}" / "weights.safetensors"
     files = sorted(out.glob("*.safetensors"))
     with safe_open(str(source), framework="pt") as saved:
         names = {_delivered_name(name): name for name in saved.keys()}

@@ -25,6 +25,7 @@ import torch
 
 from easytune.health import thresholds
 from easytune.i18n import UserError
+from easytune.job_folder import JobFolder
 from easytune.models.calibrate import auto_precision
 from easytune.models.sources import load_config, load_safe, load_tokenizer
 from easytune.plan.schema import TrainingPlan
@@ -164,8 +165,8 @@ def tune_allocator(plan: TrainingPlan, objective: str, model_path: str, dtype: t
 def train(job_dir: Path, events: EventWriter, ranks: Ranks) -> str | tuple[str, str, dict]:
     """Train the job; returns its final state, or (state, reason key, params) when it ends for a reason."""
     stop = StopRequest(job_dir)
-    plan = TrainingPlan.load(job_dir / "plan.yaml")
-    job = json.loads((job_dir / "job.json").read_text(encoding="utf-8"))
+    folder = JobFolder(job_dir)
+    plan, job = folder.plan(), folder.resolved()
     events.state("PREPARING")
     random.seed(plan.seed)
     torch.manual_seed(plan.seed)
@@ -307,7 +308,7 @@ def train(job_dir: Path, events: EventWriter, ranks: Ranks) -> str | tuple[str, 
     steps_per_epoch = math.ceil(len(train_set) / (plan.batch_size * plan.grad_accum * ranks.world))
     total = plan.max_steps or max(1, math.ceil(plan.epochs * steps_per_epoch))
     eval_every = plan.eval_every or max(1, total // 10)
-    checkpoints = Checkpoints(job_dir / "checkpoints", plan.keep_checkpoints)
+    checkpoints = Checkpoints(JobFolder(job_dir).checkpoints, plan.keep_checkpoints)
     start_step, consumed = 0, 0  # optimizer steps done; micro-batches taken from the stream (all processes)
     if job.get("resume_from"):
         state = checkpoints.load(job["resume_from"], model, optimizer)
@@ -447,7 +448,7 @@ def plain_failure(exc: BaseException, job_dir: Path) -> UserError | None:
     if not is_out_of_memory(exc):
         return None
     try:
-        plan = TrainingPlan.load(job_dir / "plan.yaml")
+        plan = JobFolder(job_dir).plan()
     except UserError:
         return None
     return out_of_memory(plan, pick_device(plan.device).type)
