@@ -54,7 +54,8 @@ def build(ctx: Ctx) -> None:
     T.make(gr.Markdown, {"value": "ui.ds.title"})
     with gr.Row():
         search = T.make(gr.Textbox, {"label": "ui.ds.search"}, scale=3, elem_id="et-ds-search")
-        shape = T.make(gr.Dropdown, {"label": "ui.ds.shape"}, choices=["all", *SHAPES], value="all", scale=1)
+        shape = T.make(gr.Dropdown, {"label": "ui.ds.shape", "choices": lambda lang: [
+            (t("ui.ds.shape_all", lang), "all"), *[(s, s) for s in SHAPES]]}, value="all", scale=1)
         sort = T.make(gr.Dropdown, {"label": "ui.ds.sort", "choices": [(f"ui.ds.sort.{i}", s) for i, s in
                                                                      enumerate(SORTS)]}, value=SORTS[0], scale=1)
     table = T.make(gr.Dataframe, {"headers": ["ui.col.id", "ui.col.name", "ui.col.shape", "ui.col.kind", "ui.col.rows",
@@ -62,7 +63,8 @@ def build(ctx: Ctx) -> None:
                    interactive=False, wrap=True, elem_id="et-ds-table")
     with gr.Row():
         prev_page = T.make(gr.Button, {"value": "ui.ds.prev"}, size="sm", scale=0, min_width=90)
-        page = gr.Number(value=1, precision=0, minimum=1, show_label=False, container=False, scale=0, min_width=70)
+        page = T.make(gr.Number, {"label": "ui.ds.page_number"}, value=1, precision=0, minimum=1, show_label=False,
+                      container=False, scale=0, min_width=70)
         next_page = T.make(gr.Button, {"value": "ui.ds.next"}, size="sm", scale=0, min_width=90)
         page_info = gr.Markdown()
     selected = gr.State(None)

@@ -14,11 +14,20 @@ from easytune.ui.texts import Ctx, error_markdown, fmt_bytes
 HEALTH_MARK = {"ok": "✓", "broken": "✗"}
 
 
+def source_kind(kind: str, lang: str) -> str:
+    """Where a model came from, in the user's words (a kind without words of its own shows as it is)."""
+    from easytune.i18n import catalog
+
+    key = f"ui.models.kind.{kind}"
+    return t(key, lang) if key in catalog(lang) else kind
+
+
 def tables(settings, lang: str):
     listing = registry.list_models(settings, lang)
-    mine = [[f"{HEALTH_MARK.get(m.get('health'), '·')} {m['name']}", m["source"], m["path"]]
+    mine = [[f"{HEALTH_MARK.get(m.get('health'), '·')} {m['name']}", source_kind(m["source"], lang), m["path"]]
             for m in listing["models"]]
-    mine += [[f"＋ {m['name']}", m["store"], m["ref"]] for m in listing["gguf_stores"] if not m["added"]]
+    mine += [[f"＋ {m['name']}", source_kind(m["store"], lang), m["ref"]]
+             for m in listing["gguf_stores"] if not m["added"]]
     catalog = [["✓" if c["on_disk"] else "·", c["id"], c["params_b"], c.get("license", ""), c["good_for"]]
                for c in listing["catalog"]]
     return mine, catalog, [m["name"] for m in listing["models"]]
@@ -164,7 +173,8 @@ def build(ctx: Ctx) -> None:
             T.make(gr.Markdown, {"value": "ui.models.check_title"})
             chosen = T.make(gr.Dropdown, {"label": "ui.models.pick"}, choices=[], elem_id="et-model-pick")
             with gr.Row():
-                method = T.make(gr.Radio, {"label": "ui.models.method"}, choices=["lora", "qlora", "full"],
+                method = T.make(gr.Radio, {"label": "ui.models.method", "choices": [
+                    (f"ui.models.method.{m}", m) for m in ("lora", "qlora", "full")]},
                                 value="lora")
                 seq_len = T.make(gr.Number, {"label": "ui.models.seq_len"}, value=1024, precision=0, minimum=16)
                 batch = T.make(gr.Number, {"label": "ui.models.batch"}, value=4, precision=0, minimum=1)

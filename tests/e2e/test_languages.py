@@ -1,0 +1,68 @@
+"""Every page in both languages, walked in a real Chromium: no words of the other language, no raw message
+keys, no raw setting values. What the user brought (data cells, chat answers, the YAML editor) is theirs and
+is left out; so is the language switch itself. Gradio's own words (a file drop zone, an error title) follow
+the browser's language, so each language is walked in a browser set to it.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from test_browser import app, browser, offline, t  # noqa: F401 (fixtures)
+
+pytestmark = pytest.mark.slow
+
+PAGES = ("dashboard", "wizard", "datasets", "models", "jobs", "exports")
+STEPS = ("data", "plan", "monitor", "evaluate")
+# Text a user did not write: visible text nodes and the labels screen readers read out.
+SHOWN_TEXT = """() => {
+  const theirs = (el) => el.closest('.body-cell, tbody, #et-lang, [data-testid=bot], [data-testid=user], .cm-editor');
+  const out = [];
+  const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+  while (walker.nextNode()) {
+    const el = walker.currentNode.parentElement, text = walker.currentNode.textContent.trim();
+    if (text && el && !theirs(el) && el.checkVisibility()) out.push(text);
+  }
+  for (const el of document.querySelectorAll('[aria-label], [placeholder]')) {
+    if (theirs(el) || !el.checkVisibility()) continue;
+    for (const name of ['aria-label', 'placeholder']) if (el.getAttribute(name)) out.push(el.getAttribute(name));
+  }
+  return out;
+}"""
+CJK = re.compile(r"[\u4e00-\u9fff]")
+RAW_KEY = re.compile(r"\b[a-z_]+\.[a-z_]+\.[a-z_.]+\b")
+FILE_NAME = re.compile(r"\.(jsonl?|csv|tsv|yaml|gguf|py|safetensors|xml)\b")
+RAW_VALUES = {"True", "False", "all", "lora", "qlora", "full", "builtin", "cosine", "all_linear", "auto", "sft",
+              "Number", "Radio", "Textbox", "Dropdown", "Checkbox", "Error", "单选框"}
+
+
+def strays(text: str, lang: str) -> list[str]:
+    found = []
+    if RAW_KEY.search(text) and not FILE_NAME.search(text):
+        found.append("raw key")
+    if lang == "en" and CJK.search(text):
+        found.append("Chinese in the English page")
+    if lang == "zh" and text in RAW_VALUES:
+        found.append("raw value in the Chinese page")
+    return found
+
+
+@pytest.mark.parametrize("lang, locale", [("en", "en-US"), ("zh", "zh-CN")])
+def test_every_page_speaks_one_language(app, browser, lang, locale):  # noqa: F811
+    url, guard_log = app
+    page = browser.new_page(locale=locale, viewport={"width": 1280, "height": 900})
+    page.goto(url)
+    page.get_by_role("tab", name=t("ui.step.data", lang)).wait_for(timeout=60_000)
+    page.wait_for_timeout(2000)  # the page's own load events
+    found = []
+    for name in PAGES:
+        page.locator(f"#et-nav-{name}").click()
+        for step in STEPS if name == "wizard" else (None,):
+            if step:
+                page.get_by_role("tab", name=t(f"ui.step.{step}", lang)).click()
+            page.wait_for_timeout(1200)
+            found += [(name, step, why, text[:120]) for text in page.evaluate(SHOWN_TEXT) for why in strays(text, lang)]
+    assert found == []
+    assert offline(guard_log)
