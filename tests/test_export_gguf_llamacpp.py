@@ -76,6 +76,7 @@ def test_q4_k_m_is_llama_cpps_quantisation_and_answers_within_its_tolerance(expo
     assert result["gguf"]["tensor_types"] == {k: sum(t.tensor_type.name == k for t in reader.tensors) for k in kinds}
     f16 = Path(results["gguf-f16"]["path"]) / "model-f16.gguf"
     assert path.stat().st_size < f16.stat().st_size
+    assert result["verification"]["gguf"]["file_type_matches"]
     check = result["verification"]["llama_cpp"]
     # Stated tolerance: 80% next-token agreement, INT4's bar (on the built-in model the answers come out the same).
     assert check["passed"] and check["agreement"] >= check["threshold"] == 0.8

@@ -14,7 +14,6 @@ from pathlib import Path
 
 # What a model or adapter folder may carry into an export. Pickle files (*.bin, *.pt) never travel.
 CARRIED_SUFFIXES = {".json", ".safetensors", ".jinja", ".txt", ".model", ".tiktoken"}
-OPENVINO_BITS = {"openvino-int8": 8, "openvino-int4": 4}
 
 
 def copy_files(source: Path, out: Path, skip: tuple[str, ...] = ("README.md",)) -> None:

@@ -8,6 +8,7 @@ import re
 import time
 from importlib import metadata
 
+from easytune.export.formats import FORMATS
 from easytune.i18n import catalog, normalize_lang, t
 
 LIBRARIES = ("easytune", "torch", "transformers", "peft", "safetensors", "optimum", "optimum-intel", "openvino",
@@ -52,11 +53,12 @@ def _gguf_snippet(path: str, file_name: str, name: str) -> str:
 
 def _run_snippet(fmt: str, path: str, base_path: str, question: str, job_id: str) -> str:
     question = json.dumps(question, ensure_ascii=False)
-    if fmt == "merged":
+    writer = FORMATS[fmt].writer
+    if writer == "merged":
         load = (f'tokenizer = AutoTokenizer.from_pretrained("{path}")\n'
                 f'model = AutoModelForCausalLM.from_pretrained("{path}")')
         head = "from transformers import AutoModelForCausalLM, AutoTokenizer"
-    elif fmt == "adapter":
+    elif writer == "adapter":
         load = (f'tokenizer = AutoTokenizer.from_pretrained("{path}")\n'
                 f'model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained("{base_path}"), "{path}")')
         head = "from peft import PeftModel\nfrom transformers import AutoModelForCausalLM, AutoTokenizer"
@@ -64,7 +66,7 @@ def _run_snippet(fmt: str, path: str, base_path: str, question: str, job_id: str
         load = (f'tokenizer = AutoTokenizer.from_pretrained("{path}")\n'
                 f'model = OVModelForCausalLM.from_pretrained("{path}")  # OpenVINO on the CPU')
         head = "from optimum.intel import OVModelForCausalLM\nfrom transformers import AutoTokenizer"
-    target = job_id if fmt == "adapter" else path
+    target = job_id if writer == "adapter" else path
     return (f"```python\n{head}\n\n{load}\nmessages = [{{\"role\": \"user\", \"content\": {question}}}]\n"
             "inputs = tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors=\"pt\",\n"
             "                                       return_dict=True)\n"

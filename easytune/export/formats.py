@@ -18,13 +18,9 @@ class ExportFormat:
     min_agreement: float  # smallest next-token agreement with the trained model the check accepts
     space_factor: float  # disk it needs, as a share of the model's weights (the adapter: of its own folder)
     gguf_type: str | None = None  # llama.cpp's name of the weight type in the file
+    openvino_bits: int | None = None  # nncf's weight compression
     needs_module: str | None = None  # a package this machine must have to write it
     missing_key: str | None = None  # the message saying what to install when it has not
-
-    @property
-    def whole_model(self) -> bool:
-        """Converted from a whole model folder, so a LoRA job is merged first."""
-        return self.writer in ("openvino", "gguf")
 
     def available(self) -> bool:
         # find_spec, not an import: listing the formats must not load a native library
@@ -58,8 +54,8 @@ def module_usable(name: str) -> bool:
 # writes the F16 file to quantise from, then one about a third of its size; the GGUF adapter writes the base
 # as F16 for its check (deleted after it) beside the small adapter file.
 FORMATS: dict[str, ExportFormat] = {f.name: f for f in (
-    ExportFormat("openvino-int8", "openvino", "openvino", 0.95, 1.6),
-    ExportFormat("openvino-int4", "openvino", "openvino", 0.80, 1.5),
+    ExportFormat("openvino-int8", "openvino", "openvino", 0.95, 1.6, openvino_bits=8),
+    ExportFormat("openvino-int4", "openvino", "openvino", 0.80, 1.5, openvino_bits=4),
     ExportFormat("merged", "merged", "transformers", 0.98, 1.1),
     ExportFormat("adapter", "adapter", "peft", 0.98, 1.1),
     ExportFormat("gguf-q8_0", "gguf", "gguf", 0.95, 1.7, gguf_type="Q8_0"),

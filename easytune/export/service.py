@@ -104,7 +104,7 @@ def _build(fmt: str, stage: Path, model_path: str, adapter_path: str | None, rep
         details = write_gguf(source, stage, fmt, name=name)
     else:
         report(0.3, "export.progress.convert")
-        details = build.write_openvino(source, stage, build.OPENVINO_BITS[fmt])
+        details = build.write_openvino(source, stage, spec.openvino_bits)
     if adapter_path:
         shutil.rmtree(source)
     return details

@@ -47,12 +47,13 @@ def load_export(fmt: str, folder: Path, model_path: str):
 
     from easytune.models.sources import check_code, load_safe, load_tokenizer
 
-    if fmt.startswith("gguf"):
+    check = FORMATS[fmt].check
+    if check == "gguf":
         return load_gguf(folder)
     tokenizer = load_tokenizer(folder)
-    if fmt == "merged":
+    if check == "transformers":
         return load_safe(folder, dtype=torch.float32).eval(), tokenizer
-    if fmt == "adapter":
+    if check == "peft":
         from peft import PeftModel
 
         return PeftModel.from_pretrained(load_safe(model_path, dtype=torch.float32), folder).eval(), tokenizer
@@ -82,6 +83,17 @@ def load_gguf(folder: Path):
     tokenizer = build_tokenizer(read_spec(gguf.GGUFReader(str(path))), str(path))
     model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32)
     return model.eval(), tokenizer
+
+
+def gguf_file_type(path: Path) -> str | None:
+    """The weight type the file's header declares (general.file_type), read by the gguf package's reader, as
+    llama.cpp's name ("F16", "Q8_0", "Q4_K_M")."""
+    import gguf
+
+    field = gguf.GGUFReader(str(path)).fields.get("general.file_type")
+    if field is None:
+        return None
+    return gguf.LlamaFileType(field.contents()).name.removeprefix("MOSTLY_").removeprefix("ALL_")
 
 
 def transformers_gguf_tokenizer_check(folder: Path, ref_tokenizer, texts: list[str]) -> bool | None:
@@ -261,8 +273,10 @@ def verify_export(fmt: str, folder: Path, model_path: str, adapter_path: str | N
                           "chat_template_matches": texts == [tokenizer.apply_chat_template(
                               m, add_generation_prompt=True, tokenize=False) for m in prompts],
                           "transformers_tokenizer_matches": transformers_gguf_tokenizer_check(folder, ref_tokenizer,
-                                                                                              texts)}
-        result["passed"] = result["passed"] and result["gguf"]["chat_template_matches"]
+                                                                                              texts),
+                          "file_type_matches": gguf_file_type(gguf_file(folder)) == spec.gguf_type}
+        result["passed"] = (result["passed"] and result["gguf"]["chat_template_matches"]
+                            and result["gguf"]["file_type_matches"])
         if llamacpp.installed():  # the reader Ollama and LM Studio use: it must answer alike too
             del model
             result["llama_cpp"] = llama_cpp_check(gguf_file(folder), asked, ref_tokenizer, spec.min_agreement)
