@@ -17,7 +17,10 @@ randomly initialised Llama built from a config with the tiny model's tokenizer. 
     matmul weights N), and the common 6·N convention (which adds weight gradients LoRA never computes);
   - the share of the worker's wall time spent scoring the forgetting (CF) reference text, the base
     model's pass included, at the worker's own evaluation cadence (about ten per run) and time budget
-    (presets/health.yaml, forgetting.max_time_share).
+    (presets/health.yaml, forgetting.max_time_share);
+  - beside LLaMA-Factory where its CLI is found (see llamafactory_cli): its `train` on the same folder, rows,
+    LoRA, cutoff, batch and steps, with its default gradient checkpointing and without, in rows/s of the
+    training loop.
 Figures, not a pass/fail test. Close other programs first: they share the cores (the machine's load
 average is printed beside the figures).
 """
@@ -151,6 +154,49 @@ def run_worker(model_path: Path, train_file: Path, steps: int, work: Path, packi
             "delivered": [e["kind"] for e in events if e["type"] == "artifact"]}
 
 
+def llamafactory_cli() -> str | None:
+    """LLaMA-Factory's CLI: EASYTUNE_LLAMAFACTORY_CLI, else `llamafactory-cli` on the PATH (it is best kept in a
+    virtual environment of its own: its pins differ from EasyTune's)."""
+    import shutil
+
+    return os.environ.get("EASYTUNE_LLAMAFACTORY_CLI") or shutil.which("llamafactory-cli")
+
+
+def run_llamafactory(cli: str, model_path: Path, rows: list[dict], steps: int, work: Path,
+                     checkpointing: bool) -> float:
+    """LLaMA-Factory's `train` on the same folder and rows, with the same LoRA (r8, every linear layer), cutoff,
+    batch and steps, its precision left at its own default; rows/s of its training loop, read from its
+    trainer log (whole seconds) after the warm-up steps."""
+    out = work / f"llamafactory-{checkpointing}"
+    data = out / "data"
+    data.mkdir(parents=True)
+    alpaca = [{"instruction": r["messages"][0]["content"], "input": "", "output": r["messages"][1]["content"]}
+              for r in rows]
+    (data / "bench.json").write_text(json.dumps(alpaca, ensure_ascii=False), encoding="utf-8")
+    (data / "dataset_info.json").write_text(json.dumps({"bench": {"file_name": "bench.json"}}), encoding="utf-8")
+    config = {"model_name_or_path": str(model_path), "stage": "sft", "do_train": True, "finetuning_type": "lora",
+              "lora_rank": LORA_R, "lora_alpha": 2 * LORA_R, "lora_target": "all", "dataset": "bench",
+              "dataset_dir": str(data), "template": "default", "cutoff_len": CUTOFF,
+              "per_device_train_batch_size": BATCH, "gradient_accumulation_steps": 1, "max_steps": steps,
+              "learning_rate": 2e-4, "logging_steps": 1, "output_dir": str(out / "run"), "report_to": "none",
+              "save_strategy": "no", "disable_gradient_checkpointing": not checkpointing}
+    import yaml
+
+    (out / "config.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
+    env = dict(os.environ, HF_HUB_OFFLINE="1", DISABLE_VERSION_CHECK="1")
+    subprocess.run([cli, "train", str(out / "config.yaml")], env=env, check=True, stdout=subprocess.DEVNULL,
+                   stderr=subprocess.DEVNULL)
+    log = [json.loads(line) for line in (out / "run" / "trainer_log.jsonl").read_text().splitlines()]
+
+    def seconds(stamp: str) -> int:
+        h, m, sec = (int(x) for x in stamp.split(":"))
+        return 3600 * h + 60 * m + sec
+
+    first, last = log[WARMUP_STEPS], log[-1]
+    return BATCH * (last["current_steps"] - first["current_steps"]) / max(
+        1, seconds(last["elapsed_time"]) - seconds(first["elapsed_time"]))
+
+
 def run_baseline(model_path: Path, rows: list[dict], steps: int, pad_to: int | None) -> float:
     """A plain loop: right-padded batches (to the longest row, or to `pad_to`), forward, backward, AdamW.
     Tokens/s counts real tokens only, as the worker's does; the median step, as for the worker."""
@@ -251,6 +297,9 @@ def bench(name: str, steps: int, rows_count: int) -> dict:
         unpacked = run_worker(model_path, train_file, steps, work, packing=False, cpu_bf16=bf16)
         padded = run_baseline(model_path, rows, steps, None)
         padded_full = run_baseline(model_path, rows, min(steps, 6), CUTOFF)
+        cli = llamafactory_cli()
+        theirs = {checkpointing: run_llamafactory(cli, model_path, rows, steps, work, checkpointing)
+                  for checkpointing in (True, False)} if cli else {}
     peak = max(peak, matmul_peak(device, bf16))  # measured low, the peak would flatter the share
     return {"model": name, "matmul_params_m": matmul_params / 1e6, "mean_tokens": mean_len, "steps": steps,
             "dtype": "bf16" if bf16 or device.type == "cuda" else "fp32",
@@ -267,7 +316,21 @@ def bench(name: str, steps: int, rows_count: int) -> dict:
             "cf_share_pct": 100 * worker["cf_s"] / worker["worker_s"], "cf_s": worker["cf_s"],
             "cf_passes": worker["cf_passes"],
             "worker_wall_s": worker["wall_s"], "loss_first_last": worker["loss_first_last"],
+            "worker_rows_per_s": worker["tokens_per_s"] / mean_len,
+            "llamafactory_rows_per_s": theirs.get(True), "llamafactory_no_checkpointing_rows_per_s": theirs.get(False),
             "load_before": load, "load_after": os.getloadavg()[0]}
+
+
+def side_by_side(r: dict) -> str:
+    """The worker beside LLaMA-Factory in rows/s of the training loop, against the targets (≥ 3× its default,
+    ≥ 2× it without gradient checkpointing)."""
+    ours = r["worker_rows_per_s"]
+    if r["llamafactory_rows_per_s"] is None:
+        return (f"           worker {ours:.2f} rows/s · LLaMA-Factory: llamafactory-cli not found (pip install "
+                f"llamafactory, or set EASYTUNE_LLAMAFACTORY_CLI), not measured")
+    default, plain = r["llamafactory_rows_per_s"], r["llamafactory_no_checkpointing_rows_per_s"]
+    return (f"           rows/s: worker {ours:.2f} · LLaMA-Factory default {default:.2f} → {ours / default:.2f}× "
+            f"(target ≥ 3×) · without gradient checkpointing {plain:.2f} → {ours / plain:.2f}× (target ≥ 2×)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -310,7 +373,8 @@ def main(argv: list[str] | None = None) -> int:
                   f"           forgetting score {r['cf_s']:.1f} s ({r['cf_passes']} scorings, the base pass in the "
                   f"first), {r['cf_share_pct']:.1f}% of the worker's "
                   f"{r['worker_wall_s']:.0f} s · loss {r['loss_first_last'][0]:.3f} → {r['loss_first_last'][1]:.3f}"
-                  f" · load average {r['load_before']:.1f} before, {r['load_after']:.1f} after", flush=True)
+                  f" · load average {r['load_before']:.1f} before, {r['load_after']:.1f} after\n"
+                  + side_by_side(r), flush=True)
     if args.json:
         print(json.dumps({"device": str(device), "threads": torch.get_num_threads(), "results": results}, indent=2))
     return 0
