@@ -68,6 +68,8 @@ def check_lora_supported(model_path: str, adapter_path: str) -> None:
     pairs = _pairs(adapter_path)
     problems += [f"extra tensor {key}" for key in pairs.pop("other", {})]
     problems += [f"LoRA on {name}" for name, pair in pairs.items() if gguf_name(name) is None or len(pair) != 2]
+    if "lm_head.weight" in pairs and _read_json(Path(model_path) / "config.json").get("tie_word_embeddings"):
+        problems.append("LoRA on lm_head, which a GGUF of this base does not hold (tied to the embeddings)")
     if problems:
         raise UserError("export.error.gguf_lora_config", detail=", ".join(problems[:3]))
 
