@@ -188,6 +188,29 @@ def test_exports_list_shows_them_ready_with_sizes(exported):
     assert "openvino-int4" in human and "Ready" in human
 
 
+def test_a_folder_export_downloads_as_a_zip_of_its_files(exported):
+    """What the Exports page hands the browser: a zip in the home's downloads folder holding every file of
+    the adapter, byte for byte; made once; an unknown export is refused by name."""
+    import zipfile
+
+    from easytune.export.download import download_file
+    from easytune.i18n import UserError
+
+    home, job_id, results = exported
+    settings = settings_for(home)
+    folder = Path(results["adapter"]["path"])
+    archive = download_file(settings, results["adapter"]["id"])
+    assert archive.parent == Path(home, "downloads") and archive.suffix == ".zip"
+    with zipfile.ZipFile(archive) as z:
+        files = {name: z.read(name) for name in z.namelist()}
+    assert files == {f"{folder.name}/{f.relative_to(folder)}": f.read_bytes() for f in folder.rglob("*") if f.is_file()}
+    made = archive.stat().st_mtime_ns
+    assert download_file(settings, results["adapter"]["id"]) == archive and archive.stat().st_mtime_ns == made
+    with pytest.raises(UserError) as refused:
+        download_file(settings, "nope")
+    assert refused.value.key == "export.error.unknown"
+
+
 def test_removing_an_export_deletes_its_folder(exported):
     home, job_id, results = exported
     removed = cli_json("exports", "rm", results["openvino-int4"]["id"], home=home)

@@ -1,5 +1,5 @@
-"""Exports page: every exported model, verified or why not, where it is, removing one, and adding a GGUF
-export to LM Studio or Ollama where they are on this machine."""
+"""Exports page: every exported model, verified or why not, where it is, downloading or removing one, and
+adding a GGUF export to LM Studio or Ollama where they are on this machine."""
 
 from __future__ import annotations
 
@@ -29,6 +29,9 @@ def build(ctx: Ctx) -> None:
         chosen = gr.Markdown()
         sure = T.make(gr.Checkbox, {"label": "ui.ds.sure"}, value=False)
         remove = T.make(gr.Button, {"value": "ui.exports.remove"}, variant="stop", size="sm")
+        download = T.make(gr.Button, {"value": "ui.exports.download"}, size="sm", elem_id="et-export-download")
+    prepared = T.make(gr.File, {"label": "ui.exports.file"}, visible=False, interactive=False,
+                      elem_id="et-export-file")  # its link downloads it
     with gr.Row():
         T.make(gr.Markdown, {"value": "ui.exports.apps_info"})
         to_lmstudio = T.make(gr.Button, {"value": "ui.exports.add_lmstudio"}, size="sm", visible=False,
@@ -77,7 +80,21 @@ def build(ctx: Ctx) -> None:
         return t("export.cli.added_lmstudio", lang, path=done["path"],
                  how=t("export.cli.linked" if done["linked"] else "export.cli.copied", lang))
 
+    def on_download(lang, export_id):
+        """The chosen export as one file (a zip for a folder), offered as a link: made when asked, since
+        zipping a merged model takes a while."""
+        from easytune.export.download import download_file
+
+        if not export_id:
+            return gr.update(visible=False), t("ui.exports.pick", lang)
+        try:
+            return gr.update(value=str(download_file(settings, export_id)), visible=True), ""
+        except UserError as exc:
+            return gr.update(visible=False), error_markdown(exc, lang)
+
     table.select(pick, table, selected)
+    download.click(on_download, [ctx.language, selected], [prepared, message])
+    selected.change(lambda: gr.update(value=None, visible=False), None, prepared)
     to_lmstudio.click(lambda lang, e: on_add(lang, e, "lmstudio"), [ctx.language, selected], message)
     to_ollama.click(lambda lang, e: on_add(lang, e, "ollama"), [ctx.language, selected], message)
     selected.change(lambda e: f"`{e}`" if e else "", selected, chosen)

@@ -42,5 +42,7 @@ def serve(settings: Settings, demo=None) -> int:
     demo.queue(default_concurrency_limit=4).launch(
         server_name=settings.host, server_port=settings.port, auth=auth, share=False,
         max_file_size=f"{settings.max_upload_mb}mb", ssr_mode=False, mcp_server=False,
-        enable_monitoring=False, quiet=True, footer_links=[], app_kwargs=app_kwargs, **LAUNCH_OPTIONS)
+        enable_monitoring=False, quiet=True, footer_links=[], app_kwargs=app_kwargs,
+        # What the app hands the browser (logs, plans, exports) is written there; nothing else is served.
+        allowed_paths=[str(settings.folder("downloads")), str(settings.folder("plans"))], **LAUNCH_OPTIONS)
     return 0

@@ -143,6 +143,17 @@ def test_first_fine_tune_from_upload_to_verdict_and_export(app, browser, tmp_pat
     page.locator("#et-export-result").get_by_text(re.compile("✓")).wait_for(timeout=400_000)
     shot(page, f"{lang}-4-export")
     assert "openvino-int8" in page.locator("#et-export-result").inner_text()
+
+    # the Exports page hands the export over as a file: the server's path means nothing on another computer
+    page.locator("#et-nav-exports").click()
+    page.locator("#et-exports-table .body-cell").first.click()
+    page.locator("#et-export-download").click()
+    link = page.locator("#et-export-file a").filter(visible=True).first
+    link.wait_for(timeout=120_000)
+    offered = page.locator("#et-export-file").inner_text()
+    assert "openvino-int8.zip" in re.sub(r"\s", "", offered) and t("ui.exports.file", lang) in offered
+    assert "openvino-int8.zip" in (link.get_attribute("href") or "")
+    shot(page, f"{lang}-exports-download")
     assert offline(guard_log)
 
 
