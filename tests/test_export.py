@@ -172,6 +172,9 @@ def test_model_card_says_where_the_model_came_from_and_how_to_run_it(exported):
     assert len(sha.split("`")[1]) == 64
     zh = (Path(results["openvino-int4"]["path"]) / "README.md").read_text(encoding="utf-8")
     assert "## 基座模型" in zh and "尚未评估" in zh and "OVModelForCausalLM" in zh
+    from easytune.i18n import t
+
+    assert f"lora_r: 8  # {t('plan.field.lora_r', 'zh')}" in zh  # the plan's comments in the card's language
 
 
 def test_exports_list_shows_them_ready_with_sizes(exported):

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from easytune.export.formats import FORMATS, get_format
 from easytune.i18n import UserError
+from easytune.job_folder import JobFolder
 from easytune.settings import Settings
 from easytune.store import dumps, open_db
 from easytune.train.events import ACTIVE_STATES
@@ -235,8 +236,9 @@ def _write_card(settings, job: dict, resolved: dict, fmt: str, stage: Path, targ
     from easytune.export.card import library_versions, model_card
     from easytune.jobs import metrics
 
-    card = model_card(lang=lang or settings.language, fmt=fmt, path=str(target), job=job, resolved=resolved,
-                      plan_yaml=(Path(job["job_dir"]) / "plan.yaml").read_text(encoding="utf-8"),
+    lang = lang or settings.language
+    card = model_card(lang=lang, fmt=fmt, path=str(target), job=job, resolved=resolved,
+                      plan_yaml=JobFolder(job["job_dir"]).plan().to_yaml(lang),  # its comments in the card's language
                       metrics=metrics(settings, job["id"]), quality=latest_evaluation(settings, job["id"], "quality"),
                       safety=safety, safety_confirmed=unsafe, verification=verification, details=details)
     (stage / "README.md").write_text(card, encoding="utf-8")
