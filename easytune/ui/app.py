@@ -12,7 +12,7 @@ from easytune import jobs
 from easytune.i18n import normalize_lang
 from easytune.settings import Settings, load_settings
 from easytune.ui import dashboard, manage_data, manage_exports, manage_jobs, manage_models, state, wizard
-from easytune.ui.texts import Ctx, Texts
+from easytune.ui.texts import Ctx, Texts, showing
 from easytune.ui.theme import CSS, FORCE_DARK_JS, THEME
 
 LAUNCH_OPTIONS = {"theme": THEME, "css": CSS, "js": FORCE_DARK_JS}
@@ -34,11 +34,12 @@ def build_app(settings: Settings | None = None) -> gr.Blocks:
             language = gr.Radio([("中文", "zh"), ("English", "en")], value=lang, show_label=False,
                                 container=False, elem_id="et-lang", scale=0, min_width=180)
         with gr.Sidebar(open=True, elem_id="et-nav", width=200):
-            nav = {page: T.make(gr.Button, {"value": f"ui.nav.{page}"}, size="sm", elem_id=f"et-nav-{page}")
+            nav = {page: T.make(gr.Button, {"value": f"ui.nav.{page}"}, size="sm", elem_id=f"et-nav-{page}",
+                                variant="primary" if page == "wizard" else "secondary")
                    for page, _ in PAGES}
         tab = gr.Textbox(visible=False)  # this browser tab's id: its own place in the wizard (ui/state.py)
         with gr.Tabs(selected="wizard", elem_id="et-pages") as pages:
-            ctx = Ctx(settings=settings, T=T, language=language, pages=pages, tab=tab)
+            ctx = Ctx(settings=settings, T=T, language=language, pages=pages, tab=tab, nav=nav)
             for page, build in PAGES:
                 with T.make(gr.Tab, {"label": f"ui.nav.{page}"}, id=page):
                     build(ctx)
@@ -46,7 +47,7 @@ def build_app(settings: Settings | None = None) -> gr.Blocks:
             wire()
 
         for page, button in nav.items():
-            shown = button.click(lambda page=page: gr.Tabs(selected=page), None, pages)
+            shown = button.click(lambda page=page: gr.Tabs(selected=page), None, pages).then(*showing(ctx, page))
             if f"{page}_refresh" in ctx.shared:  # a page opened from the menu shows the database as it is now
                 shown.then(*ctx.shared[f"{page}_refresh"])
 

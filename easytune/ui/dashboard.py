@@ -6,7 +6,7 @@ import gradio as gr
 
 from easytune.i18n import t
 from easytune.overview import overview
-from easytune.ui.texts import Ctx, fmt_bytes, fmt_time
+from easytune.ui.texts import Ctx, fmt_bytes, fmt_time, showing
 
 
 def cards_html(data: dict, lang: str) -> str:
@@ -71,8 +71,8 @@ def build(ctx: Ctx) -> None:
     def wire():
         wizard_tabs = ctx.shared["wizard_tabs"]
         go_wizard = lambda: (gr.Tabs(selected="wizard"), gr.Tabs(selected="data"))  # noqa: E731
-        new_job.click(go_wizard, None, [ctx.pages, wizard_tabs])
-        upload.click(go_wizard, None, [ctx.pages, wizard_tabs])
-        add_model.click(lambda: gr.Tabs(selected="models"), None, ctx.pages)
+        new_job.click(go_wizard, None, [ctx.pages, wizard_tabs]).then(*showing(ctx, "wizard"))
+        upload.click(go_wizard, None, [ctx.pages, wizard_tabs]).then(*showing(ctx, "wizard"))
+        add_model.click(lambda: gr.Tabs(selected="models"), None, ctx.pages).then(*showing(ctx, "models"))
 
     ctx.later.append(wire)

@@ -10,7 +10,7 @@ from easytune import datasets
 from easytune.data.formats import SHAPES
 from easytune.i18n import UserError, t
 from easytune.settings import Settings
-from easytune.ui.texts import Ctx, error_markdown, fmt_bytes, fmt_time, mapping_from_table
+from easytune.ui.texts import Ctx, error_markdown, fmt_bytes, fmt_time, mapping_from_table, showing
 
 PAGE_SIZE = 20
 SORTS = ("created_at desc", "created_at", "name", "rows desc")
@@ -171,7 +171,7 @@ def build(ctx: Ctx) -> None:
         from easytune.ui.wizard import dataset_choices
 
         use.click(lambda d: (gr.update(choices=dataset_choices(settings), value=d), gr.Tabs(selected="wizard")),
-                  selected, [ctx.shared["dataset"], ctx.pages])
+                  selected, [ctx.shared["dataset"], ctx.pages]).then(*showing(ctx, "wizard"))
         ctx.shared["upload"].upload(refresh, filters, [table, page, page_info])
 
     ctx.later.append(wire)

@@ -7,7 +7,7 @@ import gradio as gr
 from easytune import jobs
 from easytune.i18n import UserError, t
 from easytune.train.events import ACTIVE_STATES, TERMINAL_STATES
-from easytune.ui.texts import Ctx, action_bar, fmt_time
+from easytune.ui.texts import Ctx, action_bar, fmt_time, showing
 
 STATES = ("all", *ACTIVE_STATES, *TERMINAL_STATES)
 
@@ -76,7 +76,7 @@ def build(ctx: Ctx) -> None:
 
         monitor.click(lambda j: (gr.update(choices=job_choices(settings), value=j), gr.Tabs(selected="wizard"),
                                  gr.Tabs(selected="monitor")),
-                      selected, [ctx.shared["job"], ctx.pages, ctx.shared["wizard_tabs"]])
+                      selected, [ctx.shared["job"], ctx.pages, ctx.shared["wizard_tabs"]]).then(*showing(ctx, "wizard"))
 
     ctx.later.append(wire)
 

@@ -56,10 +56,17 @@ class Ctx:
     language: gr.Radio
     pages: gr.Tabs
     tab: gr.Textbox  # this browser tab's id, for what each tab keeps of its own (ui/state.py)
+    nav: dict = field(default_factory=dict)  # the side menu's button per page
     on_language: list = field(default_factory=list)
     on_load: list = field(default_factory=list)
     shared: dict = field(default_factory=dict)  # components one page offers another (e.g. the wizard's dataset)
     later: list = field(default_factory=list)  # wiring that needs components of pages built afterwards
+
+
+def showing(ctx: Ctx, page: str):
+    """`.then(*showing(ctx, page))` after anything that opens `page`: the side menu marks where the user is."""
+    return (lambda: [gr.update(variant="primary" if name == page else "secondary") for name in ctx.nav],
+            None, list(ctx.nav.values()))
 
 
 def fmt_bytes(n: float | None) -> str:

@@ -243,6 +243,8 @@ def test_two_tabs_keep_their_own_place(app, browser, tmp_path):
     first.locator("#et-nav-datasets").click()
     first.locator("#et-ds-table").get_by_text("other-tab", exact=True).filter(visible=True).first.wait_for(
         timeout=30_000)
+    expect(first.locator("#et-nav-datasets")).to_have_class(re.compile(r"\bprimary\b"))  # the menu marks the page
+    expect(first.locator("#et-nav-wizard")).not_to_have_class(re.compile(r"\bprimary\b"))
     assert offline(guard_log)
 
 
