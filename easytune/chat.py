@@ -46,13 +46,15 @@ class Target:
     """Something to chat with, resolved to files on disk."""
 
     ref: str  # as the user named it
-    kind: str  # job | model | folder | openvino
-    model_path: str  # transformers model folder, or the OpenVINO export folder
+    kind: str  # job | model | folder | openvino | gguf
+    model_path: str  # transformers model folder, the OpenVINO export folder, or a GGUF export's file
     adapter_path: str | None = None  # a LoRA adapter loaded on top of model_path
 
     @property
     def name(self) -> str:
         """A short id for lists and the API's `model` field."""
+        if self.kind == "gguf":
+            return Path(self.model_path).parent.name  # the export's folder, as for the other exports
         return self.ref if self.kind in ("job", "model") else Path(self.model_path).name
 
     def to_dict(self) -> dict:
@@ -78,6 +80,9 @@ def resolve_target(settings: Settings, target: str | Target) -> Target:
     if folder.is_dir():
         if (folder / OPENVINO_MODEL_FILE).is_file():
             return Target(ref, "openvino", str(folder.resolve()))
+        gguf = _gguf_export_file(folder)
+        if gguf is not None:
+            return Target(ref, "gguf", str(gguf.resolve()))
         if (folder / "adapter_config.json").is_file():  # an adapter on its own names its base model
             config = json.loads((folder / "adapter_config.json").read_text(encoding="utf-8"))
             base = resolve_path(settings, config.get("base_model_name_or_path") or "")
@@ -89,6 +94,13 @@ def resolve_target(settings: Settings, target: str | Target) -> Target:
         if exc.key == "models.ref_unknown":
             raise UserError("chat.error.unknown_target", target=ref) from None
         raise
+
+
+def _gguf_export_file(folder: Path) -> Path | None:
+    """The .gguf of a GGUF export folder (one that holds no transformers model beside it)."""
+    if (folder / "config.json").is_file():
+        return None
+    return next((p for p in sorted(folder.glob("*.gguf")) if not p.name.startswith(".")), None)
 
 
 def job_model(settings: Settings, job_id: str) -> tuple[str, str | None]:
@@ -140,11 +152,24 @@ def load_openvino(folder: str):
             load_tokenizer(folder))
 
 
+@lru_cache(maxsize=2)
+def load_gguf_export(path: str):
+    """(model, tokenizer) of a GGUF export's file, read as its export check read it (transformers' GGUF
+    loader, the tokenizer from the file's metadata). A LoRA adapter file answers only on its base. Cached."""
+    from easytune.export.verify import gguf_declared_type, load_gguf_file
+
+    if gguf_declared_type(Path(path)) == "adapter":
+        raise UserError("chat.error.gguf_adapter", path=path)
+    return load_gguf_file(Path(path))
+
+
 def load_target(target: Target):
     """(model, tokenizer) for a target, from the cache when it was loaded before."""
     with _load_lock:
         if target.kind == "openvino":
             model, tokenizer = load_openvino(target.model_path)
+        elif target.kind == "gguf":
+            model, tokenizer = load_gguf_export(target.model_path)
         else:
             model, tokenizer = load_model(target.model_path, target.adapter_path)
     if not tokenizer.chat_template:  # the template training used for such models, so answers match it

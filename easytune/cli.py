@@ -607,7 +607,7 @@ def build_parser() -> argparse.ArgumentParser:
     models.set_defaults(func=cmd_models)
 
     chat = sub.add_parser("chat", parents=[common], help="ask a job's model, a model, or an exported folder")
-    chat.add_argument("target", help="job id, model name, model folder or OpenVINO export folder")
+    chat.add_argument("target", help="job id, model name, model folder, or OpenVINO or GGUF export folder")
     chat.add_argument("-q", "--question", required=True)
     chat.add_argument("--system", default=None, help="system message (the assistant's role and rules)")
     chat.add_argument("--temperature", type=float, default=0.0,
@@ -631,7 +631,7 @@ def build_parser() -> argparse.ArgumentParser:
     feedback.set_defaults(func=cmd_feedback)
 
     serve = sub.add_parser("serve", parents=[common], help="an OpenAI-compatible API for a job's model or a model")
-    serve.add_argument("target", help="job id, model name, model folder or OpenVINO export folder")
+    serve.add_argument("target", help="job id, model name, model folder, or OpenVINO or GGUF export folder")
     serve.add_argument("--host", default=None, help="address to bind (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=None, help="port (default 8000)")
     serve.add_argument("--password", default=None,

@@ -69,7 +69,19 @@ def gguf_file(folder: Path) -> Path:
 
 
 def load_gguf(folder: Path):
-    """(model, tokenizer) of a GGUF export: the weights through transformers' GGUF loader, the tokenizer
+    return load_gguf_file(gguf_file(folder))
+
+
+def gguf_declared_type(path: Path) -> str:
+    """general.type of a GGUF file: "model" (also where it is not written), or "adapter"."""
+    import gguf
+
+    field = gguf.GGUFReader(str(path)).fields.get("general.type")
+    return field.contents() if field is not None else "model"
+
+
+def load_gguf_file(path: Path):
+    """(model, tokenizer) of a GGUF file: the weights through transformers' GGUF loader, the tokenizer
     rebuilt from the file's metadata by EasyTune's GGUF reader (easytune.models.gguf_tokenizer, what
     `easytune models add` uses) — transformers' own reader builds a byte-level Llama tokenizer as
     SentencePiece, and cannot read one without a BOS token at all."""
@@ -79,7 +91,6 @@ def load_gguf(folder: Path):
 
     from easytune.models.gguf_tokenizer import build_tokenizer, read_spec
 
-    path = gguf_file(folder)
     tokenizer = build_tokenizer(read_spec(gguf.GGUFReader(str(path))), str(path))
     model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32)
     return model.eval(), tokenizer
