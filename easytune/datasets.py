@@ -119,9 +119,11 @@ def resolve_dataset(settings: Settings, name: str) -> ResolvedDataset:
 # ---- import ---------------------------------------------------------------------------------------
 
 def add_dataset(settings: Settings, path: str | Path, *, name: str | None = None, mapping: dict | None = None,
-                mask_pii: bool = False, drop_duplicates: bool = False, val_ratio: float = 0.1, progress=None) -> dict:
+                mask_pii: bool = False, keep_values: tuple[str, ...] = (), drop_duplicates: bool = False,
+                val_ratio: float = 0.1, progress=None) -> dict:
     """Import a file. Returns {"dataset": row, "report": report dict, "duplicate_of": id or None}.
-    `val_ratio` of the rows is held out for validation (0: every row is trained on)."""
+    `val_ratio` of the rows is held out for validation (0: every row is trained on). `keep_values`: values
+    that look like personal data but are not (the company's own hotline), never masked nor counted."""
     from easytune.data.ingest import content_hash, import_file
 
     source = Path(path).expanduser()
@@ -132,7 +134,7 @@ def add_dataset(settings: Settings, path: str | Path, *, name: str | None = None
                         limit_mb=settings.max_upload_mb)
     sha = content_hash(source)
     same = next(open_db(settings.db_path)["datasets"].rows_where("sha256 = ?", [sha]), None)
-    if same is not None and not mapping and not mask_pii and not drop_duplicates:
+    if same is not None and not mapping and not mask_pii and not keep_values and not drop_duplicates:
         report = json.loads((Path(same["path"]) / "report.json").read_text(encoding="utf-8"))
         return {"dataset": same, "report": report, "duplicate_of": same["id"]}
 
@@ -143,7 +145,8 @@ def add_dataset(settings: Settings, path: str | Path, *, name: str | None = None
         upload_dir.mkdir(parents=True)
         original = upload_dir / source.name
         shutil.copy2(source, original)  # the original is kept as it came, whatever happens to the rows
-        report = import_file(original, out_dir=out_dir, mapping=mapping, mask_pii=mask_pii, val_ratio=val_ratio,
+        report = import_file(original, out_dir=out_dir, mapping=mapping, mask_pii=mask_pii,
+                             keep_values=tuple(keep_values), val_ratio=val_ratio,
                              drop_duplicates=drop_duplicates, max_bytes=limit, progress=progress)
         kinds = report.kinds or {"sft": report.rows_usable}
         row = {"id": dataset_id, "name": _unique_name(settings, name or source.stem), "source": "upload",
@@ -268,7 +271,7 @@ def preview_rows(settings: Settings, name: str, limit: int = 20) -> list[dict]:
 
 
 def reimport_dataset(settings: Settings, ref: str, *, mapping: dict[str, str] | None = None, mask_pii: bool = False,
-                     drop_duplicates: bool = False, progress=None) -> dict:
+                     keep_values: tuple[str, ...] = (), drop_duplicates: bool = False, progress=None) -> dict:
     """Import the kept original again — with a corrected field mapping, personal data masked or duplicates
     left out. The new rows replace the old ones under the same name; the old dataset is removed only once
     the new import succeeded."""
@@ -276,7 +279,7 @@ def reimport_dataset(settings: Settings, ref: str, *, mapping: dict[str, str] | 
     if not row.get("original") or not Path(row["original"]).is_file():
         raise UserError("datasets.no_original", name=row["name"])
     result = add_dataset(settings, row["original"], name=f"{row['name']}~", mapping=mapping, mask_pii=mask_pii,
-                         drop_duplicates=drop_duplicates, progress=progress)
+                         keep_values=keep_values, drop_duplicates=drop_duplicates, progress=progress)
     if result["duplicate_of"]:  # nothing asked to change: the same import as before
         return result
     remove_dataset(settings, row["id"])

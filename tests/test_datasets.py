@@ -76,3 +76,24 @@ def test_shared_samples_import_with_their_shape(home):
         report = cli_json("data", "add", str(SHARED / "datasets" / name), home=home)["report"]
         assert report["shape"] == shape, (name, report["shape"])
         assert report["rows_total"] == report["rows_usable"] + report["rows_rejected"]
+
+
+def test_the_companys_hotline_is_kept_while_customers_numbers_are_masked(tmp_path):
+    """Masking personal data must not erase what the model should learn to say: the shop's own hotline,
+    named once with --keep (spaced differently in one row), stays; a customer's number is masked."""
+    home = tmp_path / "home"
+    rows = [{"question": f"问题 {i}：怎么联系客服？", "answer": "请拨打客服热线 400-820-1234，我们 9 点到 21 点在线。"}
+            for i in range(6)]
+    rows.append({"question": "我的手机号是 13812345678，能回电吗？", "answer": "可以，请拨 400 820 1234 或等待回电。"})
+    data = tmp_path / "faq.jsonl"
+    data.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    added = cli_json("data", "add", str(data), "--name", "faq", home=home)
+    assert added["report"]["quality"]["pii"]["rows"] == 7  # the hotline looks like a phone number
+
+    fixed = cli_json("data", "reimport", "faq", "--mask-pii", "--keep", "400-820-1234", home=home)
+    pii = fixed["report"]["quality"]["pii"]
+    assert pii["masked"] and pii["kept"] == ["400-820-1234"] and pii["rows"] == 1 and pii["counts"]["phone"] == 1
+    shown = cli_json("data", "show", "faq", "--limit", "20", home=home)["preview"]["rows"]
+    text = json.dumps(shown, ensure_ascii=False)
+    assert text.count("400-820-1234") == 6 and "400 820 1234" in text and "13812345678" not in text
+    assert "data.suggest.pii_kept" in {s["key"] for s in fixed["report"]["suggestions"]}

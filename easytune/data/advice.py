@@ -81,6 +81,8 @@ def suggestions(report: dict) -> list[dict]:
             out.append(_s("pii_masked", rows=pii["rows"], **pii["counts"]))
         else:
             out.append(_s("pii_found", "warning", rows=pii["rows"], **pii["counts"]))
+    if pii.get("kept"):
+        out.append(_s("pii_kept", values=", ".join(pii["kept"])))
 
     frequent = [n for n, k in quality["placeholders"]["names"].items() if k >= max(3, rows * 0.05)]
     if frequent:

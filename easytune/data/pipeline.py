@@ -30,6 +30,7 @@ from easytune.data.quality import (
     StatsBatch,
     digest_low,
     fingerprint_key,
+    kept_key,
     measure,
     minhash_signatures,
     row_parts,
@@ -50,6 +51,7 @@ class StageConfig:
     minhash_rows: int  # rows (by position) that get a MinHash signature
     val_ratio: float = 0.0  # share of rows that go to the validation split
     seed: int = 0  # of the split
+    keep_values: tuple[str, ...] = ()  # values that look personal but are not (e.g. the company's hotline)
 
 
 @dataclass
@@ -106,6 +108,7 @@ class Stage:
         `sig_rows` of them get a MinHash signature."""
         cfg = self.cfg
         max_chars, mask_pii = cfg.max_chars, cfg.mask_pii
+        keep = frozenset(kept_key(value) for value in cfg.keep_values)
         normaliser = self.normaliser
         tokenizer_len = self.tokenizer_len
         blake2b = hashlib.blake2b
@@ -150,7 +153,7 @@ class Stage:
             text_bytes = all_text.encode("utf-8", "surrogatepass")
             fp, fp_bytes = fingerprint_key(all_text, text_bytes)
             stats.append(measure(row, parts, all_text, tokenizer_len, n_bytes=len(text_bytes)))
-            pii = scan_pii(row, all_text, mask_pii, text_bytes)
+            pii = scan_pii(row, all_text, mask_pii, text_bytes, keep)
             if pii is not None:
                 p.pii[k] = pii
             out = dump_row(row).encode("utf-8") if pii is not None and pii[2] else data

@@ -512,9 +512,15 @@ def measure(
     return language(sample), len(all_text), answer_chars, tokens, short, names, system, multi, tools, label
 
 
-def scan_pii(row: dict, all_text: str, mask: bool, data: bytes | None = None):
+def kept_key(value: str) -> str:
+    """A value as `keep` compares it: letters and digits only, so "400-820-1234" keeps "400 820 1234" too."""
+    return "".join(ch for ch in value.casefold() if ch.isalnum())
+
+
+def scan_pii(row: dict, all_text: str, mask: bool, data: bytes | None = None, keep: frozenset = frozenset()):
     """Personal data in the row: None, or (counts per type, [(type, partial value)], row changed).
-    With mask=True the row's texts are masked in place. `data`: all_text as UTF-8, if at hand."""
+    With mask=True the row's texts are masked in place. `data`: all_text as UTF-8, if at hand. `keep`: values
+    (as kept_key gives them) that are not personal — a company's own hotline — left as they are, not counted."""
     if not may_have_pii(all_text, data):
         return None
     counts = dict.fromkeys(PII_TYPES, 0)
@@ -523,7 +529,7 @@ def scan_pii(row: dict, all_text: str, mask: bool, data: bytes | None = None):
 
     def scan(text: str) -> str:
         nonlocal changed
-        spans = find_pii(text)
+        spans = [s for s in find_pii(text) if not keep or kept_key(text[s[0]:s[1]]) not in keep]
         if not spans:
             return text
         for start, end, kind in spans:
@@ -629,12 +635,14 @@ class QualityCheck:
         tokenizer: bool = False,
         context_len: int | None = None,
         mask_pii: bool = False,
+        keep_values: tuple[str, ...] = (),
         minhash_rows: int = 50_000,
         short_answer_chars: int = SHORT_ANSWER_CHARS,
     ):
         self.tokenizer = tokenizer
         self.context_len = context_len
         self.mask_pii = mask_pii
+        self.keep_values = keep_values
         self.short_answer_chars = short_answer_chars
         self.seen = FingerprintTable()
         self.exact = self.near = self.near_minhash = 0
@@ -780,6 +788,7 @@ class QualityCheck:
                 "pct": share(self.pii_rows),
                 "counts": self.pii_counts,
                 "masked": self.mask_pii,
+                "kept": list(self.keep_values),
                 "examples": self.pii_examples,
             },
             "short_answers": {

@@ -242,10 +242,13 @@ def build(ctx: Ctx) -> None:
                             elem_id="et-upload", height=120)
             import_report = gr.Markdown(elem_id="et-import-report")
             with gr.Group(visible=False) as cleanup:  # offered when the report found something to fix
+                T.make(gr.Markdown, {"value": "ui.data.fixes_note"})
                 with gr.Row():
                     drop_dups = gr.Checkbox(value=True, elem_id="et-drop-dups")
                     mask_pii = gr.Checkbox(value=True, elem_id="et-mask-pii")
                     reimport = T.make(gr.Button, {"value": "ui.data.reimport"}, size="sm")
+                keep = T.make(gr.Textbox, {"label": "ui.data.keep_values", "info": "ui.data.keep_values_info"},
+                              lines=1, elem_id="et-keep-values")
             with gr.Group(visible=False) as fixer:  # when the columns could not be told apart
                 T.make(gr.Markdown, {"value": "ui.ds.mapping_help"})
                 fix_mapping = T.make(gr.Dataframe, {"headers": ["ui.ds.role", "ui.ds.field"]}, interactive=True,
@@ -391,12 +394,13 @@ def build(ctx: Ctx) -> None:
         dups = 0 if report.get("rows_dropped_duplicates") else dups
         return (gr.update(visible=bool(dups or pii)),
                 gr.update(visible=bool(dups), label=t("ui.data.drop_dups", new_lang, n=dups)),
-                gr.update(visible=bool(pii), label=t("ui.data.mask_pii", new_lang, n=pii)))
+                gr.update(visible=bool(pii), label=t("ui.data.mask_pii", new_lang, n=pii)),
+                gr.update(visible=bool(pii)))
 
     def on_upload(new_lang, tab_id, file, pairs=None, progress=gr.Progress()):
         """Import; when the columns cannot be told apart, offer the mapping to fill in by hand."""
         if file is None:
-            return [gr.skip()] * 7
+            return [gr.skip()] * 8
         mapping = mapping_from_table(pairs)
         report_progress = lambda done, total: progress(done / max(1, total), desc=t("ui.data.importing", new_lang))  # noqa: E731
         try:
@@ -406,8 +410,8 @@ def build(ctx: Ctx) -> None:
                 columns = [c.strip() for c in str(exc.params.get("columns", "")).split(",") if c.strip()]
                 columns += ["", ""]
                 guess = [["prompt", columns[0]], ["response", columns[1]]]
-                return error_markdown(exc, new_lang), gr.skip(), gr.update(visible=True), guess, *[gr.skip()] * 3
-            return error_markdown(exc, new_lang), *[gr.skip()] * 6
+                return error_markdown(exc, new_lang), gr.skip(), gr.update(visible=True), guess, *[gr.skip()] * 4
+            return error_markdown(exc, new_lang), *[gr.skip()] * 7
         return _imported(result, new_lang, tab_id)
 
     def _imported(result, new_lang, tab_id):
@@ -418,13 +422,14 @@ def build(ctx: Ctx) -> None:
                 gr.update(choices=dataset_choices(settings), value=result["dataset"]["id"]),
                 gr.update(visible=False), gr.skip(), *cleanup_offer(result["report"], new_lang))
 
-    def on_reimport(new_lang, tab_id, dataset_id, drop, mask, progress=gr.Progress()):
+    def on_reimport(new_lang, tab_id, dataset_id, drop, mask, kept, progress=gr.Progress()):
         report_progress = lambda done, total: progress(done / max(1, total), desc=t("ui.data.importing", new_lang))  # noqa: E731
+        values = tuple(v.strip() for v in re.split(r"[,，;；\n]", kept or "") if v.strip())
         try:
             result = datasets.reimport_dataset(settings, dataset_id, drop_duplicates=drop, mask_pii=mask,
-                                               progress=report_progress)
+                                               keep_values=values, progress=report_progress)
         except UserError as exc:
-            return error_markdown(exc, new_lang), *[gr.skip()] * 6
+            return error_markdown(exc, new_lang), *[gr.skip()] * 7
         return _imported(result, new_lang, tab_id)
 
     def on_baseline(new_lang, model_name, dataset_name, *values):
@@ -534,10 +539,10 @@ def build(ctx: Ctx) -> None:
     model_adding.then(lambda added, current: gr.update(choices=model_choices(settings), value=added or current),
                       [model_added, model], model)  # a model just added is picked
     check_fit.click(on_fit, [language, model], fit)
-    import_outputs = [import_report, dataset, fixer, fix_mapping, cleanup, drop_dups, mask_pii]
+    import_outputs = [import_report, dataset, fixer, fix_mapping, cleanup, drop_dups, mask_pii, keep]
     upload.upload(on_upload, [language, tab_in, upload], import_outputs)
     fix_import.click(on_upload, [language, tab_in, upload, fix_mapping], import_outputs)
-    reimport.click(on_reimport, [language, tab_in, dataset, drop_dups, mask_pii], import_outputs)
+    reimport.click(on_reimport, [language, tab_in, dataset, drop_dups, mask_pii, keep], import_outputs)
     replan(to_plan.click(lambda: gr.Tabs(selected="plan"), None, tabs))
     start.click(on_start, [language, tab_in, *plan_inputs[1:]], [job, tabs])
     timer.tick(refresh, monitor_inputs, monitor_outputs)
