@@ -377,9 +377,11 @@ def cmd_feedback(args, settings) -> int:
                  + (f"  → {r['correction'][:40]}" if r["correction"] else "") for r in rows]
         _emit(args, rows, "\n".join(lines) or t("feedback.none", args.lang))
     else:
-        result = feedback.feedback_to_dataset(settings, name=args.name, target=args.target)
+        result = feedback.feedback_to_dataset(settings, name=args.name, target=args.target, labelled=args.labelled)
         name = result["dataset"]["name"]
         human = (t("feedback.dataset_same", args.lang, name=name) if result["duplicate_of"] else
+                 t("feedback.dataset_labelled", args.lang, name=name, rows=result["rows"], good=result["good"],
+                   bad=result["bad"]) if args.labelled else
                  t("feedback.dataset_created", args.lang, name=name, rows=result["rows"],
                    corrected=result["corrected"], approved=result["approved"]))
         _emit(args, result, human)
@@ -632,6 +634,8 @@ def build_parser() -> argparse.ArgumentParser:
     feedback.add_argument("--correction", help="the answer it should have given (add)")
     feedback.add_argument("--system", help="the system message it was asked with (add)")
     feedback.add_argument("--name", help="name of the new dataset (to-dataset)")
+    feedback.add_argument("--labelled", action="store_true",
+                          help="answers labelled good or bad, for KTO: every 👎 teaches too (to-dataset)")
     feedback.set_defaults(func=cmd_feedback)
 
     serve = sub.add_parser("serve", parents=[common], help="an OpenAI-compatible API for a job's model or a model")

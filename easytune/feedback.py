@@ -1,8 +1,9 @@
 """Chat feedback, the data flywheel: 👍/👎 and corrected answers, turned into the next run's training data.
 
-A 👍 answer is kept as it was; a 👎 answer becomes data only once someone wrote the right answer
-(its correction). The dataset is imported like any file a user brings, so it is checked, split and
-listed the same way and can be mixed into the next plan.
+As answers to learn (supervised), a 👍 answer is kept as it was and a 👎 answer becomes data only once
+someone wrote the right answer (its correction). As labelled answers (KTO, `labelled=True`) a 👎 teaches too:
+👍 answers and corrections are the good examples, every 👎 answer a bad one. The dataset is imported like any
+file a user brings, so it is checked, split and listed the same way and can be mixed into the next plan.
 """
 
 from __future__ import annotations
@@ -67,20 +68,47 @@ def training_rows(rows: list[dict]) -> list[tuple[dict, bool]]:
     return list(latest.values())
 
 
-def feedback_to_dataset(settings: Settings, name: str | None = None, target: str | None = None) -> dict:
-    """Import the usable feedback as a dataset: add_dataset's result plus `rows`, `corrected`, `approved`.
-    Unchanged feedback gives the same file, which add_dataset recognises (`duplicate_of`)."""
+def labelled_rows(rows: list[dict]) -> list[dict]:
+    """Answers labelled good or bad (KTO rows), oldest first: a 👍 answer good; a 👎 answer bad, and its
+    correction, when written, good. The latest verdict on the same answer to the same question wins."""
+    latest: dict[tuple, dict] = {}
+
+    def label(row: dict, answer: str, good: bool) -> None:
+        key = (row["system"] or "", row["prompt"], answer)
+        system = [{"role": "system", "content": row["system"]}] if row["system"] else []
+        latest.pop(key, None)
+        latest[key] = {"messages": system + [{"role": "user", "content": row["prompt"]},
+                                             {"role": "assistant", "content": answer}], "label": good}
+
+    for row in sorted(rows, key=lambda r: r["created_at"]):
+        if row["answer"]:
+            label(row, row["answer"], row["rating"] > 0)
+        if row["correction"]:
+            label(row, row["correction"], True)
+    return list(latest.values())
+
+
+def feedback_to_dataset(settings: Settings, name: str | None = None, target: str | None = None,
+                        labelled: bool = False) -> dict:
+    """Import the usable feedback as a dataset: add_dataset's result plus `rows`, `corrected`, `approved` (and,
+    labelled, `good` and `bad`). Unchanged feedback gives the same file, which add_dataset recognises
+    (`duplicate_of`)."""
     from easytune.datasets import add_dataset
 
     rows = list_feedback(settings, target)
     usable = training_rows(rows)
-    if not usable:
-        raise UserError("feedback.error.nothing_usable", up=sum(r["rating"] > 0 for r in rows),
-                        down=sum(r["rating"] < 0 and not r["correction"] for r in rows))
+    conversations = labelled_rows(rows) if labelled else [c for c, _ in usable]
+    good = sum(c["label"] for c in conversations) if labelled else len(conversations)
+    if not conversations or labelled and good in (0, len(conversations)):  # KTO needs both kinds
+        raise UserError("feedback.error.nothing_labelled" if labelled else "feedback.error.nothing_usable",
+                        up=sum(r["rating"] > 0 for r in rows),
+                        down=sum(r["rating"] < 0 and (labelled or not r["correction"]) for r in rows))
     with tempfile.TemporaryDirectory(prefix="easytune-feedback-") as folder:
         path = Path(folder) / "feedback.jsonl"  # the name the imported original keeps
-        path.write_text("".join(json.dumps(c, ensure_ascii=False) + "\n" for c, _ in usable), encoding="utf-8")
-        # Every correction is trained on: none is held out for validation.
+        path.write_text("".join(json.dumps(c, ensure_ascii=False) + "\n" for c in conversations), encoding="utf-8")
+        # Every rated answer is trained on: none is held out for validation.
         result = add_dataset(settings, path, name=name or time.strftime("feedback-%Y%m%d-%H%M%S"), val_ratio=0)
     corrected = sum(1 for _, is_correction in usable if is_correction)
-    return {**result, "rows": len(usable), "corrected": corrected, "approved": len(usable) - corrected}
+    counts = {"good": good, "bad": len(conversations) - good} if labelled else {}
+    return {**result, "rows": len(conversations), "corrected": corrected, "approved": len(usable) - corrected,
+            **counts}

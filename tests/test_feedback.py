@@ -71,3 +71,41 @@ def test_nothing_usable_and_bad_ratings_are_refused_clearly(settings, home):
     result = cli("feedback", "to-dataset", "--json", home=home, check=False, lang="zh")
     assert result.returncode == 2 and json.loads(result.stdout)["error"] == "feedback.error.nothing_usable"
     assert "正确答案" in result.stderr
+
+
+def test_every_rating_teaches_as_labelled_answers_and_kto_moves_them_the_right_way(home, tmp_path):
+    """The labelled feedback dataset keeps the 👎 answers as bad examples (with their corrections as good
+    ones), the planner trains it with KTO, and after training the model prefers the good answers over the
+    bad ones it was told about: the loss falls from one half and the reward margin turns positive."""
+    from support import write_plan
+
+    rated = [("可以退货吗？", WRONG, "down", FIXED), ("Do you ship abroad?", "Yes, to 20 countries.", "up", None),
+             ("几点发货？", "不知道", "down", None), ("运费多少？", "满99元包邮，否则8元。", "up", None),
+             ("怎么联系客服？", "自己想办法。", "down", "请拨打客服热线 400-820-1234。"),
+             ("发什么快递？", "默认中通，加12元可发顺丰。", "up", None)]
+    for prompt, answer, rating, correction in rated:
+        cli_json("feedback", "add", "job-1", "--prompt", prompt, "--answer", answer, "--rating", rating,
+                 *(["--correction", correction] if correction else []), home=home)
+    made = cli_json("feedback", "to-dataset", "--labelled", "--name", "rated", home=home)
+    assert (made["rows"], made["good"], made["bad"]) == (8, 5, 3)
+    assert made["dataset"]["kind"] == "kto"
+    plan = write_plan(tmp_path / "kto.yaml", dataset="rated", max_steps=12, eval_every=6, retention_ratio=0.0,
+                      max_seq_len=128, batch_size=4, learning_rate=0.002, val_ratio=0.0)
+    job = cli_json("train", "--config", str(plan), home=home)
+    assert job["state"] == "COMPLETED", job
+    from pathlib import Path
+
+    events = [json.loads(line) for line in (Path(job["job_dir"]) / "events.jsonl").read_text().splitlines()]
+    steps = [e for e in events if e["type"] == "step"]
+    assert steps[0]["loss"] == pytest.approx(0.5, abs=1e-3) and steps[-1]["loss"] < 0.45
+    margins = [e["reward_margin"] for e in steps[-4:] if "reward_margin" in e]  # batches with good and bad
+    assert margins and sum(margins) / len(margins) > 0.1
+
+
+def test_labelled_feedback_needs_good_and_bad_answers(settings):
+    from easytune.feedback import feedback_to_dataset, record_feedback
+
+    record_feedback(settings, "job-1", "可以退货吗？", "可以。", "up")
+    with pytest.raises(UserError) as refused:
+        feedback_to_dataset(settings, labelled=True)
+    assert refused.value.key == "feedback.error.nothing_labelled" and refused.value.params == {"up": 1, "down": 0}

@@ -779,10 +779,10 @@ class _Planner:
     def plan_objective(self) -> None:
         """What the loss rewards, from the kind of data: the worker could infer it, but the plan says it."""
         kind = self.data.kind if self.data.known else None
-        objective = {"preference": "dpo", "text": "pretrain", "sft": "sft"}.get(kind, "auto")
+        objective = {"preference": "dpo", "kto": "kto", "text": "pretrain", "sft": "sft"}.get(kind, "auto")
         self.set("objective", objective, f"planner.reason.objective_{objective}")
-        if objective == "dpo":
-            self.set("dpo_beta", 0.1, "planner.reason.dpo_beta", value="0.1")
+        if objective in ("dpo", "kto"):
+            self.set("dpo_beta", 0.1, f"planner.reason.{objective}_beta", value="0.1")
         else:  # said so, rather than explained as if it mattered
             self.set("dpo_beta", 0.1, "planner.reason.dpo_beta_unused")
 

@@ -50,7 +50,7 @@ class TrainingPlan:
     retention_ratio: float = setting(0.0, lo=0.0, hi=0.9)  # share of general text mixed into training
     forgetting_guard: bool = setting(True)  # pause when the model forgets too much general knowledge
     # what is learned: supervised answers, preference pairs, or every token of raw text
-    objective: str = setting("auto", choices=("auto", "sft", "dpo", "pretrain"), group="method")  # auto: by data
+    objective: str = setting("auto", choices=("auto", "sft", "dpo", "kto", "pretrain"), group="method")  # auto: by data
     dpo_beta: float = setting(0.1, lo=0.001, hi=10.0, group="method")  # DPO: how far from the base model it may go
     # checkpoints
     save_every: int = setting(0, lo=0, hi=10_000_000)  # steps between checkpoints; 0: at each evaluation

@@ -19,6 +19,7 @@ from safetensors.torch import save_file
 
 from easytune.i18n import UserError
 from easytune.train.dpo import encode_preference
+from easytune.train.kto import encode_labelled
 from easytune.train.sft import encode_row
 
 ENCODING_VERSION = 1  # bump when the encoding of a row changes, so old caches are not read
@@ -41,9 +42,9 @@ def encode_rows(tokenizer, rows: list[dict], max_len: int, objective: str, path)
     examples = []
     for row in rows:
         try:
-            if objective == "dpo":
-                pair = encode_preference(tokenizer, row, max_len)
-                examples += [pair] if pair is not None else []
+            if objective in ("dpo", "kto"):
+                encoded = (encode_preference if objective == "dpo" else encode_labelled)(tokenizer, row, max_len)
+                examples += [encoded] if encoded is not None else []
             else:
                 examples += encode_row(tokenizer, row, max_len, objective)
         except Exception as exc:  # noqa: BLE001 — whatever broke, the user needs the row to fix

@@ -29,7 +29,7 @@ from easytune.job_folder import JobFolder
 from easytune.models.calibrate import auto_precision
 from easytune.models.sources import load_config, load_safe, load_tokenizer
 from easytune.plan.schema import TrainingPlan
-from easytune.train import dpo, rehearsal
+from easytune.train import dpo, kto, rehearsal
 from easytune.train.attention import use_segment_attention
 from easytune.train.checkpoints import Checkpoints, check_space, load_weights, raise_if_disk_full
 from easytune.train.evaluate import ForgettingScore, mean_loss, retention_lines
@@ -149,7 +149,8 @@ def tune_allocator(plan: TrainingPlan, objective: str, model_path: str, dtype: t
 
     try:
         shape = as_shape(load_config(model_path).to_dict())
-        rows = plan.batch_size * (2 if objective == "dpo" else 1)  # a preference row is two sequences
+        # a preference row is two sequences; a labelled answer too (with its mismatched one)
+        rows = plan.batch_size * (2 if objective in ("dpo", "kto") else 1)
         peak = estimate_memory(shape, plan.method, plan.max_seq_len, rows, plan.grad_checkpointing,
                                str(dtype).replace("torch.", ""), plan.lora_r, plan.target_modules,
                                device="cpu", grad_accum=plan.grad_accum, lora_dropout=plan.lora_dropout,
@@ -210,7 +211,7 @@ def train(job_dir: Path, events: EventWriter, ranks: Ranks) -> str | tuple[str, 
     else:
         model = load_safe(job["model_path"], dtype=dtype)
         model.to(device)
-    if plan.retention_ratio > 0 and objective == "dpo":  # general text has no chosen or rejected answer
+    if plan.retention_ratio > 0 and objective in ("dpo", "kto"):  # general text has no good or bad answer
         events.log("train.log.retention_not_for_dpo", level="warning")
     elif plan.retention_ratio > 0:  # what the model already knows, kept by training on it alongside
         started = time.perf_counter()
@@ -271,6 +272,15 @@ def train(job_dir: Path, events: EventWriter, ranks: Ranks) -> str | tuple[str, 
                                     adapter=adapter, ranks=ranks)
         events.log("train.log.dpo_reference", pairs=len(train_set) + len(val), beta=plan.dpo_beta,
                    seconds=round(time.perf_counter() - started, 1))
+    elif objective == "kto":  # the reference model's scores of each answer and its mismatched one
+        started = time.perf_counter()
+        for labelled in (train_set, val):
+            if labelled:
+                kto.pair_with_next(labelled)
+                kto.add_reference_logps(model, labelled, plan.batch_size, pad_id, device, pack, plan.max_seq_len,
+                                        adapter=adapter, ranks=ranks)
+        events.log("train.log.kto_reference", answers=len(train_set) + len(val), beta=plan.dpo_beta,
+                   good=sum(e["desirable"][0] for e in train_set), seconds=round(time.perf_counter() - started, 1))
 
     cf_share = thresholds()["forgetting"]["max_time_share"]
     training_s = 0.0  # the steps' own time, evaluations left out
@@ -285,6 +295,9 @@ def train(job_dir: Path, events: EventWriter, ranks: Ranks) -> str | tuple[str, 
             if objective == "dpo":
                 result.update(dpo.evaluate_pairs(model, val, plan.batch_size, pad_id, device, pack,
                                                  plan.dpo_beta, ranks))
+            elif objective == "kto":
+                result.update(kto.evaluate_labelled(model, val, plan.batch_size, pad_id, device, pack,
+                                                    plan.dpo_beta, plan.max_seq_len, ranks))
             else:
                 result["val_loss"] = mean_loss(model, val, plan.batch_size, pad_id, device, pack, ranks)
             result["val_s"] = round(time.perf_counter() - started, 3)
@@ -300,6 +313,12 @@ def train(job_dir: Path, events: EventWriter, ranks: Ranks) -> str | tuple[str, 
             ref_chosen, ref_rejected = dpo.references(chunk, device)
             loss, stats = dpo.dpo_loss(chosen.float(), rejected.float(), ref_chosen, ref_rejected, plan.dpo_beta)
             return loss, sum(len(p["chosen_ids"]) + len(p["rejected_ids"]) for p in chunk), stats
+        if objective == "kto":
+            answer, mismatched = kto.logps(train_model, chunk, pad_id, device, pack, plan.max_seq_len)
+            ref, ref_kl, desirable = kto.references(chunk, device)
+            loss, stats = kto.kto_loss(answer.float(), mismatched.float(), ref, ref_kl, desirable, plan.dpo_beta)
+            return loss, sum(2 * len(e["prompt_ids"]) + len(e["answer_ids"]) + len(e["kl_answer_ids"])
+                             for e in chunk), stats
         batch, _ = collate([(e["input_ids"], e["labels"]) for e in chunk], pad_id, device, pack)
         return scored_loss(train_model, batch, keep_logits), sum(len(e["input_ids"]) for e in chunk), {}
 

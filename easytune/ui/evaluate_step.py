@@ -197,6 +197,8 @@ def build(ctx: Ctx) -> None:
             thumbs_up = T.make(gr.Button, {"value": "ui.eval.good"}, size="sm")
             thumbs_down = T.make(gr.Button, {"value": "ui.eval.bad"}, size="sm")
             to_dataset = T.make(gr.Button, {"value": "ui.eval.to_dataset"}, size="sm")
+            labelled = T.make(gr.Checkbox, {"label": "ui.eval.feedback_labelled",
+                                            "info": "ui.eval.feedback_labelled_info"}, value=False)
     chat_error = gr.Markdown(elem_classes=["et-error"])
 
     # -- export
@@ -303,14 +305,16 @@ def build(ctx: Ctx) -> None:
             return error_markdown(exc, lang)
         return t("ui.eval.feedback_saved", lang)
 
-    def on_to_dataset(lang, job_id):
-        """This job's feedback only: answers of different models are not mixed into one dataset silently."""
+    def on_to_dataset(lang, job_id, labelled_):
+        """This job's feedback only: answers of different models are not mixed into one dataset silently.
+        Labelled: every rating teaches (KTO), not only the good answers and the corrections."""
         from easytune.feedback import feedback_to_dataset
 
         if not job_id:
             return t("ui.eval.pick_job", lang)
         try:
-            result = feedback_to_dataset(settings, name=f"feedback-{job_id}", target=job_id)
+            result = feedback_to_dataset(settings, name=f"feedback-{job_id}{'-labelled' if labelled_ else ''}",
+                                         target=job_id, labelled=labelled_)
         except UserError as exc:
             return error_markdown(exc, lang)
         return t("ui.eval.feedback_dataset", lang, name=result["dataset"]["name"], rows=result["dataset"]["rows"],
@@ -346,7 +350,7 @@ def build(ctx: Ctx) -> None:
                     chat_error)
     thumbs_down.click(lambda lg, j, h, c, s: on_feedback(lg, j, h, -1, c, s),
                       [lang_in, eval_job, history, correction, system], chat_error)
-    to_dataset.click(on_to_dataset, [lang_in, eval_job], chat_error)
+    to_dataset.click(on_to_dataset, [lang_in, eval_job, labelled], chat_error)
     export.click(on_export, [lang_in, eval_job, fmt, confirm_unsafe], [export_result, exports, chat_target])
     ctx.on_language.append((lambda lg, j: show_job(lg, j)[:4], [lang_in, eval_job], job_outputs[:4]))
     ctx.shared["eval_job"] = eval_job

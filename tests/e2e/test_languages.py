@@ -9,7 +9,6 @@ from __future__ import annotations
 import re
 
 import pytest
-
 from test_browser import app, browser, offline, t  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.slow

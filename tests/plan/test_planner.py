@@ -310,11 +310,13 @@ def test_domain_at_level_one_is_planned_with_a_warning(tiny):
     assert [w["params"]["suggested"] for w in p.warnings if w["key"] == "planner.warn.level_low"] == ["L2"]
 
 
-def test_kto_data_needs_kto(tiny):
+def test_kto_data_trains_with_kto_and_its_beta_is_explained(tiny):
     p = propose(model="m", dataset="d", task="preference", level="L2", model_info=tiny,
                 data_stats=stats(500, "kto"))
-    assert p.method_needed == "kto"
-    assert p.warnings[0]["key"] == "planner.warn.method_needed" and p.warnings[0]["method_needed"] == "kto"
+    assert p.plan.objective == "kto" and p.method_needed is None
+    assert p.reasons["objective"]["key"] == "planner.reason.objective_kto"
+    assert p.reasons["dpo_beta"]["key"] == "planner.reason.kto_beta"
+    assert "planner.warn.method_needed" not in {w["key"] for w in p.warnings}
 
 
 def test_measured_speed_replaces_the_estimate(tiny):
