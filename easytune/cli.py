@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 from easytune.i18n import UserError, normalize_lang, t
+from easytune.job_folder import JobFolder
 from easytune.offline import go_offline
 from easytune.settings import load_settings
 
@@ -197,8 +198,14 @@ def cmd_jobs(args, settings) -> int:
         job = jobs.pause_job(settings, args.job)
         _emit(args, job, t("jobs.paused", args.lang, job=job["id"]) if job["state"] == "PAUSED"
               else t("state." + job["state"], args.lang))
-    elif args.action in ("resume", "restart", "clone"):
+    elif args.action in ("resume", "restart", "clone", "next"):
         return _rerun(args, settings)
+    elif args.action == "versions":
+        listed = jobs.versions(settings, args.job)
+        lines = [f"v{v['version']}  {v['id']}  {t('state.' + v['state'], args.lang)}  {v['dataset']}"
+                 + (f"  {t('ui.eval.verdict.' + v['verdict'], args.lang)}" if v["verdict"] else "")
+                 + (f"  CF {v['cf_pct']:.1f}%" if v["cf_pct"] is not None else "") for v in listed]
+        _emit(args, listed, "\n".join(lines))
     elif args.action in ("delete", "rm"):
         job = jobs.delete_job(settings, args.job)
         _emit(args, job, t("jobs.deleted", args.lang, job=job["id"]))
@@ -216,9 +223,15 @@ def _rerun(args, settings) -> int:
     if args.action == "resume":
         changes = jobs.suggested_changes(settings, args.job, args.suggest) if args.suggest else {}
         job = jobs.resume_job(settings, args.job, {**changes, **_setting_changes(args.set)})
-        resume_from = json.loads((Path(job["job_dir"]) / "job.json").read_text(encoding="utf-8")).get("resume_from")
+        resume_from = JobFolder(job["job_dir"]).resolved().get("resume_from")
         said = (t("jobs.resumed", args.lang, job=job["id"], checkpoint=resume_from) if resume_from
                 else t("jobs.resumed_fresh", args.lang, job=job["id"]))
+    elif args.action == "next":
+        if not args.data:
+            raise UserError("cli.error.next_needs_data")
+        job = jobs.next_version(settings, args.job, args.data, _setting_changes(args.set))
+        said = t("jobs.next_version", args.lang, job=job["id"], source=args.job,
+                 version=JobFolder(job["job_dir"]).resolved()["version"])
     else:
         if args.action == "restart":
             job = jobs.restart_job(settings, args.job)
@@ -565,7 +578,7 @@ def build_parser() -> argparse.ArgumentParser:
                           help="list, inspect, stop, pause, resume, finish, restart, clone and delete jobs; the queue; "
                                "logs; metrics")
     jobs.add_argument("action", choices=("list", "show", "metrics", "stop", "logs", "pause", "resume", "finish",
-                                         "restart", "clone", "delete", "rm", "queue"))
+                                         "restart", "clone", "next", "versions", "delete", "rm", "queue"))
     jobs.add_argument("job", nargs="?")
     jobs.add_argument("--state", default=None, help="only jobs in this state (list)")
     jobs.add_argument("--set", action="append", metavar="KEY=VALUE",
@@ -574,7 +587,9 @@ def build_parser() -> argparse.ArgumentParser:
                       help="(clone, resume) knowledge-retention mode at half the learning rate, 0.3 × the "
                            "learning rate, or (clone) half the batch / gradient checkpointing after running "
                            "out of memory")
-    jobs.add_argument("--follow", action="store_true", help="(resume, restart, clone) wait for the job and report")
+    jobs.add_argument("--data", help="(next) the new version's data: a dataset id or name, e.g. its feedback")
+    jobs.add_argument("--follow", action="store_true",
+                      help="(resume, restart, clone, next) wait for the job and report")
     jobs.set_defaults(func=cmd_jobs)
 
     data = sub.add_parser("data", parents=[common], help="import, list, show, remove and export datasets")

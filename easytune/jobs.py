@@ -559,6 +559,58 @@ def clone_job(settings: Settings, job_id: str, changes: dict | None = None) -> d
     return start_job(settings, job["id"])
 
 
+ADAPTER_SHAPE = ("model", "method", "lora_r", "target_modules")  # what a new version must keep to train on
+
+
+def next_version(settings: Settings, job_id: str, dataset: str, changes: dict | None = None) -> dict:
+    """Version N+1 of a finished job's model: its plan on new data (its feedback, or a new file), training on
+    from its adapter instead of from the base, put in line for the device. The lineage (first job, version
+    number, previous job) is kept in the new job's record."""
+    source = get_job(settings, job_id)
+    if source["state"] != "COMPLETED":
+        raise UserError("jobs.error.next_needs_finished", job=job_id, state=source["state"])
+    folder = JobFolder(source["job_dir"])
+    if not folder.adapter.is_dir():
+        raise UserError("jobs.error.next_needs_adapter", job=job_id)
+    changes = dict(changes or {})
+    kept = [key for key in ADAPTER_SHAPE if key in changes]
+    if kept:
+        raise UserError("jobs.error.next_keeps_shape", key=kept[0], keys=", ".join(ADAPTER_SHAPE))
+    plan = TrainingPlan.from_dict({**folder.plan().to_dict(), **changes, "dataset": dataset})
+    record = folder.resolved()
+    version, lineage = record.get("version", 1) + 1, record.get("lineage", job_id)
+    job = create_job(settings, plan, f"{source['name'].split(' · v')[0]} · v{version}")
+    JobFolder(job["job_dir"]).update_resolved(start_adapter=str(folder.adapter), version=version, lineage=lineage,
+                                              previous=job_id)
+    return start_job(settings, job["id"])
+
+
+def versions(settings: Settings, job_id: str) -> list[dict]:
+    """Every version of the model this job belongs to, first to last: id, version, state, and its latest
+    verdict and forgetting score where it was evaluated (the same evaluation, version beside version)."""
+    from easytune.evaluation.service import list_evaluations
+
+    lineage = _record(get_job(settings, job_id)).get("lineage", job_id)
+    out = []
+    for job in list_jobs(settings):
+        record = _record(job)
+        if job["id"] != lineage and record.get("lineage") != lineage:
+            continue
+        quality = next(iter(list_evaluations(settings, job_id=job["id"], kind="quality")), None)
+        result = quality["result"] if quality else {}
+        out.append({"id": job["id"], "name": job["name"], "version": record.get("version", 1),
+                    "previous": record.get("previous"), "state": job["state"], "dataset": job["dataset"],
+                    "verdict": result.get("verdict"), "cf_pct": (result.get("forgetting") or {}).get("cf_pct"),
+                    "buckets": {name: {k: v for k, v in bucket.items() if k != "samples"}
+                                for name, bucket in (result.get("buckets") or {}).items()}})
+    return sorted(out, key=lambda v: v["version"])
+
+
+def _record(job: dict) -> dict:
+    folder = JobFolder(job["job_dir"])
+    return folder.resolved() if folder.resolved_file.is_file() else {}
+
+
 def suggested_changes(settings: Settings, job_id: str, action: str) -> dict:
     """Plan changes for a rerun: 'retention' mixes general text back in (30 %) at half the learning
     rate, against forgetting; 'lower_lr' takes 0.3 × the learning rate, against a diverging loss;

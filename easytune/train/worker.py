@@ -138,6 +138,21 @@ class Silent:
     state = log = emit
 
 
+def continue_adapter(model, folder: str) -> None:
+    """Put the previous version's LoRA weights into this run's adapter: the same layers and rank (the plan was
+    copied with them), so every saved tensor has its place."""
+    from peft import set_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    saved = load_file(str(Path(folder) / "adapter_model.safetensors"))
+    try:
+        loaded = set_peft_model_state_dict(model, saved)
+    except RuntimeError as exc:  # a shape that differs
+        raise UserError("train.error.adapter_mismatch", path=folder, name=str(exc)[:200]) from None
+    if loaded.unexpected_keys:
+        raise UserError("train.error.adapter_mismatch", path=folder, name=loaded.unexpected_keys[0])
+
+
 def tune_allocator(plan: TrainingPlan, objective: str, model_path: str, dtype: torch.dtype, processes: int) -> bool:
     """On a CPU, reuse freed tensor memory (faster) where the plan's estimated peak leaves room for the
     heap's fragments; otherwise give it back at once, as the fit estimate assumes
@@ -245,6 +260,9 @@ def train(job_dir: Path, events: EventWriter, ranks: Ranks) -> str | tuple[str, 
         config = LoraConfig(r=plan.lora_r, lora_alpha=plan.lora_alpha, lora_dropout=plan.lora_dropout,
                             target_modules=lora_targets(model, plan.target_modules), task_type="CAUSAL_LM")
         model = get_peft_model(model, config)
+        if job.get("start_adapter"):  # a new version trains on from the last one's adapter
+            continue_adapter(model, job["start_adapter"])
+            events.log("train.log.continued", path=job["start_adapter"], version=job.get("version", 2))
         if device.type == "cpu":  # a mask from random bytes: the default one is a fifth of a CPU step
             from easytune.train.dropout import use_byte_dropout
 

@@ -199,6 +199,7 @@ def build(ctx: Ctx) -> None:
             to_dataset = T.make(gr.Button, {"value": "ui.eval.to_dataset"}, size="sm")
             labelled = T.make(gr.Checkbox, {"label": "ui.eval.feedback_labelled",
                                             "info": "ui.eval.feedback_labelled_info"}, value=False)
+        improve = T.make(gr.Button, {"value": "ui.eval.improve"}, variant="primary", size="sm", elem_id="et-improve")
     chat_error = gr.Markdown(elem_classes=["et-error"])
 
     # -- export
@@ -320,6 +321,23 @@ def build(ctx: Ctx) -> None:
         return t("ui.eval.feedback_dataset", lang, name=result["dataset"]["name"], rows=result["dataset"]["rows"],
                  job=job_id)
 
+    def on_improve(lang, job_id, labelled_):
+        """The flywheel: this job's feedback as a dataset, and version N+1 trained on it from this job's adapter;
+        the monitor then follows the new version."""
+        from easytune.feedback import feedback_to_dataset
+        from easytune.ui.wizard import job_choices
+
+        if not job_id:
+            return t("ui.eval.pick_job", lang), gr.skip(), gr.skip()
+        try:
+            made = feedback_to_dataset(settings, name=f"feedback-{job_id}{'-labelled' if labelled_ else ''}",
+                                       target=job_id, labelled=labelled_)
+            job = jobs.next_version(settings, job_id, made["dataset"]["id"])
+        except UserError as exc:
+            return error_markdown(exc, lang), gr.skip(), gr.skip()
+        return (t("ui.eval.improving", lang, job=job["id"], rows=made["rows"]),
+                gr.update(choices=job_choices(settings), value=job["id"]), gr.Tabs(selected="monitor"))
+
     def on_export(lang, job_id, fmt_, confirmed, progress=gr.Progress()):
         from easytune.export.service import export_job
 
@@ -351,6 +369,8 @@ def build(ctx: Ctx) -> None:
     thumbs_down.click(lambda lg, j, h, c, s: on_feedback(lg, j, h, -1, c, s),
                       [lang_in, eval_job, history, correction, system], chat_error)
     to_dataset.click(on_to_dataset, [lang_in, eval_job, labelled], chat_error)
+    ctx.later.append(lambda: improve.click(on_improve, [lang_in, eval_job, labelled],
+                                           [chat_error, ctx.shared["job"], ctx.shared["wizard_tabs"]]))
     export.click(on_export, [lang_in, eval_job, fmt, confirm_unsafe], [export_result, exports, chat_target])
     ctx.on_language.append((lambda lg, j: show_job(lg, j)[:4], [lang_in, eval_job], job_outputs[:4]))
     ctx.shared["eval_job"] = eval_job

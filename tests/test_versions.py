@@ -1,0 +1,42 @@
+"""A model improved version after version: `jobs next` trains a finished job's adapter on new data as version
+2 of the same lineage, starting where version 1 ended, not from the base; `jobs versions` lists them."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from support import cli, cli_json, write_plan
+
+pytestmark = pytest.mark.slow
+
+
+def evals(job: dict) -> list[dict]:
+    lines = (Path(job["job_dir"]) / "events.jsonl").read_text(encoding="utf-8").splitlines()
+    return [e for e in map(json.loads, lines) if e["type"] == "eval" and "val_loss" in e]
+
+
+def test_version_two_starts_where_version_one_ended(home, tmp_path):
+    plan = write_plan(tmp_path / "v1.yaml", dataset="demo:shop_faq_en", max_steps=20, eval_every=10,
+                      keep_best=False, retention_ratio=0.0)
+    first = cli_json("train", "--config", str(plan), home=home)
+    assert first["state"] == "COMPLETED", first
+
+    second = cli_json("jobs", "next", first["id"], "--data", "demo:shop_faq_en", "--follow", home=home)
+    assert second["state"] == "COMPLETED", second
+    before, after = evals(first), evals(second)
+    # the same held-out rows, scored before version 2's first step: version 1's last score, not the base's
+    assert after[0]["val_loss"] == pytest.approx(before[-1]["val_loss"], rel=1e-3)
+    assert after[0]["val_loss"] < before[0]["val_loss"] - 0.1
+    logged = [json.loads(line) for line in (Path(second["job_dir"]) / "events.jsonl").read_text().splitlines()]
+    assert "train.log.continued" in [e.get("key") for e in logged if e["type"] == "log"]
+    record = json.loads((Path(second["job_dir"]) / "job.json").read_text(encoding="utf-8"))
+    assert (record["version"], record["lineage"], record["previous"]) == (2, first["id"], first["id"])
+
+    listed = cli_json("jobs", "versions", second["id"], home=home)
+    assert [(v["version"], v["id"]) for v in listed] == [(1, first["id"]), (2, second["id"])]
+    assert "v2" in cli("jobs", "versions", first["id"], home=home).stdout
+
+    changed = cli("jobs", "next", first["id"], "--data", "demo:shop_faq_en", "--set", "lora_r=4", home=home,
+                  check=False)
+    assert changed.returncode == 2 and "lora_r" in changed.stderr
