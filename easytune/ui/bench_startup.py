@@ -47,10 +47,10 @@ def rss_mib(pid: int) -> float:
     return psutil.Process(pid).memory_info().rss / 2**20
 
 
-def measure(command: list[str], env: dict, url: str, shown: str, browser) -> dict:
+def measure(command: list[str], env: dict, url: str, shown: str, browser, cwd: Path | None = None) -> dict:
     """One start: seconds to the first HTTP answer and to `shown` visible, and the app's RSS then."""
     started = time.monotonic()
-    proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(command, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         first_answer(url, proc)
         http_s = time.monotonic() - started
@@ -89,7 +89,11 @@ def llamaboard_run(browser) -> dict | None:
         return None
     port = free_port()
     env = dict(os.environ, GRADIO_SERVER_PORT=str(port), GRADIO_SERVER_NAME="127.0.0.1")
-    return measure([cli, "webui"], env, f"http://127.0.0.1:{port}/", "Model name", browser)
+    work = Path(tempfile.mkdtemp(prefix="llamaboard-startup-"))  # it writes its cache where it starts
+    try:
+        return measure([cli, "webui"], env, f"http://127.0.0.1:{port}/", "Model name", browser, cwd=work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def median(runs: list[dict], key: str) -> float:
