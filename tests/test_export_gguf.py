@@ -182,3 +182,29 @@ def test_real_model_exported_as_f16_answers_like_its_folder(real_model, tmp_path
     original_tokenizer = load_tokenizer(real_model["folder"])
     asked = ["What is the capital of France?", "Name three primary colors.", "What is 12 + 30?"]
     assert [greedy(model, tokenizer, q) for q in asked] == [greedy(original, original_tokenizer, q) for q in asked]
+
+
+def test_real_model_exported_as_q8_0_picks_the_same_next_tokens(real_model, tmp_path):
+    """The real model in Q8_0 (8-bit blocks of 32 weights, one scale each) read back: along the folder's own
+    greedy answers, the file predicts the same next token at least 95 % of the time, as its check requires."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from easytune.export.gguf import write_gguf
+    from easytune.models.sources import load_tokenizer
+
+    details = write_gguf(real_model["folder"], tmp_path / "gguf", "gguf-q8_0")["gguf"]
+    model, _ = read_back(tmp_path / "gguf" / details["file"])
+    original = AutoModelForCausalLM.from_pretrained(real_model["folder"], dtype=torch.float32).eval()
+    tokenizer = load_tokenizer(real_model["folder"])
+    same = total = 0
+    for q in ["What is the capital of France?", "Name three primary colors.", "Why is the sky blue?"]:
+        prompt = tokenizer.apply_chat_template([{"role": "user", "content": q}], add_generation_prompt=True,
+                                               return_tensors="pt", return_dict=True)["input_ids"]
+        with torch.no_grad():
+            ids = original.generate(prompt, max_new_tokens=24, do_sample=False)
+            picked = [m(ids).logits[0, prompt.shape[1] - 1:-1].argmax(-1) for m in (original, model)]
+        same += int((picked[0] == picked[1]).sum())
+        total += picked[0].numel()
+    assert total >= 30 and same / total >= 0.95, (same, total)
+    assert (tmp_path / "gguf" / details["file"]).stat().st_size < 0.6 * 2 * 134_515_008  # well under F16

@@ -8,6 +8,14 @@ from easytune.i18n import t
 SHOWN_REJECTED = 20
 
 
+def role_name(role: str, lang: str) -> str:
+    """A mapping role in the user's words ("问题 / 指令" for prompt); a key that is not a role shows as it is."""
+    from easytune.i18n import catalog
+
+    key = f"data.role.{role}"
+    return t(key, lang) if key in catalog(lang) else role
+
+
 def where(entry: dict, lang: str) -> str:
     """Where a rejected row is: its line, or, in a JSON array, the record's number and the line it starts on
     (the number alone reads like a line number and sends the user to the wrong place)."""
@@ -23,7 +31,7 @@ def report_markdown(report: dict, lang: str, duplicate_of: str | None = None) ->
     blocks.append(t("datasets.summary.detected", lang, container=report["container"],
                     encoding=report["encoding"] or "—", shape=report["shape"]))
     if report["mapping"]:
-        mapping = ", ".join(f"{role} ← {field}" for role, field in report["mapping"].items())
+        mapping = ", ".join(f"{role_name(role, lang)} ← {field}" for role, field in report["mapping"].items())
         blocks.append(t("datasets.summary.mapping", lang, mapping=mapping))
     blocks.append(t("datasets.summary.rows", lang, total=report["rows_total"], usable=report["rows_usable"],
                     rejected=report["rows_rejected"], train=report["splits"]["train"], val=report["splits"]["val"]))

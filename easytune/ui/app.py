@@ -31,8 +31,9 @@ def build_app(settings: Settings | None = None) -> gr.Blocks:
     with gr.Blocks(title="EasyTune", fill_width=True, analytics_enabled=False) as demo:
         with gr.Row(elem_id="et-header"):
             T.make(gr.Markdown, {"value": "ui.header"})
-            language = gr.Radio([("中文", "zh"), ("English", "en")], value=lang, show_label=False,
-                                container=False, elem_id="et-lang", scale=0, min_width=180)
+            language = T.make(gr.Radio, {"label": "ui.language"}, choices=[("中文", "zh"), ("English", "en")],
+                              value=lang, show_label=False, container=False, elem_id="et-lang", scale=0,
+                              min_width=180)  # (the label is what a screen reader says)
         with gr.Sidebar(open=True, elem_id="et-nav", width=200):
             nav = {page: T.make(gr.Button, {"value": f"ui.nav.{page}"}, size="sm", elem_id=f"et-nav-{page}",
                                 variant="primary" if page == "wizard" else "secondary")

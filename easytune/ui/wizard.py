@@ -117,7 +117,7 @@ def status_markdown(settings: Settings, job_id: str | None, lang: str) -> str:
     if last("lr") is not None:
         lines.append(t("ui.monitor.lr", lang, lr=f"{last('lr'):.2e}"))
     if series.get("cf_pct"):
-        lines.append(t("ui.monitor.cf", lang, pct=f"{last('cf_pct'):+.1f}", nats=f"{last('cf_score'):+.3f}"))
+        lines.append(t("ui.monitor.cf", lang, pct=f"{last('cf_pct'):.1f}", nats=f"{last('cf_score'):.3f}"))
     if series.get("reward_margin"):  # preference training (DPO)
         val_margin, accuracy = last("val_reward_margin"), last("val_reward_accuracy")
         lines.append(t("ui.monitor.reward", lang, margin=f"{last('reward_margin'):+.3f}",
