@@ -163,7 +163,7 @@ def build(ctx: Ctx) -> None:
         evaluate = T.make(gr.Button, {"value": "ui.eval.evaluate"}, variant="primary", elem_id="et-evaluate")
         safety = T.make(gr.Button, {"value": "ui.eval.safety"}, elem_id="et-safety")
     verdict = gr.Markdown(elem_id="et-verdict", elem_classes=["et-verdict"])
-    comparison = gr.Plot(elem_id="et-compare", visible=False)
+    comparison = gr.Plot(elem_id="et-compare", visible=False, show_label=False)  # the figure has its own title
     headers = ["ui.col.job", "ui.eval.col.verdict", "ui.eval.col.lr", "ui.eval.col.epochs", "ui.eval.bucket.seen",
                "ui.eval.bucket.unseen", "ui.eval.col.general_loss", "ui.eval.col.cf"]
     compare_table = T.make(gr.Dataframe, {"headers": headers}, interactive=False, visible=False,

@@ -258,7 +258,7 @@ def build(ctx: Ctx) -> None:
                              max_height=360)
             with gr.Row():
                 tokens_text = gr.Markdown(elem_id="et-tokens")
-                tokens_plot = gr.Plot(elem_id="et-tokens-plot")
+                tokens_plot = gr.Plot(elem_id="et-tokens-plot", show_label=False)  # the figure has its own title
             to_plan = T.make(gr.Button, {"value": "ui.next"}, variant="primary")
 
         # ---- 2 configuration ----
@@ -297,8 +297,8 @@ def build(ctx: Ctx) -> None:
             progress = gr.HTML(progress_html(settings, None), elem_id="et-progress")
             status = gr.Markdown(elem_id="et-status")
             job_actions, _, _ = action_bar(ctx, job, skip=("stop",))  # Stop has its own button, while it applies
-            plot = gr.Plot(elem_id="et-loss-plot")
-            reward_plot = gr.Plot(elem_id="et-reward-plot", visible=False)  # preference training only
+            plot = gr.Plot(elem_id="et-loss-plot", show_label=False)
+            reward_plot = gr.Plot(elem_id="et-reward-plot", visible=False, show_label=False)  # preference training
             with gr.Row():
                 log_level = T.make(gr.Radio, {"label": "ui.monitor.log_level",
                                               "choices": [(f"ui.monitor.level.{lv}", lv) for lv in LOG_LEVELS]},
