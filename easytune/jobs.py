@@ -576,7 +576,8 @@ def next_version(settings: Settings, job_id: str, dataset: str, changes: dict | 
     kept = [key for key in ADAPTER_SHAPE if key in changes]
     if kept:
         raise UserError("jobs.error.next_keeps_shape", key=kept[0], keys=", ".join(ADAPTER_SHAPE))
-    plan = TrainingPlan.from_dict({**folder.plan().to_dict(), **changes, "dataset": dataset})
+    # the new data decides what is learned (labelled feedback after answers trains with KTO), unless set
+    plan = TrainingPlan.from_dict({**folder.plan().to_dict(), "objective": "auto", **changes, "dataset": dataset})
     record = folder.resolved()
     version, lineage = record.get("version", 1) + 1, record.get("lineage", job_id)
     job = create_job(settings, plan, f"{source['name'].split(' · v')[0]} · v{version}")

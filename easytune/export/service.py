@@ -150,7 +150,7 @@ def export_job(settings: Settings, job_id: str, fmt: str, *, out_dir: str | Path
         from easytune.export.gguf_lora import check_lora_supported
 
         check_lora_supported(model_path, adapter_path)
-    resolved = json.loads((Path(job["job_dir"]) / "job.json").read_text(encoding="utf-8"))
+    resolved = JobFolder(job["job_dir"]).resolved()
     if not Path(resolved["train_file"]).is_file():  # the check asks the model questions from it
         raise UserError("export.error.no_data", job=job_id, path=resolved["train_file"])
     safety = latest_evaluation(settings, job_id, "safety")

@@ -128,19 +128,21 @@ def run_worker(model_path: Path, train_file: Path, steps: int, work: Path, packi
                method: str = "lora", precision: str = "auto", cpu_bf16: bool = False) -> dict:
     """The real worker in its own process, as a job runs; figures read from its events. `cpu_bf16`: what the
     jobs service records for precision auto on this CPU."""
+    from easytune.job_folder import JobFolder
     from easytune.plan.schema import TrainingPlan
 
     job_dir = work / f"job-{method}-{packing}-{precision}"
     job_dir.mkdir()
-    TrainingPlan.from_dict(plan_for(str(train_file), steps, packing, method, precision)).save(job_dir / "plan.yaml")
-    (job_dir / "job.json").write_text(json.dumps({
+    folder = JobFolder(job_dir)
+    TrainingPlan.from_dict(plan_for(str(train_file), steps, packing, method, precision)).save(folder.plan_file)
+    folder.write_resolved({
         "model_path": str(model_path), "train_file": str(train_file), "val_file": None, "dataset": "bench",
-        "dataset_sha256": "bench", "dataset_kind": "sft", "cache_dir": str(work / "cache"), "cpu_bf16": cpu_bf16}))
+        "dataset_sha256": "bench", "dataset_kind": "sft", "cache_dir": str(work / "cache"), "cpu_bf16": cpu_bf16})
     started = time.perf_counter()
     subprocess.run([sys.executable, "-m", "easytune.train", str(job_dir)], check=False,
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # a failure is read from its events
     wall = time.perf_counter() - started
-    events = [json.loads(line) for line in (job_dir / "events.jsonl").read_text().splitlines()]
+    events = [json.loads(line) for line in folder.events_file.read_text().splitlines()]
     failed = [e for e in events if e["type"] == "error"]
     if failed:
         raise RuntimeError(failed[0]["detail"])
