@@ -112,3 +112,18 @@ def feedback_to_dataset(settings: Settings, name: str | None = None, target: str
     counts = {"good": good, "bad": len(conversations) - good} if labelled else {}
     return {**result, "rows": len(conversations), "corrected": corrected, "approved": len(usable) - corrected,
             **counts}
+
+
+def job_feedback_dataset(settings: Settings, job_id: str, labelled: bool = False) -> dict:
+    """One job's feedback as its own dataset (answers of different models are never mixed silently)."""
+    return feedback_to_dataset(settings, name=f"feedback-{job_id}{'-labelled' if labelled else ''}", target=job_id,
+                               labelled=labelled)
+
+
+def improve_from_feedback(settings: Settings, job_id: str, labelled: bool = False) -> dict:
+    """The flywheel in one step: the job's feedback as a dataset, and the next version of its model trained on
+    it from the job's adapter. {"dataset": feedback_to_dataset's result, "job": the new version's job}."""
+    from easytune.jobs import next_version
+
+    made = job_feedback_dataset(settings, job_id, labelled)
+    return {"dataset": made, "job": next_version(settings, job_id, made["dataset"]["id"])}

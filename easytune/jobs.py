@@ -578,8 +578,8 @@ def next_version(settings: Settings, job_id: str, dataset: str, changes: dict | 
         raise UserError("jobs.error.next_keeps_shape", key=kept[0], keys=", ".join(ADAPTER_SHAPE))
     # the new data decides what is learned (labelled feedback after answers trains with KTO), unless set
     plan = TrainingPlan.from_dict({**folder.plan().to_dict(), "objective": "auto", **changes, "dataset": dataset})
-    record = folder.resolved()
-    version, lineage = record.get("version", 1) + 1, record.get("lineage", job_id)
+    lineage = folder.resolved().get("lineage", job_id)
+    version = max(_record(j).get("version", 1) for j in _lineage(settings, lineage)) + 1  # after the newest
     job = create_job(settings, plan, f"{source['name'].split(' · v')[0]} · v{version}")
     JobFolder(job["job_dir"]).update_resolved(start_adapter=str(folder.adapter), version=version, lineage=lineage,
                                               previous=job_id)
@@ -593,10 +593,8 @@ def versions(settings: Settings, job_id: str) -> list[dict]:
 
     lineage = _record(get_job(settings, job_id)).get("lineage", job_id)
     out = []
-    for job in list_jobs(settings):
+    for job in _lineage(settings, lineage):
         record = _record(job)
-        if job["id"] != lineage and record.get("lineage") != lineage:
-            continue
         quality = next(iter(list_evaluations(settings, job_id=job["id"], kind="quality")), None)
         result = quality["result"] if quality else {}
         out.append({"id": job["id"], "name": job["name"], "version": record.get("version", 1),
@@ -605,6 +603,11 @@ def versions(settings: Settings, job_id: str) -> list[dict]:
                     "buckets": {name: {k: v for k, v in bucket.items() if k != "samples"}
                                 for name, bucket in (result.get("buckets") or {}).items()}})
     return sorted(out, key=lambda v: v["version"])
+
+
+def _lineage(settings: Settings, lineage: str) -> list[dict]:
+    """The jobs of one lineage: its first job and every version made from it."""
+    return [job for job in list_jobs(settings) if job["id"] == lineage or _record(job).get("lineage") == lineage]
 
 
 def _record(job: dict) -> dict:

@@ -37,6 +37,22 @@ def test_version_two_starts_where_version_one_ended(home, tmp_path):
     assert [(v["version"], v["id"]) for v in listed] == [(1, first["id"]), (2, second["id"])]
     assert "v2" in cli("jobs", "versions", first["id"], home=home).stdout
 
+    # the flywheel in one step: version 1's feedback, labelled, trains version 3 (after the newest) with KTO
+    from easytune import jobs
+    from easytune.feedback import improve_from_feedback, record_feedback
+    from easytune.settings import load_settings
+
+    settings = load_settings(home=home)
+    for prompt, answer, rating in (("Do you ship abroad?", "Yes, to 20 countries.", "up"),
+                                   ("Where is my order?", "No idea.", "down"),
+                                   ("How do I return an item?", "Open My orders and choose Return.", "up")):
+        record_feedback(settings, first["id"], prompt, answer, rating)
+    improved = improve_from_feedback(settings, first["id"], labelled=True)
+    assert improved["dataset"]["dataset"]["name"] == f"feedback-{first['id']}-labelled"
+    third = jobs.JobFolder(improved["job"]["job_dir"]).resolved()
+    assert (third["version"], third["previous"], third["objective"]) == (3, first["id"], "kto")
+    jobs.stop_job(settings, improved["job"]["id"])
+
     changed = cli("jobs", "next", first["id"], "--data", "demo:shop_faq_en", "--set", "lora_r=4", home=home,
                   check=False)
     assert changed.returncode == 2 and "lora_r" in changed.stderr

@@ -80,24 +80,32 @@ def references(pairs: list[dict], device) -> tuple[torch.Tensor, torch.Tensor]:
     return ref[:, 0], ref[:, 1]
 
 
-def add_reference_logps(model, pairs: list[dict], batch_size: int, pad_id: int, device, pack: bool,
-                        adapter: bool, ranks=None) -> None:
-    """Score every pair once with the reference model and keep the result in the pair (`ref`)."""
-    scores = torch.zeros(len(pairs), 2, dtype=torch.float64)
-    mine = range(len(pairs))[ranks.rank::ranks.world] if ranks else range(len(pairs))
+def reference_scores(model, items: list[dict], batch_size: int, score, adapter: bool, ranks=None) -> list[tuple]:
+    """Two summed log-probabilities per item (`score(chunk)` gives two tensors) from the model as it is before
+    training: the adapter switched off, nothing differentiated, each process scoring its share."""
+    scores = torch.zeros(len(items), 2, dtype=torch.float64)
+    mine = range(len(items))[ranks.rank::ranks.world] if ranks else range(len(items))
     was_training = model.training
     model.eval()
     off = model.disable_adapter() if adapter else contextlib.nullcontext()
     with torch.no_grad(), off:
         for start in range(0, len(mine), batch_size):
             index = list(mine[start:start + batch_size])
-            chosen, rejected = pair_logps(model, [pairs[i] for i in index], pad_id, device, pack)
-            scores[index, 0], scores[index, 1] = chosen.double().cpu(), rejected.double().cpu()
+            first, second = score([items[i] for i in index])
+            scores[index, 0], scores[index, 1] = first.double().cpu(), second.double().cpu()
     model.train(was_training)
     if ranks is not None:
         scores = ranks.sum_tensor(scores)
-    for pair, (chosen, rejected) in zip(pairs, scores.tolist()):
-        pair["ref"] = (chosen, rejected)
+    return [tuple(pair) for pair in scores.tolist()]
+
+
+def add_reference_logps(model, pairs: list[dict], batch_size: int, pad_id: int, device, pack: bool,
+                        adapter: bool, ranks=None) -> None:
+    """Score every pair once with the reference model and keep the result in the pair (`ref`)."""
+    scored = reference_scores(model, pairs, batch_size, lambda chunk: pair_logps(model, chunk, pad_id, device, pack),
+                              adapter, ranks)
+    for pair, ref in zip(pairs, scored):
+        pair["ref"] = ref
 
 
 def evaluate_pairs(model, pairs: list[dict], batch_size: int, pad_id: int, device, pack: bool, beta: float,

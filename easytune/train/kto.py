@@ -17,11 +17,9 @@ difference of their means is the margin the monitor shows.
 
 from __future__ import annotations
 
-import contextlib
-
 import torch
 
-from easytune.train.dpo import sequence_logps
+from easytune.train.dpo import reference_scores, sequence_logps
 from easytune.train.packing import IGNORE
 from easytune.train.sft import encode_conversation
 
@@ -84,21 +82,10 @@ def references(examples: list[dict], device) -> tuple[torch.Tensor, torch.Tensor
 def add_reference_logps(model, examples: list[dict], batch_size: int, pad_id: int, device, pack: bool,
                         max_len: int, adapter: bool, ranks=None) -> None:
     """Score every example and its mismatched answer once with the reference model (kept as `ref`)."""
-    scores = torch.zeros(len(examples), 2, dtype=torch.float64)
-    mine = range(len(examples))[ranks.rank::ranks.world] if ranks else range(len(examples))
-    was_training = model.training
-    model.eval()
-    off = model.disable_adapter() if adapter else contextlib.nullcontext()
-    with torch.no_grad(), off:
-        for start in range(0, len(mine), batch_size):
-            index = list(mine[start:start + batch_size])
-            answer, mismatched = logps(model, [examples[i] for i in index], pad_id, device, pack, max_len)
-            scores[index, 0], scores[index, 1] = answer.double().cpu(), mismatched.double().cpu()
-    model.train(was_training)
-    if ranks is not None:
-        scores = ranks.sum_tensor(scores)
-    for example, pair in zip(examples, scores.tolist()):
-        example["ref"] = tuple(pair)
+    scored = reference_scores(model, examples, batch_size,
+                              lambda chunk: logps(model, chunk, pad_id, device, pack, max_len), adapter, ranks)
+    for example, ref in zip(examples, scored):
+        example["ref"] = ref
 
 
 def evaluate_labelled(model, examples: list[dict], batch_size: int, pad_id: int, device, pack: bool, beta: float,

@@ -309,13 +309,12 @@ def build(ctx: Ctx) -> None:
     def on_to_dataset(lang, job_id, labelled_):
         """This job's feedback only: answers of different models are not mixed into one dataset silently.
         Labelled: every rating teaches (KTO), not only the good answers and the corrections."""
-        from easytune.feedback import feedback_to_dataset
+        from easytune.feedback import job_feedback_dataset
 
         if not job_id:
             return t("ui.eval.pick_job", lang)
         try:
-            result = feedback_to_dataset(settings, name=f"feedback-{job_id}{'-labelled' if labelled_ else ''}",
-                                         target=job_id, labelled=labelled_)
+            result = job_feedback_dataset(settings, job_id, labelled_)
         except UserError as exc:
             return error_markdown(exc, lang)
         return t("ui.eval.feedback_dataset", lang, name=result["dataset"]["name"], rows=result["dataset"]["rows"],
@@ -324,18 +323,17 @@ def build(ctx: Ctx) -> None:
     def on_improve(lang, job_id, labelled_):
         """The flywheel: this job's feedback as a dataset, and version N+1 trained on it from this job's adapter;
         the monitor then follows the new version."""
-        from easytune.feedback import feedback_to_dataset
+        from easytune.feedback import improve_from_feedback
         from easytune.ui.wizard import job_choices
 
         if not job_id:
             return t("ui.eval.pick_job", lang), gr.skip(), gr.skip()
         try:
-            made = feedback_to_dataset(settings, name=f"feedback-{job_id}{'-labelled' if labelled_ else ''}",
-                                       target=job_id, labelled=labelled_)
-            job = jobs.next_version(settings, job_id, made["dataset"]["id"])
+            improved = improve_from_feedback(settings, job_id, labelled_)
         except UserError as exc:
             return error_markdown(exc, lang), gr.skip(), gr.skip()
-        return (t("ui.eval.improving", lang, job=job["id"], rows=made["rows"]),
+        job = improved["job"]
+        return (t("ui.eval.improving", lang, job=job["id"], rows=improved["dataset"]["rows"]),
                 gr.update(choices=job_choices(settings), value=job["id"]), gr.Tabs(selected="monitor"))
 
     def on_export(lang, job_id, fmt_, confirmed, progress=gr.Progress()):
