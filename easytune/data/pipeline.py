@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from itertools import islice
 
 from easytune.data.errors import RowError
-from easytune.data.formats import Normaliser, dump_row
+from easytune.data.shapes import Normaliser, dump_row
 from easytune.data.quality import (
     StatsBatch,
     digest_low,

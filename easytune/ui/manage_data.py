@@ -7,7 +7,7 @@ import math
 import gradio as gr
 
 from easytune import datasets
-from easytune.data.formats import SHAPES
+from easytune.data.shapes import SHAPES
 from easytune.i18n import UserError, t
 from easytune.settings import Settings
 from easytune.ui.texts import Ctx, error_markdown, fmt_bytes, fmt_time, mapping_from_table, showing

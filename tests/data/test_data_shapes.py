@@ -7,7 +7,7 @@ from _data_helpers import rows_of
 
 from easytune.data import import_file
 from easytune.data.errors import RowError
-from easytune.data.formats import Normaliser
+from easytune.data.shapes import Normaliser
 
 
 def one(record, mapping=None):
