@@ -130,11 +130,13 @@ def cmd_train(args, settings) -> int:
 
 
 def cmd_plan(args, settings) -> int:
-    import yaml
-
     from easytune.plan.service import make_plan
 
-    overrides = {k: yaml.safe_load(v) for k, v in (item.split("=", 1) for item in args.set)} if args.set else None
+    if args.explain is not None:
+        return _explain(args)
+    if not args.data:
+        raise UserError("cli.plan.data_required")
+    overrides = _setting_changes(args.set) or None
     proposal = make_plan(settings, model=args.model, dataset=args.data, task=args.task, level=args.level,
                          overrides=overrides)
     if args.out:
@@ -145,6 +147,19 @@ def cmd_plan(args, settings) -> int:
     if args.out:
         lines.append(t("cli.plan.saved", args.lang, path=args.out))
     _emit(args, report, "\n".join(lines))
+    return 0
+
+
+def _explain(args) -> int:
+    """`plan --explain [SETTING]`: every setting (or one, with its longer explanation) and what it accepts."""
+    from easytune.plan.explain import explain_setting, explain_settings, explanation_text
+
+    if args.explain:
+        entry = explain_setting(args.explain, args.lang)
+        _emit(args, entry, explanation_text([entry], args.lang, detailed=True))
+    else:
+        entries = explain_settings(args.lang)
+        _emit(args, entries, explanation_text(entries, args.lang))
     return 0
 
 
@@ -559,10 +574,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     plan = sub.add_parser("plan", parents=[common], help="choose every training setting from what you want, explained")
     plan.add_argument("--model", default="easytune-tiny")
-    plan.add_argument("--data", required=True, help="dataset id or name, or demo:<name>")
+    plan.add_argument("--data", help="dataset id or name, or demo:<name> (required unless --explain)")
     plan.add_argument("--task", default="chat", help="chat | domain | style | extraction | preference | pretrain")
     plan.add_argument("--level", default="L2", help="L1 style/format · L2 domain knowledge · L3 complex instructions")
-    plan.add_argument("--set", action="append", metavar="KEY=VALUE", help="keep this setting as given")
+    plan.add_argument("--set", action="append", metavar="KEY=VALUE",
+                      help="keep this setting as given (--explain lists the settings)")
+    plan.add_argument("--explain", nargs="?", const="", metavar="SETTING",
+                      help="what each setting accepts, its default and its help; or one setting's, at length")
     plan.add_argument("--out", help="write the plan YAML here (for `easytune train --config`)")
     plan.set_defaults(func=cmd_plan)
 
@@ -582,7 +600,8 @@ def build_parser() -> argparse.ArgumentParser:
     jobs.add_argument("job", nargs="?")
     jobs.add_argument("--state", default=None, help="only jobs in this state (list)")
     jobs.add_argument("--set", action="append", metavar="KEY=VALUE",
-                      help="change this plan setting (clone; resume: learning_rate, retention_ratio, forgetting_guard)")
+                      help="change this plan setting (clone; resume: learning_rate, retention_ratio, "
+                           "forgetting_guard); `easytune plan --explain` lists the settings")
     jobs.add_argument("--suggest", choices=("retention", "lower_lr", "less_memory"),
                       help="(clone, resume) knowledge-retention mode at half the learning rate, 0.3 × the "
                            "learning rate, or (clone) half the batch / gradient checkpointing after running "

@@ -1,5 +1,7 @@
 """The CLI's reporting commands speak JSON for scripts and the user's language for people."""
 
+import json
+
 from support import cli, cli_json
 
 
@@ -21,3 +23,23 @@ def test_unknown_job_is_a_clear_error_in_both_languages(home):
 
 def test_jobs_list_is_empty_json_on_a_new_home(home):
     assert cli_json("jobs", "list", home=home) == []
+
+
+def test_plan_explain_gives_a_settings_help_from_the_catalog(home):
+    from easytune.i18n import t
+    from easytune.plan.schema import plan_fields
+
+    entry = cli_json("plan", "--explain", "learning_rate", home=home)
+    assert entry["help"] == t("plan.field.learning_rate", "en") and entry["default"] == 0.0002
+    assert [e["name"] for e in cli_json("plan", "--explain", home=home)] == [f.name for f in plan_fields()]
+    zh = cli("plan", "--explain", "learning_rate", home=home, lang="zh").stdout
+    assert t("plan.field.learning_rate", "zh") in zh and t("planner.why.learning_rate", "zh") in zh
+
+
+def test_plan_set_errors_name_the_setting_and_the_way_out(home):
+    typo = cli("plan", "--data", "demo:shop_faq_en", "--set", "learning_rte=0.1", "--json", home=home, check=False)
+    assert typo.returncode == 2 and json.loads(typo.stdout)["error"] == "plan.unknown_key"
+    assert "learning_rate" in typo.stderr and "easytune plan --explain" in typo.stderr
+    bare = cli("plan", "--data", "demo:shop_faq_en", "--set", "learning_rate", home=home, check=False)
+    assert bare.returncode == 2 and "KEY=VALUE" in bare.stderr and "Traceback" not in bare.stderr
+    assert "--data" in cli("plan", home=home, check=False).stderr

@@ -2,7 +2,7 @@
 
 Each field carries its default, its allowed range or choices and its UI group in `metadata`; its
 help text lives in the message catalogs as `plan.field.<name>` (zh + en). The YAML a job runs
-from, the expert form in the UI and the explanation texts are all generated from these fields.
+from, the expert form in the UI and `easytune plan --explain` are all generated from these fields.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import yaml
 
-from easytune.i18n import UserError, t
+from easytune.i18n import UserError, catalog, t
 
 PLAN_VERSION = 1
 
@@ -24,44 +24,46 @@ def setting(default, *, lo=None, hi=None, choices=None, group="training"):
 
 @dataclass
 class TrainingPlan:
+    # A setting's help is its catalog entry `plan.field.<name>` (field_help), never a comment here: the
+    # YAML comments, the expert form and `easytune plan --explain` all show that one text.
     # what to train
-    model: str = setting("easytune-tiny", group="data")  # built-in name, local folder or hub id
-    dataset: str = setting("demo:shop_faq_zh", group="data")  # demo:<name>, dataset id or name, or a data file
+    model: str = setting("easytune-tiny", group="data")
+    dataset: str = setting("demo:shop_faq_zh", group="data")
     # how
-    method: str = setting("lora", choices=("lora", "qlora", "full"), group="method")  # qlora: on a 4-bit base (CUDA)
+    method: str = setting("lora", choices=("lora", "qlora", "full"), group="method")
     lora_r: int = setting(8, lo=1, hi=256, group="method")
-    lora_alpha: int = setting(16, lo=1, hi=1024, group="method")  # scale = alpha / r
+    lora_alpha: int = setting(16, lo=1, hi=1024, group="method")
     lora_dropout: float = setting(0.05, lo=0.0, hi=0.5, group="method")
     target_modules: str = setting("all_linear", choices=("all_linear", "attention", "attention_qkv"),
                                   group="method")
     # optimisation
     learning_rate: float = setting(2e-4, lo=1e-7, hi=1e-1)
     epochs: float = setting(3.0, lo=0.01, hi=1000.0)
-    max_steps: int = setting(0, lo=0, hi=10_000_000)  # 0: derived from epochs
+    max_steps: int = setting(0, lo=0, hi=10_000_000)
     batch_size: int = setting(4, lo=1, hi=4096)
-    grad_accum: int = setting(1, lo=1, hi=1024)  # effective batch = batch_size * grad_accum
-    max_seq_len: int = setting(512, lo=16, hi=1_048_576)  # tokens; longer rows are cut
+    grad_accum: int = setting(1, lo=1, hi=1024)
+    max_seq_len: int = setting(512, lo=16, hi=1_048_576)
     warmup_ratio: float = setting(0.05, lo=0.0, hi=0.5)
     scheduler: str = setting("cosine", choices=("cosine", "linear", "constant"))
     weight_decay: float = setting(0.0, lo=0.0, hi=1.0)
-    val_ratio: float = setting(0.1, lo=0.0, hi=0.5)  # share of rows held out for validation
-    eval_every: int = setting(0, lo=0, hi=10_000_000)  # steps; 0: about ten evaluations per run
+    val_ratio: float = setting(0.1, lo=0.0, hi=0.5)
+    eval_every: int = setting(0, lo=0, hi=10_000_000)
     seed: int = setting(42, lo=0, hi=2**31 - 1)
-    retention_ratio: float = setting(0.0, lo=0.0, hi=0.9)  # share of general text mixed into training
-    forgetting_guard: bool = setting(True)  # pause when the model forgets too much general knowledge
-    # what is learned: supervised answers, preference pairs, or every token of raw text
-    objective: str = setting("auto", choices=("auto", "sft", "dpo", "kto", "pretrain"), group="method")  # auto: by data
-    dpo_beta: float = setting(0.1, lo=0.001, hi=10.0, group="method")  # DPO: how far from the base model it may go
+    retention_ratio: float = setting(0.0, lo=0.0, hi=0.9)
+    forgetting_guard: bool = setting(True)
+    # what is learned
+    objective: str = setting("auto", choices=("auto", "sft", "dpo", "kto", "pretrain"), group="method")
+    dpo_beta: float = setting(0.1, lo=0.001, hi=10.0, group="method")
     # checkpoints
-    save_every: int = setting(0, lo=0, hi=10_000_000)  # steps between checkpoints; 0: at each evaluation
-    keep_checkpoints: int = setting(2, lo=1, hi=1000)  # latest checkpoints kept (the best one is kept too)
-    keep_best: bool = setting(True)  # deliver the weights with the lowest validation loss, not the last ones
+    save_every: int = setting(0, lo=0, hi=10_000_000)
+    keep_checkpoints: int = setting(2, lo=1, hi=1000)
+    keep_best: bool = setting(True)
     # where
     device: str = setting("auto", choices=("auto", "cpu", "cuda", "mps", "xpu"), group="hardware")
     precision: str = setting("auto", choices=("auto", "fp32", "bf16", "fp16"), group="hardware")
-    packing: bool = setting(True, group="hardware")  # join examples end to end: no compute spent on padding
-    grad_checkpointing: bool = setting(False, group="hardware")  # recompute activations: less memory, ~30% slower
-    num_processes: int = setting(1, lo=1, hi=256, group="hardware")  # >1: data-parallel processes (DDP)
+    packing: bool = setting(True, group="hardware")
+    grad_checkpointing: bool = setting(False, group="hardware")
+    num_processes: int = setting(1, lo=1, hi=256, group="hardware")
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -76,8 +78,7 @@ class TrainingPlan:
         known = {f.name for f in fields(cls)}
         for key in data:
             if key not in known:
-                close = difflib.get_close_matches(str(key), known, n=1)
-                raise UserError("plan.unknown_key", key=key, hint=close[0] if close else "—")
+                raise unknown_setting(key)
         return cls(**data)
 
     @classmethod
@@ -103,7 +104,7 @@ class TrainingPlan:
         for f in fields(self):
             value = yaml.safe_dump({f.name: getattr(self, f.name)}, allow_unicode=True,
                                    default_flow_style=True, width=1_000_000).strip()[1:-1]
-            lines.append(f"{value}  # {t('plan.field.' + f.name, lang)}")
+            lines.append(f"{value}  # {field_help(f.name, lang)}")
         return "\n".join(lines) + "\n"
 
     def save(self, path: Path, lang: str = "en") -> None:
@@ -134,3 +135,22 @@ def _checked(f, value):
 def plan_fields():
     """The settings in declaration order, for code that generates forms, flags and docs."""
     return fields(TrainingPlan)
+
+
+def field_help(name: str, lang: str | None = "zh") -> str:
+    """A setting's help, from its one catalog entry per language."""
+    return t(f"plan.field.{name}", lang)
+
+
+def shown_value(name: str, value, lang: str) -> str:
+    """A plan value in the user's words (yes/no, "all linear layers"); numbers and names as they are."""
+    key = f"plan.value.bool.{value}" if isinstance(value, bool) else f"plan.value.{name}.{value}"
+    return t(key, lang) if key in catalog(lang) else str(value)
+
+
+def unknown_setting(key) -> UserError:
+    """The error for a name that is no setting, wherever it was written (a plan file, --set, --explain)."""
+    close = difflib.get_close_matches(str(key), [f.name for f in fields(TrainingPlan)], n=1)
+    if close:
+        return UserError("plan.unknown_key", key=key, hint=close[0])
+    return UserError("plan.unknown_key_no_hint", key=key)

@@ -18,7 +18,7 @@ import gradio as gr
 from easytune import datasets, jobs
 from easytune.i18n import UserError, t
 from easytune.plan import planner
-from easytune.plan.schema import TrainingPlan
+from easytune.plan.schema import TrainingPlan, field_help, shown_value
 from easytune.plan.service import make_plan
 from easytune.settings import PRESETS_DIR, Settings
 from easytune.train.events import ACTIVE_STATES
@@ -204,14 +204,6 @@ def plan_summary(proposal, lang: str) -> str:
     lines.append('<ul class="et-plan-list">' + "".join(items) + "</ul>")  # one line: one HTML block
     lines += [f"\n> ⚠️ {w['text']}" for w in report["warnings"]]  # a blank line apart: one line each
     return "\n".join(lines)
-
-
-def shown_value(name: str, value, lang: str) -> str:
-    """A plan value in the user's words (yes/no, "all linear layers"); numbers and names as they are."""
-    from easytune.i18n import catalog
-
-    key = f"plan.value.bool.{value}" if isinstance(value, bool) else f"plan.value.{name}.{value}"
-    return t(key, lang) if key in catalog(lang) else str(value)
 
 
 # ---- the builder ---------------------------------------------------------------------------------
@@ -576,7 +568,7 @@ def _has_name(name: str) -> bool:
 def _field_input(f, value, T: Texts):
     """One expert-form input, generated from the TrainingPlan field: its type, range and help, labelled in the
     user's words with the YAML name beside it, its choices in the user's words too."""
-    texts = {"info": f"plan.field.{f.name}",
+    texts = {"info": lambda lang, name=f.name: field_help(name, lang),
              "label": lambda lang, name=f.name: f"{t('planner.field_name.' + name, lang)} · {name}"}
     meta = f.metadata
     if meta["choices"]:
