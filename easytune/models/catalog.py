@@ -1,7 +1,7 @@
 """The model catalog (presets/models.yaml): base models offered by name, with what they are good
 for and their architecture numbers, so memory fit can be estimated before anything is downloaded.
 
-    load_catalog()                  -> [CatalogEntry], checked against the schema below
+    load_catalog()                  -> [CatalogEntry], read through ModelCatalog (the shared preset checker)
     get_entry("qwen2.5-0.5b-instruct") or get_entry("Qwen/Qwen2.5-0.5B-Instruct")
     list_catalog(settings, registered={"qwen2.5-0.5b-instruct": "/data/qwen"})
                                     -> [CatalogItem]: each entry, and whether and where it is on disk
@@ -12,53 +12,114 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
-from functools import lru_cache
+from functools import cached_property
 from pathlib import Path
-from typing import Any
-
-import yaml
+from typing import Any, Literal
 
 from easytune import settings as settings_module
 from easytune.models.estimate import ModelShape
+from easytune.presets import PresetError, bounds, check_preset, load_preset
 
-SCHEMA_VERSION = 1
 ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9.\-]*$")
 HUB_PATTERN = re.compile(r"^[A-Za-z0-9][\w.\-]*/[\w.\-]+$")
 LANG_PATTERN = re.compile(r"^[a-z]{2,3}$")
 PARAMS_TOLERANCE = 0.01  # params_b must agree with the count from the shape within 1 %
 
-FIELDS: dict[str, tuple[type | tuple[type, ...], bool]] = {  # name: (type, required)
-    "id": (str, True),
-    "name": (str, True),
-    "hub_id": (str, True),
-    "model_type": (str, True),
-    "modelscope_id": (str, False),
-    "params_b": ((int, float), True),
-    "license": (str, True),
-    "gated": (bool, True),
-    "languages": (list, True),
-    "context_length": (int, True),
-    "chat_template": (str, True),
-    "good_for_zh": (str, True),
-    "good_for_en": (str, True),
-    "shape": (dict, True),
-}
-SHAPE_FIELDS: dict[str, tuple[type, bool]] = {
-    "layers": (int, True),
-    "hidden": (int, True),
-    "intermediate": (int, True),
-    "heads": (int, True),
-    "kv_heads": (int, True),
-    "vocab": (int, True),
-    "head_dim": (int, False),
-    "tie_embeddings": (bool, True),
-    "qk_norm": (bool, False),
-    "gated_mlp": (bool, False),
-}
 
-
-class CatalogError(ValueError):
+class CatalogError(PresetError):
     """The catalog file breaks its schema (a packaging error, not something a user can fix)."""
+
+
+# ---------------------------------------------------------------------------------------------
+# the file, as the preset checker reads it (presets/models.yaml's header explains each field)
+
+
+@dataclass(frozen=True)
+class CatalogShape:
+    layers: int = bounds(ge=1)
+    hidden: int = bounds(ge=1)
+    intermediate: int = bounds(ge=1)
+    heads: int = bounds(ge=1)
+    kv_heads: int = bounds(ge=1)
+    vocab: int = bounds(ge=1)
+    tie_embeddings: bool
+    head_dim: int | None = bounds(None, ge=1)
+    qk_norm: bool | None = None
+    gated_mlp: bool | None = None
+
+    def numbers(self) -> tuple[tuple[str, Any], ...]:
+        """The numbers the file gives (absent optional ones are left to ModelShape's defaults)."""
+        return tuple(sorted((k, v) for k, v in asdict(self).items() if v is not None))
+
+
+@dataclass(frozen=True)
+class CatalogModel:
+    id: str
+    name: str
+    hub_id: str
+    model_type: str
+    params_b: float = bounds(gt=0)
+    license: str
+    gated: bool
+    languages: tuple[str, ...]
+    context_length: int = bounds(ge=1)
+    chat_template: str
+    good_for_zh: str
+    good_for_en: str
+    shape: CatalogShape
+    modelscope_id: str | None = None
+
+    def __post_init__(self) -> None:
+        problems = []
+        if not ID_PATTERN.match(self.id):
+            problems.append("id must be lower case letters, digits, '.' and '-'")
+        if not HUB_PATTERN.match(self.hub_id):
+            problems.append("hub_id must look like owner/name")
+        if self.modelscope_id and not HUB_PATTERN.match(self.modelscope_id):
+            problems.append("modelscope_id must look like owner/name")
+        if not self.languages or not all(LANG_PATTERN.match(x) for x in self.languages):
+            problems.append("languages must be ISO 639-1 codes")
+        if not self.good_for_zh.strip() or not self.good_for_en.strip():
+            problems.append("good_for_zh and good_for_en must not be empty")
+        if self.shape.heads % self.shape.kv_heads:
+            problems.append("heads must be a multiple of kv_heads")
+        else:
+            counted = ModelShape(**dict(self.shape.numbers())).num_parameters / 1e9
+            if abs(counted - self.params_b) > PARAMS_TOLERANCE * self.params_b:
+                problems.append(f"params_b {self.params_b:g} disagrees with the shape ({counted:.2f}B)")
+        if problems:
+            raise ValueError(f"{self.id}: " + "; ".join(problems))
+
+    def entry(self) -> CatalogEntry:
+        return CatalogEntry(
+            id=self.id, name=self.name, hub_id=self.hub_id, model_type=self.model_type, params_b=self.params_b,
+            license=self.license, gated=self.gated, languages=self.languages, context_length=self.context_length,
+            chat_template=self.chat_template, good_for_zh=self.good_for_zh.strip(),
+            good_for_en=self.good_for_en.strip(), shape_numbers=self.shape.numbers(),
+            modelscope_id=self.modelscope_id)
+
+
+@dataclass(frozen=True)
+class ModelCatalog:
+    schema: Literal[1]
+    models: tuple[CatalogModel, ...]
+
+    def __post_init__(self) -> None:
+        if not self.models:
+            raise ValueError("models must be a non-empty list")
+        for key in ("id", "hub_id"):
+            names = [getattr(m, key) for m in self.models]
+            twice = sorted({n for n in names if names.count(n) > 1})
+            if twice:
+                raise ValueError(f"duplicate {key}: {', '.join(twice)}")
+
+    @cached_property
+    def entries(self) -> tuple[CatalogEntry, ...]:
+        return tuple(model.entry() for model in self.models)
+
+
+# ---------------------------------------------------------------------------------------------
+# what the product reads
 
 
 @dataclass(frozen=True)
@@ -97,93 +158,18 @@ class CatalogEntry:
         return data
 
 
-def _check_fields(where: str, data: Any, spec: dict, problems: list[str]) -> None:
-    if not isinstance(data, dict):
-        problems.append(f"{where}: expected a mapping")
-        return
-    for key in data:
-        if key not in spec:
-            problems.append(f"{where}: unknown field {key!r}")
-    for key, (kind, required) in spec.items():
-        if key not in data or data[key] is None:
-            if required:
-                problems.append(f"{where}: missing {key!r}")
-            continue
-        value = data[key]
-        if kind is int and isinstance(value, bool) or not isinstance(value, kind):
-            problems.append(f"{where}: {key!r} should be {getattr(kind, '__name__', kind)}, got {value!r}")
-
-
-def validate_catalog(data: Any) -> list[CatalogEntry]:
-    """Check parsed YAML against the schema; raise CatalogError listing every problem."""
-    problems: list[str] = []
-    if not isinstance(data, dict) or data.get("schema") != SCHEMA_VERSION:
-        raise CatalogError(f"catalog: expected `schema: {SCHEMA_VERSION}` and a `models:` list")
-    models = data.get("models")
-    if not isinstance(models, list) or not models:
-        raise CatalogError("catalog: `models` must be a non-empty list")
-    entries, seen_ids, seen_hub = [], set(), set()
-    for index, item in enumerate(models):
-        where = f"models[{index}]" + (f" ({item.get('id')})" if isinstance(item, dict) else "")
-        before = len(problems)
-        _check_fields(where, item, FIELDS, problems)
-        if len(problems) > before:
-            continue
-        _check_fields(f"{where}.shape", item["shape"], SHAPE_FIELDS, problems)
-        if len(problems) > before:
-            continue
-        if not ID_PATTERN.match(item["id"]):
-            problems.append(f"{where}: id must be lower case letters, digits, '.' and '-'")
-        if not HUB_PATTERN.match(item["hub_id"]):
-            problems.append(f"{where}: hub_id must look like owner/name")
-        if item.get("modelscope_id") and not HUB_PATTERN.match(item["modelscope_id"]):
-            problems.append(f"{where}: modelscope_id must look like owner/name")
-        if item["id"] in seen_ids or item["hub_id"] in seen_hub:
-            problems.append(f"{where}: duplicate id or hub_id")
-        seen_ids.add(item["id"])
-        seen_hub.add(item["hub_id"])
-        if not item["languages"] or not all(isinstance(x, str) and LANG_PATTERN.match(x)
-                                            for x in item["languages"]):
-            problems.append(f"{where}: languages must be ISO 639-1 codes")
-        if not item["good_for_zh"].strip() or not item["good_for_en"].strip():
-            problems.append(f"{where}: good_for_zh and good_for_en must not be empty")
-        shape = item["shape"]
-        if any(shape[k] <= 0 for k in ("layers", "hidden", "intermediate", "heads", "kv_heads", "vocab")):
-            problems.append(f"{where}: shape numbers must be positive")
-            continue
-        if shape["heads"] % shape["kv_heads"]:
-            problems.append(f"{where}: heads must be a multiple of kv_heads")
-        if item["params_b"] <= 0 or item["context_length"] <= 0:
-            problems.append(f"{where}: params_b and context_length must be positive")
-            continue
-        counted = ModelShape(**shape).num_parameters / 1e9
-        if abs(counted - item["params_b"]) > PARAMS_TOLERANCE * item["params_b"]:
-            problems.append(f"{where}: params_b {item['params_b']} disagrees with the shape ({counted:.2f}B)")
-        entries.append(CatalogEntry(
-            id=item["id"], name=item["name"], hub_id=item["hub_id"], model_type=item["model_type"],
-            params_b=float(item["params_b"]),
-            license=item["license"], gated=item["gated"], languages=tuple(item["languages"]),
-            context_length=item["context_length"], chat_template=item["chat_template"],
-            good_for_zh=item["good_for_zh"].strip(), good_for_en=item["good_for_en"].strip(),
-            shape_numbers=tuple(sorted(shape.items())), modelscope_id=item.get("modelscope_id")))
-    if problems:
-        raise CatalogError("catalog:\n  " + "\n  ".join(problems))
-    return entries
+def validate_catalog(data: Any, file: str = "models.yaml") -> list[CatalogEntry]:
+    """Parsed catalog YAML → its entries; raises CatalogError naming every bad key."""
+    return list(check_preset(ModelCatalog, data, file, CatalogError).entries)
 
 
 def catalog_path() -> Path:
     return settings_module.PRESETS_DIR / "models.yaml"
 
 
-@lru_cache(maxsize=8)
-def _load(path: str, mtime: float) -> tuple[CatalogEntry, ...]:
-    data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-    return tuple(validate_catalog(data))
-
-
 def load_catalog(path: str | Path | None = None) -> list[CatalogEntry]:
-    path = Path(path) if path else catalog_path()
-    return list(_load(str(path), path.stat().st_mtime))
+    """The catalog's entries, checked; read again when the file changes."""
+    return list(load_preset(ModelCatalog, path or catalog_path(), CatalogError).entries)
 
 
 def get_entry(key: str, catalog: Iterable[CatalogEntry] | None = None) -> CatalogEntry | None:

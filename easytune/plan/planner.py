@@ -5,7 +5,7 @@ for every value.
             model_info=info.to_dict(), data_stats=report.to_dict(), hardware=probe().to_dict())
         -> Proposal(plan, reasons, user_set, warnings, estimates)
 
-The rules are data, in presets/intents.yaml (checked by `validate_intents` on load). The planner
+The rules are data, in presets/intents.yaml (read through easytune/plan/rules.py). The planner
 works in the order the settings depend on each other: data → validation split → device → sequence
 length → method → number format → adapter shape → learning rate → batch (from the memory estimator)
 → knowledge retention → epochs → time, disk and memory estimates. A setting the user gave in
@@ -23,11 +23,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
-from functools import lru_cache
-from pathlib import Path
 from typing import Any
-
-import yaml
 
 from easytune.datasets import import_share
 from easytune.i18n import UserError, t
@@ -43,205 +39,19 @@ from easytune.models.estimate import (
     verdict,
 )
 from easytune.models.hardware import GpuInfo, Hardware
+from easytune.plan.rules import (  # noqa: F401  (INTENTS_PATH, IntentsError, validate_intents: public names)
+    INTENTS_PATH,
+    LEVELS,
+    TASKS,
+    Intents,
+    IntentsError,
+    load_intents,
+    validate_intents,
+)
 from easytune.plan.schema import TrainingPlan
 
-INTENTS_PATH = Path(__file__).resolve().parents[2] / "presets" / "intents.yaml"
-SCHEMA_VERSION = 1
-TASKS = ("chat", "domain", "style", "extraction", "preference", "pretrain")
-LEVELS = ("L1", "L2", "L3")
-DATA_KINDS = ("sft", "preference", "kto", "text")
-SCOPES = ("attention_qkv", "attention", "all_linear")
 WIDER = {"attention_qkv": "attention", "attention": "all_linear"}
 DEVICE_NAMES = {"cpu": "CPU", "cuda": "GPU", "mps": "Apple MPS", "xpu": "Intel XPU"}
-
-
-class IntentsError(ValueError):
-    """presets/intents.yaml breaks its schema (a packaging error, not something a user can fix)."""
-
-
-# ---------------------------------------------------------------------------------------------
-# the rules file
-
-
-def _number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def validate_intents(data: Any) -> dict:
-    """Check parsed intents YAML; raise IntentsError listing every problem. Returns the data."""
-    problems: list[str] = []
-
-    def need(where: str, mapping: Any, key: str, check, what: str) -> None:
-        if not isinstance(mapping, dict) or key not in mapping:
-            problems.append(f"{where}: missing {key!r}")
-        elif not check(mapping[key]):
-            problems.append(f"{where}.{key}: expected {what}, got {mapping[key]!r}")
-
-    def positive(v) -> bool:
-        return _number(v) and v > 0
-
-    def share(v) -> bool:
-        return _number(v) and 0 <= v <= 1
-
-    if not isinstance(data, dict) or data.get("schema") != SCHEMA_VERSION:
-        raise IntentsError(f"intents: expected `schema: {SCHEMA_VERSION}` at the top")
-    sections = ("levels", "tasks", "data_size", "steps", "model_size", "method", "retention", "seq_len",
-                "memory", "validation", "throughput", "disk", "small_model")
-    for key in data:
-        if key not in sections and key != "schema":
-            problems.append(f"intents: unknown section {key!r}")
-    for key in sections:
-        if key not in data:
-            problems.append(f"intents: missing section {key!r}")
-    if problems:
-        raise IntentsError("; ".join(problems))
-
-    levels = data["levels"]
-    if not isinstance(levels, dict) or set(levels) != set(LEVELS):
-        problems.append(f"levels: expected exactly {', '.join(LEVELS)}")
-    else:
-        level_keys = {"r_range", "lora_r", "target_modules", "learning_rate", "lr_range", "warmup_ratio",
-                      "scheduler"}
-        for name, row in levels.items():
-            where = f"levels.{name}"
-            if not isinstance(row, dict):
-                problems.append(f"{where}: expected a mapping")
-                continue
-            for key in row:
-                if key not in level_keys:
-                    problems.append(f"{where}: unknown field {key!r}")
-            need(where, row, "r_range", lambda v: isinstance(v, list) and len(v) == 2
-                 and all(isinstance(x, int) and x >= 1 for x in v) and v[0] <= v[1], "[low, high] ranks")
-            need(where, row, "lora_r", lambda v: isinstance(v, int) and v >= 1, "a rank")
-            need(where, row, "target_modules", lambda v: v in SCOPES, f"one of {SCOPES}")
-            need(where, row, "learning_rate", positive, "a positive number")
-            need(where, row, "lr_range", lambda v: isinstance(v, list) and len(v) == 2
-                 and all(positive(x) for x in v) and v[0] <= v[1], "[low, high]")
-            need(where, row, "warmup_ratio", lambda v: _number(v) and 0 <= v <= 0.5, "0 … 0.5")
-            need(where, row, "scheduler", lambda v: v in ("cosine", "linear", "constant"),
-                 "cosine, linear or constant")
-            if not problems and not row["r_range"][0] <= row["lora_r"] <= row["r_range"][1]:
-                problems.append(f"{where}: lora_r outside r_range")
-            if not problems and not row["lr_range"][0] <= row["learning_rate"] <= row["lr_range"][1]:
-                problems.append(f"{where}: learning_rate outside lr_range")
-
-    tasks = data["tasks"]
-    task_keys = {"needs": lambda v: isinstance(v, list) and v and all(k in DATA_KINDS for k in v),
-                 "lr_factor": positive, "epochs_factor": positive, "retention_ratio": lambda v: _number(v)
-                 and 0 < v < 0.9,
-                 "max_epochs": positive, "rank": lambda v: v in ("upper", "lower"),
-                 "target_modules": lambda v: v in SCOPES, "lora_dropout_min": lambda v: _number(v)
-                 and 0 <= v <= 0.5, "keep_long_rows": lambda v: isinstance(v, bool),
-                 "split_long_rows": lambda v: isinstance(v, bool),
-                 "suggest_level": lambda v: v in LEVELS, "full_allowed": lambda v: isinstance(v, bool),
-                 "sequences_per_row": lambda v: isinstance(v, int) and v >= 1,
-                 "reference_forward": lambda v: isinstance(v, bool),
-                 "method_needed": lambda v: (isinstance(v, str) and v.isidentifier()) or (
-                     isinstance(v, dict) and v and all(k in DATA_KINDS and isinstance(x, str) for k, x in v.items()))}
-    if not isinstance(tasks, dict) or set(tasks) != set(TASKS):
-        problems.append(f"tasks: expected exactly {', '.join(TASKS)}")
-    else:
-        for name, row in tasks.items():
-            where = f"tasks.{name}"
-            if not isinstance(row, dict) or "needs" not in row:
-                problems.append(f"{where}: expected a mapping with `needs`")
-                continue
-            for key, value in row.items():
-                if key not in task_keys:
-                    problems.append(f"{where}: unknown field {key!r}")
-                elif not task_keys[key](value):
-                    problems.append(f"{where}.{key}: bad value {value!r}")
-
-    rows = data["data_size"]
-    if not isinstance(rows, list) or not rows:
-        problems.append("data_size: expected a list of rows")
-    else:
-        last = 0
-        for i, row in enumerate(rows):
-            where = f"data_size[{i}]"
-            if not isinstance(row, dict):
-                problems.append(f"{where}: expected a mapping")
-                continue
-            if set(row) != {"max_rows", "epochs", "effective_batch", "lora_dropout", "rank"}:
-                problems.append(f"{where}: expected max_rows, epochs, effective_batch, lora_dropout, rank")
-                continue
-            bound = row["max_rows"]
-            if i == len(rows) - 1:
-                if bound is not None:
-                    problems.append(f"{where}: the last row must have max_rows: null")
-            elif not (isinstance(bound, int) and bound > last):
-                problems.append(f"{where}: max_rows must be increasing integers")
-            else:
-                last = bound
-            need(where, row, "epochs", positive, "a positive number")
-            need(where, row, "effective_batch", lambda v: isinstance(v, int) and v >= 1, "a batch size")
-            need(where, row, "lora_dropout", lambda v: _number(v) and 0 <= v <= 0.5, "0 … 0.5")
-            need(where, row, "rank", lambda v: v in ("upper", "lower"), "upper or lower")
-
-    numbers = {
-        "steps": ("min_steps", "max_epochs", "tiny_rows", "unknown_rows_epochs"),
-        "model_size": ("reference_params", "exponent", "max_factor", "max_learning_rate", "max_rank_share",
-                       "min_rank"),
-        "seq_len": ("template_tokens", "estimated_margin", "long_tail_ratio", "round_to", "min", "max",
-                    "fallback", "fallback_context", "text_chunk"),
-        "retention": ("guard_min_params",),
-        "small_model": ("max_params", "learning_rate", "epochs_factor", "retention_ratio", "min_rank"),
-        "memory": ("min_seq_len",),
-        "validation": ("ratio", "max_rows", "min_ratio", "min_rows", "best_min_rows"),
-        "throughput": ("cpu_gflops_per_core", "cuda_fp32_tflops", "mps_tflops", "xpu_tflops", "evaluations",
-                       "slow_hours", "startup_s", "load_mb_per_s"),
-        "disk": ("fixed_mib", "headroom"),
-    }
-    for section, keys in numbers.items():
-        for key in keys:
-            need(section, data[section], key, positive, "a positive number")
-    for key in ("ratio", "min_ratio"):
-        need("validation", data["validation"], key, share, "a share 0 … 1")
-    for key in ("retention_ratio", "lora_dropout"):
-        need("small_model", data["small_model"], key, share, "a share 0 … 1")
-    devices = ("cpu", "mps", "cuda", "xpu")
-    need("memory", data["memory"], "micro_batch_cap", lambda v: isinstance(v, dict) and set(v) == set(devices)
-         and all(isinstance(x, int) and x >= 1 for x in v.values()), f"a batch per device ({devices})")
-    need("throughput", data["throughput"], "step_overhead_s", lambda v: isinstance(v, dict)
-         and set(v) == set(devices) and all(_number(x) and x >= 0 for x in v.values()), "seconds per device")
-    need("throughput", data["throughput"], "calibrated_share", lambda v: isinstance(v, dict)
-         and set(v) == {*devices, "cpu_bf16"} and all(share(x) and x > 0 for x in v.values()),
-         "a share per device, and cpu_bf16")
-    need("throughput", data["throughput"], "cuda_tflops", lambda v: isinstance(v, list) and v and all(
-        isinstance(r, dict) and set(r) == {"min_gb", "bf16"} and _number(r["min_gb"]) and positive(r["bf16"])
-        for r in v), "a list of {min_gb, bf16}")
-    retention = data["retention"]
-    need("retention", retention, "ratio", lambda v: _number(v) and 0 <= v <= 0.9, "a share 0 … 0.9")
-    need("retention", retention, "tasks", lambda v: isinstance(v, list) and all(x in TASKS for x in v),
-         "a list of tasks")
-    need("retention", retention, "levels", lambda v: isinstance(v, list) and all(x in LEVELS for x in v),
-         f"a list of levels ({', '.join(LEVELS)})")
-    need("retention", retention, "methods", lambda v: isinstance(v, list)
-         and all(x in ("lora", "qlora", "full") for x in v),
-         "a list of methods")
-    full = data["method"].get("full") if isinstance(data["method"], dict) else None
-    if not isinstance(full, dict):
-        problems.append("method: missing 'full'")
-    else:
-        for key in ("max_params", "min_rows", "max_memory_share", "lr_factor"):
-            need("method.full", full, key, positive, "a positive number")
-        need("method.full", full, "weight_decay", lambda v: _number(v) and 0 <= v <= 1, "0 … 1")
-        need("method.full", full, "levels", lambda v: isinstance(v, list) and all(x in LEVELS for x in v),
-             "a list of levels")
-    if problems:
-        raise IntentsError("; ".join(problems))
-    return data
-
-
-@lru_cache(maxsize=4)
-def _load(path: str, mtime: float) -> dict:
-    return validate_intents(yaml.safe_load(Path(path).read_text(encoding="utf-8")))
-
-
-def load_intents(path: str | Path | None = None) -> dict:
-    """The rules from presets/intents.yaml (or `path`), checked against the schema."""
-    path = Path(path or INTENTS_PATH)
-    return _load(str(path), path.stat().st_mtime)
 
 
 def choices() -> dict:
@@ -249,7 +59,7 @@ def choices() -> dict:
     rules = load_intents()
     return {
         "tasks": [{"id": k, "label": f"planner.task.{k}", "help": f"planner.task_help.{k}",
-                   "needs": list(rules["tasks"][k]["needs"])} for k in TASKS],
+                   "needs": list(rules.tasks[k].needs)} for k in TASKS],
         "levels": [{"id": k, "label": f"planner.level.{k}", "help": f"planner.level_help.{k}"} for k in LEVELS],
     }
 
@@ -472,17 +282,17 @@ def _share_over(tokens: dict | None, length: int) -> float | None:
 class _Planner:
     """One proposal. Methods run in dependency order; each sets values with a reason."""
 
-    def __init__(self, rules: dict, *, model: str, dataset: str, task: str, level: str, model_info, data_stats,
+    def __init__(self, rules: Intents, *, model: str, dataset: str, task: str, level: str, model_info, data_stats,
                  hardware, overrides: dict | None, tokens_per_s: float | None, matmul_flops: float | None = None,
                  cpu_bf16_flops: float | None = None):
         self.rules = rules
         self.task, self.level = task, level
-        self.task_rules = rules["tasks"][task]
-        self.level_rules = rules["levels"][level]
+        self.task_rules = rules.tasks[task]
+        self.level_rules = rules.levels[level]
         self.model_name, self.dataset_name = model, dataset
         self.info = _as_dict(model_info)
         self.model = _model_view(self.info)
-        self.data = _data_view(_as_dict(data_stats), list(self.task_rules["needs"]), task)
+        self.data = _data_view(_as_dict(data_stats), list(self.task_rules.needs), task)
         self.hw = _hardware(hardware)
         self.tokens_per_s = float(tokens_per_s) if tokens_per_s else None
         self.matmul_flops = float(matmul_flops) if matmul_flops else None
@@ -508,7 +318,7 @@ class _Planner:
     @property
     def small_model(self) -> bool:
         """A toy-sized model (the built-in demo model): the level's light-touch rules teach it nothing."""
-        return bool(self.model.params and self.model.params <= self.rules["small_model"]["max_params"])
+        return bool(self.model.params and self.model.params <= self.rules.small_model.max_params)
 
     def user(self, name: str) -> bool:
         return name in self.overrides
@@ -560,7 +370,7 @@ class _Planner:
             if f.name not in self.values:
                 self.set(f.name, f.default, "planner.reason.default", value=self._show(f.name, f.default))
         plan = TrainingPlan(**self.values)
-        method_needed = self.task_rules.get("method_needed")
+        method_needed = self.task_rules.method_needed
         if isinstance(method_needed, dict):  # by the kind of data: labelled answers (KTO)
             method_needed = method_needed.get(self.data.kind)
         if method_needed:
@@ -591,26 +401,26 @@ class _Planner:
         else:
             self.set("dataset", self.dataset_name, "planner.reason.dataset_unknown", dataset=self.dataset_name)
             self.warn("planner.warn.no_data_stats")
-        suggest = self.task_rules.get("suggest_level")
+        suggest = self.task_rules.suggest_level
         if suggest and LEVELS.index(self.level) < LEVELS.index(suggest):
             self.warn("planner.warn.level_low", level=self.level, suggested=suggest,
                       task_key=f"planner.task.{self.task}")
 
     def plan_validation(self) -> None:
-        rules = self.rules["validation"]
+        rules = self.rules.validation
         d = self.data
         if d.split_val:
             ratio = import_share(d.split_val, d.total or d.rows)
             self.set("val_ratio", ratio, "planner.reason.val_import", val=d.split_val)
         elif not d.known:
-            self.set("val_ratio", rules["ratio"], "planner.reason.val_default_unknown", pct=_pct(rules["ratio"]))
-        elif d.rows < rules["min_rows"]:
+            self.set("val_ratio", rules.ratio, "planner.reason.val_default_unknown", pct=_pct(rules.ratio))
+        elif d.rows < rules.min_rows:
             self.set("val_ratio", 0.0, "planner.reason.val_none", rows=d.rows)
-        elif d.rows * rules["ratio"] > rules["max_rows"]:
-            ratio = max(rules["min_ratio"], round(rules["max_rows"] / d.rows, 4))
+        elif d.rows * rules.ratio > rules.max_rows:
+            ratio = max(rules.min_ratio, round(rules.max_rows / d.rows, 4))
             self.set("val_ratio", ratio, "planner.reason.val_capped", val=int(d.rows * ratio), pct=_pct(ratio))
         else:
-            ratio = rules["ratio"]
+            ratio = rules.ratio
             self.set("val_ratio", ratio, "planner.reason.val_default", val=max(1, int(d.rows * ratio)),
                      pct=_pct(ratio))
         ratio = self.values["val_ratio"]
@@ -619,21 +429,13 @@ class _Planner:
             self.val_rows = d.split_val or int(d.rows * ratio)
         else:
             self.train_rows, self.val_rows = None, None
-        self.size_row = self._size_row(self.train_rows)
+        self.size_row = self.rules.size_row(self.train_rows)
         if self.val_rows == 0:
             self.set("keep_best", False, "planner.reason.keep_best_no_val")
-        elif self.val_rows is not None and self.val_rows < rules["best_min_rows"]:
+        elif self.val_rows is not None and self.val_rows < rules.best_min_rows:
             self.set("keep_best", False, "planner.reason.keep_best_few", val=self.val_rows)
         else:
             self.set("keep_best", True, "planner.reason.keep_best")
-
-    def _size_row(self, rows: int | None) -> dict | None:
-        if rows is None:
-            return None
-        for row in self.rules["data_size"]:
-            if row["max_rows"] is None or rows <= row["max_rows"]:
-                return row
-        return self.rules["data_size"][-1]
 
     def plan_hardware(self) -> None:
         hw = self.hw
@@ -702,27 +504,27 @@ class _Planner:
 
     # --- sequence length -------------------------------------------------------------------
     def plan_seq_len(self) -> None:
-        rules = self.rules["seq_len"]
+        rules = self.rules.seq_len
         context = int(self.model.context) if self.model.context else None
-        cap = min(rules["max"], context or rules["fallback_context"])
+        cap = min(rules.max, context or rules.fallback_context)
         tokens = self.data.tokens
         if not tokens or not tokens.get("p99"):
-            length = min(rules["fallback"], cap)
+            length = min(rules.fallback, cap)
             length = self.set("max_seq_len", length, "planner.reason.seq_unknown", length=length)
             self.typical_tokens, self.padded_tokens = length / 2, length
             return
         p90, p99 = int(tokens.get("p90") or tokens["p99"]), int(tokens["p99"])
-        margin = rules["estimated_margin"] if tokens.get("estimated", True) else 1.0
-        if self.task_rules.get("split_long_rows"):  # raw text: long rows become several pieces, none is lost
-            length = min(cap, rules["text_chunk"], max(rules["min"], _round_up(p99 * margin, rules["round_to"])))
+        margin = rules.estimated_margin if tokens.get("estimated", True) else 1.0
+        if self.task_rules.split_long_rows:  # raw text: long rows become several pieces, none is lost
+            length = min(cap, rules.text_chunk, max(rules.min, _round_up(p99 * margin, rules.round_to)))
             length = self.set("max_seq_len", length, "planner.reason.seq_chunks", length=length)
             self.typical_tokens = min(float(tokens.get("mean") or p90), length)
             self.padded_tokens = min(p90, length)
             return
-        long_tail = p99 > rules["long_tail_ratio"] * max(1, p90) and not self.task_rules.get("keep_long_rows")
+        long_tail = p99 > rules.long_tail_ratio * max(1, p90) and not self.task_rules.keep_long_rows
         basis, quantile = (p90 + (p99 - p90) * 5 / 9, "95") if long_tail else (p99, "99")
-        wanted = (basis + rules["template_tokens"]) * margin
-        length = max(rules["min"], _round_up(wanted, rules["round_to"]))
+        wanted = (basis + rules.template_tokens) * margin
+        length = max(rules.min, _round_up(wanted, rules.round_to))
         key = "planner.reason.seq_long_tail" if long_tail else "planner.reason.seq_from_data"
         params = {"length": min(length, cap), "quantile": quantile, "tokens": int(basis)}
         if length > cap:
@@ -733,8 +535,8 @@ class _Planner:
             key += "_estimated"
         length = self.set("max_seq_len", length, key, **params)
         # what a step really computes: rows are padded to the longest in their batch
-        self.typical_tokens = min(float(tokens.get("mean") or p90) + rules["template_tokens"], length)
-        self.padded_tokens = min(p90 + rules["template_tokens"], length)
+        self.typical_tokens = min(float(tokens.get("mean") or p90) + rules.template_tokens, length)
+        self.padded_tokens = min(p90 + rules.template_tokens, length)
 
     # --- method, adapter, learning rate ----------------------------------------------------
     def _estimate(self, *, method: str, batch: int = 1, seq_len: int | None = None, grad_accum: int = 1,
@@ -742,26 +544,26 @@ class _Planner:
         """Peak memory for `batch` rows (a preference row is two sequences: chosen and rejected)."""
         if self.model.shape is None:
             return None
-        batch *= self.task_rules.get("sequences_per_row", 1)
-        target = self.values.get("target_modules", self.level_rules["target_modules"])
+        batch *= self.task_rules.sequences_per_row
+        target = self.values.get("target_modules", self.level_rules.target_modules)
         dtype = dtype or (self._four_bit_dtype() if method == "qlora" else self.dtype)
         return estimate_memory(self.model.shape, method=method, seq_len=seq_len or self.values["max_seq_len"],
                                batch=batch, dtype=dtype,
                                grad_checkpointing=(self.values.get("grad_checkpointing", False)
                                                    if grad_checkpointing is None else grad_checkpointing),
-                               lora_r=self.values.get("lora_r", self.level_rules["lora_r"]), target=target,
+                               lora_r=self.values.get("lora_r", self.level_rules.rank("upper")), target=target,
                                device=self.device or "cpu", grad_accum=grad_accum,
                                lora_dropout=self.values.get("lora_dropout", 0.05))
 
     def plan_method(self) -> None:
-        rules = self.rules["method"]["full"]
+        rules = self.rules.method.full
         m, d = self.model, self.data
-        small = bool(m.params and m.params <= rules["max_params"])
-        eligible = (small and self.level in rules["levels"] and self.task_rules.get("full_allowed", True)
-                    and d.known and d.rows >= rules["min_rows"])
+        small = bool(m.params and m.params <= rules.max_params)
+        eligible = (small and self.level in rules.levels and self.task_rules.full_allowed
+                    and d.known and d.rows >= rules.min_rows)
         if eligible and self.memory:
             full = self._estimate(method="full", dtype="fp32" if "precision" not in self.overrides else None)
-            if full is not None and full.total <= rules["max_memory_share"] * self.memory:
+            if full is not None and full.total <= rules.max_memory_share * self.memory:
                 self.set("method", "full", "planner.reason.method_full", params=_params_text(m.params),
                          need_gb=_gb(full.total), have_gb=_gb(self.memory))
                 return
@@ -813,24 +615,24 @@ class _Planner:
 
     def plan_adapter(self) -> None:
         full = self.values["method"] == "full"
-        low, high = self.level_rules["r_range"]
+        low, high = self.level_rules.r_range
         self.ranges["lora_r"] = (low, high)
         level_key = f"planner.level.{self.level}"
         if full:
-            r = self.level_rules["lora_r"]
+            r = self.level_rules.rank("upper")
             self.set("lora_r", r, "planner.reason.lora_unused")
         else:
-            pick = self.task_rules.get("rank") or (self.size_row["rank"] if self.size_row else "upper")
+            pick = self.task_rules.rank or (self.size_row.rank if self.size_row else "upper")
             r = high if pick == "upper" else low
-            key = ("planner.reason.lora_r_task" if self.task_rules.get("rank") == "upper"
+            key = ("planner.reason.lora_r_task" if self.task_rules.rank == "upper"
                    else "planner.reason.lora_r_small_data" if pick == "lower" else "planner.reason.lora_r")
             params = {"r": r, "lo": low, "hi": high, "level_key": level_key}
-            rules = self.rules["model_size"]
-            if self.small_model and r < self.rules["small_model"]["min_rank"]:
-                r, key = self.rules["small_model"]["min_rank"], "planner.reason.lora_r_small_model"
+            rules = self.rules.model_size
+            if self.small_model and r < self.rules.small_model.min_rank:
+                r, key = self.rules.small_model.min_rank, "planner.reason.lora_r_small_model"
                 params.update(r=r)
             if self.model.hidden:
-                cap = max(rules["min_rank"], int(self.model.hidden * rules["max_rank_share"]))
+                cap = max(rules.min_rank, int(self.model.hidden * rules.max_rank_share))
                 if r > cap:
                     r, key = cap, "planner.reason.lora_r_narrow"
                     params.update(r=r, hidden=self.model.hidden)
@@ -843,29 +645,29 @@ class _Planner:
             self.set("lora_alpha", 2 * r, "planner.reason.lora_alpha", alpha=2 * r, r=r)
 
         # dropout: by data size, with the task's floor
-        floor = self.task_rules.get("lora_dropout_min", 0.0)
+        floor = self.task_rules.lora_dropout_min
         if full:
             self.set("lora_dropout", 0.05, "planner.reason.lora_unused")
-        elif self.small_model and floor <= self.rules["small_model"]["lora_dropout"]:
-            value = self.rules["small_model"]["lora_dropout"]
+        elif self.small_model and floor <= self.rules.small_model.lora_dropout:
+            value = self.rules.small_model.lora_dropout
             self.set("lora_dropout", value, "planner.reason.dropout_small_model", value=f"{value:g}")
         elif self.size_row is None:
             self.set("lora_dropout", max(0.05, floor), "planner.reason.dropout_unknown",
                      value=f"{max(0.05, floor):g}")
         else:
-            value = max(self.size_row["lora_dropout"], floor)
-            key = ("planner.reason.dropout_task" if floor > self.size_row["lora_dropout"]
+            value = max(self.size_row.lora_dropout, floor)
+            key = ("planner.reason.dropout_task" if floor > self.size_row.lora_dropout
                    else "planner.reason.dropout_small_data" if value >= 0.1
                    else "planner.reason.dropout_none" if value == 0 else "planner.reason.dropout")
             self.set("lora_dropout", value, key, value=f"{value:g}", rows=self.train_rows)
 
         # which layers
-        scope = self.task_rules.get("target_modules") or self.level_rules["target_modules"]
+        scope = self.task_rules.target_modules or self.level_rules.target_modules
         key = {"attention_qkv": "planner.reason.target_qkv", "attention": "planner.reason.target_attention",
                "all_linear": "planner.reason.target_all"}[scope]
         if scope == "all_linear" and self.level == LEVELS[-1]:
             key = "planner.reason.target_all_deep"
-        if self.task_rules.get("target_modules") and scope != self.level_rules["target_modules"]:
+        if self.task_rules.target_modules and scope != self.level_rules.target_modules:
             key = "planner.reason.target_task"
         if self.small_model and scope != "all_linear":
             scope, key = "all_linear", "planner.reason.target_small_model"
@@ -891,18 +693,18 @@ class _Planner:
 
     def plan_learning_rate(self) -> None:
         level = self.level_rules
-        rules = self.rules["model_size"]
-        task_factor = self.task_rules.get("lr_factor", 1.0)
+        rules = self.rules.model_size
+        task_factor = self.task_rules.lr_factor
         if task_factor > 1.0 and self.values["method"] == "full":
             task_factor = 1.0  # a larger step is for an add-on's few weights, never for every weight
-        base = level["learning_rate"] * task_factor
-        lo, hi = (x * task_factor for x in level["lr_range"])
+        base = level.learning_rate * task_factor
+        lo, hi = (x * task_factor for x in level.lr_range)
         params = {"lr": None, "base": _fmt_lr(base), "level_key": f"planner.level.{self.level}",
-                  "task_key": f"planner.task.{self.task}", "level_rate": _fmt_lr(level["learning_rate"])}
+                  "task_key": f"planner.task.{self.task}", "level_rate": _fmt_lr(level.learning_rate)}
         factor = 1.0
         if self.model.params:
-            factor = (rules["reference_params"] / self.model.params) ** rules["exponent"]
-            factor = min(rules["max_factor"], max(1.0, factor))
+            factor = (rules.reference_params / self.model.params) ** rules.exponent
+            factor = min(rules.max_factor, max(1.0, factor))
         lr = base * factor
         key = "planner.reason.lr_level" if task_factor == 1.0 else (
             "planner.reason.lr_task" if task_factor < 1.0 else "planner.reason.lr_task_facts")
@@ -910,17 +712,17 @@ class _Planner:
             key = "planner.reason.lr_small_model"
             params["params"] = _params_text(self.model.params)
         if self.values["method"] == "full":
-            full = self.rules["method"]["full"]["lr_factor"]
+            full = self.rules.method.full.lr_factor
             lr, lo, hi = lr * full, lo * full, hi * full
             key = "planner.reason.lr_full"
         if self.small_model and self.values["method"] != "full":
-            lr = self.rules["small_model"]["learning_rate"] * min(task_factor, 1.0)
+            lr = self.rules.small_model.learning_rate * min(task_factor, 1.0)
             key = "planner.reason.lr_small_model_fixed"
             params["params"] = _params_text(self.model.params)
-        capped = min(lr, rules["max_learning_rate"])
+        capped = min(lr, rules.max_learning_rate)
         if capped < lr:
             key = "planner.reason.lr_capped"
-            params["limit"] = _fmt_lr(rules["max_learning_rate"])
+            params["limit"] = _fmt_lr(rules.max_learning_rate)
         lr = _round_lr(capped)
         params["lr"] = _fmt_lr(lr)
         self.ranges["learning_rate"] = (min(lr, _round_lr(lo * factor)), max(lr, _round_lr(hi * factor)))
@@ -930,14 +732,14 @@ class _Planner:
 
     # --- batch and memory ------------------------------------------------------------------
     def plan_batch(self) -> None:
-        effective = self.size_row["effective_batch"] if self.size_row else 16
+        effective = self.size_row.effective_batch if self.size_row else 16
         if self.train_rows:
             effective = max(1, min(effective, self.train_rows))
         device = self.device or "cpu"
-        top = min(effective, self.rules["memory"]["micro_batch_cap"][device])
+        top = min(effective, self.rules.memory.micro_batch_cap[device])
         method = self.values["method"]
         seq = self.values["max_seq_len"]
-        min_seq = self.rules["memory"]["min_seq_len"]
+        min_seq = self.rules.memory.min_seq_len
         known = self.memory is not None and self.model.shape is not None
 
         def fits(batch: int, seq_len: int, ckpt: bool | None = None) -> bool:
@@ -1006,23 +808,23 @@ class _Planner:
 
     # --- forgetting --------------------------------------------------------------------------
     def plan_retention(self) -> None:
-        rules = self.rules["retention"]
+        rules = self.rules.retention
         task_key = f"planner.task.{self.task}"
-        small = self.rules["small_model"]["retention_ratio"]
-        if self.task in rules["tasks"]:
-            ratio = self.task_rules.get("retention_ratio", rules["ratio"])
+        small = self.rules.small_model.retention_ratio
+        if self.task in rules.tasks:
+            ratio = (self.task_rules.retention_ratio or rules.ratio)
             self.set("retention_ratio", ratio, "planner.reason.retention_task", pct=_pct(ratio), task_key=task_key)
-        elif self.small_model and self.task_rules.get("sequences_per_row", 1) == 1:  # not for preference pairs
+        elif self.small_model and self.task_rules.sequences_per_row == 1:  # not for preference pairs
             self.set("retention_ratio", small, "planner.reason.retention_small_model", pct=_pct(small),
                      params=_params_text(self.model.params))
-        elif self.values["method"] in rules["methods"]:
-            self.set("retention_ratio", rules["ratio"], "planner.reason.retention_full", pct=_pct(rules["ratio"]))
-        elif self.level in rules["levels"] and self.task_rules.get("sequences_per_row", 1) == 1:
-            self.set("retention_ratio", rules["ratio"], "planner.reason.retention_level", pct=_pct(rules["ratio"]),
+        elif self.values["method"] in rules.methods:
+            self.set("retention_ratio", rules.ratio, "planner.reason.retention_full", pct=_pct(rules.ratio))
+        elif self.level in rules.levels and self.task_rules.sequences_per_row == 1:
+            self.set("retention_ratio", rules.ratio, "planner.reason.retention_level", pct=_pct(rules.ratio),
                      level_key=f"planner.level.{self.level}")
         else:
             self.set("retention_ratio", 0.0, "planner.reason.retention_off")
-        small = self.model.params is not None and self.model.params < rules["guard_min_params"]
+        small = self.model.params is not None and self.model.params < rules.guard_min_params
         if small:
             self.set("forgetting_guard", False, "planner.reason.guard_small_model",
                      params=_params_text(self.model.params))
@@ -1032,55 +834,55 @@ class _Planner:
         # what one epoch really holds: raw text split into pieces, plus the mixed-in general text
         examples = float(self.train_rows or 0)
         tokens = self.data.tokens
-        if self.task_rules.get("split_long_rows") and tokens and tokens.get("mean"):
+        if self.task_rules.split_long_rows and tokens and tokens.get("mean"):
             examples *= max(1.0, float(tokens["mean"]) / self.values["max_seq_len"])
         ratio = self.values["retention_ratio"]
         self.train_examples = max(1, round(examples / (1 - ratio))) if self.train_rows else None
 
     # --- epochs and schedule ---------------------------------------------------------------
     def plan_epochs(self) -> None:
-        rules = self.rules["steps"]
+        rules = self.rules.steps
         effective = self.values["batch_size"] * self.values["grad_accum"] * self.world
         if self.size_row is None:
-            epochs = float(rules["unknown_rows_epochs"])
+            epochs = float(rules.unknown_rows_epochs)
             self.ranges["epochs"] = (1.0, epochs * 2)
             self.set("epochs", epochs, "planner.reason.epochs_unknown", epochs=f"{epochs:g}")
             self.set("max_steps", 0, "planner.reason.max_steps_unknown")
             return
-        base = self.size_row["epochs"] * self.task_rules.get("epochs_factor", 1.0)
+        base = self.size_row.epochs * (self.task_rules.epochs_factor or 1.0)
         epochs = _half_epochs(base)
-        key = "planner.reason.epochs_task" if self.task_rules.get("epochs_factor") else self._epochs_key()
-        if self.small_model and self.size_row is self.rules["data_size"][0]:  # a few rows: the measured case
-            epochs = _half_epochs(base * self.rules["small_model"]["epochs_factor"])
+        key = "planner.reason.epochs_task" if self.task_rules.epochs_factor else self._epochs_key()
+        if self.small_model and self.size_row is self.rules.data_size[0]:  # a few rows: the measured case
+            epochs = _half_epochs(base * self.rules.small_model.epochs_factor)
             key = "planner.reason.epochs_small_model"
-        max_epochs = min(rules["max_epochs"], self.task_rules.get("max_epochs", rules["max_epochs"]))
+        max_epochs = min(rules.max_epochs, (self.task_rules.max_epochs or rules.max_epochs))
         if epochs > max_epochs:  # (the small-model reason stands: its passes are the measured ones, capped)
             epochs = float(max_epochs)
             key = key if key == "planner.reason.epochs_small_model" else "planner.reason.epochs_task_cap"
         steps_per_epoch = math.ceil(self.train_examples / effective)
-        if epochs * steps_per_epoch < rules["min_steps"] and epochs < max_epochs:
-            epochs = float(min(max_epochs, math.ceil(rules["min_steps"] / steps_per_epoch)))
+        if epochs * steps_per_epoch < rules.min_steps and epochs < max_epochs:
+            epochs = float(min(max_epochs, math.ceil(rules.min_steps / steps_per_epoch)))
             key = "planner.reason.epochs_min_steps"
         self.ranges["epochs"] = (max(0.5, _half_epochs(epochs / 2)), epochs * 2)
         self.set("epochs", float(epochs), key, epochs=f"{epochs:g}", rows=self.train_rows,
                  steps=math.ceil(epochs * steps_per_epoch), task_key=f"planner.task.{self.task}")
-        if self.train_rows < rules["tiny_rows"]:
+        if self.train_rows < rules.tiny_rows:
             self.warn("planner.warn.tiny_data", rows=self.train_rows)
         steps = math.ceil(self.values["epochs"] * steps_per_epoch)
         self.set("max_steps", 0, "planner.reason.max_steps", steps=steps)
 
     def _epochs_key(self) -> str:
-        index = self.rules["data_size"].index(self.size_row)
-        last = len(self.rules["data_size"]) - 1
+        index = next(i for i, row in enumerate(self.rules.data_size) if row is self.size_row)
+        last = len(self.rules.data_size) - 1
         return ("planner.reason.epochs_tiny" if index == 0 else "planner.reason.epochs_large" if index == last
                 else "planner.reason.epochs")
 
     def plan_schedule(self) -> None:
         level = self.level_rules
-        self.set("warmup_ratio", level["warmup_ratio"], "planner.reason.warmup", pct=_pct(level["warmup_ratio"]))
-        self.set("scheduler", level["scheduler"], f"planner.reason.scheduler_{level['scheduler']}")
+        self.set("warmup_ratio", level.warmup_ratio, "planner.reason.warmup", pct=_pct(level.warmup_ratio))
+        self.set("scheduler", level.scheduler, f"planner.reason.scheduler_{level.scheduler}")
         if self.values["method"] == "full":
-            wd = self.rules["method"]["full"]["weight_decay"]
+            wd = self.rules.method.full.weight_decay
             self.set("weight_decay", wd, "planner.reason.weight_decay_full", value=f"{wd:g}")
         else:
             self.set("weight_decay", 0.0, "planner.reason.weight_decay_lora")
@@ -1116,7 +918,7 @@ class _Planner:
                 # the changes a plan can express; the batch was already the largest that fits, unless the
                 # user chose it (and a preference row's two sequences would make the numbers confusing)
                 allowed = {"method", "dtype", "seq_len", "model"}
-                if self.user("batch_size") and self.task_rules.get("sequences_per_row", 1) == 1:
+                if self.user("batch_size") and self.task_rules.sequences_per_row == 1:
                     allowed |= {"batch", "grad_accum"}
                 for s in result.suggestions:
                     if set(s.change) <= allowed and s.change.get("method") in (None, "lora", "full"):
@@ -1124,27 +926,27 @@ class _Planner:
 
         # time: steps x (tokens per step / speed + overhead)
         tokens_per_step = effective * (self.padded_tokens if v["batch_size"] > 1 else self.typical_tokens)
-        tokens_per_step *= self.task_rules.get("sequences_per_row", 1)
+        tokens_per_step *= self.task_rules.sequences_per_row
         est["tokens_per_step"] = int(tokens_per_step)
         speed, source = self._speed(v["method"], v["max_seq_len"])
         speed = speed * self.world if speed and source != "measured" else speed  # the processes work at once
         est["time_source"] = source
         if steps and speed:
-            overhead = self.rules["throughput"]["step_overhead_s"][self.device or "cpu"]
+            overhead = self.rules.throughput.step_overhead_s[self.device or "cpu"]
             step_s = tokens_per_step / speed + overhead * v["grad_accum"]
-            evals = self.rules["throughput"]["evaluations"]
+            evals = self.rules.throughput.evaluations
             eval_tokens = (self.val_rows or 0) * self.typical_tokens * evals
             eval_s = eval_tokens / (speed * (3 if v["method"] == "full" else 2))  # forward only
             seconds = steps * step_s + eval_s + self._startup_seconds()
             est.update(step_seconds=round(step_s, 4), minutes=round(seconds / 60, 1))
-            if seconds / 3600 > self.rules["throughput"]["slow_hours"]:
+            if seconds / 3600 > self.rules.throughput.slow_hours:
                 self.warn("planner.warn.slow", hours=f"{seconds / 3600:.0f}")
         else:
             est.update(step_seconds=None, minutes=None)
 
         # disk
-        rules = self.rules["disk"]
-        fixed = rules["fixed_mib"] * MIB + (steps or 0) * 300
+        rules = self.rules.disk
+        fixed = rules.fixed_mib * MIB + (steps or 0) * 300
         if v["method"] == "full" and self.model.params:
             disk = self.model.params * DTYPE_BYTES[self.dtype] + fixed
         elif self.model.shape is not None:
@@ -1154,14 +956,14 @@ class _Planner:
         est["disk_bytes"] = int(disk) if disk else None
         free = self.hw.disk_free if self.hw is not None else None
         est["disk_free"] = free
-        if disk and free is not None and free < disk * rules["headroom"]:
+        if disk and free is not None and free < disk * rules.headroom:
             self.warn("planner.warn.disk", need_gb=_gb(disk), free_gb=_gb(free))
 
     def _startup_seconds(self) -> float:
         """Starting the worker and reading the weights from disk."""
-        rules = self.rules["throughput"]
+        rules = self.rules.throughput
         size = (self.info or {}).get("size_on_disk") or (self.model.params or 0) * 2
-        return rules["startup_s"] + size / (rules["load_mb_per_s"] * MIB)
+        return rules.startup_s + size / (rules.load_mb_per_s * MIB)
 
     def _speed(self, method: str, seq_len: int) -> tuple[float | None, str]:
         """Training tokens per second: measured when given, else from FLOPs per token."""
@@ -1170,31 +972,31 @@ class _Planner:
         m = self.model
         if not m.params or self.device is None:
             return None, "unknown"
-        rules = self.rules["throughput"]
+        rules = self.rules.throughput
         device = self.device
         hw = self.hw
         source = "estimated"
         if device == "cpu" and self.dtype == "bf16" and self.cpu_bf16_flops:  # the bf16 rate, and its share
-            flops, source = self.cpu_bf16_flops * rules["calibrated_share"]["cpu_bf16"], "calibrated"
+            flops, source = self.cpu_bf16_flops * rules.calibrated_share["cpu_bf16"], "calibrated"
         elif self.matmul_flops:  # this machine's measured rate, times the share of it training reaches
-            flops, source = self.matmul_flops * rules["calibrated_share"][device], "calibrated"
+            flops, source = self.matmul_flops * rules.calibrated_share[device], "calibrated"
         elif device == "cuda" and hw.cuda:
             gb = max(g.total_memory for g in hw.cuda) / GIB
             if hw.bf16:
-                flops = next(r["bf16"] for r in rules["cuda_tflops"] if gb >= r["min_gb"]) * 1e12
+                flops = next(r.bf16 for r in rules.cuda_tflops if gb >= r.min_gb) * 1e12
             else:
-                flops = rules["cuda_fp32_tflops"] * 1e12
+                flops = rules.cuda_fp32_tflops * 1e12
         elif device == "mps":
-            flops = rules["mps_tflops"] * 1e12
+            flops = rules.mps_tflops * 1e12
         elif device == "xpu":
-            flops = rules["xpu_tflops"] * 1e12
+            flops = rules.xpu_tflops * 1e12
         else:
             cores = hw.cpu_physical or max(1, hw.cpu_logical // 2)
-            flops = rules["cpu_gflops_per_core"] * 1e9 * cores
+            flops = rules.cpu_gflops_per_core * 1e9 * cores
         per_token = (6 if method == "full" else 4) * m.params
         if self.values.get("grad_checkpointing"):
             per_token += 2 * m.params  # the forward pass is run again during the backward pass
-        if self.task_rules.get("reference_forward"):
+        if self.task_rules.reference_forward:
             per_token += 2 * m.params  # the frozen reference model reads every sequence once
         if m.layers and m.hidden:
             per_token += 6 * m.layers * m.hidden * min(seq_len, self.padded_tokens)

@@ -129,7 +129,7 @@ def test_table(task, level, rows, hw, model, tiny):
 
     # the adapter follows the level
     if plan.method == "lora":
-        low, high = load_intents()["levels"][level]["r_range"]
+        low, high = load_intents().levels[level].r_range
         assert low // 2 <= plan.lora_r <= high and plan.lora_alpha == 2 * plan.lora_r
     if level == "L1" and task != "pretrain":  # a toy model learns nothing through q/k/v alone
         assert plan.method == "lora" and plan.lora_r <= 8
@@ -440,13 +440,15 @@ def test_level_spellings():
 
 def test_intents_yaml_passes_its_schema():
     rules = validate_intents(yaml.safe_load(INTENTS_PATH.read_text(encoding="utf-8")))
-    assert set(rules["levels"]) == set(LEVELS) and set(rules["tasks"]) == set(TASKS)
-    assert rules["levels"]["L1"]["target_modules"] == "attention_qkv"
+    assert set(rules.levels) == set(LEVELS) and set(rules.tasks) == set(TASKS)
+    assert rules.levels["L1"].target_modules == "attention_qkv"
     assert load_intents() == rules
 
 
 @pytest.mark.parametrize("path,value", [
-    (("levels", "L1", "lora_r"), 64),                    # outside its own r_range
+    (("levels", "L1", "r_range"), [8, 4]),               # not [lower, upper]
+    (("levels", "L1", "learning_rate"), 1e-3),           # outside its own lr_range
+    (("levels", "L1", "lora_r"), 8),                     # the rank is r_range's, not a second number
     (("levels", "L2", "target_modules"), "mlp"),
     (("tasks", "chat", "needs"), ["conversations"]),
     (("tasks", "style", "lr_facter"), 1.0),
