@@ -17,6 +17,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+from easytune.data.readers import supported_formats
 from easytune.i18n import UserError
 from easytune.settings import ASSETS_DIR, Settings
 from easytune.store import open_db
@@ -167,9 +168,9 @@ def _require_regular_file(source: Path) -> None:
     if source.is_file():
         return
     if source.is_dir():
-        raise UserError("datasets.is_folder", path=str(source))
+        raise UserError("datasets.is_folder", path=str(source), formats=supported_formats())
     if source.exists():
-        raise UserError("datasets.not_regular_file", path=str(source))
+        raise UserError("datasets.not_regular_file", path=str(source), formats=supported_formats())
     raise UserError("datasets.no_file", path=str(source))
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from easytune.data.readers import supported_formats
 from easytune.i18n import UserError, t
 from support import ROOT, cli, cli_json
 
@@ -79,12 +80,12 @@ def test_data_add_names_a_folder_and_a_device_for_what_they_are(home, tmp_path):
     (folder / "faq.jsonl").write_text('{"question": "hi", "answer": "hello"}\n', encoding="utf-8")
     refused = cli("data", "add", str(folder), "--json", home=home, check=False)
     assert refused.returncode == 2 and json.loads(refused.stdout)["error"] == "datasets.is_folder"
-    assert refused.stderr.strip() == t("datasets.is_folder", "en", path=str(folder))
+    assert refused.stderr.strip() == t("datasets.is_folder", "en", path=str(folder), formats=supported_formats())
     assert "is a folder" in refused.stderr and ".jsonl" in refused.stderr
 
     device = cli("--lang", "zh", "data", "add", "/dev/zero", home=home, check=False, timeout=60)
     assert device.returncode == 2 and "Traceback" not in device.stderr
-    assert device.stderr.strip() == t("datasets.not_regular_file", "zh", path="/dev/zero")
+    assert device.stderr.strip() == t("datasets.not_regular_file", "zh", path="/dev/zero", formats=supported_formats())
     assert "不是普通文件" in device.stderr
 
     pipe = tmp_path / "rows.jsonl"

@@ -110,12 +110,12 @@ def sniff(path: Path, *, max_bytes: int | None = None) -> Sniffed:
     codec, name = detect_encoding(head, windows, complete=size <= HEAD_BYTES)
     if codec is None:
         if name == "binary":
-            raise UserError("data.binary_file", name=path.name)
+            raise _binary_file(path)
         raise UserError("data.unknown_encoding", name=path.name)
     text = codecs.getincrementaldecoder(codec)(errors="replace").decode(head, final=size <= HEAD_BYTES)
     text = text.removeprefix("\ufeff")
     if _looks_binary(text):
-        raise UserError("data.binary_file", name=path.name)
+        raise _binary_file(path)
     return Sniffed("text", size, codec, name, text, size <= HEAD_BYTES)
 
 
@@ -218,6 +218,13 @@ def _charset_normalizer_guess(head: bytes) -> str | None:
     if best.chaos > 0.2:
         return None
     return codecs.lookup(best.encoding).name
+
+
+def _binary_file(path: Path) -> UserError:
+    # The readers' registry lists what is supported; imported here because the readers import this module.
+    from easytune.data.readers import supported_formats
+
+    return UserError("data.binary_file", name=path.name, formats=supported_formats())
 
 
 def _looks_binary(text: str) -> bool:

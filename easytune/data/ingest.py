@@ -22,10 +22,10 @@ from pathlib import Path
 from easytune.data.advice import suggestions
 from easytune.data.encoding import sniff
 from easytune.data.errors import RowError
-from easytune.data.shapes import Normaliser
 from easytune.data.pipeline import StageConfig, default_workers, run_stage
 from easytune.data.quality import QualityCheck
 from easytune.data.readers import Source, open_source
+from easytune.data.shapes import Normaliser
 from easytune.i18n import UserError, t
 
 DEFAULT_MAX_BYTES = 20 * 1024**3

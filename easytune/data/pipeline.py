@@ -25,7 +25,6 @@ from dataclasses import dataclass, field
 from itertools import islice
 
 from easytune.data.errors import RowError
-from easytune.data.shapes import Normaliser, dump_row
 from easytune.data.quality import (
     StatsBatch,
     digest_low,
@@ -37,6 +36,7 @@ from easytune.data.quality import (
     scan_pii,
 )
 from easytune.data.readers import open_range, parse_json
+from easytune.data.shapes import Normaliser, dump_row
 
 BATCH = 1024  # records per batch sent to a worker
 RANGE_BYTES = 4 << 20  # bytes of JSON Lines per worker task

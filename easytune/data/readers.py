@@ -16,7 +16,8 @@ import csv
 import datetime as _dt
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 from easytune.data.encoding import Sniffed, TextFile
@@ -25,11 +26,6 @@ from easytune.i18n import UserError
 
 CHUNK_CHARS = 1 << 20
 RAW_KEEP = 2000  # characters of an oversized record kept for rejected.jsonl
-
-JSON_EXTS = {".json", ".jsonl", ".ndjson"}
-CSV_EXTS = {".csv", ".tsv", ".tab"}
-TEXT_EXTS = {".txt", ".text", ".md"}
-
 
 def _snippet(text: str, pos: int, width: int = 30) -> str:
     start = max(0, pos - width)
@@ -92,6 +88,11 @@ class Source:
         self.details = {}
         self.blank = 0  # blank lines / empty rows skipped (reported, never counted as rows)
 
+    @classmethod
+    def for_file(cls, path: Path, sniffed: Sniffed, details: dict, *, max_record_bytes: int, sheet: str | None):
+        """Open `path` as detection found it; `details` is what its reader's recogniser saw."""
+        raise NotImplementedError
+
     def records(self) -> Iterator[tuple]:
         raise NotImplementedError
 
@@ -140,6 +141,10 @@ class JsonLinesSource(_TextSource):
         super().__init__(path, sniffed, start=start, end=end)
         self.max_record_bytes = max_record_bytes
         self.first_line = first_line
+
+    @classmethod
+    def for_file(cls, path, sniffed, details, *, max_record_bytes, sheet):
+        return cls(path, sniffed, max_record_bytes=max_record_bytes)
 
     def splittable(self) -> bool:
         """Whether `ranges` works: in UTF-8 a 0x0A byte is always a line break, never part of a character."""
@@ -257,6 +262,10 @@ class JsonSource(_TextSource):
         self.eof = False
         self.line = 1  # line number at buf[lpos]
         self.lpos = 0
+
+    @classmethod
+    def for_file(cls, path, sniffed, details, *, max_record_bytes, sheet):
+        return cls(path, sniffed, max_record_bytes=max_record_bytes, array=details["array"])
 
     # buffer management ---------------------------------------------------------------------------------
     def _more(self) -> int:
@@ -509,6 +518,10 @@ class CsvSource(_TextSource):
         if not any(h.strip() for h in header):
             raise UserError("data.csv_no_header", name=path.name)
 
+    @classmethod
+    def for_file(cls, path, sniffed, details, *, max_record_bytes, sheet):
+        return cls(path, sniffed, max_record_bytes=max_record_bytes, delimiter=details["delimiter"])
+
     def records(self):
         reader = self._reader
         columns = self.columns
@@ -572,6 +585,10 @@ class TextLinesSource(_TextSource):
         self.unit = unit
         self.details["unit"] = unit
         self.max_record_bytes = max_record_bytes
+
+    @classmethod
+    def for_file(cls, path, sniffed, details, *, max_record_bytes, sheet):
+        return cls(path, sniffed, max_record_bytes=max_record_bytes, unit=details["unit"])
 
     def _lines(self):
         readline = self.text.stream.readline
@@ -700,6 +717,10 @@ class XlsxSource(Source):
         self._max_row = self._ws.max_row or 0
         self._done_rows = self._header_row
 
+    @classmethod
+    def for_file(cls, path, sniffed, details, *, max_record_bytes, sheet):
+        return cls(path, sniffed.size, sheet=sheet)
+
     @property
     def bytes_done(self) -> int:
         if not self._max_row:
@@ -747,6 +768,10 @@ class ParquetSource(Source):
         self._total = self._pf.metadata.num_rows
         self._done = 0
 
+    @classmethod
+    def for_file(cls, path, sniffed, details, *, max_record_bytes, sheet):
+        return cls(path, sniffed.size)
+
     @property
     def bytes_done(self) -> int:
         return self.size * self._done // self._total if self._total else self.size
@@ -766,50 +791,36 @@ class ParquetSource(Source):
         self._pf.close() if hasattr(self._pf, "close") else None
 
 
-# ------------------------------------------------------------------------------------------------ opening
+# ------------------------------------------------------------------------------------------ recognising
 
 
-def detect_container(sniffed: Sniffed, ext: str) -> tuple[str, dict]:
-    """Container of a text file from its content, the extension breaking ties: (container, details)."""
+def _json_array(sniffed: Sniffed, ext: str, claimed: bool) -> dict | None:
+    return {"array": True} if re.match(r"\[\s*(?:[{\[\"\]]|$)", sniffed.head_text.lstrip()) else None
+
+
+def _json_lines(sniffed: Sniffed, ext: str, claimed: bool) -> dict | None:
+    """Objects one per line: most of the first complete lines parse on their own (or the first does)."""
     head = sniffed.head_text
-    stripped = head.lstrip()
-    if not stripped:
-        if sniffed.head_complete:
-            raise UserError("data.blank_file")
-        return "text", {"unit": "line"}
-    if ext in CSV_EXTS:
-        delim, width, _ = sniff_delimiter(head, ext)
-        return "csv", {"delimiter": delim, "width": width}
-    first = stripped[0]
-    if first == "[" and re.match(r"\[\s*(?:[{\[\"\]]|$)", stripped):
-        return "json", {}
-    if first == "{":
-        lines = [ln for ln in head.splitlines()[:50] if ln.strip()]
-        complete_lines = lines if sniffed.head_complete else lines[:-1]
-        parsed = 0
-        for ln in complete_lines[:20]:
-            try:
-                json.loads(ln)
-                parsed += 1
-            except ValueError:
-                pass
-        if (
-            complete_lines
-            and parsed
-            and (parsed >= len(complete_lines[:20]) / 2 or _first_parses(complete_lines))
-        ):
-            return "jsonl", {}
-        if ext in (".jsonl", ".ndjson") and not complete_lines:
-            return "jsonl", {}
-        return "json_stream", {}
-    if ext in JSON_EXTS:
-        first_line = stripped.splitlines()[0][:60]
-        raise UserError("data.not_json", snippet=first_line)
-    if ext not in TEXT_EXTS:
-        delim, width, consistency = sniff_delimiter(head, ext)
-        if width >= 2 and consistency >= 0.9 and head.count("\n") >= 1:
-            return "csv", {"delimiter": delim, "width": width}
-    return "text", {"unit": text_unit(head)}
+    if not head.lstrip().startswith("{"):
+        return None
+    lines = [ln for ln in head.splitlines()[:50] if ln.strip()]
+    complete_lines = lines if sniffed.head_complete else lines[:-1]
+    parsed = 0
+    for ln in complete_lines[:20]:
+        try:
+            json.loads(ln)
+            parsed += 1
+        except ValueError:
+            pass
+    if complete_lines and parsed and (parsed >= len(complete_lines[:20]) / 2 or _first_parses(complete_lines)):
+        return {}
+    if claimed and not complete_lines:  # one record longer than the head: the extension says what it is
+        return {}
+    return None
+
+
+def _json_stream(sniffed: Sniffed, ext: str, claimed: bool) -> dict | None:
+    return {"array": False} if sniffed.head_text.lstrip().startswith("{") else None
 
 
 def _first_parses(lines: list[str]) -> bool:
@@ -818,6 +829,19 @@ def _first_parses(lines: list[str]) -> bool:
         return True
     except ValueError:
         return False
+
+
+def _delimited(sniffed: Sniffed, ext: str, claimed: bool) -> dict | None:
+    """Rows of the same width: certain when named .csv/.tsv, else only when nearly every row agrees."""
+    head = sniffed.head_text
+    delim, width, consistency = sniff_delimiter(head, ext)
+    if claimed or (width >= 2 and consistency >= 0.9 and head.count("\n") >= 1):
+        return {"delimiter": delim, "width": width}
+    return None
+
+
+def _plain_text(sniffed: Sniffed, ext: str, claimed: bool) -> dict:
+    return {"unit": text_unit(sniffed.head_text)}
 
 
 def text_unit(head: str) -> str:
@@ -830,18 +854,84 @@ def text_unit(head: str) -> str:
     return "paragraph" if (len(lines) - blank) / blocks >= 1.5 else "line"
 
 
+# ------------------------------------------------------------------------------------------- the readers
+
+
+@dataclass(frozen=True)
+class Reader:
+    """One kind of data file the import reads. Detection, opening, the upload picker's file types and the
+    messages that list what is supported all read READERS: a new reader is one entry here (with its Source
+    and, for text, its recogniser) plus its data.container.<name> message."""
+
+    name: str  # the container it reports (data.container.<name> names it to the user)
+    extensions: tuple[str, ...]  # the names it is known by: the upload picker and the messages list them
+    source: type[Source]  # opened with Source.for_file(path, sniffed, details, ...)
+    magic: str = "text"  # Sniffed.kind it reads: a binary format is told by its first bytes (encoding.sniff)
+    # A text format: its details when the head is this format, else None; `claimed`: the extension is its own.
+    recognise: Callable[[Sniffed, str, bool], dict | None] | None = None
+    sure: bool = False  # its content is unmistakable: it wins over another reader's extension
+    extension_decides: bool = False  # a file named like it is read as it, whatever the content looks like
+    mismatch: str | None = None  # message key for a file named like a `sure` reader that holds something else
+    also_claims: tuple[str, ...] = ()  # other spellings of its extensions, claimed but not listed
+
+    def claims(self, ext: str) -> bool:
+        return ext in self.extensions or ext in self.also_claims
+
+
+# In the order they are tried: unmistakable content first, then guesses, plain text last (it takes anything).
+READERS: tuple[Reader, ...] = (
+    Reader("json", (".json",), JsonSource, recognise=_json_array, sure=True, mismatch="data.not_json"),
+    Reader("jsonl", (".jsonl",), JsonLinesSource, recognise=_json_lines, sure=True, mismatch="data.not_json",
+           also_claims=(".ndjson",)),
+    Reader("json_stream", (), JsonSource, recognise=_json_stream, sure=True),
+    Reader("csv", (".csv", ".tsv"), CsvSource, recognise=_delimited, extension_decides=True,
+           also_claims=(".tab",)),
+    Reader("text", (".txt",), TextLinesSource, recognise=_plain_text, also_claims=(".text", ".md")),
+    Reader("xlsx", (".xlsx",), XlsxSource, magic="xlsx"),
+    Reader("parquet", (".parquet",), ParquetSource, magic="parquet"),
+)
+PLAIN_TEXT = next(r for r in READERS if r.name == "text")  # where a file whose head is still blank goes
+
+
+def listed_extensions() -> list[str]:
+    """The file types the import names to the user (upload picker, messages), in the readers' order."""
+    return [ext for reader in READERS for ext in reader.extensions]
+
+
+def supported_formats() -> str:
+    """The listed extensions as the {formats} of a message."""
+    return ", ".join(listed_extensions())
+
+
+def detect_reader(sniffed: Sniffed, ext: str) -> tuple[Reader, dict]:
+    """The reader of a file and what its recogniser saw. A binary format is told by its magic bytes; a text
+    format by its content, where the extension decides (CSV), insists (JSON) or rules out guesses."""
+    if sniffed.kind != "text":
+        return next(r for r in READERS if r.magic == sniffed.kind), {}
+    head = sniffed.head_text.lstrip()
+    if not head:
+        if sniffed.head_complete:
+            raise UserError("data.blank_file")
+        return PLAIN_TEXT, {"unit": "line"}
+    text_readers = [r for r in READERS if r.magic == "text"]
+    owner = next((r for r in text_readers if r.claims(ext)), None)
+    if owner is not None and owner.extension_decides:
+        return owner, owner.recognise(sniffed, ext, True)
+    for reader in (r for r in text_readers if r.sure):
+        details = reader.recognise(sniffed, ext, reader is owner)
+        if details is not None:
+            return reader, details
+    if owner is not None and owner.sure:
+        raise UserError(owner.mismatch, snippet=head.splitlines()[0][:60])
+    # Guesses only for a name no reader claims (or their own): a .txt stays text even if it looks tabular.
+    for reader in (r for r in text_readers if not r.sure and owner in (None, r)):
+        details = reader.recognise(sniffed, ext, reader is owner)
+        if details is not None:
+            return reader, details
+    raise AssertionError("plain text takes any content")  # pragma: no cover
+
+
 def open_source(path: Path, sniffed: Sniffed, *, max_record_bytes: int, sheet: str | None = None) -> Source:
     path = Path(path)
-    if sniffed.kind == "xlsx":
-        return XlsxSource(path, sniffed.size, sheet=sheet)
-    if sniffed.kind == "parquet":
-        return ParquetSource(path, sniffed.size)
-    ext = path.suffix.lower()
-    container, details = detect_container(sniffed, ext)
-    if container == "jsonl":
-        return JsonLinesSource(path, sniffed, max_record_bytes=max_record_bytes)
-    if container in ("json", "json_stream"):
-        return JsonSource(path, sniffed, max_record_bytes=max_record_bytes, array=container == "json")
-    if container == "csv":
-        return CsvSource(path, sniffed, max_record_bytes=max_record_bytes, delimiter=details["delimiter"])
-    return TextLinesSource(path, sniffed, max_record_bytes=max_record_bytes, unit=details["unit"])
+    reader, details = detect_reader(sniffed, path.suffix.lower())
+    return reader.source.for_file(path, sniffed, details, max_record_bytes=max_record_bytes, sheet=sheet)

@@ -16,6 +16,7 @@ from pathlib import Path
 import gradio as gr
 
 from easytune import datasets, jobs
+from easytune.data.readers import listed_extensions
 from easytune.i18n import UserError, t
 from easytune.plan import planner
 from easytune.plan.schema import TrainingPlan, field_help, shown_value
@@ -27,7 +28,7 @@ from easytune.ui.texts import Ctx, Texts, action_bar, action_choices, error_mark
 
 STEPS = ("data", "plan", "monitor", "evaluate")
 FORM_FIELDS = [f for f in fields(TrainingPlan) if f.metadata["group"] != "data"]
-UPLOAD_TYPES = [".json", ".jsonl", ".csv", ".tsv", ".txt", ".xlsx", ".parquet"]
+UPLOAD_TYPES = listed_extensions()  # the file types the import's readers name
 LOG_LEVELS = ("all", "info", "warning", "error")
 
 
