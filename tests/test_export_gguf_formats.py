@@ -105,3 +105,17 @@ def test_listing_the_formats_loads_no_native_library():
             "[label_key(f) for f in evaluate_step.FORMATS]; print('llama_cpp' in sys.modules, 'torch' in sys.modules)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
     assert done.stdout.split() == ["False", "False"], done.stdout + done.stderr
+
+
+def test_step_four_chats_only_with_the_exports_that_answer_alone(monkeypatch, settings):
+    """The registry says which exports are a model by themselves; an adapter answers only on its base."""
+    from easytune.export import service
+    from easytune.export.formats import FORMATS
+    from easytune.ui import evaluate_step
+
+    rows = [{"format": name, "state": "READY", "path": f"/exports/{name}"} for name in FORMATS]
+    rows.append({"format": "merged", "state": "FAILED", "path": "/exports/failed"})
+    monkeypatch.setattr(service, "list_exports", lambda settings, job_id: rows)
+    paths = [value for _, value in evaluate_step.chat_targets(settings, "job-1", "en")["choices"]]
+    assert paths == ["job-1"] + [f"/exports/{name}" for name, spec in FORMATS.items() if spec.answers_alone]
+    assert "/exports/adapter" not in paths and "/exports/gguf-lora" not in paths and "/exports/merged" in paths

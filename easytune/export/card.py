@@ -66,7 +66,7 @@ def _run_snippet(fmt: str, path: str, base_path: str, question: str, job_id: str
         load = (f'tokenizer = AutoTokenizer.from_pretrained("{path}")\n'
                 f'model = OVModelForCausalLM.from_pretrained("{path}")  # OpenVINO on the CPU')
         head = "from optimum.intel import OVModelForCausalLM\nfrom transformers import AutoTokenizer"
-    target = job_id if writer == "adapter" else path
+    target = path if FORMATS[fmt].answers_alone else job_id  # an adapter is served on its base: the job
     return (f"```python\n{head}\n\n{load}\nmessages = [{{\"role\": \"user\", \"content\": {question}}}]\n"
             "inputs = tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors=\"pt\",\n"
             "                                       return_dict=True)\n"

@@ -1,6 +1,7 @@
 """Every export format, once: what writes it, how its check loads it, the agreement it must reach, the disk it
-needs, and whether this machine can make it. The service, `easytune export --format`, step ④'s format list
-and the model card all read this table; a new format is one record here plus its writer."""
+needs, whether it answers on its own, and whether this machine can make it. The service, `easytune export
+--format`, step ④'s format and chat lists and the model card all read this table; a new format is one record
+here plus its writer and its messages (ui.eval.format.<name>, export.card.format.<name>)."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ class ExportFormat:
     openvino_bits: int | None = None  # nncf's weight compression
     needs_module: str | None = None  # a package this machine must have to write it
     missing_key: str | None = None  # the message saying what to install when it has not
+    answers_alone: bool = True  # a model by itself; False: an adapter, which answers only on its base model
 
     def available(self) -> bool:
         # find_spec, not an import: listing the formats must not load a native library
@@ -57,12 +59,12 @@ FORMATS: dict[str, ExportFormat] = {f.name: f for f in (
     ExportFormat("openvino-int8", "openvino", "openvino", 0.95, 1.6, openvino_bits=8),
     ExportFormat("openvino-int4", "openvino", "openvino", 0.80, 1.5, openvino_bits=4),
     ExportFormat("merged", "merged", "transformers", 0.98, 1.1),
-    ExportFormat("adapter", "adapter", "peft", 0.98, 1.1),
+    ExportFormat("adapter", "adapter", "peft", 0.98, 1.1, answers_alone=False),
     ExportFormat("gguf-q8_0", "gguf", "gguf", 0.95, 1.7, gguf_type="Q8_0"),
     ExportFormat("gguf-q4_k_m", "gguf", "gguf", 0.80, 2.4, gguf_type="Q4_K_M", needs_module="llama_cpp",
                  missing_key="export.error.needs_llama_cpp"),
     ExportFormat("gguf-f16", "gguf", "gguf", 0.98, 2.1, gguf_type="F16"),
-    ExportFormat("gguf-lora", "gguf-lora", "gguf-lora", 0.98, 1.2, gguf_type="F32"),
+    ExportFormat("gguf-lora", "gguf-lora", "gguf-lora", 0.98, 1.2, gguf_type="F32", answers_alone=False),
 )}
 NAMES = tuple(FORMATS)  # in the order step ④ lists them; the first is its default
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import gradio as gr
 
 from easytune import jobs
+from easytune.export.formats import FORMATS as FORMAT_SPECS
 from easytune.export.formats import NAMES as FORMATS
 from easytune.export.formats import label_key
 from easytune.i18n import UserError, t
@@ -118,12 +119,13 @@ def _comparison(settings: Settings, job_id: str | None, lang: str):
 
 
 def chat_targets(settings: Settings, job_id: str | None, lang: str):
-    """The job itself, then its verified exports that can answer alone (merged, OpenVINO)."""
+    """The job itself, then its verified exports that answer alone (not an adapter: the job is that already)."""
     from easytune.export.service import list_exports
 
     if not job_id:
         return gr.update(choices=[], value=None)
-    ready = [e for e in list_exports(settings, job_id) if e["state"] == "READY" and e["format"] != "adapter"]
+    ready = [e for e in list_exports(settings, job_id)
+             if e["state"] == "READY" and e["format"] in FORMAT_SPECS and FORMAT_SPECS[e["format"]].answers_alone]
     choices = [(t("ui.eval.chat_job", lang), job_id)] + [(t(f"ui.eval.format.{e['format']}", lang), e["path"])
                                                           for e in ready]
     return gr.update(choices=choices, value=job_id)
