@@ -257,13 +257,13 @@ def test_raw_text_is_split_into_pieces_not_cut():
 def test_a_new_plan_setting_gets_its_default_and_a_reason(tiny, monkeypatch):
     from easytune.plan import planner
 
-    real = planner._Planner.plan_schedule
+    real = planner.decide_schedule
 
-    def forget_seed(self):
-        real(self)
-        del self.values["seed"], self.reasons["seed"]
+    def forget_seed(ctx, draft):
+        real(ctx, draft)
+        del draft.values["seed"], draft.reasons["seed"]
 
-    monkeypatch.setattr(planner._Planner, "plan_schedule", forget_seed)
+    monkeypatch.setattr(planner, "decide_schedule", forget_seed)
     p = propose(model="m", dataset="d", task="chat", level="L2", model_info=tiny)
     assert p.plan.seed == TrainingPlan().seed and p.reasons["seed"]["key"] == "planner.reason.default"
     every_field_explained(p)

@@ -1,0 +1,104 @@
+"""How long and in what rhythm the run trains: knowledge retention and the forgetting guard, epochs, warm-up,
+scheduler and weight decay, checkpoints and packing."""
+
+from __future__ import annotations
+
+import math
+
+from easytune.plan.decisions.data import Split
+from easytune.plan.draft import Draft, half_epochs, params_text, pct
+from easytune.plan.inputs import PlanContext
+
+
+def decide_retention(ctx: PlanContext, draft: Draft) -> None:
+    rules = ctx.rules.retention
+    task_key = f"planner.task.{ctx.task}"
+    small = ctx.rules.small_model.retention_ratio
+    if ctx.task in rules.tasks:
+        ratio = (ctx.task_rules.retention_ratio or rules.ratio)
+        draft.set("retention_ratio", ratio, "planner.reason.retention_task", pct=pct(ratio), task_key=task_key)
+    elif ctx.small_model and ctx.task_rules.sequences_per_row == 1:  # not for preference pairs
+        draft.set("retention_ratio", small, "planner.reason.retention_small_model", pct=pct(small),
+                  params=params_text(ctx.model.params))
+    elif draft.values["method"] in rules.methods:
+        draft.set("retention_ratio", rules.ratio, "planner.reason.retention_full", pct=pct(rules.ratio))
+    elif ctx.level in rules.levels and ctx.task_rules.sequences_per_row == 1:
+        draft.set("retention_ratio", rules.ratio, "planner.reason.retention_level", pct=pct(rules.ratio),
+                  level_key=f"planner.level.{ctx.level}")
+    else:
+        draft.set("retention_ratio", 0.0, "planner.reason.retention_off")
+    small = ctx.model.params is not None and ctx.model.params < rules.guard_min_params
+    if small:
+        draft.set("forgetting_guard", False, "planner.reason.guard_small_model",
+                  params=params_text(ctx.model.params))
+    else:
+        draft.set("forgetting_guard", True, "planner.reason.guard_on")
+
+
+def train_examples(ctx: PlanContext, values: dict, split: Split) -> int | None:
+    """What one epoch really holds: raw text split into pieces, plus the mixed-in general text."""
+    examples = float(split.train_rows or 0)
+    tokens = ctx.data.tokens
+    if ctx.task_rules.split_long_rows and tokens and tokens.get("mean"):
+        examples *= max(1.0, float(tokens["mean"]) / values["max_seq_len"])
+    ratio = values["retention_ratio"]
+    return max(1, round(examples / (1 - ratio))) if split.train_rows else None
+
+
+def decide_epochs(ctx: PlanContext, draft: Draft, split: Split, world: int) -> None:
+    rules = ctx.rules.steps
+    effective = draft.values["batch_size"] * draft.values["grad_accum"] * world
+    if split.size_row is None:
+        epochs = float(rules.unknown_rows_epochs)
+        draft.ranges["epochs"] = (1.0, epochs * 2)
+        draft.set("epochs", epochs, "planner.reason.epochs_unknown", epochs=f"{epochs:g}")
+        draft.set("max_steps", 0, "planner.reason.max_steps_unknown")
+        return
+    base = split.size_row.epochs * (ctx.task_rules.epochs_factor or 1.0)
+    epochs = half_epochs(base)
+    key = "planner.reason.epochs_task" if ctx.task_rules.epochs_factor else epochs_key(ctx, split)
+    if ctx.small_model and split.size_row is ctx.rules.data_size[0]:  # a few rows: the measured case
+        epochs = half_epochs(base * ctx.rules.small_model.epochs_factor)
+        key = "planner.reason.epochs_small_model"
+    max_epochs = min(rules.max_epochs, (ctx.task_rules.max_epochs or rules.max_epochs))
+    if epochs > max_epochs:  # (the small-model reason stands: its passes are the measured ones, capped)
+        epochs = float(max_epochs)
+        key = key if key == "planner.reason.epochs_small_model" else "planner.reason.epochs_task_cap"
+    steps_per_epoch = math.ceil(train_examples(ctx, draft.values, split) / effective)
+    if epochs * steps_per_epoch < rules.min_steps and epochs < max_epochs:
+        epochs = float(min(max_epochs, math.ceil(rules.min_steps / steps_per_epoch)))
+        key = "planner.reason.epochs_min_steps"
+    draft.ranges["epochs"] = (max(0.5, half_epochs(epochs / 2)), epochs * 2)
+    draft.set("epochs", float(epochs), key, epochs=f"{epochs:g}", rows=split.train_rows,
+              steps=math.ceil(epochs * steps_per_epoch), task_key=f"planner.task.{ctx.task}")
+    if split.train_rows < rules.tiny_rows:
+        draft.warn("planner.warn.tiny_data", rows=split.train_rows)
+    steps = math.ceil(draft.values["epochs"] * steps_per_epoch)
+    draft.set("max_steps", 0, "planner.reason.max_steps", steps=steps)
+
+
+def epochs_key(ctx: PlanContext, split: Split) -> str:
+    index = next(i for i, row in enumerate(ctx.rules.data_size) if row is split.size_row)
+    last = len(ctx.rules.data_size) - 1
+    return ("planner.reason.epochs_tiny" if index == 0 else "planner.reason.epochs_large" if index == last
+            else "planner.reason.epochs")
+
+
+def decide_schedule(ctx: PlanContext, draft: Draft) -> None:
+    level = ctx.level_rules
+    draft.set("warmup_ratio", level.warmup_ratio, "planner.reason.warmup", pct=pct(level.warmup_ratio))
+    draft.set("scheduler", level.scheduler, f"planner.reason.scheduler_{level.scheduler}")
+    if draft.values["method"] == "full":
+        wd = ctx.rules.method.full.weight_decay
+        draft.set("weight_decay", wd, "planner.reason.weight_decay_full", value=f"{wd:g}")
+    else:
+        draft.set("weight_decay", 0.0, "planner.reason.weight_decay_lora")
+    draft.set("eval_every", 0, "planner.reason.eval_every")
+    draft.set("seed", 42, "planner.reason.seed")
+
+
+def decide_housekeeping(draft: Draft) -> None:
+    """Checkpoints and packing: the same for every goal, each with what it does for this run."""
+    draft.set("save_every", 0, "planner.reason.save_every_eval")
+    draft.set("keep_checkpoints", 2, "planner.reason.keep_checkpoints", n=2)
+    draft.set("packing", True, "planner.reason.packing")
