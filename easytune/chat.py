@@ -20,7 +20,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from easytune.i18n import UserError
-from easytune.job_folder import JobFolder
+from easytune.jobs.folder import JobFolder
 from easytune.settings import Settings
 from easytune.store import open_db
 

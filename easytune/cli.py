@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from easytune.i18n import UserError, normalize_lang, t
-from easytune.job_folder import JobFolder
+from easytune.jobs.folder import JobFolder
 from easytune.offline import go_offline
 from easytune.settings import load_settings
 
@@ -52,7 +52,7 @@ def _follow(settings, job_id: str, lang: str, quiet: bool, shown_position: int |
                     print(t("cli.train.step", lang, step=step, total=job["total_steps"], loss=f"{value:.4f}"),
                           file=sys.stderr, flush=True)
                 shown_step = len(loss)
-                logged = jobs.events(settings, job_id, types=("log",))
+                logged = jobs.logged_events(settings, job_id, types=("log",))
                 for event in logged[shown_events:]:
                     data = event["data"]
                     print(t(data["key"], lang, **data.get("params", {})), file=sys.stderr, flush=True)
@@ -76,7 +76,7 @@ def job_summary(settings, job: dict, lang: str) -> dict:
             "time_left_s": jobs.time_left(settings, job),
             "cf_pct": cf[-1][1] if cf else None, "warnings": warnings,
             "error_message": t(error["key"], lang, **error["params"]) if error else None,
-            "checkpoint": jobs.latest_checkpoint(Path(job["job_dir"])),
+            "checkpoint": JobFolder(job["job_dir"]).latest_checkpoint(),
             "actions": jobs.available_actions(settings, job)}
 
 
@@ -225,7 +225,7 @@ def cmd_jobs(args, settings) -> int:
         job = jobs.delete_job(settings, args.job)
         _emit(args, job, t("jobs.deleted", args.lang, job=job["id"]))
     elif args.action == "logs":
-        logged = jobs.events(settings, args.job)
+        logged = jobs.logged_events(settings, args.job)
         lines = [jobs.event_text(e["data"], args.lang) for e in logged]
         _emit(args, [e["data"] for e in logged], "\n".join(lines))
     return 0

@@ -19,9 +19,9 @@ from pathlib import Path
 
 from easytune.data.readers import supported_formats
 from easytune.i18n import UserError
+from easytune.jobs.events import ACTIVE_STATES
 from easytune.settings import ASSETS_DIR, Settings
 from easytune.store import open_db
-from easytune.train.events import ACTIVE_STATES
 
 DEMO_DIR = ASSETS_DIR / "demo"
 DEMO_PREFIX = "demo:"

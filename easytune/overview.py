@@ -11,9 +11,9 @@ import subprocess
 
 import psutil
 
+from easytune.jobs.events import ACTIVE_STATES
 from easytune.settings import Settings
 from easytune.store import open_db
-from easytune.train.events import ACTIVE_STATES
 
 
 def gpu_usage() -> list[dict]:

@@ -89,26 +89,20 @@ def test_the_monitor_charts_the_reward_margin(dpo_job):
     assert charts.reward_figure({"loss": series["loss"]}, "en") is None, "no reward chart for other objectives"
 
 
-def test_the_objective_is_decided_once_and_the_memory_plan_counts_both_answers(dpo_job, monkeypatch):
-    """objective auto on preference pairs is dpo, recorded with the job; the worker's memory decision then
-    counts two sequences per row, as the fit estimate does."""
-    import torch
-
-    from easytune.models import estimate
-    from easytune.plan.schema import TrainingPlan
-    from easytune.train import worker
+def test_the_objective_is_decided_once_and_the_memory_plan_counts_both_answers(dpo_job):
+    """objective auto on preference pairs is dpo, recorded with the job with its two sequences per row; the
+    estimated peak the worker sizes its allocator by counts both answers, as the fit estimate does."""
+    from easytune.jobs.folder import JobFolder
+    from easytune.models.estimate import as_shape, estimate_memory
 
     _, job = dpo_job
-    assert json.loads((Path(job["job_dir"]) / "job.json").read_text(encoding="utf-8"))["objective"] == "dpo"
-    plan = TrainingPlan.load(Path(job["job_dir"]) / "plan.yaml")
+    folder = JobFolder(job["job_dir"])
+    record, plan = folder.resolved(), folder.plan()
     assert plan.objective == "auto"
-    counted = []
-    real = estimate.estimate_memory
-    monkeypatch.setattr(estimate, "estimate_memory", lambda shape, method, seq_len, batch, *args, **kwargs: (
-        counted.append(batch) or real(shape, method, seq_len, batch, *args, **kwargs)))
-    from easytune.models import hardware
-
-    monkeypatch.setattr(hardware, "tune_cpu_allocator", lambda threshold: None)  # this process keeps its own
-    worker.tune_allocator(plan, "dpo", json.loads((Path(job["job_dir"]) / "job.json").read_text())["model_path"],
-                          torch.float32, 1)
-    assert counted == [2 * plan.batch_size]
+    assert (record["objective"], record["sequences_per_row"]) == ("dpo", 2)
+    config = json.loads((Path(record["model_path"]) / "config.json").read_text(encoding="utf-8"))
+    both = estimate_memory(as_shape(config), plan.method, plan.max_seq_len, 2 * plan.batch_size,
+                           plan.grad_checkpointing, record["precision"], plan.lora_r, plan.target_modules,
+                           device=record["device"], grad_accum=plan.grad_accum, lora_dropout=plan.lora_dropout,
+                           padded=not plan.packing).total
+    assert record["estimated_peak_bytes"] == both

@@ -41,7 +41,7 @@ def straight_loss(tmp_path_factory, plan_file) -> float:
 
 
 def steps_seen(job_dir: Path) -> int:
-    from easytune.train.events import read_events
+    from easytune.jobs.events import read_events
 
     return max([e["step"] for e in read_events(job_dir)[0] if e["type"] == "step"], default=0)
 
@@ -99,13 +99,14 @@ def test_a_worker_killed_under_a_watching_cli_is_interrupted_and_resumes(tmp_pat
 def test_a_worker_killed_under_the_apps_follower_is_interrupted_and_resumes(settings, plan_file, straight_loss):
     from easytune import jobs
     from easytune.i18n import t
+    from easytune.jobs.events import ACTIVE_STATES
     from easytune.plan.schema import TrainingPlan
 
     monitor = jobs.Monitor(settings, interval=0.3).start()  # as the app runs it, in the process that launched
     try:
         job = jobs.launch(settings, TrainingPlan.load(plan_file))
         step = kill_at_a_random_step(Path(job["job_dir"]), worker_pid(settings.home, job["id"]))
-        ended = wait_until(lambda: (j := jobs.get_job(settings, job["id"]))["state"] not in jobs.ACTIVE_STATES and j)
+        ended = wait_until(lambda: (j := jobs.get_job(settings, job["id"]))["state"] not in ACTIVE_STATES and j)
         assert ended["state"] == "INTERRUPTED", (step, ended)
         error = json.loads(ended["error"])
         assert error["key"] == "jobs.error.killed_resumable" and error["params"]["signal"] == signal.SIGKILL
@@ -114,7 +115,7 @@ def test_a_worker_killed_under_the_apps_follower_is_interrupted_and_resumes(sett
             assert said in t(error["key"], lang, **error["params"])
 
         jobs.perform(settings, job["id"], "resume")  # the app's Resume button
-        done = wait_until(lambda: (j := jobs.get_job(settings, job["id"]))["state"] not in jobs.ACTIVE_STATES and j)
+        done = wait_until(lambda: (j := jobs.get_job(settings, job["id"]))["state"] not in ACTIVE_STATES and j)
     finally:
         monitor.close()
     assert done["state"] == "COMPLETED", (step, done)

@@ -108,7 +108,7 @@ def test_finishing_delivers_the_best_checkpoint_not_the_last(demo_job, tmp_path)
     from safetensors.torch import save_file
 
     from easytune.i18n import UserError
-    from easytune.train.deliver import deliver_checkpoint
+    from easytune.jobs.deliver import deliver_checkpoint
 
     job_dir = tmp_path / "job"
     shutil.copytree(demo_job[1]["job_dir"], job_dir)  # the demo delivers its last step (keep_best: false)

@@ -40,6 +40,7 @@ def test_version_two_starts_where_version_one_ended(home, tmp_path):
     # the flywheel in one step: version 1's feedback, labelled, trains version 3 (after the newest) with KTO
     from easytune import jobs
     from easytune.feedback import improve_from_feedback, record_feedback
+    from easytune.jobs.folder import JobFolder
     from easytune.settings import load_settings
 
     settings = load_settings(home=home)
@@ -49,7 +50,7 @@ def test_version_two_starts_where_version_one_ended(home, tmp_path):
         record_feedback(settings, first["id"], prompt, answer, rating)
     improved = improve_from_feedback(settings, first["id"], labelled=True)
     assert improved["dataset"]["dataset"]["name"] == f"feedback-{first['id']}-labelled"
-    third = jobs.JobFolder(improved["job"]["job_dir"]).resolved()
+    third = JobFolder(improved["job"]["job_dir"]).resolved()
     assert (third["version"], third["previous"], third["objective"]) == (3, first["id"], "kto")
     jobs.stop_job(settings, improved["job"]["id"])
 

@@ -90,7 +90,7 @@ def run(model: str | None, overrides: dict, home: Path, facts: list[dict] | None
     from easytune.evaluation.pair import Pair
     from easytune.evaluation.runner import side
     from easytune.evaluation.service import pair_of
-    from easytune.job_folder import JobFolder
+    from easytune.jobs.folder import JobFolder
     from easytune.plan.service import make_plan
     from easytune.settings import load_settings
 

@@ -20,7 +20,7 @@ from easytune.evaluation import facts, metrics
 from easytune.evaluation.config import evaluation_config
 from easytune.evaluation.verdict import judge, verdict_text
 from easytune.i18n import UserError
-from easytune.job_folder import JobFolder
+from easytune.jobs.folder import JobFolder
 from easytune.settings import Settings
 from easytune.store import dumps, open_db
 

@@ -13,10 +13,10 @@ from pathlib import Path
 
 from easytune.export.formats import FORMATS, get_format
 from easytune.i18n import UserError
-from easytune.job_folder import JobFolder
+from easytune.jobs.events import ACTIVE_STATES
+from easytune.jobs.folder import JobFolder
 from easytune.settings import Settings
 from easytune.store import dumps, open_db
-from easytune.train.events import ACTIVE_STATES
 
 # What an export leaves free on the disk besides itself: a share of its own size, at least a little and at
 # most what the system needs to keep working — so a 1 MB adapter is not refused for a merged model's margin.

@@ -128,7 +128,7 @@ def run_worker(model_path: Path, train_file: Path, steps: int, work: Path, packi
                method: str = "lora", precision: str = "auto", cpu_bf16: bool = False) -> dict:
     """The real worker in its own process, as a job runs; figures read from its events. `cpu_bf16`: what the
     jobs service records for precision auto on this CPU."""
-    from easytune.job_folder import JobFolder
+    from easytune.jobs.folder import JobFolder
     from easytune.plan.schema import TrainingPlan
 
     job_dir = work / f"job-{method}-{packing}-{precision}"

@@ -23,7 +23,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from easytune.i18n import UserError
-from easytune.train.partial import partial_path, sweep
+from easytune.jobs.partial import partial_path, sweep
 
 WEIGHTS = "weights.safetensors"
 STATE = "state.pt"

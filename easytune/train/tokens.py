@@ -18,9 +18,8 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from easytune.i18n import UserError
-from easytune.train.dpo import encode_preference
-from easytune.train.kto import encode_labelled
-from easytune.train.sft import encode_row
+from easytune.jobs.resolve import file_sha256
+from easytune.train.recipes import recipe_for
 
 ENCODING_VERSION = 1  # bump when the encoding of a row changes, so old caches are not read
 TOKENIZER_FILE_PREFIXES = ("tokenizer", "chat_template", "special_tokens", "vocab", "merges", "added_tokens")
@@ -39,14 +38,10 @@ def read_rows(path: Path) -> list[dict]:
 
 def encode_rows(tokenizer, rows: list[dict], max_len: int, objective: str, path) -> list[dict]:
     """Every row's examples; a row the tokenizer or the chat template cannot handle is named by its line."""
-    examples = []
+    examples, encode = [], recipe_for(objective).encode
     for row in rows:
         try:
-            if objective in ("dpo", "kto"):
-                encoded = (encode_preference if objective == "dpo" else encode_labelled)(tokenizer, row, max_len)
-                examples += [encoded] if encoded is not None else []
-            else:
-                examples += encode_row(tokenizer, row, max_len, objective)
+            examples += encode(tokenizer, row, max_len)
         except Exception as exc:  # noqa: BLE001 — whatever broke, the user needs the row to fix
             raise UserError("train.error.bad_row", line=row.get("line", "?"), path=str(path),
                             detail=f"{type(exc).__name__}: {str(exc)[:200]}") from exc
@@ -62,21 +57,14 @@ def tokenizer_fingerprint(tokenizer, model_path: str) -> str:
     return digest.hexdigest()
 
 
-def file_digest(path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def load_examples(tokenizer, job: dict, max_len: int, objective: str) -> tuple[list[dict], list[dict] | None, bool]:
     """(train examples, validation examples or None when there is no validation file, read from cache?)."""
     files = {"train": job["train_file"], "val": job.get("val_file")}
     key = hashlib.sha256(json.dumps({
         "version": ENCODING_VERSION, "dataset_sha256": job.get("dataset_sha256"), "max_len": max_len,
         "objective": objective, "tokenizer": tokenizer_fingerprint(tokenizer, job["model_path"]),
-        "files": {name: file_digest(path) for name, path in files.items() if path},
+        # the hashes the job was created with (checked by the worker before it reads a row)
+        "files": job.get("file_sha256") or {f"{name}_file": file_sha256(path) for name, path in files.items() if path},
     }, sort_keys=True).encode()).hexdigest()
     cache = Path(job["cache_dir"]) / "tokens" / f"{key[:32]}.safetensors" if job.get("cache_dir") else None
     if cache is not None and cache.is_file():

@@ -2,7 +2,7 @@
 
 The only module that imports the training stack at load. It reads `plan.yaml` (the TrainingPlan)
 and `job.json` (the paths the orchestrator resolved) from the job folder, trains, writes events
-(easytune.train.events), checkpoints (easytune.train.checkpoints) and leaves the adapter (or full
+(easytune.jobs.events), checkpoints (easytune.train.checkpoints) and leaves the adapter (or full
 model) in the folder. It reads top to bottom: setup, data, model, start or resume, one visible loop,
 deliver. One loop serves every objective: supervised answers (sft), raw text (pretrain) and
 preference pairs (dpo) differ only in how a micro-batch becomes a loss.
@@ -19,31 +19,72 @@ import signal
 import sys
 import time
 import traceback
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from easytune.health import thresholds
 from easytune.i18n import UserError
-from easytune.job_folder import JobFolder
+from easytune.jobs.events import STOP_FILE, EventWriter
+from easytune.jobs.folder import JobFolder
+from easytune.jobs.guard import PAUSE_REASON, forgetting_pause
+from easytune.jobs.objective import resolve_objective
+from easytune.jobs.resolve import LR_FLOOR, SEQUENCES_PER_ROW, file_sha256
 from easytune.models.calibrate import auto_precision
-from easytune.models.sources import load_config, load_safe, load_tokenizer
+from easytune.models.sources import load_safe, load_tokenizer
 from easytune.plan.schema import TrainingPlan
-from easytune.train import dpo, kto, rehearsal
+from easytune.train import rehearsal
 from easytune.train.attention import use_segment_attention
 from easytune.train.checkpoints import Checkpoints, check_space, load_weights, raise_if_disk_full
-from easytune.train.evaluate import ForgettingScore, mean_loss, retention_lines
-from easytune.train.events import STOP_FILE, EventWriter
+from easytune.train.evaluate import ForgettingScore, retention_lines
 from easytune.train.failures import is_out_of_memory, out_of_memory
-from easytune.train.guard import PAUSE_REASON, forgetting_pause
-from easytune.train.loss import keeps_logits, scored_loss
-from easytune.train.objective import resolve_objective
-from easytune.train.packing import collate, packing_is_exact, padding_share
+from easytune.train.packing import packing_is_exact, padding_share
 from easytune.train.ranks import Ranks
+from easytune.train.recipes import Batching, recipe_for
 from easytune.train.sft import DEFAULT_CHAT_TEMPLATE, IGNORE, encode_row, encode_text
 from easytune.train.tokens import load_examples
 
 ADAPTER_METHODS = ("lora", "qlora")  # what trains an adapter and delivers `adapter/`
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def recorded_device(job: dict, plan: TrainingPlan) -> torch.device:
+    """The device the app resolved for the job; one that is not on this machine now is said, not replaced."""
+    wanted = job.get("device") or plan.device  # (a job from before the record named its device)
+    if wanted != "auto" and not device_available(wanted):
+        raise UserError("train.error.device_missing", device=wanted)
+    return pick_device(wanted)
+
+
+def device_available(kind: str) -> bool:
+    if kind == "cuda":
+        return torch.cuda.is_available()
+    if kind == "mps":
+        return bool(getattr(torch.backends, "mps", None)) and torch.backends.mps.is_available()
+    if kind == "xpu":
+        return hasattr(torch, "xpu") and torch.xpu.is_available()
+    return True
+
+
+def recorded_dtype(job: dict, plan: TrainingPlan, device: torch.device) -> torch.dtype:
+    if job.get("precision"):
+        return DTYPES[job["precision"]]
+    # a job from before the record named its precision
+    return pick_dtype(plan.precision, device, cpu_bf16=bool(job.get("cpu_bf16")) and plan.method in ADAPTER_METHODS)
+
+
+def check_files(job: dict) -> None:
+    """The job's data files are those it was created with: a file changed since then would train on rows the
+    plan, its split and its evaluation never saw."""
+    for name, digest in (job.get("file_sha256") or {}).items():
+        path = job.get(name)
+        try:
+            same = file_sha256(path) == digest
+        except OSError:
+            raise UserError("train.error.data_missing", path=path) from None
+        if not same:
+            raise UserError("train.error.data_changed", path=path)
 
 
 def pick_device(wanted: str) -> torch.device:
@@ -64,7 +105,7 @@ def pick_dtype(precision: str, device: torch.device, cpu_bf16: bool = False) -> 
     adapter and its optimiser state stay fp32 either way (peft keeps adapter weights in fp32)."""
     if precision == "auto":
         precision = auto_precision(device.type, device.type == "cuda" and torch.cuda.is_bf16_supported(), cpu_bf16)
-    return {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+    return DTYPES[precision]
 
 
 def load_four_bit(model_path: str, dtype: torch.dtype, device: torch.device, events: EventWriter):
@@ -102,8 +143,8 @@ def dataset_kind(job: dict) -> str:
     return "sft"
 
 
-def lr_at(step: int, plan: TrainingPlan, total: int) -> float:
-    """Linear warmup, then cosine / linear decay to 10% of the peak (or constant)."""
+def lr_at(step: int, plan: TrainingPlan, total: int, floor: float = LR_FLOOR) -> float:
+    """Linear warmup, then cosine / linear decay to `floor` × the peak (or constant)."""
     warmup = int(plan.warmup_ratio * total)
     if step < warmup:
         return plan.learning_rate * (step + 1) / warmup
@@ -111,7 +152,7 @@ def lr_at(step: int, plan: TrainingPlan, total: int) -> float:
         return plan.learning_rate
     progress = (step - warmup) / max(1, total - warmup)
     decay = 0.5 * (1 + math.cos(math.pi * progress)) if plan.scheduler == "cosine" else 1 - progress
-    return plan.learning_rate * (0.1 + 0.9 * decay)
+    return plan.learning_rate * (floor + (1 - floor) * decay)
 
 
 class StopRequest:
@@ -153,25 +194,21 @@ def continue_adapter(model, folder: str) -> None:
         raise UserError("train.error.adapter_mismatch", path=folder, name=loaded.unexpected_keys[0])
 
 
-def tune_allocator(plan: TrainingPlan, objective: str, model_path: str, dtype: torch.dtype, processes: int) -> bool:
-    """On a CPU, reuse freed tensor memory (faster) where the plan's estimated peak leaves room for the
-    heap's fragments; otherwise give it back at once, as the fit estimate assumes
-    (hardware.tune_cpu_allocator). True: reused."""
+def tune_allocator(job: dict, plan: TrainingPlan, objective: str, dtype: torch.dtype, processes: int) -> bool:
+    """On a CPU, reuse freed tensor memory (faster) where the job's estimated peak leaves room for the heap's
+    fragments; otherwise give it back at once, as the fit estimate assumes (hardware.tune_cpu_allocator).
+    True: reused."""
     import psutil
 
-    from easytune.models.estimate import as_shape, estimate_memory
     from easytune.models.hardware import MALLOC_EXACT, MALLOC_REUSE, cpu_allocator_threshold, tune_cpu_allocator
 
-    try:
-        shape = as_shape(load_config(model_path).to_dict())
-        # a preference row is two sequences; a labelled answer too (with its mismatched one)
-        rows = plan.batch_size * (2 if objective in ("dpo", "kto") else 1)
-        peak = estimate_memory(shape, plan.method, plan.max_seq_len, rows, plan.grad_checkpointing,
-                               str(dtype).replace("torch.", ""), plan.lora_r, plan.target_modules,
-                               device="cpu", grad_accum=plan.grad_accum, lora_dropout=plan.lora_dropout,
-                               padded=not plan.packing).total
-    except (OSError, ValueError, TypeError):  # a shape the estimator cannot read: no room assumed
-        peak = None
+    if "estimated_peak_bytes" in job:
+        peak = job["estimated_peak_bytes"]
+    else:  # a job from before the record held its estimate
+        from easytune.jobs.resolve import estimated_peak
+
+        peak = estimated_peak(plan, Path(job["model_path"]), "cpu", str(dtype).replace("torch.", ""),
+                              SEQUENCES_PER_ROW.get(objective, 1))
     threshold = (cpu_allocator_threshold(peak * processes, psutil.virtual_memory().available)
                  if peak else MALLOC_EXACT)
     tune_cpu_allocator(threshold)
@@ -181,78 +218,121 @@ def tune_allocator(plan: TrainingPlan, objective: str, model_path: str, dtype: t
 def train(job_dir: Path, events: EventWriter, ranks: Ranks) -> str | tuple[str, str, dict]:
     """Train the job; returns its final state, or (state, reason key, params) when it ends for a reason."""
     stop = StopRequest(job_dir)
+    run = start(job_dir, events, ranks)
+    tokenizer = load_tokenizer(run.job["model_path"])
+    if not tokenizer.chat_template:
+        tokenizer.chat_template = DEFAULT_CHAT_TEMPLATE
+        events.log("train.log.default_template", level="warning")
+    train_set, val = load_data(run, tokenizer)
+    model = load_model(run)
+    train_set = with_retention(run, model, tokenizer, train_set)
+    events.log("train.log.data", train=len(train_set), val=len(val))
+    return Loop(run, model, tokenizer, train_set, val).run(stop)
+
+
+@dataclass
+class Run:
+    """What the job runs with: its plan, the record the app resolved, and what this process made of it."""
+    folder: JobFolder
+    plan: TrainingPlan
+    job: dict
+    device: torch.device
+    dtype: torch.dtype
+    objective: str
+    recipe: object
+    events: EventWriter
+    ranks: Ranks
+
+    @property
+    def adapter(self) -> bool:
+        return self.plan.method in ADAPTER_METHODS
+
+
+def start(job_dir: Path, events: EventWriter, ranks: Ranks) -> Run:
+    """Read the job, check its record against this machine and its files, and set the process up."""
     folder = JobFolder(job_dir)
     plan, job = folder.plan(), folder.resolved()
     events.state("PREPARING")
     random.seed(plan.seed)
     torch.manual_seed(plan.seed)
-    device = pick_device(plan.device)
+    device = recorded_device(job, plan)
     if ranks.world > 1 and device.type not in ("cpu", "cuda"):  # DDP's backends: gloo (CPU) and NCCL
         raise UserError("train.error.processes_device", device=device.type)
     if device.type == "cuda" and ranks.world > torch.cuda.device_count():
         raise UserError("train.error.too_many_processes", processes=ranks.world, gpus=torch.cuda.device_count())
+    check_files(job)
     device = ranks.start(device)
-    dtype = pick_dtype(plan.precision, device, cpu_bf16=bool(job.get("cpu_bf16")) and plan.method in ADAPTER_METHODS)
-    # decided when the job was created (jobs.create_job); resolved here only for a job from before that
+    dtype = recorded_dtype(job, plan, device)
+    # decided when the job was created (jobs.create); resolved here only for a job from before that
     objective = job.get("objective") or resolve_objective(plan.objective, dataset_kind(job), job.get("dataset", ""))
     if device.type == "cpu":
-        events.log("train.log.memory_reused" if tune_allocator(plan, objective, job["model_path"], dtype, ranks.world)
+        events.log("train.log.memory_reused" if tune_allocator(job, plan, objective, dtype, ranks.world)
                    else "train.log.memory_exact")
         if ranks.world > 1:  # the cores are shared out between the processes
             torch.set_num_threads(max(1, len(os.sched_getaffinity(0)) // ranks.world))
     events.log("train.log.device", device=str(device), dtype=str(dtype).replace("torch.", ""))
     if ranks.world > 1:
         events.log("train.log.processes", processes=ranks.world, backend=ranks.backend)
+    return Run(folder, plan, job, device, dtype, objective, recipe_for(objective), events, ranks)
 
-    # ---- data: token ids + labels (loss only on what is to be learned), cached between runs ----
-    tokenizer = load_tokenizer(job["model_path"])
-    if not tokenizer.chat_template:
-        tokenizer.chat_template = DEFAULT_CHAT_TEMPLATE
-        events.log("train.log.default_template", level="warning")
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    events.log(f"train.log.objective_{objective}")
+
+def load_data(run: Run, tokenizer) -> tuple[list[dict], list[dict]]:
+    """Token ids + labels (the loss only on what is to be learned), cached between runs. The job's files are
+    already split (easytune.datasets.job_split)."""
+    run.events.log(f"train.log.objective_{run.objective}")
     started = time.perf_counter()
-    examples, val, cached = load_examples(tokenizer, job, plan.max_seq_len, objective)
-    events.log("train.log.tokens_cached" if cached else "train.log.tokenized", examples=len(examples),
-               seconds=round(time.perf_counter() - started, 1))
-    train_set, val = examples, val or []  # (the job's files are already split: easytune.datasets.job_split)
-    if not train_set:
-        raise UserError("train.error.no_pairs" if objective == "dpo" else "train.error.no_rows", path=job["train_file"])
+    examples, val, cached = load_examples(tokenizer, run.job, run.plan.max_seq_len, run.objective)
+    run.events.log("train.log.tokens_cached" if cached else "train.log.tokenized", examples=len(examples),
+                   seconds=round(time.perf_counter() - started, 1))
+    if not examples:
+        raise UserError(run.recipe.no_rows, path=run.job["train_file"])
+    return examples, val or []
 
-    # ---- model ----
-    adapter = plan.method in ADAPTER_METHODS
-    if plan.method == "qlora":
-        model = load_four_bit(job["model_path"], dtype, device, events)
+
+def load_model(run: Run):
+    if run.plan.method == "qlora":
+        return load_four_bit(run.job["model_path"], run.dtype, run.device, run.events)
+    model = load_safe(run.job["model_path"], dtype=run.dtype)
+    return model.to(run.device)
+
+
+def with_retention(run: Run, model, tokenizer, train_set: list[dict]) -> list[dict]:
+    """The training rows with general text mixed in at the plan's share: what the model already knows, kept
+    by training on it alongside (its own answers to general questions for supervised data, raw text for text)."""
+    plan, job = run.plan, run.job
+    if plan.retention_ratio <= 0:
+        return train_set
+    if not run.recipe.retention:
+        run.events.log("train.log.retention_not_for_dpo", level="warning")
+        return train_set
+    started = time.perf_counter()
+    wanted = round(len(train_set) * plan.retention_ratio / (1 - plan.retention_ratio))
+    own = run.objective == "sft" and any(rehearsal.requests())
+    if own:  # its own answers to general questions and everyday requests, in the data's language
+        answers = [[token for token in e["labels"] if token != IGNORE] for e in train_set[:200]]
+        language = rehearsal.language_of([tokenizer.decode(ids[:200]) for ids in answers])
+        rows = rehearsal.rehearsal_rows(model, tokenizer, model_path=job["model_path"], language=language,
+                                        cache_dir=job.get("cache_dir"), count=wanted, seed=plan.seed)
+        general = [e for row in rows for e in encode_row(tokenizer, row, plan.max_seq_len)]
     else:
-        model = load_safe(job["model_path"], dtype=dtype)
-        model.to(device)
-    if plan.retention_ratio > 0 and objective in ("dpo", "kto"):  # general text has no good or bad answer
-        events.log("train.log.retention_not_for_dpo", level="warning")
-    elif plan.retention_ratio > 0:  # what the model already knows, kept by training on it alongside
-        started = time.perf_counter()
-        wanted = round(len(train_set) * plan.retention_ratio / (1 - plan.retention_ratio))
-        own = objective == "sft" and any(rehearsal.requests())
-        if own:  # its own answers to general questions and everyday requests, in the data's language
-            answers = [[token for token in e["labels"] if token != IGNORE] for e in train_set[:200]]
-            language = rehearsal.language_of([tokenizer.decode(ids[:200]) for ids in answers])
-            rows = rehearsal.rehearsal_rows(model, tokenizer, model_path=job["model_path"], language=language,
-                                            cache_dir=job.get("cache_dir"), count=wanted, seed=plan.seed)
-            general = [e for row in rows for e in encode_row(tokenizer, row, plan.max_seq_len)]
-        else:  # raw text for raw text
-            general = [e for line in retention_lines(thresholds()["forgetting"]["reference_lines"])
-                       for e in encode_text(tokenizer, {"text": line}, plan.max_seq_len)]
-        random.Random(plan.seed).shuffle(general)
-        train_set = train_set + (general * (wanted // max(1, len(general)) + 1))[:wanted]
-        events.log("train.log.retention_rehearsal" if own else "train.log.retention", general=wanted,
+        general = [e for line in retention_lines(thresholds()["forgetting"]["reference_lines"])
+                   for e in encode_text(tokenizer, {"text": line}, plan.max_seq_len)]
+    random.Random(plan.seed).shuffle(general)
+    run.events.log("train.log.retention_rehearsal" if own else "train.log.retention", general=wanted,
                    pct=round(plan.retention_ratio * 100), seconds=round(time.perf_counter() - started, 1))
-    events.log("train.log.data", train=len(train_set), val=len(val))
-    base, attention = model, model.config._attn_implementation  # (the adapter, if any, wraps `base`)
+    return train_set + (general * (wanted // max(1, len(general)) + 1))[:wanted]
+
+
+def adapted(run: Run, model):
+    """The model as it trains: packed sequences attending to themselves, activations recomputed where the plan
+    says, the LoRA adapter (trained on from the previous version's). Returns (model, packing is exact)."""
+    plan, job, events = run.plan, run.job, run.events
     if plan.packing:  # each packed sequence attends to itself alone: no compute on cross-sequence blocks
-        use_segment_attention(base)
+        use_segment_attention(model)
     if plan.grad_checkpointing:  # activations recomputed in the backward pass instead of kept
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         events.log("train.log.grad_checkpointing")
-    if adapter:
+    if run.adapter:
         from peft import LoraConfig, get_peft_model
 
         from easytune.train.modules import lora_targets
@@ -263,173 +343,100 @@ def train(job_dir: Path, events: EventWriter, ranks: Ranks) -> str | tuple[str, 
         if job.get("start_adapter"):  # a new version trains on from the last one's adapter
             continue_adapter(model, job["start_adapter"])
             events.log("train.log.continued", path=job["start_adapter"], version=job.get("version", 2))
-        if device.type == "cpu":  # a mask from random bytes: the default one is a fifth of a CPU step
+        if run.device.type == "cpu":  # a mask from random bytes: the default one is a fifth of a CPU step
             from easytune.train.dropout import use_byte_dropout
 
             use_byte_dropout(model)
-    pack = plan.packing and packing_is_exact(model, device)
-    if plan.packing and not pack:
-        base.set_attn_implementation(attention)
-        events.log("train.log.packing_unsupported", level="warning")
-    elif pack:
-        events.log("train.log.packing", pct=round(100 * padding_share(train_set, plan.batch_size)))
-    model.train()
-    params = [p for p in model.parameters() if p.requires_grad]
-    n_trainable = sum(p.numel() for p in params)
-    events.log("train.log.params", trainable=n_trainable, total=sum(p.numel() for p in model.parameters()))
-    optimizer = torch.optim.AdamW(params, lr=plan.learning_rate, weight_decay=plan.weight_decay)
+    return model
 
-    forgetting = ForgettingScore(model, tokenizer, model_path=job["model_path"], max_len=min(plan.max_seq_len, 256),
-                                 per_language=thresholds()["forgetting"]["reference_lines"],
-                                 batch_size=plan.batch_size, pad_id=pad_id, device=device,
-                                 cache_dir=job.get("cache_dir"), adapter=adapter, pack=pack, ranks=ranks)
-    if objective == "dpo":  # the reference model's scores, before any weight moves
-        started = time.perf_counter()
-        for pairs in (train_set, val):
-            dpo.add_reference_logps(model, pairs, plan.batch_size, pad_id, device, pack,
-                                    adapter=adapter, ranks=ranks)
-        events.log("train.log.dpo_reference", pairs=len(train_set) + len(val), beta=plan.dpo_beta,
-                   seconds=round(time.perf_counter() - started, 1))
-    elif objective == "kto":  # the reference model's scores of each answer and its mismatched one
-        started = time.perf_counter()
-        for labelled in (train_set, val):
-            if labelled:
-                kto.pair_with_next(labelled)
-                kto.add_reference_logps(model, labelled, plan.batch_size, pad_id, device, pack, plan.max_seq_len,
-                                        adapter=adapter, ranks=ranks)
-        events.log("train.log.kto_reference", answers=len(train_set) + len(val), beta=plan.dpo_beta,
-                   good=sum(e["desirable"][0] for e in train_set), seconds=round(time.perf_counter() - started, 1))
 
-    cf_share = thresholds()["forgetting"]["max_time_share"]
-    training_s = 0.0  # the steps' own time, evaluations left out
+class Loop:
+    """The training loop over the recipe's losses, with its evaluations, checkpoints and delivery."""
 
-    def evaluate(step: int, last: bool = False) -> dict:
-        """Validation loss; the forgetting score before training, at the first evaluation and the last, and
-        in between as often as its time budget allows (a share of the training time)."""
-        scored = ranks.any(step == 0 or last or forgetting.due(training_s, cf_share))  # every process scores, or none
-        result = {"step": step, **(forgetting.score(untrained=step == 0) if scored else {})}  # step 0: only before
-        if val:
-            started = time.perf_counter()
-            if objective == "dpo":
-                result.update(dpo.evaluate_pairs(model, val, plan.batch_size, pad_id, device, pack,
-                                                 plan.dpo_beta, ranks))
-            elif objective == "kto":
-                result.update(kto.evaluate_labelled(model, val, plan.batch_size, pad_id, device, pack,
-                                                    plan.dpo_beta, plan.max_seq_len, ranks))
-            else:
-                result["val_loss"] = mean_loss(model, val, plan.batch_size, pad_id, device, pack, ranks)
-            result["val_s"] = round(time.perf_counter() - started, 3)
-        events.emit("eval", **result)
-        return result
+    def __init__(self, run: Run, model, tokenizer, train_set: list[dict], val: list[dict]):
+        plan, job, ranks = run.plan, run.job, run.ranks
+        self.run_, self.plan, self.events, self.ranks = run, plan, run.events, ranks
+        self.tokenizer, self.train_set, self.val = tokenizer, train_set, val
+        self.base, self.attention = model, model.config._attn_implementation  # the adapter, if any, wraps `base`
+        self.model = adapted(run, model)
+        self.pack = plan.packing and packing_is_exact(self.model, run.device)
+        if plan.packing and not self.pack:
+            self.base.set_attn_implementation(self.attention)
+            self.events.log("train.log.packing_unsupported", level="warning")
+        elif self.pack:
+            self.events.log("train.log.packing", pct=round(100 * padding_share(train_set, plan.batch_size)))
+        self.model.train()
+        self.params = [p for p in self.model.parameters() if p.requires_grad]
+        self.events.log("train.log.params", trainable=sum(p.numel() for p in self.params),
+                        total=sum(p.numel() for p in self.model.parameters()))
+        self.optimizer = torch.optim.AdamW(self.params, lr=plan.learning_rate, weight_decay=plan.weight_decay)
+        pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        self.batching = Batching(pad_id=pad_id, device=run.device, pack=self.pack, batch_size=plan.batch_size,
+                                 max_len=plan.max_seq_len, beta=plan.dpo_beta, adapter=run.adapter, ranks=ranks)
+        self.forgetting = ForgettingScore(
+            self.model, tokenizer, model_path=job["model_path"], max_len=min(plan.max_seq_len, 256),
+            per_language=thresholds()["forgetting"]["reference_lines"], batch_size=plan.batch_size, pad_id=pad_id,
+            device=run.device, cache_dir=job.get("cache_dir"), adapter=run.adapter, pack=self.pack, ranks=ranks)
+        self.recipe = run.recipe
+        self.recipe.prepare(self.model, [train_set, val], self.batching, self.events)
+        self.training_s = 0.0  # the steps' own time, evaluations left out
+        self.micro_per_epoch = math.ceil(len(train_set) / plan.batch_size)
+        self.steps_per_epoch = math.ceil(len(train_set) / (plan.batch_size * plan.grad_accum * ranks.world))
+        self.total = plan.max_steps or max(1, math.ceil(plan.epochs * self.steps_per_epoch))
+        self.floor = job.get("lr_floor", LR_FLOOR)
+        self.checkpoints = Checkpoints(run.folder.checkpoints, plan.keep_checkpoints)
+        self.start_step, self.consumed = 0, 0  # optimizer steps done; micro-batches taken (all processes)
 
-    keep_logits = keeps_logits(model)  # (DDP, when it wraps the model below, passes the argument on)
+    def run(self, stop: StopRequest) -> str | tuple[str, str, dict]:
+        plan, total = self.plan, self.total
+        if self.run_.job.get("resume_from"):
+            self.resume(self.run_.job["resume_from"])
+            total = self.total
+        self.train_model = self.model
+        if self.ranks.world > 1:
+            from torch.nn.parallel import DistributedDataParallel
 
-    def forward(chunk: list[dict]) -> tuple[torch.Tensor, int, dict]:
-        """One micro-batch → (mean loss, tokens computed, objective-specific figures)."""
-        if objective == "dpo":
-            chosen, rejected = dpo.pair_logps(train_model, chunk, pad_id, device, pack)
-            ref_chosen, ref_rejected = dpo.references(chunk, device)
-            loss, stats = dpo.dpo_loss(chosen.float(), rejected.float(), ref_chosen, ref_rejected, plan.dpo_beta)
-            return loss, sum(len(p["chosen_ids"]) + len(p["rejected_ids"]) for p in chunk), stats
-        if objective == "kto":
-            answer, mismatched = kto.logps(train_model, chunk, pad_id, device, pack, plan.max_seq_len)
-            ref, ref_kl, desirable = kto.references(chunk, device)
-            loss, stats = kto.kto_loss(answer.float(), mismatched.float(), ref, ref_kl, desirable, plan.dpo_beta)
-            return loss, sum(2 * len(e["prompt_ids"]) + len(e["answer_ids"]) + len(e["kl_answer_ids"])
-                             for e in chunk), stats
-        batch, _ = collate([(e["input_ids"], e["labels"]) for e in chunk], pad_id, device, pack)
-        return scored_loss(train_model, batch, keep_logits), sum(len(e["input_ids"]) for e in chunk), {}
-
-    # ---- start, or resume from a checkpoint ----
-    micro_per_epoch = math.ceil(len(train_set) / plan.batch_size)
-    steps_per_epoch = math.ceil(len(train_set) / (plan.batch_size * plan.grad_accum * ranks.world))
-    total = plan.max_steps or max(1, math.ceil(plan.epochs * steps_per_epoch))
-    eval_every = plan.eval_every or max(1, total // 10)
-    checkpoints = Checkpoints(JobFolder(job_dir).checkpoints, plan.keep_checkpoints)
-    start_step, consumed = 0, 0  # optimizer steps done; micro-batches taken from the stream (all processes)
-    if job.get("resume_from"):
-        state = checkpoints.load(job["resume_from"], model, optimizer)
-        if ranks.main:
-            checkpoints.forget_after(state["step"])  # they belong to the run being replaced
-        start_step, consumed, total = state["step"], state["micro_batches"], state["total_steps"]
-        random.setstate(state["rng"]["python"])
-        torch.set_rng_state(state["rng"]["torch"])
-        if device.type == "cuda" and "cuda" in state["rng"]:
-            torch.cuda.set_rng_state(state["rng"]["cuda"], device)
-    train_model = model
-    if ranks.world > 1:
-        from torch.nn.parallel import DistributedDataParallel
-
-        train_model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-    events.state("RUNNING")
-    if start_step:
-        events.log("train.log.resumed", step=start_step, total=total)
-    else:
-        evaluate(0)
-
-    # Every process keeps the same account of what is saved, so all take the same branches below.
-    saved_step, best_val_loss = (start_step or None), checkpoints.index["best_val_loss"]
-
-    def save_checkpoint(step: int, val_loss: float | None) -> None:
-        nonlocal saved_step
-        saved_step = step
-        if ranks.main:
-            rng = {"python": random.getstate(), "torch": torch.get_rng_state()}
-            if device.type == "cuda":
-                rng["cuda"] = torch.cuda.get_rng_state(device)
-            state = {"step": step, "micro_batches": consumed, "total_steps": total, "seed": plan.seed, "rng": rng,
-                     "scheduler": {"kind": plan.scheduler, "step": step, "total_steps": total}}  # lr_at() resumes it
-            events.emit("checkpoint", **checkpoints.save(step, model, optimizer, state, val_loss))
-
-    def finish(steps_done: int, final: str) -> str:
-        """Checkpoint the end point, then deliver the best weights (or the last) as the job's result."""
-        if saved_step != steps_done:
-            save_checkpoint(steps_done, None)
-        if ranks.main:
-            deliver(steps_done)
-        return final
-
-    def deliver(steps_done: int) -> None:
-        best = checkpoints.best_step
-        if plan.keep_best and val and best is not None and best != steps_done:
-            load_weights(model, checkpoints.folder / f"step-{best}")
-            events.log("train.log.delivered_best", step=best, last=steps_done,
-                       val_loss=round(checkpoints.index["best_val_loss"], 4))
-        elif not val:
-            events.log("train.log.delivered_last_no_val", step=steps_done)
-        elif plan.keep_best:
-            events.log("train.log.delivered_last_best", step=steps_done)
+            device = self.run_.device
+            self.train_model = DistributedDataParallel(self.model, device_ids=[device.index]
+                                                       if device.type == "cuda" else None)
+        self.events.state("RUNNING")
+        if self.start_step:
+            self.events.log("train.log.resumed", step=self.start_step, total=total)
         else:
-            events.log("train.log.delivered_last", step=steps_done)
-        base.set_attn_implementation(attention)  # the saved model loads with its usual attention
-        save(model, tokenizer, job_dir, plan, events)
+            self.evaluate(0)
+        # Every process keeps the same account of what is saved, so all take the same branches below.
+        self.saved_step, best_val_loss = (self.start_step or None), self.checkpoints.index["best_val_loss"]
+        eval_every = plan.eval_every or max(1, total // 10)
+        stream = self.micro_batches(self.consumed)
+        for step in range(self.start_step, total):
+            if self.ranks.any(stop):
+                return self.finish(step, "STOPPED")
+            self.optimizer_step(step, stream)
+            done = step + 1
+            result = self.evaluate(done, last=done == total) if done % eval_every == 0 or done == total else None
+            val_loss = result.get("val_loss") if result else None
+            new_best = val_loss is not None and (best_val_loss is None or val_loss < best_val_loss)
+            best_val_loss = val_loss if new_best else best_val_loss
+            due = done % plan.save_every == 0 if plan.save_every else result is not None
+            if due or new_best or done == total:
+                self.save_checkpoint(done, val_loss)
+            if result and plan.forgetting_guard and (pause := forgetting_pause(result, self.run_.job)):
+                self.events.log(PAUSE_REASON, level="warning", **pause)  # saved and delivered; the user picks next
+                return self.finish(done, ("PAUSED", PAUSE_REASON, pause))
+        return self.finish(total, "COMPLETED")
 
-    # ---- the loop ----
-    def micro_batches(start: int):
-        """The endless shuffled stream from micro-batch `start` on; with several processes each takes
-        every world-th micro-batch, so together they read the data once per epoch."""
-        shuffled_epoch, order = -1, []
-        for index in range(start + ranks.rank, 2**62, ranks.world):
-            epoch, k = divmod(index, micro_per_epoch)
-            if epoch != shuffled_epoch:
-                order = list(train_set)
-                random.Random(plan.seed + epoch).shuffle(order)
-                shuffled_epoch = epoch
-            yield order[k * plan.batch_size:(k + 1) * plan.batch_size]
-
-    stream = micro_batches(consumed)
-    for step in range(start_step, total):
-        if ranks.any(stop):
-            return finish(step, "STOPPED")
+    def optimizer_step(self, step: int, stream) -> None:
+        """One optimizer step over grad_accum micro-batches, reported as a step event."""
+        plan, ranks = self.plan, self.ranks
         started = time.perf_counter()
-        lr = lr_at(step, plan, total)
-        for group in optimizer.param_groups:
+        lr = lr_at(step, plan, self.total, self.floor)
+        for group in self.optimizer.param_groups:
             group["lr"] = lr
         loss_sum, tokens, figures = 0.0, 0, {}
         for micro in range(plan.grad_accum):
             last = micro == plan.grad_accum - 1  # gradients are averaged across processes once, at the last
-            with contextlib.nullcontext() if last or ranks.world == 1 else train_model.no_sync():
-                loss, n, stats = forward(next(stream))
+            with contextlib.nullcontext() if last or ranks.world == 1 else self.train_model.no_sync():
+                loss, n, stats = self.recipe.loss(self.train_model, next(stream), self.batching)
                 (loss / plan.grad_accum).backward()
             # read after the backward pass: a read before it would make a GPU finish the forward pass before
             # the backward one is even queued; the weights only change at optimizer.step(), below
@@ -440,30 +447,88 @@ def train(job_dir: Path, events: EventWriter, ranks: Ranks) -> str | tuple[str, 
             tokens += n
             for name, value in stats.items():
                 figures[name] = figures.get(name, 0.0) + value / plan.grad_accum
-        consumed += plan.grad_accum * ranks.world
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
+        self.consumed += plan.grad_accum * ranks.world
+        torch.nn.utils.clip_grad_norm_(self.params, 1.0)
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
         if ranks.world > 1:  # the step's figures over all processes: mean loss, total tokens
             loss_sum, tokens, *values = ranks.sum(loss_sum, tokens, *figures.values())
             loss_sum, figures = loss_sum / ranks.world, {k: v / ranks.world for k, v in zip(figures, values)}
         elapsed = time.perf_counter() - started
-        training_s += elapsed
-        events.emit("step", step=step + 1, total_steps=total, epoch=round((step + 1) / steps_per_epoch, 3),
-                    loss=round(loss_sum, 5), lr=lr, tokens=int(tokens), tokens_per_s=round(tokens / elapsed, 1),
-                    **{k: round(v, 5) for k, v in figures.items()})
-        done = step + 1
-        result = evaluate(done, last=done == total) if done % eval_every == 0 or done == total else None
-        val_loss = result.get("val_loss") if result else None
-        new_best = val_loss is not None and (best_val_loss is None or val_loss < best_val_loss)
-        best_val_loss = val_loss if new_best else best_val_loss
-        due = done % plan.save_every == 0 if plan.save_every else result is not None
-        if due or new_best or done == total:
-            save_checkpoint(done, val_loss)
-        if result and plan.forgetting_guard and (pause := forgetting_pause(result, job)):
-            events.log(PAUSE_REASON, level="warning", **pause)  # saved and delivered; the user picks what next
-            return finish(done, ("PAUSED", PAUSE_REASON, pause))
-    return finish(total, "COMPLETED")
+        self.training_s += elapsed
+        self.events.emit("step", step=step + 1, total_steps=self.total,
+                         epoch=round((step + 1) / self.steps_per_epoch, 3), loss=round(loss_sum, 5), lr=lr,
+                         tokens=int(tokens), tokens_per_s=round(tokens / elapsed, 1),
+                         **{k: round(v, 5) for k, v in figures.items()})
+
+    def evaluate(self, step: int, last: bool = False) -> dict:
+        """The recipe's held-out figures; the forgetting score before training, at the first evaluation and the
+        last, and in between as often as its time budget allows (a share of the training time)."""
+        due = self.forgetting.due(self.training_s, thresholds()["forgetting"]["max_time_share"])
+        scored = self.ranks.any(step == 0 or last or due)  # every process scores, or none
+        result = {"step": step, **(self.forgetting.score(untrained=step == 0) if scored else {})}
+        if self.val:
+            started = time.perf_counter()
+            result.update(self.recipe.evaluate(self.model, self.val, self.batching))
+            result["val_s"] = round(time.perf_counter() - started, 3)
+        self.events.emit("eval", **result)
+        return result
+
+    def micro_batches(self, start: int):
+        """The endless shuffled stream from micro-batch `start` on; with several processes each takes
+        every world-th micro-batch, so together they read the data once per epoch."""
+        shuffled_epoch, order, size = -1, [], self.plan.batch_size
+        for index in range(start + self.ranks.rank, 2**62, self.ranks.world):
+            epoch, k = divmod(index, self.micro_per_epoch)
+            if epoch != shuffled_epoch:
+                order = list(self.train_set)
+                random.Random(self.plan.seed + epoch).shuffle(order)
+                shuffled_epoch = epoch
+            yield order[k * size:(k + 1) * size]
+
+    def resume(self, checkpoint: str) -> None:
+        state = self.checkpoints.load(checkpoint, self.model, self.optimizer)
+        if self.ranks.main:
+            self.checkpoints.forget_after(state["step"])  # they belong to the run being replaced
+        self.start_step, self.consumed, self.total = state["step"], state["micro_batches"], state["total_steps"]
+        random.setstate(state["rng"]["python"])
+        torch.set_rng_state(state["rng"]["torch"])
+        if self.run_.device.type == "cuda" and "cuda" in state["rng"]:
+            torch.cuda.set_rng_state(state["rng"]["cuda"], self.run_.device)
+
+    def save_checkpoint(self, step: int, val_loss: float | None) -> None:
+        self.saved_step = step
+        if self.ranks.main:
+            rng = {"python": random.getstate(), "torch": torch.get_rng_state()}
+            if self.run_.device.type == "cuda":
+                rng["cuda"] = torch.cuda.get_rng_state(self.run_.device)
+            state = {"step": step, "micro_batches": self.consumed, "total_steps": self.total,
+                     "seed": self.plan.seed, "rng": rng,
+                     "scheduler": {"kind": self.plan.scheduler, "step": step, "total_steps": self.total}}
+            self.events.emit("checkpoint", **self.checkpoints.save(step, self.model, self.optimizer, state, val_loss))
+
+    def finish(self, steps_done: int, final):
+        """Checkpoint the end point, then deliver the best weights (or the last) as the job's result."""
+        if self.saved_step != steps_done:
+            self.save_checkpoint(steps_done, None)
+        if self.ranks.main:
+            self.deliver(steps_done)
+        return final
+
+    def deliver(self, steps_done: int) -> None:
+        best, events = self.checkpoints.best_step, self.events
+        if self.plan.keep_best and self.val and best is not None and best != steps_done:
+            load_weights(self.model, self.checkpoints.folder / f"step-{best}")
+            events.log("train.log.delivered_best", step=best, last=steps_done,
+                       val_loss=round(self.checkpoints.index["best_val_loss"], 4))
+        elif not self.val:
+            events.log("train.log.delivered_last_no_val", step=steps_done)
+        elif self.plan.keep_best:
+            events.log("train.log.delivered_last_best", step=steps_done)
+        else:
+            events.log("train.log.delivered_last", step=steps_done)
+        self.base.set_attn_implementation(self.attention)  # the saved model loads with its usual attention
+        save(self.model, self.tokenizer, self.run_.folder.path, self.plan, events)
 
 
 def save(model, tokenizer, job_dir: Path, plan: TrainingPlan, events: EventWriter) -> None:

@@ -6,7 +6,7 @@ import gradio as gr
 
 from easytune import jobs
 from easytune.i18n import UserError, t
-from easytune.train.events import ACTIVE_STATES, TERMINAL_STATES
+from easytune.jobs.events import ACTIVE_STATES, TERMINAL_STATES
 from easytune.ui.texts import Ctx, action_bar, fmt_time, showing
 
 STATES = ("all", *ACTIVE_STATES, *TERMINAL_STATES)

@@ -18,11 +18,11 @@ import gradio as gr
 from easytune import datasets, jobs
 from easytune.data.readers import listed_extensions
 from easytune.i18n import UserError, t
+from easytune.jobs.events import ACTIVE_STATES
 from easytune.plan import planner
 from easytune.plan.schema import TrainingPlan, field_help, shown_value
 from easytune.plan.service import make_plan
 from easytune.settings import PRESETS_DIR, Settings
-from easytune.train.events import ACTIVE_STATES
 from easytune.ui import charts, evaluate_step, manage_models, state
 from easytune.ui.texts import Ctx, Texts, action_bar, action_choices, error_markdown, mapping_from_table
 
@@ -138,7 +138,7 @@ def log_lines(settings: Settings, job_id: str | None, lang: str, level: str = "a
     if not job_id:
         return []
     out = []
-    for event in jobs.events(settings, job_id):
+    for event in jobs.logged_events(settings, job_id):
         data = event["data"]
         if level != "all" and (data.get("level") or "info") != level:
             continue

@@ -33,18 +33,24 @@ def test_a_cpu_trains_bf16_only_where_it_measured_clearly_faster():
     assert not bf16_pays(None, 135_000_000)
 
 
-def test_precision_auto_is_one_rule_for_the_plan_the_fit_check_and_the_worker():
-    import torch
-
+def test_precision_auto_is_one_rule_for_the_plan_the_fit_check_and_the_worker(settings, monkeypatch):
+    from easytune.jobs.resolve import device_and_precision
+    from easytune.models import calibrate, hardware
     from easytune.models.calibrate import auto_precision
-    from easytune.train.worker import pick_dtype
+    from easytune.plan.schema import TrainingPlan
 
     assert auto_precision("mps", gpu_bf16=True) == "fp32"  # Apple's GPU reports bf16 but trains in fp32
     assert auto_precision("cuda", gpu_bf16=True) == "bf16" and auto_precision("cuda") == "fp32"
     assert auto_precision("xpu") == "bf16"
     assert auto_precision("cpu", cpu_bf16=True) == "bf16" and auto_precision("cpu", gpu_bf16=True) == "fp32"
-    assert pick_dtype("auto", torch.device("mps")) == torch.float32
-    assert pick_dtype("auto", torch.device("cpu"), cpu_bf16=True) == torch.bfloat16
+    # the job's record (what the worker trains with) asks the same rule
+    mac = hardware.Hardware(mps=True, ram_total=16 << 30, ram_available=12 << 30)
+    monkeypatch.setattr(hardware, "probe", lambda *args: mac)
+    assert device_and_precision(settings, TrainingPlan(), 135_000_000)[:2] == ("mps", "fp32")
+    monkeypatch.setattr(hardware, "probe", lambda *args: hardware.Hardware())
+    monkeypatch.setattr(calibrate, "cpu_trains_bf16", lambda settings, params: True)
+    assert device_and_precision(settings, TrainingPlan(), 135_000_000)[:2] == ("cpu", "bf16")
+    assert device_and_precision(settings, TrainingPlan(method="full"), 135_000_000)[:2] == ("cpu", "fp32")
 
 
 def test_the_fit_check_on_apple_silicon_estimates_the_precision_the_run_uses(settings, monkeypatch):

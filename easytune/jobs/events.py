@@ -36,10 +36,10 @@ import json
 import time
 from pathlib import Path
 
-from easytune.job_folder import EVENTS
+from easytune.jobs.folder import EVENTS
 
 PROTOCOL_VERSION = 1
-EVENTS_FILE = EVENTS  # the one channel from the worker to the app (job_folder.py)
+EVENTS_FILE = EVENTS  # the one channel from the worker to the app (jobs/folder.py)
 STOP_FILE = "STOP"
 PAUSE_FILE = "PAUSE"
 # A run has ended in one of these (no worker runs); the resumable ones can continue from a checkpoint.

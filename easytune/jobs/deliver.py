@@ -16,7 +16,7 @@ import os
 from pathlib import Path
 
 from easytune.i18n import UserError
-from easytune.job_folder import JobFolder
+from easytune.jobs.folder import JobFolder
 
 ADAPTER_NAME = "default"  # peft's name for the one adapter a run trains
 

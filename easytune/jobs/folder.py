@@ -4,11 +4,11 @@ chat and export read it back through here, so a file's name and what it holds ar
     plan.yaml       the plan the user approved (changed only by a resume with new settings, recorded)
     job.json        what the app resolved once at creation: model path, data files, objective, versions…;
                     the worker reads it and decides nothing the app already decided
-    events.jsonl    the worker's events (train/events.py), the one channel from the worker to the app
+    events.jsonl    the worker's events (jobs/events.py), the one channel from the worker to the app
     worker.log      the worker's own stdout and stderr
     data/           the job's own split, when the plan's validation share differs from the import's
     checkpoints/    resumable steps, with index.json naming the latest and the best
-    adapter/        the delivered LoRA adapter (or model/ for a full fine-tune, see train/deliver.py)
+    adapter/        the delivered LoRA adapter (or model/ for a full fine-tune, see jobs/deliver.py)
 
 Light on purpose: the app process imports it at start-up, the training stack never.
 """
@@ -58,6 +58,14 @@ class JobFolder:
     @property
     def adapter(self) -> Path:
         return self.path / ADAPTER
+
+    def latest_checkpoint(self) -> str | None:
+        """The worker's latest checkpoint as `checkpoints/step-N` (relative to the folder), or None."""
+        try:
+            latest = json.loads((self.checkpoints / "index.json").read_text(encoding="utf-8"))["latest"]
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+        return f"{CHECKPOINTS}/{latest}" if latest and (self.checkpoints / latest).is_dir() else None
 
     def plan(self):
         from easytune.plan.schema import TrainingPlan

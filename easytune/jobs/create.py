@@ -1,0 +1,63 @@
+"""Creating a job: what the plan names is checked and resolved once, into a self-contained job folder."""
+
+from __future__ import annotations
+
+import sys
+import time
+import uuid
+from importlib import metadata
+from pathlib import Path
+
+from easytune.datasets import job_split, resolve_dataset
+from easytune.jobs.folder import JobFolder
+from easytune.jobs.launch import start_job
+from easytune.jobs.objective import resolve_objective
+from easytune.jobs.resolve import resolve
+from easytune.jobs.rows import get_job
+from easytune.models.registry import require_trainable, resolve_path
+from easytune.plan.schema import TrainingPlan
+from easytune.settings import Settings
+from easytune.store import open_db
+
+STACK = ("torch", "transformers", "peft", "accelerate")
+
+
+def _versions() -> dict[str, str]:
+    out = {"python": sys.version.split()[0]}
+    for name in ("easytune", *STACK):
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = "-"
+    return out
+
+
+def create_job(settings: Settings, plan: TrainingPlan, name: str | None = None) -> dict:
+    """Validate what the plan names, write a self-contained job folder, record it as PENDING."""
+    require_trainable(settings, plan.model)
+    model_path = resolve_path(settings, plan.model)
+    data = resolve_dataset(settings, plan.dataset)
+    objective = resolve_objective(plan.objective, data.kind, data.name)  # preference pairs need dpo (or auto)
+    job_id = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
+    job_dir = settings.jobs_dir / job_id
+    job_dir.mkdir(parents=True)
+    folder = JobFolder(job_dir)
+    plan.save(folder.plan_file)
+    train_file, val_file = job_split(data, plan.val_ratio, plan.seed, folder.data)
+    run = resolve(settings, plan, Path(model_path), objective, {"train_file": train_file, "val_file": val_file})
+    resolved = {"job_id": job_id, "model_path": str(model_path), "train_file": str(train_file),
+                "val_file": str(val_file) if val_file else None,
+                "val_source": "val_file" if val_file == data.val_file else "holdout", "dataset": data.name,
+                "dataset_sha256": data.sha256, "dataset_rows": data.rows, "dataset_kind": data.kind,
+                "objective": objective,
+                "versions": _versions(),
+                "cache_dir": str(settings.folder("cache")), **run}
+    folder.write_resolved(resolved)
+    row = {"id": job_id, "name": name or f"{Path(plan.model).name} · {data.name}", "state": "PENDING",
+           "model": plan.model, "dataset": plan.dataset, "job_dir": str(job_dir), "created_at": time.time()}
+    open_db(settings.db_path)["jobs"].insert(row)
+    return get_job(settings, job_id)
+
+
+def launch(settings: Settings, plan: TrainingPlan, name: str | None = None) -> dict:
+    return start_job(settings, create_job(settings, plan, name)["id"])
