@@ -61,3 +61,17 @@ def test_the_worker_trains_with_the_recorded_precision_and_refuses_changed_data(
     assert (failed["state"], failed["reason"]) == ("FAILED", "train.error.data_changed")
     assert "changed after the job was created" in t(failed["reason"], "en", **failed["params"])
     assert "改动" in t(failed["reason"], "zh", **failed["params"])
+
+
+def test_every_name_of_the_jobs_service_is_what_it_says_once_every_module_is_loaded():
+    """A submodule of the jobs package named like a service function would hide the function once imported."""
+    import importlib
+    import pkgutil
+    import types
+
+    import easytune.jobs as jobs
+
+    for module in pkgutil.iter_modules(jobs.__path__):
+        importlib.import_module(f"easytune.jobs.{module.name}")
+    hidden = [name for name in jobs.__all__ if isinstance(getattr(jobs, name), types.ModuleType)]
+    assert not hidden, f"{hidden} name submodules, not the service's functions"

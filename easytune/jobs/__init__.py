@@ -6,7 +6,7 @@ modules below, which import nothing heavy.
     objective   which objective the data calls for (decided at creation)
     events      the event protocol from the worker, and the control files to it
     guard       when the forgetting guard pauses a run
-    launch      starting jobs: one on the device at a time, the next when it is free; the worker's command
+    spawn       starting jobs: one on the device at a time, the next when it is free; the worker's command
     partial     half-written files, swept once no worker can be writing them
     deliver     a checkpoint made a stopped job's result
     create      creating a job; rows: reading jobs back
@@ -37,7 +37,7 @@ _OWNERS = {
                 "stop_job"),
     "create": ("create_job", "launch"),
     "follow": ("Monitor", "sync_active", "sync_job"),
-    "launch": ("start_job", "start_next"),
+    "spawn": ("start_job", "start_next"),
     "rows": ("get_job", "list_jobs", "logged_events", "metrics", "queue"),
     "status": ("event_text", "job_plan", "time_left", "warnings"),
     "lineage": ("ADAPTER_SHAPE", "next_version", "versions"),

@@ -21,8 +21,8 @@ from easytune.jobs.deliver import deliverable_step, delivered_folder
 from easytune.jobs.events import RESUMABLE_STATES
 from easytune.jobs.folder import JobFolder
 from easytune.jobs.guard import PAUSE_REASON
-from easytune.jobs.launch import SLOT_STATES
 from easytune.jobs.rows import get_job
+from easytune.jobs.spawn import SLOT_STATES
 from easytune.jobs.status import job_plan, warnings
 from easytune.settings import Settings
 

@@ -24,8 +24,8 @@ from easytune.jobs.events import (
 from easytune.jobs.folder import JobFolder
 from easytune.jobs.follow import _apply, _follow_worker, _worker_alive
 from easytune.jobs.guard import ACCEPTED, PAUSE_REASON
-from easytune.jobs.launch import SLOT_STATES, _children, start_job, start_next
 from easytune.jobs.rows import get_job
+from easytune.jobs.spawn import SLOT_STATES, _children, start_job, start_next
 from easytune.plan.schema import TrainingPlan
 from easytune.settings import Settings
 from easytune.store import open_db

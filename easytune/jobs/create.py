@@ -10,10 +10,10 @@ from pathlib import Path
 
 from easytune.datasets import job_split, resolve_dataset
 from easytune.jobs.folder import JobFolder
-from easytune.jobs.launch import start_job
 from easytune.jobs.objective import resolve_objective
 from easytune.jobs.resolve import resolve
 from easytune.jobs.rows import get_job
+from easytune.jobs.spawn import start_job
 from easytune.models.registry import require_trainable, resolve_path
 from easytune.plan.schema import TrainingPlan
 from easytune.settings import Settings

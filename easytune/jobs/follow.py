@@ -12,9 +12,9 @@ import psutil
 
 from easytune.jobs.events import ACTIVE_STATES, PAUSE_FILE, TERMINAL_STATES, read_events
 from easytune.jobs.folder import JobFolder
-from easytune.jobs.launch import LAUNCH_GRACE_S, SLOT_STATES, _children, start_next
 from easytune.jobs.partial import sweep
 from easytune.jobs.rows import get_job, list_jobs
+from easytune.jobs.spawn import LAUNCH_GRACE_S, SLOT_STATES, _children, start_next
 from easytune.settings import Settings
 from easytune.store import dumps, open_db
 

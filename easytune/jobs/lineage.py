@@ -5,8 +5,8 @@ from __future__ import annotations
 from easytune.i18n import UserError
 from easytune.jobs.create import create_job
 from easytune.jobs.folder import JobFolder
-from easytune.jobs.launch import start_job
 from easytune.jobs.rows import get_job, list_jobs
+from easytune.jobs.spawn import start_job
 from easytune.plan.schema import TrainingPlan
 from easytune.settings import Settings
 
