@@ -156,7 +156,7 @@ def load_openvino(folder: str):
 def load_gguf_export(path: str):
     """(model, tokenizer) of a GGUF export's file, read as its export check read it (transformers' GGUF
     loader, the tokenizer from the file's metadata). A LoRA adapter file answers only on its base. Cached."""
-    from easytune.export.verify import gguf_declared_type, load_gguf_file
+    from easytune.export.gguf_read import gguf_declared_type, load_gguf_file
 
     if gguf_declared_type(Path(path)) == "adapter":
         raise UserError("chat.error.gguf_adapter", path=path)

@@ -1,4 +1,4 @@
-"""What kind of bytes a file holds: archive or binary refusals, spreadsheet/Parquet magic, text encoding.
+"""What kind of bytes a file holds: archive refusals, spreadsheet/Parquet magic, binary data, text encoding.
 
 Text files are read through `open_text`, which counts the bytes read (for progress) and hashes them (so the
 import knows the file's sha256 without a second pass). Undecodable bytes become lone surrogates
@@ -59,7 +59,8 @@ _CONTROL = re.compile(r"[\x00-\x08\x0b\x0e-\x1f\x7f]")
 
 @dataclass
 class Sniffed:
-    """What the first bytes say: `kind` is xlsx, parquet or text; text files also get an encoding."""
+    """What the first bytes say: `kind` is xlsx, parquet, text or binary; text files also get an encoding.
+    A binary file is refused by the readers (readers.open_source), which know the formats to name instead."""
 
     kind: str
     size: int
@@ -110,12 +111,12 @@ def sniff(path: Path, *, max_bytes: int | None = None) -> Sniffed:
     codec, name = detect_encoding(head, windows, complete=size <= HEAD_BYTES)
     if codec is None:
         if name == "binary":
-            raise _binary_file(path)
+            return Sniffed("binary", size)
         raise UserError("data.unknown_encoding", name=path.name)
     text = codecs.getincrementaldecoder(codec)(errors="replace").decode(head, final=size <= HEAD_BYTES)
     text = text.removeprefix("\ufeff")
     if _looks_binary(text):
-        raise _binary_file(path)
+        return Sniffed("binary", size)
     return Sniffed("text", size, codec, name, text, size <= HEAD_BYTES)
 
 
@@ -218,13 +219,6 @@ def _charset_normalizer_guess(head: bytes) -> str | None:
     if best.chaos > 0.2:
         return None
     return codecs.lookup(best.encoding).name
-
-
-def _binary_file(path: Path) -> UserError:
-    # The readers' registry lists what is supported; imported here because the readers import this module.
-    from easytune.data.readers import supported_formats
-
-    return UserError("data.binary_file", name=path.name, formats=supported_formats())
 
 
 def _looks_binary(text: str) -> bool:

@@ -933,5 +933,7 @@ def detect_reader(sniffed: Sniffed, ext: str) -> tuple[Reader, dict]:
 
 def open_source(path: Path, sniffed: Sniffed, *, max_record_bytes: int, sheet: str | None = None) -> Source:
     path = Path(path)
+    if sniffed.kind == "binary":  # no reader reads it: name the formats that are read
+        raise UserError("data.binary_file", name=path.name, formats=supported_formats())
     reader, details = detect_reader(sniffed, path.suffix.lower())
     return reader.source.for_file(path, sniffed, details, max_record_bytes=max_record_bytes, sheet=sheet)

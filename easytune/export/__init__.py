@@ -5,6 +5,7 @@ formats.py  every format once: writer, check, tolerance, disk, availability
 service.py  export_job / list_exports / remove_export and the `exports` table
 build.py    merged, adapter, OpenVINO writers   gguf.py / gguf_lora.py  the GGUF writers
 llamacpp.py llama.cpp itself: quantise, load, answer   verify.py  does the export answer like the job model?
+answers.py  ask the same questions, compare answers   gguf_read.py  a GGUF file's header, model and tokenizer
 card.py     the model card (README.md)          apps.py  hand a GGUF export to LM Studio or Ollama
 """
 

@@ -17,6 +17,7 @@ import math
 import time
 from pathlib import Path
 
+from easytune.export.answers import TorchAnswerer, compare, llama_cpp_check
 from easytune.export.gguf import ARCHITECTURES, check_supported, gguf_name, permute_for_rope
 from easytune.i18n import UserError
 
@@ -180,7 +181,6 @@ def verify_gguf_lora(folder: Path, model_path: str, adapter_path: str, asked: li
 
     from easytune.export import llamacpp
     from easytune.export.gguf import write_gguf_file
-    from easytune.export.verify import TorchAnswerer, compare, llama_cpp_check
     from easytune.models.sources import load_safe
 
     path = folder / FILE_NAME

@@ -405,13 +405,14 @@ def _redo(estimate: Estimate, shape: ModelShape | None = None, **changes) -> Est
     return estimate_memory(shape or estimate.shape, **settings)
 
 
-def verdict(estimate: Estimate, hardware_bytes: int, *, device: str | None = None,
-            catalog: list | None = None, max_suggestions: int = 4) -> Verdict:
+def verdict(estimate: Estimate, hardware_bytes: int, *, catalog: list, device: str | None = None,
+            max_suggestions: int = 4) -> Verdict:
     """fits | tight | does_not_fit for the memory available, with changes that would make it fit.
 
     hardware_bytes: memory the training can use (GPU memory, or RAM on CPU / Apple unified memory).
     device: where it would run; 4-bit QLoRA is only proposed on CUDA. Defaults to the estimate's.
-    catalog: entries to look for a smaller model in; defaults to the built-in catalog.
+    catalog: entries to look for a smaller model in (load_catalog()); the caller reads it, because the
+        catalog builds on this module's ModelShape and this module must not reach back for it.
     """
     device = device or estimate.device
     available = int(hardware_bytes)
@@ -425,7 +426,7 @@ def verdict(estimate: Estimate, hardware_bytes: int, *, device: str | None = Non
                    available=available, ratio=round(ratio, 3), suggestions=suggestions)
 
 
-def _suggestions(estimate: Estimate, available: int, device: str, catalog: list | None) -> list[Suggestion]:
+def _suggestions(estimate: Estimate, available: int, device: str, catalog: list) -> list[Suggestion]:
     out: list[Suggestion] = []
 
     def add(key: str, params: dict, change: dict, new: Estimate):
@@ -490,11 +491,7 @@ def _half(dtype: str) -> str:
     return "bf16" if DTYPE_BYTES[dtype] == 4 else dtype
 
 
-def _smaller_model(estimate: Estimate, available: int, catalog: list | None):
-    if catalog is None:
-        from easytune.models.catalog import load_catalog
-
-        catalog = load_catalog()
+def _smaller_model(estimate: Estimate, available: int, catalog: list):
     current = estimate.shape.num_parameters
     best = None
     for entry in catalog:

@@ -168,7 +168,7 @@ def model_info(settings: Settings, ref: str) -> dict:
 def fit(settings: Settings, ref: str, *, method: str = "lora", seq_len: int = 1024, batch: int = 4,
         grad_checkpointing: bool = False, lora_r: int = 16, dtype: str | None = None) -> dict:
     """Will this training fit in this machine's memory? The estimate, the verdict and what would help."""
-    from easytune.models.catalog import get_entry
+    from easytune.models.catalog import get_entry, load_catalog
     from easytune.models.estimate import as_shape, estimate_memory, verdict
     from easytune.models.hardware import probe
 
@@ -183,5 +183,5 @@ def fit(settings: Settings, ref: str, *, method: str = "lora", seq_len: int = 10
                     and cpu_trains_bf16(settings, as_shape(shape).num_parameters))
         dtype = auto_precision(device, gpu_bf16=hardware.bf16, cpu_bf16=cpu_bf16)
     estimate = estimate_memory(shape, method, seq_len, batch, grad_checkpointing, dtype, lora_r, device=device)
-    judged = verdict(estimate, hardware.training_memory(), device=device)
+    judged = verdict(estimate, hardware.training_memory(), catalog=load_catalog(), device=device)
     return {"estimate": estimate.to_dict(), "verdict": judged.to_dict(), "hardware": hardware.to_dict()}

@@ -14,6 +14,7 @@ from easytune.export.formats import NAMES as FORMATS
 from easytune.export.formats import label_key
 from easytune.i18n import UserError, t
 from easytune.settings import Settings
+from easytune.ui.choices import job_choices
 from easytune.ui.texts import Ctx, error_markdown, fmt_bytes, fmt_time
 
 SESSION_TURNS = 20  # turns kept per browser session and side; older ones drop off the prompt
@@ -326,7 +327,6 @@ def build(ctx: Ctx) -> None:
         """The flywheel: this job's feedback as a dataset, and version N+1 trained on it from this job's adapter;
         the monitor then follows the new version."""
         from easytune.feedback import improve_from_feedback
-        from easytune.ui.wizard import job_choices
 
         if not job_id:
             return t("ui.eval.pick_job", lang), gr.skip(), gr.skip()

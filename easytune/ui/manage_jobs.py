@@ -7,6 +7,7 @@ import gradio as gr
 from easytune import jobs
 from easytune.i18n import UserError, t
 from easytune.jobs.events import ACTIVE_STATES, TERMINAL_STATES
+from easytune.ui.choices import job_choices
 from easytune.ui.texts import Ctx, action_bar, fmt_time, showing
 
 STATES = ("all", *ACTIVE_STATES, *TERMINAL_STATES)
@@ -72,8 +73,6 @@ def build(ctx: Ctx) -> None:
     ctx.on_language.append((refresh, [ctx.language, state], listing))
 
     def wire():
-        from easytune.ui.wizard import job_choices
-
         monitor.click(lambda j: (gr.update(choices=job_choices(settings), value=j), gr.Tabs(selected="wizard"),
                                  gr.Tabs(selected="monitor")),
                       selected, [ctx.shared["job"], ctx.pages, ctx.shared["wizard_tabs"]]).then(*showing(ctx, "wizard"))

@@ -9,6 +9,7 @@ import gradio as gr
 
 from easytune.i18n import UserError, t
 from easytune.models import registry, sources
+from easytune.ui.choices import model_choices
 from easytune.ui.texts import Ctx, error_markdown, fmt_bytes
 
 HEALTH_MARK = {"ok": "✓", "broken": "✗"}
@@ -241,8 +242,6 @@ def build(ctx: Ctx) -> None:
 
     def wire():
         """A model added here appears in step ①'s picker; one added in step ① appears in the lists here."""
-        from easytune.ui.wizard import model_choices
-
         adding.then(lambda: gr.update(choices=model_choices(settings)), None, ctx.shared["model"])
         if "wizard_model_added" in ctx.shared:
             ctx.shared["wizard_model_added"].then(refresh, [ctx.language, chosen], listing)

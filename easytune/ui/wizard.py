@@ -24,6 +24,7 @@ from easytune.plan.schema import TrainingPlan, field_help, shown_value
 from easytune.plan.service import make_plan
 from easytune.settings import PRESETS_DIR, Settings
 from easytune.ui import charts, evaluate_step, manage_models, state
+from easytune.ui.choices import job_choices, model_choices
 from easytune.ui.texts import Ctx, Texts, action_bar, action_choices, error_markdown, mapping_from_table
 
 STEPS = ("data", "plan", "monitor", "evaluate")
@@ -48,22 +49,9 @@ def error_text(error: str | None, lang: str) -> str:
     return t(data["key"], lang, **data.get("params", {}))
 
 
-def model_choices(settings: Settings) -> list[tuple[str, str]]:
-    from easytune.models.registry import registered
-
-    broken = {"broken": " ✗"}  # still listed, so the plan's refusal can say why
-    return [("easytune-tiny", "easytune-tiny")] + [(row["name"] + broken.get(row.get("health"), ""), row["name"])
-                                                   for row in registered(settings)]
-
-
 def dataset_choices(settings: Settings) -> list[tuple[str, str]]:
     imported = [(f"{row['name']} ({row['rows']})", row["id"]) for row in datasets.list_datasets(settings)]
     return imported + [(name, name) for name in datasets.demo_names()]
-
-
-def job_choices(settings: Settings, finished_only: bool = False) -> list[tuple[str, str]]:
-    rows = jobs.list_jobs(settings, "COMPLETED" if finished_only else None)
-    return [(f"{row['id']} · {row['name']}", row["id"]) for row in rows]
 
 
 # ---- the stepper ---------------------------------------------------------------------------------

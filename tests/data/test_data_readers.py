@@ -58,7 +58,7 @@ def test_messages_list_every_listed_extension(tmp_path):
     path = tmp_path / "blob.bin"
     path.write_bytes(bytes(range(256)) * 40)
     with pytest.raises(UserError) as refused:
-        sniff(path)
+        readers.open_source(path, sniff(path), max_record_bytes=1 << 20)
     for lang in LANGUAGES:
         text = refused.value.message(lang)
         assert all(ext in text for ext in listed), text

@@ -16,7 +16,7 @@ from gradio_client import Client
 
 from easytune.i18n import t
 from easytune.settings import load_settings
-from easytune.ui.wizard import model_choices
+from easytune.ui.choices import model_choices
 from support import ROOT, free_port, wait_http
 
 pytestmark = pytest.mark.slow

@@ -18,6 +18,7 @@ from easytune.models.estimate import (
     verdict,
 )
 
+CATALOG = load_catalog()  # where verdict looks for a smaller model
 SMALL = ModelShape(layers=2, hidden=128, intermediate=352, heads=4, kv_heads=2, vocab=1000)
 LLAMA_TARGETS = {
     "attention_qkv": ["q_proj", "k_proj", "v_proj"],
@@ -117,7 +118,7 @@ def test_estimates_move_the_right_way():
 def test_seven_billion_on_16_gb_vs_80_gb():
     qwen7b = get_entry("qwen2.5-7b-instruct")
     est = estimate_memory(qwen7b, "lora", 1024, 4, False, "bf16", 16, "all_linear", device="cuda")
-    small = verdict(est, 16 * GIB)
+    small = verdict(est, 16 * GIB, catalog=CATALOG)
     assert small.status == "does_not_fit" and small.key == "models.verdict_does_not_fit"
     assert small.suggestions and small.suggestions[0].verdict == "fits"
     assert any("qlora" in str(s.change.get("method")) for s in small.suggestions if s.verdict == "fits")
@@ -127,15 +128,15 @@ def test_seven_billion_on_16_gb_vs_80_gb():
             assert t(suggestion.key, lang, **suggestion.params)
 
     checkpointed = estimate_memory(qwen7b, "lora", 1024, 4, True, "bf16", 16, "all_linear", device="cuda")
-    assert verdict(checkpointed, 80 * GIB).status == "fits"
-    assert verdict(checkpointed, 80 * GIB).suggestions == []
+    assert verdict(checkpointed, 80 * GIB, catalog=CATALOG).status == "fits"
+    assert verdict(checkpointed, 80 * GIB, catalog=CATALOG).suggestions == []
     qlora = estimate_memory(qwen7b, "qlora", 1024, 1, True, "bf16", 16, "all_linear", device="cuda")
-    assert verdict(qlora, 16 * GIB).status == "fits"
+    assert verdict(qlora, 16 * GIB, catalog=CATALOG).status == "fits"
     full = estimate_memory(qwen7b, "full", 1024, 1, True, "bf16", 16, "all_linear", device="cuda")
     # bf16 weights, gradients and AdamW moments: 8 bytes a parameter before any activation
     assert full.weights + full.trainable == pytest.approx(7.62e9 * 8, rel=0.01)
-    assert verdict(full, 80 * GIB).status in ("fits", "tight")
-    assert verdict(full, 48 * GIB).status == "does_not_fit"
+    assert verdict(full, 80 * GIB, catalog=CATALOG).status in ("fits", "tight")
+    assert verdict(full, 48 * GIB, catalog=CATALOG).status == "does_not_fit"
     text = t(small.key, "en", **small.params)
     assert "16.0" in text
 
@@ -143,7 +144,7 @@ def test_seven_billion_on_16_gb_vs_80_gb():
 def test_no_qlora_without_cuda_and_a_smaller_model_when_nothing_else_helps():
     qwen7b = get_entry("qwen2.5-7b-instruct")
     est = estimate_memory(qwen7b, "lora", 1024, 1, True, "fp32", 16, "all_linear", device="cpu")
-    result = verdict(est, 8 * GIB)
+    result = verdict(est, 8 * GIB, catalog=CATALOG)
     assert result.status == "does_not_fit"
     assert not any(s.change.get("method") == "qlora" for s in result.suggestions)
     smaller = [s for s in result.suggestions if s.key == "models.suggest_smaller_model"]
@@ -154,9 +155,9 @@ def test_no_qlora_without_cuda_and_a_smaller_model_when_nothing_else_helps():
 
 def test_tight_band():
     est = estimate_memory(get_entry("qwen2.5-0.5b-instruct"), "lora", 512, 1, False, "bf16", 8, "attention")
-    assert verdict(est, int(est.total / 0.95)).status == "tight"
-    assert verdict(est, int(est.total / 0.80)).status == "fits"
-    assert verdict(est, int(est.total * 0.9)).status == "does_not_fit"
+    assert verdict(est, int(est.total / 0.95), catalog=CATALOG).status == "tight"
+    assert verdict(est, int(est.total / 0.80), catalog=CATALOG).status == "fits"
+    assert verdict(est, int(est.total * 0.9), catalog=CATALOG).status == "does_not_fit"
 
 
 def test_every_catalog_model_has_an_estimate():

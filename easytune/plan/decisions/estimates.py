@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+from easytune.models.catalog import load_catalog
 from easytune.models.estimate import DTYPE_BYTES, GIB, MIB, lora_parameters, verdict
 from easytune.plan.decisions.data import Split
 from easytune.plan.decisions.length import StepTokens
@@ -34,7 +35,7 @@ def estimate_costs(ctx: PlanContext, draft: Draft, split: Split, load: StepToken
     est.update(memory_bytes=need.total if need else None, memory_available=ctx.memory,
                trainable_params=need.trainable_params if need else None, memory_status=None)
     if need is not None and ctx.memory:
-        result = verdict(need, ctx.memory, device=ctx.device or "cpu")
+        result = verdict(need, ctx.memory, catalog=load_catalog(), device=ctx.device or "cpu")
         est["memory_status"] = result.status
         if result.status != "fits":
             draft.warn(f"planner.warn.memory_{result.status}", need_gb=gb(need.total),
