@@ -227,7 +227,7 @@ def train(job_dir: Path, events: EventWriter, ranks: Ranks) -> str | tuple[str, 
     model = load_model(run)
     train_set = with_retention(run, model, tokenizer, train_set)
     events.log("train.log.data", train=len(train_set), val=len(val))
-    return Loop(run, model, tokenizer, train_set, val).run(stop)
+    return Loop(run, model, tokenizer, train_set, val).train(stop)
 
 
 @dataclass
@@ -355,7 +355,7 @@ class Loop:
 
     def __init__(self, run: Run, model, tokenizer, train_set: list[dict], val: list[dict]):
         plan, job, ranks = run.plan, run.job, run.ranks
-        self.run_, self.plan, self.events, self.ranks = run, plan, run.events, ranks
+        self.run, self.plan, self.events, self.ranks = run, plan, run.events, ranks
         self.tokenizer, self.train_set, self.val = tokenizer, train_set, val
         self.base, self.attention = model, model.config._attn_implementation  # the adapter, if any, wraps `base`
         self.model = adapted(run, model)
@@ -387,16 +387,18 @@ class Loop:
         self.checkpoints = Checkpoints(run.folder.checkpoints, plan.keep_checkpoints)
         self.start_step, self.consumed = 0, 0  # optimizer steps done; micro-batches taken (all processes)
 
-    def run(self, stop: StopRequest) -> str | tuple[str, str, dict]:
+    def train(self, stop: StopRequest) -> str | tuple[str, str, dict]:
+        """Step after step: an evaluation and a checkpoint when due, the forgetting guard after each evaluation;
+        until the plan's steps are done or a stop is asked. Returns the final state, as train() does."""
         plan, total = self.plan, self.total
-        if self.run_.job.get("resume_from"):
-            self.resume(self.run_.job["resume_from"])
+        if self.run.job.get("resume_from"):
+            self.resume(self.run.job["resume_from"])
             total = self.total
         self.train_model = self.model
         if self.ranks.world > 1:
             from torch.nn.parallel import DistributedDataParallel
 
-            device = self.run_.device
+            device = self.run.device
             self.train_model = DistributedDataParallel(self.model, device_ids=[device.index]
                                                        if device.type == "cuda" else None)
         self.events.state("RUNNING")
@@ -420,7 +422,7 @@ class Loop:
             due = done % plan.save_every == 0 if plan.save_every else result is not None
             if due or new_best or done == total:
                 self.save_checkpoint(done, val_loss)
-            if result and plan.forgetting_guard and (pause := forgetting_pause(result, self.run_.job)):
+            if result and plan.forgetting_guard and (pause := forgetting_pause(result, self.run.job)):
                 self.events.log(PAUSE_REASON, level="warning", **pause)  # saved and delivered; the user picks next
                 return self.finish(done, ("PAUSED", PAUSE_REASON, pause))
         return self.finish(total, "COMPLETED")
@@ -493,15 +495,15 @@ class Loop:
         self.start_step, self.consumed, self.total = state["step"], state["micro_batches"], state["total_steps"]
         random.setstate(state["rng"]["python"])
         torch.set_rng_state(state["rng"]["torch"])
-        if self.run_.device.type == "cuda" and "cuda" in state["rng"]:
-            torch.cuda.set_rng_state(state["rng"]["cuda"], self.run_.device)
+        if self.run.device.type == "cuda" and "cuda" in state["rng"]:
+            torch.cuda.set_rng_state(state["rng"]["cuda"], self.run.device)
 
     def save_checkpoint(self, step: int, val_loss: float | None) -> None:
         self.saved_step = step
         if self.ranks.main:
             rng = {"python": random.getstate(), "torch": torch.get_rng_state()}
-            if self.run_.device.type == "cuda":
-                rng["cuda"] = torch.cuda.get_rng_state(self.run_.device)
+            if self.run.device.type == "cuda":
+                rng["cuda"] = torch.cuda.get_rng_state(self.run.device)
             state = {"step": step, "micro_batches": self.consumed, "total_steps": self.total,
                      "seed": self.plan.seed, "rng": rng,
                      "scheduler": {"kind": self.plan.scheduler, "step": step, "total_steps": self.total}}
@@ -528,7 +530,7 @@ class Loop:
         else:
             events.log("train.log.delivered_last", step=steps_done)
         self.base.set_attn_implementation(self.attention)  # the saved model loads with its usual attention
-        save(self.model, self.tokenizer, self.run_.folder.path, self.plan, events)
+        save(self.model, self.tokenizer, self.run.folder.path, self.plan, events)
 
 
 def save(model, tokenizer, job_dir: Path, plan: TrainingPlan, events: EventWriter) -> None:
