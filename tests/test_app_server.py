@@ -20,6 +20,8 @@ def test_app_serves_its_page_offline_without_the_training_stack(tmp_path):
     try:
         page = wait_http(f"http://127.0.0.1:{port}/", proc=app)
         assert "EasyTune" in page
+        # Gradio's own words in the app's language: the page reports it before Gradio's code reads it
+        assert page.index('"zh-CN"') < page.index("window.gradio_config")
         config = wait_http(f"http://127.0.0.1:{port}/config", proc=app)
         for step in ("数据与模型", "意图配置", "训练监控", "评估与导出"):
             assert step in config, step

@@ -34,6 +34,9 @@ def build_app(settings: Settings | None = None) -> gr.Blocks:
             language = T.make(gr.Radio, {"label": "ui.language"}, choices=[("中文", "zh"), ("English", "en")],
                               value=lang, show_label=False, container=False, elem_id="et-lang", scale=0,
                               min_width=180)  # (the label is what a screen reader says)
+            # Gradio's own words (drop zones, table menus) take the language when the page loads (page_language.py)
+            reload_page = T.make(gr.Button, {"value": "ui.language_reload"}, size="sm", visible=False, scale=0,
+                                 elem_id="et-lang-reload")
         with gr.Sidebar(open=True, elem_id="et-nav", width=200):
             nav = {page: T.make(gr.Button, {"value": f"ui.nav.{page}"}, size="sm", elem_id=f"et-nav-{page}",
                                 variant="primary" if page == "wizard" else "secondary")
@@ -55,7 +58,12 @@ def build_app(settings: Settings | None = None) -> gr.Blocks:
         relabel = language.change(T.updates, language, T.components)
         for fn, inputs, outputs in ctx.on_language:
             relabel = relabel.then(fn, inputs, outputs)
-        language.input(lambda lg: state.remember(settings, lang=lg), language, None)
+        def choose_language(lg):
+            state.remember(settings, lang=lg)
+            return gr.Button(visible=True)
+
+        language.input(choose_language, language, reload_page)
+        reload_page.click(None, js="() => { location.reload(); }")
 
         def first_language(tab_id, browser_lang):
             """The user's own choice if they made one, else the browser's language."""

@@ -29,20 +29,21 @@ def serve(settings: Settings, demo=None) -> int:
 
     from easytune.ui.app import LAUNCH_OPTIONS, build_app
     from easytune.ui.login_gate import LoginGate
+    from easytune.ui.page_language import PageLanguage
 
     demo = demo or build_app(settings)
-    auth, app_kwargs = None, {}
+    auth, middleware = None, [Middleware(PageLanguage, settings=settings)]
     if settings.password:
         def auth(_user: str, password: str) -> bool:
             return hmac.compare_digest(password.encode(), settings.password.encode())
 
-        app_kwargs = {"middleware": [Middleware(LoginGate, settings=settings)]}
+        middleware.insert(0, Middleware(LoginGate, settings=settings))  # outermost: nothing passes unlogged
 
     print(t("ui.serving", settings.language, url=f"http://{settings.host}:{settings.port}"), file=sys.stderr)
     demo.queue(default_concurrency_limit=4).launch(
         server_name=settings.host, server_port=settings.port, auth=auth, share=False,
         max_file_size=f"{settings.max_upload_mb}mb", ssr_mode=False, mcp_server=False,
-        enable_monitoring=False, quiet=True, footer_links=[], app_kwargs=app_kwargs,
+        enable_monitoring=False, quiet=True, footer_links=[], app_kwargs={"middleware": middleware},
         # What the app hands the browser (logs, plans, exports) is written there; nothing else is served.
         allowed_paths=[str(settings.folder("downloads")), str(settings.folder("plans"))], **LAUNCH_OPTIONS)
     return 0
