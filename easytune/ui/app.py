@@ -9,7 +9,7 @@ from __future__ import annotations
 import gradio as gr
 
 from easytune import jobs
-from easytune.i18n import normalize_lang
+from easytune.i18n import normalize_lang, t
 from easytune.settings import Settings, load_settings
 from easytune.ui import dashboard, manage_data, manage_exports, manage_jobs, manage_models, state, wizard
 from easytune.ui.texts import Ctx, Texts, showing
@@ -60,7 +60,7 @@ def build_app(settings: Settings | None = None) -> gr.Blocks:
             relabel = relabel.then(fn, inputs, outputs)
         def choose_language(lg):
             state.remember(settings, lang=lg)
-            return gr.Button(visible=True)
+            return gr.Button(t("ui.language_reload", lg), visible=True)  # (said in the new language itself)
 
         language.input(choose_language, language, reload_page)
         reload_page.click(None, js="() => { location.reload(); }")

@@ -44,16 +44,15 @@ def build(ctx: Ctx) -> None:
         new_job = T.make(gr.Button, {"value": "ui.dash.new_job"}, variant="primary", elem_id="et-new-job")
         upload = T.make(gr.Button, {"value": "ui.dash.upload"})
         add_model = T.make(gr.Button, {"value": "ui.dash.add_model"})
-    with gr.Row():
-        with gr.Column(scale=3):
-            recent = T.make(gr.Dataframe, {"label": "ui.dash.recent",
-                                           "headers": ["ui.col.id", "ui.col.name", "ui.col.state", "ui.col.progress",
-                                                       "ui.col.created"]},
-                            interactive=False, wrap=True, elem_id="et-dash-recent")
-            empty = gr.Markdown()
-        with gr.Column(scale=2):
-            T.make(gr.Markdown, {"value": "ui.dash.machine"})
-            machine = gr.Markdown(elem_id="et-dash-machine")
+    # the recent jobs take the page's width: five columns, none cut or wrapped mid-word
+    recent = T.make(gr.Dataframe, {"label": "ui.dash.recent",
+                                   "headers": ["ui.col.id", "ui.col.name", "ui.col.state", "ui.col.progress",
+                                               "ui.col.created"]},
+                    interactive=False, wrap=True, elem_id="et-dash-recent",
+                    column_widths=["24%", "34%", "14%", "10%", "18%"])
+    empty = gr.Markdown()
+    T.make(gr.Markdown, {"value": "ui.dash.machine"})
+    machine = gr.Markdown(elem_id="et-dash-machine")
     timer = gr.Timer(5.0)
 
     def refresh(lang):

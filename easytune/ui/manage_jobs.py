@@ -42,7 +42,8 @@ def build(ctx: Ctx) -> None:
                    value="all")
     table = T.make(gr.Dataframe, {"headers": ["ui.col.id", "ui.col.name", "ui.col.state", "ui.col.progress",
                                               "ui.col.created"]},
-                   interactive=False, wrap=True, elem_id="et-jobs-table")
+                   interactive=False, wrap=True, elem_id="et-jobs-table",
+                   column_widths=["24%", "34%", "14%", "10%", "18%"])  # none cut, none running off the table
     empty = gr.Markdown()
     selected = gr.State(None)
     with gr.Group(visible=False) as detail:

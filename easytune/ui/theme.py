@@ -28,6 +28,9 @@ FORCE_DARK_JS = "() => { document.body.classList.add('dark'); }"
 CSS += """
 #et-pages > .tab-wrapper { display: none; }  /* the side menu is the navigation */
 #et-nav button { justify-content: flex-start; }
+/* One line height for the YAML view's lines and their numbers: a line drawn in a CJK fallback font is taller
+   than the gutter expects, and the numbers drift from their lines. */
+.cm-editor .cm-line, .cm-editor .cm-gutterElement { line-height: 1.5 !important; }
 .et-stepper-hint, #et-stepper { color: #9ca3af; font-size: .9em; }
 .et-cards { display: flex; gap: 1em; flex-wrap: wrap; }
 .et-card { background: #111827; border: 1px solid #374151; border-radius: 12px; padding: .8em 1.2em; min-width: 8em; }

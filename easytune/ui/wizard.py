@@ -235,8 +235,9 @@ def build(ctx: Ctx) -> None:
                 fix_mapping = T.make(gr.Dataframe, {"headers": ["ui.ds.role", "ui.ds.field"]}, interactive=True,
                                      column_count=(2, "fixed"), datatype=["str", "str"], elem_id="et-fix-mapping")
                 fix_import = T.make(gr.Button, {"value": "ui.data.import_mapped"}, variant="primary", size="sm")
+            # columns sized to the table, so a long answer wraps inside it instead of running off its edge
             preview = T.make(gr.Dataframe, {"label": "ui.data.preview"}, interactive=False, wrap=True,
-                             max_height=360)
+                             max_height=360, column_widths=["35%", "65%"], elem_id="et-preview")
             with gr.Row():
                 tokens_text = gr.Markdown(elem_id="et-tokens")
                 tokens_plot = gr.Plot(elem_id="et-tokens-plot", show_label=False)  # the figure has its own title

@@ -7,10 +7,13 @@ is reloaded from the switch's offer.
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
 from test_browser import app, browser, offline, t  # noqa: F401 (fixtures)
+
+from support import ROOT, cli
 
 pytestmark = pytest.mark.slow
 
@@ -31,6 +34,11 @@ SHOWN_TEXT = """() => {
   }
   return out;
 }"""
+# The tables whose columns are sized to fit: a wide cell wraps inside them instead of running off the edge.
+FITTED_TABLES = ("et-preview", "et-dash-recent", "et-jobs-table")
+RUN_OFF = """(ids) => ids.map(id => document.getElementById(id)).filter(el => el && el.checkVisibility())
+  .flatMap(el => [...el.querySelectorAll('table')].filter(t => t.scrollWidth > t.parentElement.clientWidth + 2)
+  .map(() => el.id))"""
 CJK = re.compile(r"[\u4e00-\u9fff]")
 RAW_KEY = re.compile(r"\b[a-z_]+\.[a-z_]+\.[a-z_.]+\b")
 FILE_NAME = re.compile(r"\.(jsonl?|csv|tsv|yaml|gguf|py|safetensors|xml)\b")
@@ -51,8 +59,15 @@ def strays(text: str, lang: str) -> list[str]:
 
 
 @pytest.mark.parametrize("lang, locale", [("en", "zh-CN"), ("zh", "en-US")])
-def test_every_page_speaks_one_language(app, browser, lang, locale):  # noqa: F811
+def test_every_page_speaks_one_language(app, browser, lang, locale, tmp_path):  # noqa: F811
     url, guard_log = app
+    home = tmp_path / "home"  # the app's: a job in the tables, and answers longer than a table is wide
+    cli("train", "--config", str(ROOT / "presets" / "demo.yaml"), "--detach", home=home)
+    long = tmp_path / "long.jsonl"
+    long.write_text("".join(json.dumps({"instruction": f"How does the warranty for item {i} work?",
+                                        "output": "It covers manufacturing defects for two years. " * 12}) + "\n"
+                            for i in range(10)), encoding="utf-8")
+    cli("data", "add", str(long), "--name", "long-answers", home=home)
     page = browser.new_page(locale=locale, viewport={"width": 1280, "height": 900})
     page.goto(url)
     page.get_by_role("tab", name=t("ui.step.data", "zh" if lang == "en" else "en")).wait_for(timeout=60_000)
@@ -65,6 +80,9 @@ def test_every_page_speaks_one_language(app, browser, lang, locale):  # noqa: F8
     page.get_by_role("tab", name=t("ui.step.data", lang)).wait_for(timeout=60_000)
     page.wait_for_timeout(2000)  # the page's own load events
     assert page.evaluate("() => navigator.language") == ("en" if lang == "en" else "zh-CN")
+    page.locator("#et-dataset input").click()
+    page.get_by_role("option", name="long-answers").first.click()
+    page.wait_for_timeout(1500)
     found = []
     for name in PAGES:
         page.locator(f"#et-nav-{name}").click()
@@ -73,5 +91,6 @@ def test_every_page_speaks_one_language(app, browser, lang, locale):  # noqa: F8
                 page.get_by_role("tab", name=t(f"ui.step.{step}", lang)).click()
             page.wait_for_timeout(1200)
             found += [(name, step, why, text[:120]) for text in page.evaluate(SHOWN_TEXT) for why in strays(text, lang)]
+            found += [(name, step, "runs off its table", table) for table in page.evaluate(RUN_OFF, FITTED_TABLES)]
     assert found == []
     assert offline(guard_log)
