@@ -1,5 +1,6 @@
 """A model improved version after version: `jobs next` trains a finished job's adapter on new data as version
-2 of the same lineage, starting where version 1 ended, not from the base; `jobs versions` lists them."""
+2 of the same lineage, starting where version 1 ended, not from the base; `jobs versions` and the versions view
+(Jobs page, step ④) list them."""
 
 import json
 from pathlib import Path
@@ -37,13 +38,20 @@ def test_version_two_starts_where_version_one_ended(home, tmp_path):
     assert [(v["version"], v["id"]) for v in listed] == [(1, first["id"]), (2, second["id"])]
     assert "v2" in cli("jobs", "versions", first["id"], home=home).stdout
 
+    # the versions view (Jobs page, step ④) shows the same lineage in order, with each version's state
+    from easytune.settings import load_settings
+    from easytune.ui.versions import versions_view
+
+    settings = load_settings(home=home)
+    rows = versions_view(settings, first["id"], "en")["rows"]
+    assert [row[:3] for row in rows] == [["v1 · this job", first["name"], "Completed"],
+                                         ["v2", second["name"], "Completed"]]
+
     # the flywheel in one step: version 1's feedback, labelled, trains version 3 (after the newest) with KTO
     from easytune import jobs
     from easytune.feedback import improve_from_feedback, record_feedback
     from easytune.jobs.folder import JobFolder
-    from easytune.settings import load_settings
 
-    settings = load_settings(home=home)
     for prompt, answer, rating in (("Do you ship abroad?", "Yes, to 20 countries.", "up"),
                                    ("Where is my order?", "No idea.", "down"),
                                    ("How do I return an item?", "Open My orders and choose Return.", "up")):

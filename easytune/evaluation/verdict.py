@@ -30,6 +30,8 @@ from __future__ import annotations
 
 from easytune.i18n import t
 
+VERDICTS = ("improved", "mixed", "no_gain", "harmful")  # best first: the order versions are ranked in
+
 
 def pct(value: float | None) -> int | None:
     return None if value is None else round(100 * value)

@@ -1,4 +1,4 @@
-"""Step ④: did tuning help and what did it cost (verdict, safety), chat base vs tuned, export.
+"""Step ④: did tuning help and what did it cost (verdict, safety, versions), chat base vs tuned, export.
 
 Evaluation, safety check and export run in the request's worker thread with a progress bar; the
 training stack is imported there on first use, never at start-up.
@@ -16,6 +16,7 @@ from easytune.i18n import UserError, t
 from easytune.settings import Settings
 from easytune.ui.choices import job_choices
 from easytune.ui.texts import Ctx, error_markdown, fmt_bytes, fmt_time
+from easytune.ui.versions import versions_block
 
 SESSION_TURNS = 20  # turns kept per browser session and side; older ones drop off the prompt
 
@@ -171,6 +172,7 @@ def build(ctx: Ctx) -> None:
                "ui.eval.bucket.unseen", "ui.eval.col.general_loss", "ui.eval.col.cf"]
     compare_table = T.make(gr.Dataframe, {"headers": headers}, interactive=False, visible=False,
                            elem_id="et-compare-table")
+    show_versions, versions_in, versions_out = versions_block(ctx, eval_job)  # this model's earlier and later versions
 
     # -- chat, base and tuned side by side
     T.make(gr.Markdown, {"value": "ui.eval.chat_head"})
@@ -357,7 +359,9 @@ def build(ctx: Ctx) -> None:
     job_outputs = [verdict, comparison, compare_table, exports, tuned_chat, base_chat, history, chat_target,
                    export_result, chat_error, correction, confirm_unsafe]
     eval_job.change(show_job, [lang_in, eval_job], job_outputs)
-    evaluate.click(on_evaluate, [lang_in, eval_job], [verdict, comparison, compare_table])
+    eval_job.change(show_versions, versions_in, versions_out)
+    evaluate.click(on_evaluate, [lang_in, eval_job], [verdict, comparison, compare_table]).then(
+        show_versions, versions_in, versions_out)  # the new verdict goes beside the other versions'
     safety.click(on_safety, [lang_in, eval_job], verdict)
     ask_inputs = [lang_in, eval_job, chat_target, question, history, system, temperature, top_p, max_tokens]
     ask_outputs = [tuned_chat, base_chat, question, chat_error, history]
@@ -370,7 +374,9 @@ def build(ctx: Ctx) -> None:
                       [lang_in, eval_job, history, correction, system], chat_error)
     to_dataset.click(on_to_dataset, [lang_in, eval_job, labelled], chat_error)
     ctx.later.append(lambda: improve.click(on_improve, [lang_in, eval_job, labelled],
-                                           [chat_error, ctx.shared["job"], ctx.shared["wizard_tabs"]]))
+                                           [chat_error, ctx.shared["job"], ctx.shared["wizard_tabs"]]).then(
+        show_versions, versions_in, versions_out))  # the new version joins the table
     export.click(on_export, [lang_in, eval_job, fmt, confirm_unsafe], [export_result, exports, chat_target])
     ctx.on_language.append((lambda lg, j: show_job(lg, j)[:4], [lang_in, eval_job], job_outputs[:4]))
-    ctx.shared["eval_job"] = eval_job
+    ctx.on_language.append((show_versions, versions_in, versions_out))
+    ctx.shared.update(eval_job=eval_job, eval_versions=(show_versions, versions_in, versions_out))

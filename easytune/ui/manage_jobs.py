@@ -1,4 +1,4 @@
-"""Jobs page: every job with its state, a filter, the details of one, and what can be done with it."""
+"""Jobs page: every job with its state, a filter, the details of one, its versions, and what can be done with it."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from easytune.i18n import UserError, t
 from easytune.jobs.events import ACTIVE_STATES, TERMINAL_STATES
 from easytune.ui.choices import job_choices
 from easytune.ui.texts import Ctx, action_bar, fmt_time, showing
+from easytune.ui.versions import versions_block
 
 STATES = ("all", *ACTIVE_STATES, *TERMINAL_STATES)
 
@@ -50,11 +51,16 @@ def build(ctx: Ctx) -> None:
         info = gr.Markdown(elem_id="et-job-detail")
         monitor = T.make(gr.Button, {"value": "ui.jobs.open"}, variant="primary", size="sm")
         action_bar(ctx, selected)
+        show_versions, versions_in, versions_out = versions_block(ctx, selected)
     timer = gr.Timer(5.0)
 
     def refresh(lang, state_):
         rows = job_rows(settings, state_, lang)
         return rows or None, "" if rows else t("ui.jobs.empty", lang)
+
+    def opened(lang, state_, job_id):
+        """The list and the picked job's versions as they are now (the page opened, the language switched)."""
+        return *refresh(lang, state_), *show_versions(lang, job_id)
 
     def show(lang, job_id):
         if not job_id:
@@ -65,13 +71,15 @@ def build(ctx: Ctx) -> None:
             return gr.update(visible=False), ""
 
     listing = [table, empty]
-    for trigger in (state.change, timer.tick):
-        trigger(refresh, [ctx.language, state], listing)
+    state.change(refresh, [ctx.language, state], listing)
+    timer.tick(lambda lang, state_, job_id: (*refresh(lang, state_), *show_versions(lang, job_id, chart_too=False)),
+               [ctx.language, state, selected], listing + versions_out)
     table.select(_pick, table, selected)
     selected.change(show, [ctx.language, selected], [detail, info])
+    selected.change(show_versions, versions_in, versions_out)
     ctx.on_load.append((refresh, [ctx.language, state], listing))
-    ctx.shared["jobs_refresh"] = (refresh, [ctx.language, state], listing)
-    ctx.on_language.append((refresh, [ctx.language, state], listing))
+    ctx.shared["jobs_refresh"] = (opened, [ctx.language, state, selected], listing + versions_out)
+    ctx.on_language.append((opened, [ctx.language, state, selected], listing + versions_out))
 
     def wire():
         monitor.click(lambda j: (gr.update(choices=job_choices(settings), value=j), gr.Tabs(selected="wizard"),

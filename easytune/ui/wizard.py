@@ -535,9 +535,11 @@ def build(ctx: Ctx) -> None:
     log_download.click(on_log_download, [language, job, log_level, log_search], log_download)
     stop.click(on_stop, [language, job], status)
     eval_job = ctx.shared["eval_job"]
+    # the same job picked again is no change, yet its versions may have moved on: step ④ shows them anew
     to_eval.click(lambda: gr.Tabs(selected="evaluate"), None, tabs).then(
-        lambda j: evaluate_step.pick_job(settings, j), job, eval_job)
-    eval_tab.select(lambda j: evaluate_step.pick_job(settings, j), job, eval_job)
+        lambda j: evaluate_step.pick_job(settings, j), job, eval_job).then(*ctx.shared["eval_versions"])
+    eval_tab.select(lambda j: evaluate_step.pick_job(settings, j), job, eval_job).then(*ctx.shared["eval_versions"])
+    ctx.shared["wizard_refresh"] = ctx.shared["eval_versions"]  # opened from the menu (the monitor has its own timer)
     for tab, step in ((data_tab, "data"), (plan_tab, "plan"), (monitor_tab, "monitor"), (eval_tab, "evaluate")):
         tab.select(lambda lg, j, done, tab_id, step=step: on_step(step, lg, j, done, tab_id),
                    [language, job, restored, tab_in], step_outputs)
