@@ -28,8 +28,8 @@ LISTED = [version(1, "COMPLETED", "no_gain", cf=2.0, seen=0.2, unseen=0.1),
 
 def test_rows_in_english():
     rows = version_rows(LISTED, "job2", "en")
-    assert rows == [["v1", "shop · v1", "Completed", "demo:shop_faq_en", "no gain", "20%", "10%", "+2%"],
-                    ["v2 · this job", "shop · v2", "Completed", "feedback-job1", "improved", "80%", "50%", "+4%"],
+    assert rows == [["v1", "shop · v1", "Completed", "demo:shop_faq_en", "no gain", "20%", "10%", "2.0%"],
+                    ["v2 · this job", "shop · v2", "Completed", "feedback-job1", "improved", "80%", "50%", "4.0%"],
                     ["v3", "shop · v3", "Training", "feedback-job1", "—", "—", "—", "—"]]
     assert best_line(LISTED, "en") == "Best verdict so far: **improved**, v2."
 

@@ -36,7 +36,7 @@ def version_rows(listed: list[dict], current: str | None, lang: str) -> list[lis
                      t("state." + v["state"], lang), v["dataset"],
                      t(f"ui.eval.verdict.{v['verdict']}", lang) if v["verdict"] else "—",
                      *(pct(facts_right(v, bucket)) for bucket in BUCKETS),
-                     f"{v['cf_pct']:+.0f}%" if v["cf_pct"] is not None else "—"])
+                     f"{v['cf_pct']:.1f}%" if v["cf_pct"] is not None else "—"])
     return rows
 
 
