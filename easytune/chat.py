@@ -1,5 +1,7 @@
 """Talk to a model: a finished job (its adapter on the base, or its full model), a registered model, a folder
-holding a merged model, or a folder holding an OpenVINO export.
+holding a merged model, or a folder holding an OpenVINO or GGUF export. Each target says which engine answers
+it (`Target.engine`): transformers, OpenVINO, or for a GGUF export llama.cpp where it is installed
+(easytune.export.gguf_chat decides).
 
     target = resolve_target(settings, "20250101-120000-abc123")      # or "easytune-tiny", or a folder
     for text in stream_answer(settings, target, [{"role": "user", "content": "怎么退货？"}]):
@@ -14,11 +16,13 @@ less time than its answers one after another, which is how `easytune serve` keep
 from __future__ import annotations
 
 import json
+import queue
 import threading
 from dataclasses import asdict, dataclass
 from functools import lru_cache
 from pathlib import Path
 
+from easytune.export.gguf_chat import LLAMA_CPP, TRANSFORMERS, gguf_engine, load_gguf_export
 from easytune.i18n import UserError
 from easytune.jobs.folder import JobFolder
 from easytune.settings import Settings
@@ -34,6 +38,7 @@ LIMITS = {"temperature": (0.0, 2.0), "top_p": (0.01, 1.0), "max_new_tokens": (1,
 MIN_ANSWER_ROOM = 64  # tokens kept free for the answer when a long conversation is cut to fit
 ROLES = ("system", "user", "assistant")
 OPENVINO_MODEL_FILE = "openvino_model.xml"
+OPENVINO = "openvino"  # the engine of an OpenVINO export; TRANSFORMERS and LLAMA_CPP are the others
 
 _lock = threading.Lock()  # one generation at a time: 2 CPU cores gain nothing from more
 _load_lock = threading.Lock()  # two requests for the same model load it once
@@ -49,6 +54,7 @@ class Target:
     kind: str  # job | model | folder | openvino | gguf
     model_path: str  # transformers model folder, the OpenVINO export folder, or a GGUF export's file
     adapter_path: str | None = None  # a LoRA adapter loaded on top of model_path
+    engine: str = TRANSFORMERS  # what answers it: transformers | openvino | llama.cpp
 
     @property
     def name(self) -> str:
@@ -79,10 +85,10 @@ def resolve_target(settings: Settings, target: str | Target) -> Target:
     folder = Path(ref).expanduser()
     if folder.is_dir():
         if (folder / OPENVINO_MODEL_FILE).is_file():
-            return Target(ref, "openvino", str(folder.resolve()))
+            return Target(ref, "openvino", str(folder.resolve()), engine=OPENVINO)
         gguf = _gguf_export_file(folder)
         if gguf is not None:
-            return Target(ref, "gguf", str(gguf.resolve()))
+            return Target(ref, "gguf", str(gguf.resolve()), engine=gguf_engine())
         if (folder / "adapter_config.json").is_file():  # an adapter on its own names its base model
             config = json.loads((folder / "adapter_config.json").read_text(encoding="utf-8"))
             base = resolve_path(settings, config.get("base_model_name_or_path") or "")
@@ -152,24 +158,13 @@ def load_openvino(folder: str):
             load_tokenizer(folder))
 
 
-@lru_cache(maxsize=2)
-def load_gguf_export(path: str):
-    """(model, tokenizer) of a GGUF export's file, read as its export check read it (transformers' GGUF
-    loader, the tokenizer from the file's metadata). A LoRA adapter file answers only on its base. Cached."""
-    from easytune.export.gguf_read import gguf_declared_type, load_gguf_file
-
-    if gguf_declared_type(Path(path)) == "adapter":
-        raise UserError("chat.error.gguf_adapter", path=path)
-    return load_gguf_file(Path(path))
-
-
 def load_target(target: Target):
     """(model, tokenizer) for a target, from the cache when it was loaded before."""
     with _load_lock:
         if target.kind == "openvino":
             model, tokenizer = load_openvino(target.model_path)
         elif target.kind == "gguf":
-            model, tokenizer = load_gguf_export(target.model_path)
+            model, tokenizer = load_gguf_export(target.model_path, target.engine)
         else:
             model, tokenizer = load_model(target.model_path, target.adapter_path)
     if not tokenizer.chat_template:  # the template training used for such models, so answers match it
@@ -271,7 +266,9 @@ class PreparedAnswer:
                     if temperature > 0 else {"do_sample": False})
         self.options = {"max_new_tokens": self.max_new_tokens, "eos_token_id": self.eos_ids,
                         "pad_token_id": pad if pad is not None else self.eos_ids[0], **sampling}
-        self.batchable = target.kind != "openvino"  # padded batches are only checked on transformers models
+        self.temperature, self.top_p = float(temperature), float(top_p)
+        self.engine = target.engine
+        self.batchable = self.engine == TRANSFORMERS  # padded batches are checked on transformers models only
         self.sampling = (self.model, *sorted(sampling.items()))  # answers generated together share these
 
     def inputs(self) -> dict:
@@ -280,6 +277,11 @@ class PreparedAnswer:
         ids = torch.tensor([self.prompt_ids])
         return {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
 
+    def llama_cpp_tokens(self):
+        """The answer's tokens from llama.cpp, one at a time (the caller holds the generation lock)."""
+        return self.model.tokens(self.prompt_ids, temperature=self.temperature, top_p=self.top_p,
+                                 max_new_tokens=self.max_new_tokens, eos_ids=self.eos_ids)
+
     def finished(self, new_tokens: list[int]) -> Answer:
         """The answer made of the tokens generated after the prompt (any padding after its end is dropped)."""
         tokens = new_tokens[:self.max_new_tokens]
@@ -287,7 +289,7 @@ class PreparedAnswer:
         if end is not None:
             tokens = tokens[:end + 1]
         text = self.tokenizer.decode(tokens, skip_special_tokens=True).strip()
-        return Answer(text, len(self.prompt_ids), len(tokens), "stop" if end is not None else "length")
+        return Answer(text, len(self.prompt_ids), len(tokens), "stop" if end is not None else "length", self.engine)
 
 
 @dataclass(frozen=True)
@@ -298,6 +300,7 @@ class Answer:
     prompt_tokens: int
     completion_tokens: int  # the end-of-answer token included, as a streamed answer counts it
     finish_reason: str  # "stop": the model finished; "length": max_new_tokens ran out
+    engine: str = TRANSFORMERS  # what answered: transformers | openvino | llama.cpp
 
 
 def prepare_answer(settings: Settings, target: str | Target, messages: str | list[dict], *,
@@ -344,6 +347,9 @@ def answer_together(prepared: list[PreparedAnswer]) -> list[Answer]:
     first = prepared[0]
     if any(p.sampling != first.sampling for p in prepared):
         raise ValueError("answers generated together must share the model and the sampling settings")
+    if first.engine == LLAMA_CPP:  # one after another: llama.cpp's Python binding decodes one sequence
+        with _lock:
+            return [p.finished(list(p.llama_cpp_tokens())) for p in prepared]
     ids, mask = left_padded([p.prompt_ids for p in prepared], first.options["pad_token_id"])
     limits = [p.max_new_tokens for p in prepared]
     options = {**first.options, "max_new_tokens": max(limits)}
@@ -358,8 +364,8 @@ def answer(model_path: str, adapter_path: str | None, question: str, *, system: 
            max_new_tokens: int = 128, temperature: float = 0.0) -> str:
     """One whole answer to one question, without streaming (greedy unless temperature > 0)."""
     kind = "openvino" if (Path(model_path) / OPENVINO_MODEL_FILE).is_file() else "model"
-    prepared = PreparedAnswer(Target(model_path, kind, model_path, adapter_path), question, system, temperature,
-                              DEFAULT_TOP_P, max_new_tokens)
+    target = Target(model_path, kind, model_path, adapter_path, engine=OPENVINO if kind == "openvino" else TRANSFORMERS)
+    prepared = PreparedAnswer(target, question, system, temperature, DEFAULT_TOP_P, max_new_tokens)
     return answer_together([prepared])[0].text
 
 
@@ -411,9 +417,10 @@ class AnswerStream:
     def __init__(self, target: Target, prepared: PreparedAnswer):
         self.target, self.prepared = target, prepared
         self.text, self.completion_tokens, self.finish_reason = "", 0, None
+        self.engine = prepared.engine
         self.prompt_tokens = len(prepared.prompt_ids)
         self._cancel = threading.Event()
-        self._steps = self._generate()
+        self._steps = self._generate_llama_cpp() if self.engine == LLAMA_CPP else self._generate()
 
     def __iter__(self):
         return self
@@ -461,6 +468,46 @@ class AnswerStream:
             raise failure[0]
         self.completion_tokens = len(tap.tokens)
         self.finish_reason = "stop" if tap.tokens and tap.tokens[-1] in prepared.eos_ids else "length"
+
+    def _generate_llama_cpp(self):
+        """As _generate, with llama.cpp's tokens: generated in a thread of their own (a reader that walks away
+        never holds the model), the text shown decoded by the same tokenizer as the whole answer."""
+        prepared = self.prepared
+        made: queue.SimpleQueue = queue.SimpleQueue()
+        failure: list[BaseException] = []
+
+        def run() -> None:
+            try:
+                with _lock:
+                    for token in ([] if self._cancel.is_set() else prepared.llama_cpp_tokens()):
+                        made.put(token)
+                        if self._cancel.is_set():
+                            break
+            except BaseException as exc:  # noqa: BLE001 - handed to the reader, who raises it
+                failure.append(exc)
+            finally:
+                made.put(None)  # the reader always wakes up, whatever happened here
+
+        worker = threading.Thread(target=run, name="easytune-generate", daemon=True)
+        worker.start()
+        tokens: list[int] = []
+        try:
+            while (token := made.get()) is not None:
+                tokens.append(token)
+                shown = prepared.tokenizer.decode(tokens, skip_special_tokens=True)
+                if not shown.endswith("\ufffd") and len(shown.strip()) > len(self.text):  # not half a character
+                    self.text = shown.strip()
+                    yield self.text
+            worker.join()
+        finally:
+            self._cancel.set()  # a reader that stops early (close, GeneratorExit) stops the generation too
+        if failure:
+            raise failure[0]
+        whole = prepared.finished(tokens)
+        if len(whole.text) > len(self.text):  # a last character held back above
+            self.text = whole.text
+            yield self.text
+        self.completion_tokens, self.finish_reason = whole.completion_tokens, whole.finish_reason
 
 
 def stream_answer(settings: Settings, target: str | Target, messages: str | list[dict], *,

@@ -384,8 +384,10 @@ def cmd_chat(args, settings) -> int:
             shown = text
     if args.stream:
         print(file=out)
-    result = {"question": args.question, "answer": stream.text, "target": args.target}
+    result = {"question": args.question, "answer": stream.text, "target": args.target, "engine": stream.engine}
     _emit(args, result, None if args.stream else stream.text)
+    if not args.json:  # on stderr: stdout holds the answer alone, for scripts that read it
+        print(t("chat.engine", args.lang, engine=stream.engine), file=sys.stderr)
     return 0
 
 

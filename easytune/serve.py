@@ -1,6 +1,7 @@
 """`easytune serve`: one model behind an OpenAI-compatible API, so existing clients and tools can use it.
 
-    GET  /v1/models             the one model served
+    GET  /v1/models             the one model served, with the engine that answers it (`engine`: transformers,
+                                openvino, or llama.cpp for a GGUF export where llama-cpp-python is installed)
     POST /v1/chat/completions   {"messages": [...], "temperature", "top_p", "max_tokens", "stream"}
     GET  /health                {"status": "ok", "generating", "waiting", ...} (no key needed: for scripts that
                                 wait for the server, and for watching its queue)
@@ -309,7 +310,7 @@ class ApiHandler(BaseHTTPRequestHandler):
 
     def _model_card(self) -> dict:
         return {"id": self.server.target.name, "object": "model", "created": self.server.created,
-                "owned_by": "easytune"}
+                "owned_by": "easytune", "engine": self.server.target.engine}
 
     # ---- routes ----
 
@@ -358,7 +359,8 @@ class ApiHandler(BaseHTTPRequestHandler):
     # ---- answers ----
 
     def _envelope(self, completion_id: str, kind: str) -> dict:
-        return {"id": completion_id, "object": kind, "created": int(time.time()), "model": self.server.target.name}
+        return {"id": completion_id, "object": kind, "created": int(time.time()), "model": self.server.target.name,
+                "engine": self.server.target.engine}  # beside OpenAI's fields: clients ignore what they do not know
 
     @staticmethod
     def _usage(answer: chat.Answer | chat.AnswerStream) -> dict:
@@ -456,7 +458,8 @@ def serve(settings: Settings, target: str, host: str = "127.0.0.1", port: int = 
     go_offline()
     print(t("serve.loading", settings.language, model=target), file=sys.stderr, flush=True)
     server = make_server(settings, target, host, port, password=password, verbose=True, queue=queue)
-    print(t("serve.ready", settings.language, model=server.target.name, url=server.url), file=sys.stderr, flush=True)
+    print(t("serve.ready", settings.language, model=server.target.name, engine=server.target.engine, url=server.url),
+          file=sys.stderr, flush=True)
     try:
         server.serve_forever()
     except KeyboardInterrupt:

@@ -7,6 +7,7 @@ build.py    merged, adapter, OpenVINO writers   gguf.py / gguf_lora.py  the GGUF
 llamacpp.py llama.cpp itself: quantise, load, answer   verify.py  does the export answer like the job model?
 answers.py  ask the same questions, compare answers   gguf_read.py  a GGUF file's header, model and tokenizer
 card.py     the model card (README.md)          apps.py  hand a GGUF export to LM Studio or Ollama
+gguf_chat.py  how chat and serve answer a GGUF export: llama.cpp where installed, else transformers
 """
 
 from easytune.export.formats import FORMATS, NAMES

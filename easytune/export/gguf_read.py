@@ -29,15 +29,21 @@ def load_gguf_file(path: Path):
     rebuilt from the file's metadata by EasyTune's GGUF reader (easytune.models.gguf_tokenizer, what
     `easytune models add` uses) — transformers' own reader builds a byte-level Llama tokenizer as
     SentencePiece, and cannot read one without a BOS token at all."""
-    import gguf
     import torch
     from transformers import AutoModelForCausalLM
 
-    from easytune.models.gguf_tokenizer import build_tokenizer, read_spec
-
-    tokenizer = build_tokenizer(read_spec(gguf.GGUFReader(str(path))), str(path))
+    tokenizer = gguf_tokenizer(path)
     model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32)
     return model.eval(), tokenizer
+
+
+def gguf_tokenizer(path: Path):
+    """The tokenizer of a GGUF file, rebuilt from its metadata (with its chat template)."""
+    import gguf
+
+    from easytune.models.gguf_tokenizer import build_tokenizer, read_spec
+
+    return build_tokenizer(read_spec(gguf.GGUFReader(str(path))), str(path))
 
 
 def gguf_file_type(path: Path) -> str | None:

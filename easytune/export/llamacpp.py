@@ -1,5 +1,6 @@
 """llama.cpp itself, through the llama-cpp-python package where it is installed: its quantiser (Q4_K_M), and
-its loader, which reads a GGUF export (and a LoRA adapter on it) the way Ollama and LM Studio do.
+its loader, which reads a GGUF export (and a LoRA adapter on it) the way Ollama and LM Studio do — for the
+export check here, for chat and serve in gguf_chat.py.
 
 The package is optional (it compiles llama.cpp from source on install): `installed()` says whether it is
 there, and nothing here is imported before a GGUF export or its check asks for it.
@@ -25,7 +26,7 @@ def installed() -> bool:
     return module_usable(MODULE)
 
 
-def _quiet():
+def quiet():
     """llama.cpp's own log lines (every tensor it loads or quantises) kept out of the user's terminal."""
     import llama_cpp
 
@@ -47,7 +48,7 @@ def quantize(source: Path, out: Path, ftype_name: str = "Q4_K_M", threads: int =
     """llama.cpp's quantiser: the GGUF `source` (F16) rewritten as `out` with the weight mix `ftype_name`
     (llama.cpp's LLAMA_FTYPE_MOSTLY_<name>). Tensors whose rows do not fill its blocks get llama.cpp's own
     fallback type. Returns the seconds it took."""
-    llama_cpp = _quiet()
+    llama_cpp = quiet()
     params = llama_cpp.llama_model_quantize_default_params()
     params.ftype = getattr(llama_cpp, f"LLAMA_FTYPE_MOSTLY_{ftype_name}")
     params.nthread = threads  # 0: llama.cpp picks
@@ -71,7 +72,7 @@ class LlamaCppModel:
     """A GGUF file (and optionally a LoRA adapter GGUF on it) loaded by llama.cpp, asked greedily."""
 
     def __init__(self, model_path: Path, lora_path: Path | None = None, threads: int | None = None):
-        llama_cpp = _quiet()
+        llama_cpp = quiet()
         options = {"lora_path": str(lora_path)} if lora_path else {}
         self.llm = llama_cpp.Llama(model_path=str(model_path), n_ctx=min(CHECK_CONTEXT, trained_context(model_path)),
                                    n_threads=threads, logits_all=True, verbose=False, **options)
