@@ -11,7 +11,8 @@ prompts greedily. OpenVINO computes at its CPU default (bf16 where the CPU has b
 GGUF (--gguf): a real model folder (safetensors, config, tokenizer: GGUF needs the tokenizer) written by
 EasyTune's GGUF writer as F16, Q8_0 and, where llama-cpp-python is installed, Q4_K_M; each file decoded by
 llama.cpp (F16 and Q8_0 by transformers' GGUF loader where llama.cpp is missing), beside the folder in
-PyTorch fp32. Export time includes writing the file (and, for Q4_K_M, the F16 file it is quantised from).
+PyTorch fp32 and its OpenVINO INT4 export. Export time includes writing the file (and, for Q4_K_M, the F16
+file it is quantised from).
 
 Decode speed excludes the prompt: (N - 1) / (time for N new tokens - time for 1). Prints figures,
 never a pass/fail verdict; on a machine busy with other work the ratios hold better than the speeds.
@@ -49,13 +50,13 @@ def build_model(folder: Path) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def export_variant(source: Path, folder: Path, bits: int | None) -> float:
+def export_variant(source: Path, folder: Path, bits: int | None, hidden_size: int = SHAPE["hidden_size"]) -> float:
     """Seconds to export. bits None: no weight compression (the IR keeps the fp32 weights)."""
     from easytune.openvino_stack import OVModelForCausalLM, OVWeightQuantizationConfig, nncf
 
     nncf.set_log_level(logging.WARNING)  # its own tables and progress bars would run through ours
     started = time.perf_counter()
-    options = ({"quantization_config": OVWeightQuantizationConfig(**quantization_settings(SHAPE["hidden_size"], bits))}
+    options = ({"quantization_config": OVWeightQuantizationConfig(**quantization_settings(hidden_size, bits))}
                if bits else {"load_in_8bit": False})
     with contextlib.redirect_stdout(sys.stderr):
         OVModelForCausalLM.from_pretrained(source, export=True, compile=False, **options).save_pretrained(folder)
@@ -93,7 +94,8 @@ def llama_cpp_decode_speed(path: Path, prompts, new_tokens: int, threads: int) -
 
 
 def gguf_bench(args) -> int:
-    """F16, Q8_0 and Q4_K_M files of a real model folder beside the folder itself in PyTorch fp32."""
+    """F16, Q8_0 and Q4_K_M files of a real model folder beside the folder itself in PyTorch fp32 and its
+    OpenVINO INT4 export (EasyTune's settings)."""
     import torch
     from transformers import AutoModelForCausalLM
 
@@ -118,7 +120,16 @@ def gguf_bench(args) -> int:
           f"load average {os.getloadavg()[0]:.1f}", flush=True)
     weights = sum(f.stat().st_size for f in source.glob("*.safetensors"))
     rows = [("PyTorch fp32", weights, decode_speed(pytorch, prompts, args.new_tokens), None, "")]
+    hidden = pytorch.config.hidden_size
     del pytorch
+    from easytune.openvino_stack import OVModelForCausalLM
+
+    took = export_variant(source, work / "openvino-int4", 4, hidden)
+    openvino = OVModelForCausalLM.from_pretrained(work / "openvino-int4", device="CPU")
+    rows.append(("OpenVINO INT4", folder_size(work / "openvino-int4"), decode_speed(openvino, prompts, args.new_tokens),
+                 took, ""))
+    del openvino
+    print("openvino-int4: done", flush=True)
     for fmt in ("gguf-f16", "gguf-q8_0", "gguf-q4_k_m"):
         if not FORMATS[fmt].available():
             print(f"{fmt}: skipped (needs llama-cpp-python)", flush=True)
