@@ -29,7 +29,7 @@ def worker_events(job_dir: Path) -> list[dict]:
 
 
 def test_the_record_holds_what_the_run_was_decided_to_be(settings):
-    from easytune.jobs.resolve import file_sha256
+    from easytune.datasets import file_sha256
     from easytune.models.estimate import as_shape, estimate_memory
 
     record, _ = created(settings)

@@ -7,23 +7,15 @@ and the run agree.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
+from easytune.datasets import file_sha256
 from easytune.plan.schema import TrainingPlan
 from easytune.settings import Settings
 
 LR_FLOOR = 0.1  # the schedule decays to this share of the peak learning rate, never to zero
 SEQUENCES_PER_ROW = {"dpo": 2, "kto": 2}  # a chosen and a rejected answer; an answer and a mismatched one
-
-
-def file_sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def device_and_precision(settings: Settings, plan: TrainingPlan, params: int) -> tuple[str, str, bool]:

@@ -17,8 +17,8 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from easytune.datasets import file_sha256
 from easytune.i18n import UserError
-from easytune.jobs.resolve import file_sha256
 from easytune.train.recipes import recipe_for
 
 ENCODING_VERSION = 1  # bump when the encoding of a row changes, so old caches are not read

@@ -24,13 +24,14 @@ from pathlib import Path
 
 import torch
 
+from easytune.datasets import file_sha256
 from easytune.health import thresholds
 from easytune.i18n import UserError
 from easytune.jobs.events import STOP_FILE, EventWriter
 from easytune.jobs.folder import JobFolder
 from easytune.jobs.guard import PAUSE_REASON, forgetting_pause
 from easytune.jobs.objective import resolve_objective
-from easytune.jobs.resolve import LR_FLOOR, SEQUENCES_PER_ROW, file_sha256
+from easytune.jobs.resolve import LR_FLOOR, SEQUENCES_PER_ROW
 from easytune.models.calibrate import auto_precision
 from easytune.models.sources import load_safe, load_tokenizer
 from easytune.plan.schema import TrainingPlan
