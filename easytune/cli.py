@@ -245,8 +245,11 @@ def _rerun(args, settings) -> int:
         if not args.data:
             raise UserError("cli.error.next_needs_data")
         job = jobs.next_version(settings, args.job, args.data, _setting_changes(args.set))
-        said = t("jobs.next_version", args.lang, job=job["id"], source=args.job,
-                 version=JobFolder(job["job_dir"]).resolved()["version"])
+        record = JobFolder(job["job_dir"]).resolved()
+        said = t("jobs.next_version", args.lang, job=job["id"], source=args.job, version=record["version"])
+        if record.get("new_task"):  # chosen for the user: say so, and how to choose otherwise
+            said += "\n" + t("jobs.next_new_task", args.lang, pct=round(100 * record["new_task"]["shared_words"]),
+                             replay=round(100 * record["new_task"]["replay_ratio"]))
     else:
         if args.action == "restart":
             job = jobs.restart_job(settings, args.job)

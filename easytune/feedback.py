@@ -120,10 +120,11 @@ def job_feedback_dataset(settings: Settings, job_id: str, labelled: bool = False
                                labelled=labelled)
 
 
-def improve_from_feedback(settings: Settings, job_id: str, labelled: bool = False) -> dict:
+def improve_from_feedback(settings: Settings, job_id: str, labelled: bool = False, changes: dict | None = None) -> dict:
     """The flywheel in one step: the job's feedback as a dataset, and the next version of its model trained on
-    it from the job's adapter. {"dataset": feedback_to_dataset's result, "job": the new version's job}."""
+    it from the job's adapter (with the plan `changes`, e.g. continual or replay_ratio).
+    {"dataset": feedback_to_dataset's result, "job": the new version's job}."""
     from easytune.jobs import next_version
 
     made = job_feedback_dataset(settings, job_id, labelled)
-    return {"dataset": made, "job": next_version(settings, job_id, made["dataset"]["id"])}
+    return {"dataset": made, "job": next_version(settings, job_id, made["dataset"]["id"], changes)}

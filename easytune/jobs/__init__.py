@@ -13,6 +13,7 @@ modules below, which import nothing heavy.
     follow      the worker's events into SQLite, its end settled, crash recovery
     control     stop, pause, resume, finish, restart, clone, delete
     lineage     version N+1 of a finished job's model, and the versions of one lineage
+    replay      earlier versions' rows mixed into a new version's data
     status      time left, warnings, log lines; actions: what a job offers in its state
 
 States: PENDING → PREPARING → RUNNING → COMPLETED | FAILED | STOPPED | PAUSED, and INTERRUPTED for a
@@ -40,7 +41,7 @@ _OWNERS = {
     "spawn": ("start_job", "start_next"),
     "rows": ("get_job", "list_jobs", "logged_events", "metrics", "queue"),
     "status": ("event_text", "job_plan", "time_left", "warnings"),
-    "lineage": ("ADAPTER_SHAPE", "next_version", "versions"),
+    "lineage": ("ADAPTER_SHAPE", "NEW_TASK_DEFAULTS", "continual_advice", "next_version", "versions"),
 }
 _OWNER_OF = {name: module for module, names in _OWNERS.items() for name in names}
 __all__ = sorted(_OWNER_OF)

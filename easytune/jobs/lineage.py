@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from easytune.datasets import resolve_dataset
 from easytune.i18n import UserError
 from easytune.jobs.create import create_job
 from easytune.jobs.folder import JobFolder
@@ -11,6 +12,13 @@ from easytune.plan.schema import TrainingPlan
 from easytune.settings import Settings
 
 ADAPTER_SHAPE = ("model", "method", "lora_r", "target_modules")  # what a new version must keep to train on
+# Under this share of its words already in the earlier versions' data, new data teaches something different:
+# the facts of one product line against another's share about half their words (the shop's own vocabulary),
+# a version's feedback on its own answers nearly all.
+DIFFERENT_DATA = 0.6
+# What a new version trains with when its data teaches something different and the user chose neither
+# setting: what kept the earlier version's facts on the real model (python -m easytune.evaluation.bench_continual).
+NEW_TASK_DEFAULTS = {"continual": True, "replay_ratio": 0.2}
 
 
 def next_version(settings: Settings, job_id: str, dataset: str, changes: dict | None = None) -> dict:
@@ -27,14 +35,35 @@ def next_version(settings: Settings, job_id: str, dataset: str, changes: dict | 
     kept = [key for key in ADAPTER_SHAPE if key in changes]
     if kept:
         raise UserError("jobs.error.next_keeps_shape", key=kept[0], keys=", ".join(ADAPTER_SHAPE))
+    new_task = {}  # data that teaches something else gets what keeps the earlier lessons, unless chosen
+    if not any(key in changes for key in NEW_TASK_DEFAULTS):
+        advice = continual_advice(settings, job_id, dataset)
+        new_task = {**NEW_TASK_DEFAULTS, "shared_words": advice["shared_words"]} if advice["differs"] else {}
     # the new data decides what is learned (labelled feedback after answers trains with KTO), unless set
-    plan = TrainingPlan.from_dict({**folder.plan().to_dict(), "objective": "auto", **changes, "dataset": dataset})
+    plan = TrainingPlan.from_dict({**folder.plan().to_dict(), "objective": "auto",
+                                   **{k: v for k, v in new_task.items() if k in NEW_TASK_DEFAULTS}, **changes,
+                                   "dataset": dataset})
     lineage = folder.resolved().get("lineage", job_id)
-    version = max(_record(j).get("version", 1) for j in _lineage(settings, lineage)) + 1  # after the newest
-    job = create_job(settings, plan, f"{source['name'].split(' · v')[0]} · v{version}")
+    earlier = _lineage(settings, lineage)
+    version = max(_record(j).get("version", 1) for j in earlier) + 1  # after the newest
+    job = create_job(settings, plan, f"{source['name'].split(' · v')[0]} · v{version}",
+                     replay=_trained_files(earlier, resolve_dataset(settings, dataset).kind))
     JobFolder(job["job_dir"]).update_resolved(start_adapter=str(folder.adapter), version=version, lineage=lineage,
-                                              previous=job_id)
+                                              previous=job_id, new_task=new_task or None)
     return start_job(settings, job["id"])
+
+
+def continual_advice(settings: Settings, job_id: str, dataset: str) -> dict:
+    """Whether new data for a version of this job's model teaches something different from what the earlier
+    versions trained on — then continual learning and replay are worth offering. {"shared_words": the share of
+    the new data's words the earlier data used, or None, "differs": bool}."""
+    from easytune.jobs.replay import shared_words
+
+    source = get_job(settings, job_id)
+    earlier = _lineage(settings, _record(source).get("lineage", job_id))
+    shared = shared_words(resolve_dataset(settings, dataset).train_file, _trained_files(earlier, None))
+    return {"shared_words": None if shared is None else round(shared, 3),
+            "differs": shared is not None and shared < DIFFERENT_DATA}
 
 
 def versions(settings: Settings, job_id: str) -> list[dict]:
@@ -59,6 +88,12 @@ def versions(settings: Settings, job_id: str) -> list[dict]:
 def _lineage(settings: Settings, lineage: str) -> list[dict]:
     """The jobs of one lineage: its first job and every version made from it."""
     return [job for job in list_jobs(settings) if job["id"] == lineage or _record(job).get("lineage") == lineage]
+
+
+def _trained_files(jobs: list[dict], kind: str | None) -> list[str]:
+    """The training files of the finished versions among `jobs` (of data of `kind`, when given)."""
+    records = [_record(job) for job in jobs if job["state"] == "COMPLETED"]
+    return [r["train_file"] for r in records if r.get("train_file") and kind in (None, r.get("dataset_kind"))]
 
 
 def _record(job: dict) -> dict:

@@ -180,6 +180,18 @@ class Silent:
     state = log = emit
 
 
+def adapter_shape(plan: TrainingPlan, job: dict) -> tuple[int, float]:
+    """(rank, lora_alpha) of the adapter this run trains: the plan's; for a new version, the previous version's
+    own (it trains on from it), or with `continual` the previous one's frozen rows plus the plan's rank."""
+    start = job.get("start_adapter")
+    if not start:
+        return plan.lora_r, plan.lora_alpha
+    from easytune.train.continual import earlier_shape, stacked_shape
+
+    rank, alpha = earlier_shape(start)
+    return stacked_shape(rank, plan.lora_r, plan.lora_alpha) if plan.continual else (rank, alpha)
+
+
 def continue_adapter(model, folder: str) -> None:
     """Put the previous version's LoRA weights into this run's adapter: the same layers and rank (the plan was
     copied with them), so every saved tensor has its place."""
@@ -338,10 +350,11 @@ def adapted(run: Run, model):
 
         from easytune.train.modules import lora_targets
 
-        config = LoraConfig(r=plan.lora_r, lora_alpha=plan.lora_alpha, lora_dropout=plan.lora_dropout,
+        rank, alpha = adapter_shape(plan, job)
+        config = LoraConfig(r=rank, lora_alpha=alpha, lora_dropout=plan.lora_dropout,
                             target_modules=lora_targets(model, plan.target_modules), task_type="CAUSAL_LM")
         model = get_peft_model(model, config)
-        if job.get("start_adapter"):  # a new version trains on from the last one's adapter
+        if job.get("start_adapter") and not plan.continual:  # a new version trains on from the last one's
             continue_adapter(model, job["start_adapter"])
             events.log("train.log.continued", path=job["start_adapter"], version=job.get("version", 2))
         if run.device.type == "cpu":  # a mask from random bytes: the default one is a fifth of a CPU step
@@ -360,6 +373,13 @@ class Loop:
         self.tokenizer, self.train_set, self.val = tokenizer, train_set, val
         self.base, self.attention = model, model.config._attn_implementation  # the adapter, if any, wraps `base`
         self.model = adapted(run, model)
+        self.stack = None  # a continual version's frozen earlier rows (train/continual.py)
+        if run.adapter and plan.continual and job.get("start_adapter"):
+            from easytune.train.continual import Stack
+
+            self.stack = Stack(self.model, job["start_adapter"], plan.orthogonal_weight)
+            self.events.log("train.log.continual", version=job.get("version", 2), earlier=self.stack.rank,
+                            rank=plan.lora_r, weight=plan.orthogonal_weight)
         self.pack = plan.packing and packing_is_exact(self.model, run.device)
         if plan.packing and not self.pack:
             self.base.set_attn_implementation(self.attention)
@@ -451,9 +471,15 @@ class Loop:
             for name, value in stats.items():
                 figures[name] = figures.get(name, 0.0) + value / plan.grad_accum
         self.consumed += plan.grad_accum * ranks.world
+        if self.stack is not None:  # once a step: the penalty is on the weights, not on a batch
+            penalty = self.stack.penalty()
+            penalty.backward()
+            figures["orthogonality"] = penalty.item()
         torch.nn.utils.clip_grad_norm_(self.params, 1.0)
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
+        if self.stack is not None:
+            self.stack.restore()
         if ranks.world > 1:  # the step's figures over all processes: mean loss, total tokens
             loss_sum, tokens, *values = ranks.sum(loss_sum, tokens, *figures.values())
             loss_sum, figures = loss_sum / ranks.world, {k: v / ranks.world for k, v in zip(figures, values)}

@@ -204,6 +204,15 @@ def build(ctx: Ctx) -> None:
             to_dataset = T.make(gr.Button, {"value": "ui.eval.to_dataset"}, size="sm")
             labelled = T.make(gr.Checkbox, {"label": "ui.eval.feedback_labelled",
                                             "info": "ui.eval.feedback_labelled_info"}, value=False)
+        with gr.Row():
+            improve_data = T.make(gr.Dropdown, {"label": "ui.eval.improve_data", "info": "ui.eval.improve_data_info"},
+                                  choices=[], value="", scale=2, elem_id="et-improve-data")
+            continual = T.make(gr.Checkbox, {"label": "ui.eval.improve_continual",
+                                             "info": "ui.eval.improve_continual_info"}, value=False,
+                               elem_id="et-improve-continual")
+            replay = T.make(gr.Slider, {"label": "ui.eval.improve_replay", "info": "ui.eval.improve_replay_info"},
+                            minimum=0, maximum=0.5, step=0.05, value=0, elem_id="et-improve-replay")
+        improve_advice = gr.Markdown(elem_id="et-improve-advice")
         improve = T.make(gr.Button, {"value": "ui.eval.improve"}, variant="primary", size="sm", elem_id="et-improve")
     chat_error = gr.Markdown(elem_classes=["et-error"])
 
@@ -325,20 +334,51 @@ def build(ctx: Ctx) -> None:
         return t("ui.eval.feedback_dataset", lang, name=result["dataset"]["name"], rows=result["dataset"]["rows"],
                  job=job_id)
 
-    def on_improve(lang, job_id, labelled_):
-        """The flywheel: this job's feedback as a dataset, and version N+1 trained on it from this job's adapter;
-        the monitor then follows the new version."""
+    def improve_choices(lang, job_id):
+        """What the next version can train on: this job's feedback, or any dataset."""
+        from easytune.datasets import list_datasets
+
+        return gr.update(choices=[(t("ui.eval.improve_feedback", lang), "")]
+                         + [(row["name"], row["id"]) for row in list_datasets(settings)], value="")
+
+    def on_improve_data(lang, job_id, dataset):
+        """New data that teaches something other than what the earlier versions learned: say so, and offer
+        continual learning and replay, which keep what they taught."""
+        from easytune.jobs import continual_advice
+
+        if not job_id or not dataset:
+            return "", gr.skip(), gr.skip()
+        try:
+            advice = continual_advice(settings, job_id, dataset)
+        except UserError as exc:
+            return error_markdown(exc, lang), gr.skip(), gr.skip()
+        if not advice["differs"]:
+            return "", gr.skip(), gr.skip()
+        from easytune.jobs import NEW_TASK_DEFAULTS as defaults
+
+        return (t("ui.eval.improve_differs", lang, pct=round(100 * advice["shared_words"])),
+                defaults.get("continual", gr.skip()), defaults.get("replay_ratio", gr.skip()))
+
+    def on_improve(lang, job_id, labelled_, dataset, continual_, replay_):
+        """The flywheel: version N+1 trained from this job's adapter on its feedback (as a dataset) or on the
+        dataset picked; the monitor then follows the new version."""
         from easytune.feedback import improve_from_feedback
+        from easytune.jobs import next_version
 
         if not job_id:
             return t("ui.eval.pick_job", lang), gr.skip(), gr.skip()
+        changes = {"continual": bool(continual_), "replay_ratio": float(replay_ or 0)}
         try:
-            improved = improve_from_feedback(settings, job_id, labelled_)
+            if dataset:
+                job, rows = next_version(settings, job_id, dataset, changes), None
+            else:
+                improved = improve_from_feedback(settings, job_id, labelled_, changes)
+                job, rows = improved["job"], improved["dataset"]["rows"]
         except UserError as exc:
             return error_markdown(exc, lang), gr.skip(), gr.skip()
-        job = improved["job"]
-        return (t("ui.eval.improving", lang, job=job["id"], rows=improved["dataset"]["rows"]),
-                gr.update(choices=job_choices(settings), value=job["id"]), gr.Tabs(selected="monitor"))
+        said = (t("ui.eval.improving", lang, job=job["id"], rows=rows) if rows is not None
+                else t("ui.eval.improving_data", lang, job=job["id"]))
+        return said, gr.update(choices=job_choices(settings), value=job["id"]), gr.Tabs(selected="monitor")
 
     def on_export(lang, job_id, fmt_, confirmed, progress=gr.Progress()):
         from easytune.export.service import export_job
@@ -373,10 +413,13 @@ def build(ctx: Ctx) -> None:
     thumbs_down.click(lambda lg, j, h, c, s: on_feedback(lg, j, h, -1, c, s),
                       [lang_in, eval_job, history, correction, system], chat_error)
     to_dataset.click(on_to_dataset, [lang_in, eval_job, labelled], chat_error)
-    ctx.later.append(lambda: improve.click(on_improve, [lang_in, eval_job, labelled],
+    eval_job.change(improve_choices, [lang_in, eval_job], improve_data)
+    improve_data.change(on_improve_data, [lang_in, eval_job, improve_data], [improve_advice, continual, replay])
+    ctx.later.append(lambda: improve.click(on_improve, [lang_in, eval_job, labelled, improve_data, continual, replay],
                                            [chat_error, ctx.shared["job"], ctx.shared["wizard_tabs"]]).then(
         show_versions, versions_in, versions_out))  # the new version joins the table
     export.click(on_export, [lang_in, eval_job, fmt, confirm_unsafe], [export_result, exports, chat_target])
     ctx.on_language.append((lambda lg, j: show_job(lg, j)[:4], [lang_in, eval_job], job_outputs[:4]))
     ctx.on_language.append((show_versions, versions_in, versions_out))
+    ctx.on_language.append((improve_choices, [lang_in, eval_job], improve_data))
     ctx.shared.update(eval_job=eval_job, eval_versions=(show_versions, versions_in, versions_out))
