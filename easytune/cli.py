@@ -220,7 +220,7 @@ def cmd_jobs(args, settings) -> int:
         lines = [f"v{v['version']}  {v['id']}  {t('state.' + v['state'], args.lang)}  {v['dataset']}"
                  + (f"  {t('ui.eval.verdict.' + v['verdict'], args.lang)}" if v["verdict"] else "")
                  + (f"  CF {v['cf_pct']:.1f}%" if v["cf_pct"] is not None else "") for v in listed]
-        _emit(args, listed, "\n".join(lines))
+        _emit(args, listed, "\n".join([*lines, jobs.best_line(listed, args.lang)]))
     elif args.action in ("delete", "rm"):
         job = jobs.delete_job(settings, args.job)
         _emit(args, job, t("jobs.deleted", args.lang, job=job["id"]))

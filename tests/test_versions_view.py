@@ -7,7 +7,8 @@ import pytest
 
 from easytune import jobs
 from easytune.i18n import t
-from easytune.ui.versions import HEADERS, best_line, version_rows, versions_figure, versions_view
+from easytune.jobs import best_line
+from easytune.ui.versions import HEADERS, version_rows, versions_figure, versions_view
 
 
 def bucket(facts: float) -> dict:

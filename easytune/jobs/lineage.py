@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from easytune.datasets import resolve_dataset
-from easytune.i18n import UserError
+from easytune.i18n import UserError, t
 from easytune.jobs.create import create_job
 from easytune.jobs.folder import JobFolder
 from easytune.jobs.rows import get_job, list_jobs
@@ -82,7 +82,39 @@ def versions(settings: Settings, job_id: str) -> list[dict]:
                     "verdict": result.get("verdict"), "cf_pct": (result.get("forgetting") or {}).get("cf_pct"),
                     "buckets": {name: {k: v for k, v in bucket.items() if k != "samples"}
                                 for name, bucket in (result.get("buckets") or {}).items()}})
-    return sorted(out, key=lambda v: v["version"])
+    out.sort(key=lambda v: v["version"])
+    best, _ = best_versions(out)
+    return [{**v, "best": v["version"] in best} for v in out]
+
+
+def best_versions(listed: list[dict]) -> tuple[list[int], str | None]:
+    """(the versions with the best verdict, that verdict), ranked as the verdict ranks (improved, mixed, no gain,
+    harmful): no figure is weighed against another here, and ties are all named. ([], None) while none is
+    evaluated; ([], verdict) when the best is no gain or harmful, which is no recommendation."""
+    from easytune.evaluation.verdict import VERDICTS
+
+    judged = [v for v in listed if v["verdict"] in VERDICTS]
+    if not judged:
+        return [], None
+    top = VERDICTS[min(VERDICTS.index(v["verdict"]) for v in judged)]
+    if top not in ("improved", "mixed"):
+        return [], top
+    return [v["version"] for v in judged if v["verdict"] == top], top
+
+
+def version_label(number: int, lang: str) -> str:
+    return t("ui.versions.version", lang, n=number)
+
+
+def best_line(listed: list[dict], lang: str) -> str:
+    """Which versions have the best verdict, said in the user's language (the versions view, `jobs versions`)."""
+    best, verdict = best_versions(listed)
+    if verdict is None:
+        return t("ui.versions.none_evaluated", lang)
+    if not best:  # "the best is harmful" would read as a recommendation
+        return t("ui.versions.none_better", lang)
+    return t("ui.versions.best", lang, versions=("、" if lang == "zh" else ", ").join(
+        version_label(number, lang) for number in best), verdict=t(f"ui.eval.verdict.{verdict}", lang))
 
 
 def _lineage(settings: Settings, lineage: str) -> list[dict]:

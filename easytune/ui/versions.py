@@ -6,7 +6,6 @@ from __future__ import annotations
 import gradio as gr
 
 from easytune import jobs
-from easytune.evaluation.verdict import VERDICTS
 from easytune.i18n import UserError, t
 from easytune.settings import Settings
 from easytune.ui.texts import Ctx
@@ -14,10 +13,6 @@ from easytune.ui.texts import Ctx
 HEADERS = ["ui.versions.col.version", "ui.col.name", "ui.col.state", "ui.versions.col.data", "ui.eval.col.verdict",
            "ui.versions.col.facts_seen", "ui.versions.col.facts_unseen", "ui.eval.col.cf"]
 BUCKETS = ("seen", "unseen")  # the questions it was trained on, the held-out ones
-
-
-def version_label(number: int, lang: str) -> str:
-    return t("ui.versions.version", lang, n=number)
 
 
 def facts_right(version: dict, bucket: str) -> float | None:
@@ -31,27 +26,13 @@ def version_rows(listed: list[dict], current: str | None, lang: str) -> list[lis
     pct = lambda v: f"{v * 100:.0f}%" if v is not None else "—"  # noqa: E731
     rows = []
     for v in listed:
-        label = version_label(v["version"], lang)
+        label = jobs.version_label(v["version"], lang)
         rows.append([t("ui.versions.current", lang, version=label) if v["id"] == current else label, v["name"],
                      t("state." + v["state"], lang), v["dataset"],
                      t(f"ui.eval.verdict.{v['verdict']}", lang) if v["verdict"] else "—",
                      *(pct(facts_right(v, bucket)) for bucket in BUCKETS),
                      f"{v['cf_pct']:.1f}%" if v["cf_pct"] is not None else "—"])
     return rows
-
-
-def best_line(listed: list[dict], lang: str) -> str:
-    """The versions with the best verdict, ranked as the verdict ranks (improved, mixed, no gain, harmful): no
-    figure is weighed against another here. Ties are all named; the user decides between them."""
-    judged = [v for v in listed if v["verdict"] in VERDICTS]
-    if not judged:
-        return t("ui.versions.none_evaluated", lang)
-    top = min(VERDICTS.index(v["verdict"]) for v in judged)
-    if VERDICTS[top] not in ("improved", "mixed"):  # "the best is harmful" would read as a recommendation
-        return t("ui.versions.none_better", lang)
-    best = [version_label(v["version"], lang) for v in judged if VERDICTS.index(v["verdict"]) == top]
-    return t("ui.versions.best", lang, versions=("、" if lang == "zh" else ", ").join(best),
-             verdict=t(f"ui.eval.verdict.{VERDICTS[top]}", lang))
 
 
 def versions_figure(listed: list[dict], lang: str):
@@ -64,7 +45,7 @@ def versions_figure(listed: list[dict], lang: str):
         return None
     import plotly.graph_objects as go
 
-    x = [version_label(v["version"], lang) for v in listed]
+    x = [jobs.version_label(v["version"], lang) for v in listed]
     fig = go.Figure()
     for bucket, color in zip(BUCKETS, ("#22d3ee", "#f59e0b")):
         if any(value is not None for value in series[bucket]):
@@ -92,7 +73,7 @@ def versions_view(settings: Settings, job_id: str | None, lang: str) -> dict | N
         return None
     if len(listed) < 2:
         return None
-    return {"rows": version_rows(listed, job_id, lang), "best": best_line(listed, lang),
+    return {"rows": version_rows(listed, job_id, lang), "best": jobs.best_line(listed, lang),
             "figure": versions_figure(listed, lang)}
 
 
