@@ -114,6 +114,11 @@ def cmd_train(args, settings) -> int:
     from easytune.plan.schema import TrainingPlan
 
     plan = TrainingPlan.load(args.config)
+    this_machine = {"machine_rank": args.machine_rank, "main_process_ip": args.main_process_ip,
+                    "main_process_port": args.main_process_port}
+    changes = {key: value for key, value in this_machine.items() if value is not None}
+    if changes:  # one plan file for every machine; each says where it stands (checked like the file itself)
+        plan = TrainingPlan.from_dict({**plan.to_dict(), **changes})
     job = jobs.launch(settings, plan)
     if not args.json and job["state"] == "PENDING":
         print(t("jobs.queued", args.lang, job=job["id"], position=job["queue_position"]), flush=True)
@@ -575,6 +580,12 @@ def build_parser() -> argparse.ArgumentParser:
     train = sub.add_parser("train", parents=[common], help="train from a plan YAML (the one the UI shows)")
     train.add_argument("--config", required=True, help="plan YAML")
     train.add_argument("--detach", action="store_true", help="start and return; follow with `jobs show`")
+    train.add_argument("--machine-rank", type=int, default=None,
+                       help="this machine's rank in a run over several machines (0: the main one); overrides the plan")
+    train.add_argument("--main-process-ip", default=None,
+                       help="the main machine's address as this machine reaches it; overrides the plan")
+    train.add_argument("--main-process-port", type=int, default=None,
+                       help="the port the main machine opens for the others; overrides the plan")
     train.set_defaults(func=cmd_train)
 
     plan = sub.add_parser("plan", parents=[common], help="choose every training setting from what you want, explained")

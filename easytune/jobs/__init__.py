@@ -7,6 +7,7 @@ modules below, which import nothing heavy.
     events      the event protocol from the worker, and the control files to it
     guard       when the forgetting guard pauses a run
     spawn       starting jobs: one on the device at a time, the next when it is free; the worker's command
+    machines    this machine's part of a run over several machines: accelerate's arguments, the network interface
     partial     half-written files, swept once no worker can be writing them
     deliver     a checkpoint made a stopped job's result
     create      creating a job; rows: reading jobs back

@@ -112,6 +112,8 @@ def resume_job(settings: Settings, job_id: str, changes: dict | None = None) -> 
     job_dir = Path(job["job_dir"])
     folder = JobFolder(job_dir)
     plan = folder.plan()
+    if plan.num_machines > 1:  # only the main machine keeps checkpoints: the others could not pick up with it
+        raise UserError("jobs.error.machines_resume", job=job_id)
     changed = TrainingPlan.from_dict({**plan.to_dict(), **changes})  # checked before anything is touched
     changes = {key: getattr(changed, key) for key in changes if getattr(changed, key) != getattr(plan, key)}
     checkpoint = JobFolder(job_dir).latest_checkpoint()

@@ -1,12 +1,13 @@
 """What a job will run with, decided once when it is created and kept in job.json: the device and the dtype,
-the objective and how many sequences a row trains, the estimated peak memory, the learning rate's floor, and
-the hash of each data file. The worker reads the record and checks that it still holds on the machine and for
-the files; it decides none of these again, so a resumed run computes as it began and the fit check, the plan
-and the run agree.
+the objective and how many sequences a row trains, the estimated peak memory, the learning rate's floor, the
+hash of each data file, and what the machines of one run compare at start (the split, the model). The worker
+reads the record and checks that it still holds on the machine and for the files; it decides none of these
+again, so a resumed run computes as it began and the fit check, the plan and the run agree.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -55,7 +56,26 @@ def resolve(settings: Settings, plan: TrainingPlan, model_path: Path, objective:
     params = sum(stored_counts(model_path).values())  # from the weight files' headers: no training stack
     device, precision, cpu_bf16 = device_and_precision(settings, plan, params)
     sequences = SEQUENCES_PER_ROW.get(objective, 1)
+    hashes = {name: file_sha256(path) for name, path in files.items() if path}
     return {"device": device, "precision": precision, "cpu_bf16": cpu_bf16, "sequences_per_row": sequences,
             "estimated_peak_bytes": estimated_peak(plan, model_path, device, precision, sequences),
-            "lr_floor": LR_FLOOR,
-            "file_sha256": {name: file_sha256(path) for name, path in files.items() if path}}
+            "lr_floor": LR_FLOOR, "file_sha256": hashes, "split_sha256": split_sha256(hashes),
+            "model_sha256": model_sha256(model_path, params)}
+
+
+def split_sha256(hashes: dict) -> str:
+    """One hash of the rows trained on and the rows held out, which is the split itself: machines that share a
+    run compare it, since each split its own copy of the data (the same bytes and seed give the same split)."""
+    parts = [hashes.get("train_file", ""), hashes.get("val_file", "")]
+    return hashlib.sha256(":".join(parts).encode()).hexdigest()
+
+
+def model_sha256(model_path: Path, params: int) -> str:
+    """The model as machines of one run compare it: its configuration and size (each may keep the folder
+    elsewhere, and hashing every weight would take minutes; the weights themselves are shared from the main
+    machine when the processes join)."""
+    try:
+        config = (model_path / "config.json").read_bytes()
+    except OSError:
+        config = b""
+    return hashlib.sha256(config + f":{params}".encode()).hexdigest()

@@ -3,7 +3,8 @@ PENDING and start in creation order. There is no scheduler process: whoever foll
 CLI follower, any `easytune jobs` command) starts the next one when it sees the device free.
 
 The worker is one process, or N data-parallel ones under `accelerate launch` (torchrun underneath; the worker
-joins them with NCCL on GPUs, gloo on the CPU). No training stack is imported here."""
+joins them with NCCL on GPUs, gloo on the CPU), on this machine or on several (jobs/machines.py). No training
+stack is imported here."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ import psutil
 
 from easytune.i18n import UserError
 from easytune.jobs.folder import JobFolder
+from easytune.jobs.machines import launch_arguments, network_env
 from easytune.jobs.rows import get_job
 from easytune.settings import Settings
 from easytune.store import open_db
@@ -28,23 +30,28 @@ ACCELERATE_CONFIG = "accelerate.yaml"
 CONFIG_TEMPLATE = """\
 compute_environment: LOCAL_MACHINE
 distributed_type: MULTI_GPU
-num_machines: 1
-machine_rank: 0
-num_processes: {n}
+num_machines: {machines}
+machine_rank: {rank}
+num_processes: {total}
 gpu_ids: all
 mixed_precision: 'no'
 use_cpu: false
 """
 
 
-def worker_command(job_dir: Path, num_processes: int) -> list[str]:
-    if num_processes <= 1:
+def worker_command(job_dir: Path, plan) -> list[str]:
+    worker = ["--module", "easytune.train", str(job_dir)]
+    total = plan.num_processes * plan.num_machines
+    if total <= 1:
         return [sys.executable, "-m", "easytune.train", str(job_dir)]
     config = Path(job_dir) / ACCELERATE_CONFIG
-    config.write_text(CONFIG_TEMPLATE.format(n=num_processes), encoding="utf-8")
+    config.write_text(CONFIG_TEMPLATE.format(machines=plan.num_machines, rank=plan.machine_rank, total=total),
+                      encoding="utf-8")
+    if plan.num_machines > 1:  # through easytune.train.launch, which says why a launch never reached the worker
+        return [sys.executable, "-m", "easytune.train.launch", "--config_file", str(config),
+                *launch_arguments(plan), *worker]
     return [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(config),
-            "--num_processes", str(num_processes), "--main_process_port", "0", "--module",
-            "easytune.train", str(job_dir)]
+            "--num_processes", str(total), "--main_process_port", "0", *worker]
 
 
 SLOT_STATES = ("PREPARING", "RUNNING")  # a job in one of these holds the device
@@ -87,11 +94,14 @@ def start_next(settings: Settings) -> dict | None:
 def _spawn(settings: Settings, job_id: str) -> dict:
     """Run the worker for a job this process has claimed (PREPARING)."""
     job_dir = Path(get_job(settings, job_id)["job_dir"])
+    plan = JobFolder(job_dir).plan()
     env = dict(os.environ, PYTHONUNBUFFERED="1", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
                HF_HUB_DISABLE_TELEMETRY="1", TOKENIZERS_PARALLELISM="false")
+    if plan.num_machines > 1:
+        env.update(network_env(plan, os.environ))
     with open(JobFolder(job_dir).worker_log, "ab") as log:
         # Its own session: the job survives the app being closed, and is stopped as one group.
-        command = worker_command(job_dir, JobFolder(job_dir).plan().num_processes)
+        command = worker_command(job_dir, plan)
         proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
     _children[job_id] = proc
     try:

@@ -8,6 +8,8 @@ from, the expert form in the UI and `easytune plan --explain` are all generated 
 from __future__ import annotations
 
 import difflib
+import ipaddress
+import re
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
@@ -68,10 +70,21 @@ class TrainingPlan:
     packing: bool = setting(True, group="hardware")
     grad_checkpointing: bool = setting(False, group="hardware")
     num_processes: int = setting(1, lo=1, hi=256, group="hardware")
+    # several machines (read only when num_machines is above 1)
+    num_machines: int = setting(1, lo=1, hi=1024, group="hardware")
+    machine_rank: int = setting(0, lo=0, hi=1023, group="hardware")
+    main_process_ip: str = setting("127.0.0.1", group="hardware")
+    main_process_port: int = setting(29500, lo=1024, hi=65535, group="hardware")
+    join_timeout: int = setting(600, lo=1, hi=86_400, group="hardware")
 
     def __post_init__(self) -> None:
         for f in fields(self):
             setattr(self, f.name, _checked(f, getattr(self, f.name)))
+        if self.machine_rank >= self.num_machines:
+            raise UserError("plan.machine_rank_too_high", rank=self.machine_rank, machines=self.num_machines,
+                            last=self.num_machines - 1)
+        if not _is_address(self.main_process_ip):
+            raise UserError("plan.bad_address", value=self.main_process_ip)
 
     # --- YAML round trip -------------------------------------------------------------------
     @classmethod
@@ -134,6 +147,29 @@ def _checked(f, value):
     if meta["lo"] is not None and not (meta["lo"] <= value <= meta["hi"]):
         raise UserError("plan.out_of_range", key=f.name, value=value, lo=meta["lo"], hi=meta["hi"])
     return value
+
+
+# Where this machine stands in a run over several machines: each machine's plan says it differently (its rank;
+# the main machine's address as this one reaches it; how long it waits). Every other setting must be the same on
+# all of them, but for the names of the model and the data, which each machine may keep elsewhere: those are
+# compared by content (easytune/train/machines.py).
+THIS_MACHINE = ("machine_rank", "main_process_ip", "main_process_port", "join_timeout")
+NAMED_BY_PATH = ("model", "dataset")
+
+
+def shared_settings(plan: TrainingPlan) -> dict:
+    """The settings every machine of one run must agree on."""
+    return {k: v for k, v in plan.to_dict().items() if k not in THIS_MACHINE + NAMED_BY_PATH}
+
+
+def _is_address(value: str) -> bool:
+    """An IP address or a host name: the main machine's address is whatever the user's network calls it."""
+    try:
+        ipaddress.ip_address(value)
+        return True
+    except ValueError:
+        return bool(re.fullmatch(r"(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,62}[A-Za-z0-9])?"
+                                 r"(\.[A-Za-z0-9]([A-Za-z0-9-]{0,62}[A-Za-z0-9])?)*", value))
 
 
 def plan_fields():

@@ -2,7 +2,8 @@
 
 With several (data parallel, DDP), every process holds the whole model, takes its share of each step's
 micro-batches, and gradients are averaged across processes after each backward pass. Only the main
-process (rank 0) writes events, checkpoints and the result; the others compute and follow.
+process (rank 0) writes checkpoints and the result; the first process on each machine reports into that
+machine's job (on the main machine, the main process); the others compute and follow.
 """
 
 from __future__ import annotations
@@ -18,7 +19,9 @@ class Ranks:
         self.world = int(os.environ.get("WORLD_SIZE", "1"))
         self.rank = int(os.environ.get("RANK", "0"))
         self.local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+        self.local_world = int(os.environ.get("LOCAL_WORLD_SIZE", str(self.world)))  # the processes on this machine
         self.main = self.rank == 0
+        self.reports = self.local_rank == 0  # writes this machine's events
         self.backend = None
         self.device = torch.device("cpu")  # where collectives run: NCCL needs GPU tensors
 

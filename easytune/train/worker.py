@@ -40,6 +40,7 @@ from easytune.train.attention import use_segment_attention
 from easytune.train.checkpoints import Checkpoints, check_space, load_weights, raise_if_disk_full
 from easytune.train.evaluate import ForgettingScore, retention_lines
 from easytune.train.failures import is_out_of_memory, out_of_memory
+from easytune.train.machines import settle
 from easytune.train.packing import packing_is_exact, padding_share
 from easytune.train.ranks import Ranks
 from easytune.train.recipes import Batching, recipe_for
@@ -172,7 +173,7 @@ class StopRequest:
 
 
 class Silent:
-    """The events of a process that is not the main one: it trains, the main process reports."""
+    """The events of a process that is not the first on its machine: it trains, the first one reports."""
 
     def emit(self, *args, **kwargs) -> None:
         pass
@@ -271,18 +272,23 @@ def start(job_dir: Path, events: EventWriter, ranks: Ranks) -> Run:
     device = recorded_device(job, plan)
     if ranks.world > 1 and device.type not in ("cpu", "cuda"):  # DDP's backends: gloo (CPU) and NCCL
         raise UserError("train.error.processes_device", device=device.type)
-    if device.type == "cuda" and ranks.world > torch.cuda.device_count():
-        raise UserError("train.error.too_many_processes", processes=ranks.world, gpus=torch.cuda.device_count())
+    if device.type == "cuda" and ranks.local_world > torch.cuda.device_count():
+        raise UserError("train.error.too_many_processes", processes=ranks.local_world,
+                        gpus=torch.cuda.device_count())
     check_files(job)
+    if plan.num_machines > 1:  # each machine made its job from its own copies: they must agree before they join
+        settle(plan, job, ranks)
+        events.log("train.log.machines", machine=plan.machine_rank, machines=plan.num_machines,
+                   processes=ranks.world, split=job["split_sha256"][:12])
     device = ranks.start(device)
     dtype = recorded_dtype(job, plan, device)
     # decided when the job was created (jobs.create); resolved here only for a job from before that
     objective = job.get("objective") or resolve_objective(plan.objective, dataset_kind(job), job.get("dataset", ""))
     if device.type == "cpu":
-        events.log("train.log.memory_reused" if tune_allocator(job, plan, objective, dtype, ranks.world)
+        events.log("train.log.memory_reused" if tune_allocator(job, plan, objective, dtype, ranks.local_world)
                    else "train.log.memory_exact")
-        if ranks.world > 1:  # the cores are shared out between the processes
-            torch.set_num_threads(max(1, len(os.sched_getaffinity(0)) // ranks.world))
+        if ranks.local_world > 1:  # the cores are shared out between this machine's processes
+            torch.set_num_threads(max(1, len(os.sched_getaffinity(0)) // ranks.local_world))
     events.log("train.log.device", device=str(device), dtype=str(dtype).replace("torch.", ""))
     if ranks.world > 1:
         events.log("train.log.processes", processes=ranks.world, backend=ranks.backend)
@@ -542,6 +548,8 @@ class Loop:
             self.save_checkpoint(steps_done, None)
         if self.ranks.main:
             self.deliver(steps_done)
+        elif self.ranks.reports:  # another machine's job: it trained its share; the main machine keeps the result
+            self.events.log("train.log.result_on_main", ip=self.plan.main_process_ip, step=steps_done)
         return final
 
     def deliver(self, steps_done: int) -> None:
@@ -588,13 +596,13 @@ def plain_failure(exc: BaseException, job_dir: Path) -> UserError | None:
 def main(argv: list[str]) -> int:
     job_dir = Path(argv[0]).resolve()
     ranks = Ranks()
-    events = EventWriter(job_dir) if ranks.main else Silent()
+    events = EventWriter(job_dir) if ranks.reports else Silent()
     try:
         final = train(job_dir, events, ranks)
     except Exception as exc:  # noqa: BLE001 — the job must say why it failed, whatever it was
         error = exc if isinstance(exc, UserError) else plain_failure(exc, job_dir)
-        if not ranks.main:
-            traceback.print_exc()  # into worker.log; the main process reports the job's state
+        if not ranks.reports:
+            traceback.print_exc()  # into worker.log; the machine's first process reports the job's state
         elif error is not None:
             events.emit("error", code=error.key, params=error.params, detail=str(exc)[:2000])
             events.state("FAILED", reason=error.key, **error.params)

@@ -5,12 +5,14 @@ from __future__ import annotations
 from easytune.models.hardware import Hardware
 from easytune.plan.draft import Draft, gb
 from easytune.plan.inputs import PlanContext
+from easytune.plan.schema import THIS_MACHINE, plan_fields
 
 DEVICE_NAMES = {"cpu": "CPU", "cuda": "GPU", "mps": "Apple MPS", "xpu": "Intel XPU"}
 
 
 def decide_machine(ctx: PlanContext, draft: Draft) -> int:
-    """The device and the processes; returns how many processes share each batch."""
+    """The device, the processes and the machines; returns how many processes share each batch (on every
+    machine of the run: a run over several machines is the user's choice, never the planner's)."""
     hw = ctx.hw
     if hw is None:
         draft.set("device", "auto", "planner.reason.device_unknown")
@@ -22,7 +24,12 @@ def decide_machine(ctx: PlanContext, draft: Draft) -> int:
         draft.set("num_processes", ctx.gpus, "planner.reason.processes_gpus", gpus=ctx.gpus)
     else:
         draft.set("num_processes", 1, "planner.reason.processes_one")
-    return draft.values["num_processes"]
+    machines = draft.set("num_machines", 1, "planner.reason.machines_one")  # (a user's number wins)
+    for name in THIS_MACHINE:  # where a machine stands is the user's to say: the planner keeps the defaults
+        default = next(f.default for f in plan_fields() if f.name == name)
+        draft.set(name, default, "planner.reason.machine_setting" if machines > 1 else "planner.reason.machine_unused",
+                  value=default)
+    return machines * draft.values["num_processes"]
 
 
 def device_reason(device: str, hw: Hardware) -> tuple[str, dict]:
