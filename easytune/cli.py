@@ -274,6 +274,109 @@ def _rerun(args, settings) -> int:
     return 1 if args.follow and job["state"] != "COMPLETED" else 0
 
 
+def _sweep_table(shown: dict, lang: str) -> str:
+    """The trials table as text: number, state, the values tried, the metric, validation loss, forgetting."""
+    from easytune.sweep.driver import metric_text, values_text
+
+    lines = [t("sweep.cli.head", lang, sweep=shown["id"], name=shown["name"],
+               state=t("sweep.state." + shown["state"], lang), done=shown["done"], trials=shown["trials"],
+               metric=t("sweep.metric." + shown["metric"], lang), pct=f"{shown['fraction'] * 100:.0f}")]
+    for row in shown["rows"]:
+        state = t("sweep.trial_state." + row["state"], lang, at=row["pruned_at"])
+        figures = [metric_text(shown["metric"], row["metric"], lang)]
+        if shown["metric"] != "val_loss" or row["metric"] is None:  # (the metric is the validation loss itself)
+            figures.append(metric_text("val_loss", row["val_loss"], lang))
+        if row["cf_pct"] is not None:
+            figures.append(t("sweep.cli.forgetting", lang, cf=f"{row['cf_pct']:.1f}"))
+        figures.append(t("sweep.cli.job", lang, job=row["job_id"] or "—"))
+        lines.append(f"{'★' if row['best'] else ' '} #{row['number'] + 1:<3} {state:<16} {values_text(row['params'])}"
+                     f"  ·  {' · '.join(f for f in figures if f != '—')}")
+    if shown["best"]:
+        lines.append(t("sweep.cli.best", lang, number=shown["best"]["number"] + 1,
+                       values=values_text(shown["best"]["params"]), sweep=shown["id"]))
+        if shown["best_plan_file"]:
+            lines.append(t("sweep.cli.best_file", lang, path=shown["best_plan_file"]))
+    else:
+        lines.append(t(shown["no_best"], lang, sweep=shown["id"]))
+    return "\n".join(lines)
+
+
+def cmd_sweep(args, settings) -> int:
+    from easytune import sweep
+    from easytune.sweep.space import parse_tries, parse_vary
+
+    if args.action == "list":
+        rows = sweep.list_sweeps(settings)
+        lines = [f"{r['id']}  {t('sweep.state.' + r['state'], args.lang):<12} {r['done']}/{r['trials']}  "
+                 f"{t('sweep.metric.' + r['metric'], args.lang)}  {r['name']}" for r in rows]
+        _emit(args, rows, "\n".join(lines) or t("sweep.cli.none", args.lang))
+        return 0
+    if args.action == "run":
+        from easytune.plan.schema import TrainingPlan
+
+        if not args.config:
+            raise UserError("sweep.error.config_required")
+        plan = TrainingPlan.load(Path(args.config))
+        vary = parse_vary(args.vary)
+        given = {"trials": args.trials, "fraction": args.fraction, "prune_after": args.prune_after}  # else the defaults
+        created = sweep.create_sweep(settings, plan, vary=vary, metric=args.metric,
+                                     tries=parse_tries(args.try_values, vary, plan),
+                                     **{name: value for name, value in given.items() if value is not None})
+        return _drive_sweep(args, settings, created["id"])
+    if not args.sweep:
+        raise UserError("sweep.error.sweep_required", action=args.action)
+    if args.action == "show":
+        shown = sweep.show_sweep(settings, args.sweep)
+        _emit(args, shown, _sweep_table(shown, args.lang))
+    elif args.action == "resume":
+        return _drive_sweep(args, settings, args.sweep)
+    elif args.action == "stop":
+        shown = sweep.stop_sweep(settings, args.sweep)
+        _emit(args, shown, t("sweep.progress.stopped", args.lang, sweep=shown["id"]))
+    elif args.action == "best":
+        return _sweep_best(args, settings)
+    return 0
+
+
+def _drive_sweep(args, settings, sweep_id: str) -> int:
+    """Run (or continue) a sweep here, printing each trial's progress on stderr, then the table."""
+    from easytune import sweep
+
+    def say(key: str, **params) -> None:
+        if not args.json:
+            print(t(key, args.lang, **params), file=sys.stderr, flush=True)
+
+    shown = sweep.run_sweep(settings, sweep_id, lang=args.lang, progress=say)
+    _emit(args, shown, _sweep_table(shown, args.lang))
+    return 0 if shown["state"] == "COMPLETED" else 1
+
+
+def _sweep_best(args, settings) -> int:
+    """`sweep best SWEEP`: the best plan (written to --out), and with --train the full run of it, as `train` does."""
+    from easytune import sweep
+
+    plan = sweep.best_plan(settings, args.sweep)
+    if args.out:
+        plan.save(Path(args.out), args.lang)
+    if not args.train:
+        shown = sweep.show_sweep(settings, args.sweep)
+        said = [plan.to_yaml(args.lang)] + ([t("cli.plan.saved", args.lang, path=args.out)] if args.out else [])
+        _emit(args, {"plan": plan.to_dict(), "path": args.out or shown["best_plan_file"], "best": shown["best"]},
+              "\n".join(said))
+        return 0
+    job = sweep.train_best(settings, args.sweep, lang=args.lang)
+    if not args.json:
+        print(t("sweep.cli.training_best", args.lang, job=job["id"], sweep=args.sweep), flush=True)
+    if args.detach:
+        _emit(args, job_summary(settings, job, args.lang))
+        return 0
+    job = _follow(settings, job["id"], args.lang, quiet=args.json, shown_position=job["queue_position"])
+    summary = job_summary(settings, job, args.lang)
+    _emit(args, summary, t("cli.train.finished", args.lang, state=t("state." + job["state"], args.lang),
+                           loss=summary["final_loss"], error=summary["error_message"] or ""))
+    return 0 if job["state"] == "COMPLETED" else 1
+
+
 def cmd_data(args, settings) -> int:
     from easytune import datasets
 
@@ -626,6 +729,28 @@ def build_parser() -> argparse.ArgumentParser:
     jobs.add_argument("--follow", action="store_true",
                       help="(resume, restart, clone, next) wait for the job and report")
     jobs.set_defaults(func=cmd_jobs)
+
+    sweep = sub.add_parser("sweep", parents=[common],
+                           help="try several settings: short trials of a plan, each an ordinary job; the best wins")
+    sweep.add_argument("action", nargs="?", default="run", choices=("run", "list", "show", "best", "resume", "stop"),
+                       help="run (the default) a new sweep of --config; list; show, best, resume or stop SWEEP")
+    sweep.add_argument("sweep", nargs="?", help="sweep id (show, best, resume, stop)")
+    sweep.add_argument("--config", help="plan YAML whose values the trials vary around (run)")
+    sweep.add_argument("--trials", type=int, help="how many trials (run; default 6)")
+    sweep.add_argument("--vary", help="settings to vary, comma-separated (run; default learning_rate,lora_r,epochs)")
+    sweep.add_argument("--metric", default="auto", choices=("auto", "val_loss", "fact_accuracy"),
+                       help="what trials are compared by (run): auto = held-out fact accuracy where the answers "
+                            "carry facts, else validation loss; forgetting past its warning rules a trial out")
+    sweep.add_argument("--fraction", type=float,
+                       help="share of the plan's steps each trial trains (run; default 0.3; 1 = full length)")
+    sweep.add_argument("--try", dest="try_values", action="append", metavar="KEY=VALUE[,KEY=VALUE]",
+                       help="values to try first, one trial each, after the plan's own (run; repeat for more)")
+    sweep.add_argument("--prune-after", type=int, metavar="N",
+                       help="stop a hopeless trial early once N trials have finished (run; default 2; 0 = never)")
+    sweep.add_argument("--out", help="(best) write the best plan YAML here")
+    sweep.add_argument("--train", action="store_true", help="(best) train the best plan in full, as `train` does")
+    sweep.add_argument("--detach", action="store_true", help="(best --train) start and return")
+    sweep.set_defaults(func=cmd_sweep)
 
     data = sub.add_parser("data", parents=[common], help="import, list, show, remove and export datasets")
     data.add_argument("action", choices=("add", "list", "show", "rm", "export", "rename", "reimport", "tokens"))

@@ -4,6 +4,7 @@ EASYTUNE_HOME (default ~/.easytune) holds everything the app writes:
     easytune.db   SQLite metadata      uploads/   originals, untouched
     datasets/     canonical data       models/    downloaded or registered models
     jobs/         one folder per job   exports/   exported models
+    sweeps/       one folder per sweep: its optuna study and the best trial's plan (best.yaml)
 """
 
 from __future__ import annotations

@@ -91,6 +91,20 @@ def _m009_model_health(db: sqlite_utils.Database) -> None:
     db["models"].add_column("origin", str)  # JSON: the GGUF file an import came from
 
 
+def _m010_sweeps(db: sqlite_utils.Database) -> None:
+    # Sweeps: short trials of one plan with some settings varied, each an ordinary job (easytune.sweep).
+    # What was tried and how it did is kept here; the sampler's own memory is its study in sweeps.db.
+    db["sweeps"].create({"id": str, "name": str, "state": str, "plan": str, "vary": str, "space": str,
+                         "metric": str, "trials": int, "fraction": float, "prune_after": int, "first": str,
+                         "driver_pid": int, "driver_started_at": float, "error": str, "created_at": float,
+                         "finished_at": float}, pk="id")
+    db["sweep_trials"].create({"sweep_id": str, "number": int, "job_id": str, "params": str, "state": str,
+                               "metric": float, "val_loss": float, "cf_pct": float, "cf_score": float,
+                               "facts_judged": int, "pruned_at": int, "error": str, "created_at": float,
+                               "finished_at": float}, pk=("sweep_id", "number"),
+                              foreign_keys=[("sweep_id", "sweeps", "id")])
+
+
 MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [
     ("001_initial", _m001_initial),
     ("002_event_offsets", _m002_event_offsets),
@@ -101,6 +115,7 @@ MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [
     ("007_feedback", _m007_feedback),
     ("008_ui_state", _m008_ui_state),
     ("009_model_health", _m009_model_health),
+    ("010_sweeps", _m010_sweeps),
 ]
 
 

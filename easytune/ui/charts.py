@@ -86,3 +86,44 @@ def token_histogram(result: dict, lang: str):
                       xaxis_title=t("ui.chart.tokens", lang), yaxis_title=t("ui.chart.rows", lang),
                       paper_bgcolor="#111827", plot_bgcolor="#111827", showlegend=False)
     return fig
+
+
+SWEEP_COLOURS = {"COMPLETE": "#22d3ee", "INFEASIBLE": "#f472b6", "PRUNED": "#6b7280"}
+
+
+def sweep_figure(shown: dict, lang: str):
+    """A sweep's metric per trial: the feasible ones, those that forget too much, those stopped early (at the
+    validation loss they were stopped with, where that is the metric), and the best so far as a line."""
+    import plotly.graph_objects as go
+
+    from easytune.sweep.driver import values_text
+
+    as_pct = shown["metric"] == "fact_accuracy"
+    shown_value = (lambda v: v * 100) if as_pct else (lambda v: v)
+
+    def plotted(row: dict) -> float | None:  # a trial stopped early has no metric: its last validation loss
+        return row["metric"] if row["metric"] is not None or as_pct else row["val_loss"]
+
+    fig = go.Figure()
+    for state, colour in SWEEP_COLOURS.items():
+        points = [(r, plotted(r)) for r in shown["rows"] if r["state"] == state and plotted(r) is not None]
+        if points:
+            fig.add_scatter(x=[r["number"] + 1 for r, _ in points], y=[shown_value(v) for _, v in points],
+                            mode="markers", name=t(f"ui.sweep.legend.{state}", lang),
+                            text=[values_text(r["params"]) for r, _ in points], hovertemplate="%{text}<br>%{y}",
+                            marker={"size": 11, "color": colour, "symbol": "x" if state == "PRUNED" else "circle"})
+    best, line = None, []
+    better = (lambda a, b: a > b) if shown["higher_is_better"] else (lambda a, b: a < b)
+    for row in shown["rows"]:
+        if row["state"] == "COMPLETE" and row["metric"] is not None and (best is None or better(row["metric"], best)):
+            best = row["metric"]
+        if best is not None:
+            line.append((row["number"] + 1, shown_value(best)))
+    if line:
+        fig.add_scatter(x=[x for x, _ in line], y=[y for _, y in line], mode="lines",
+                        name=t("ui.chart.sweep_best", lang), line={"color": "#f59e0b", "width": 2, "shape": "hv"})
+    fig.update_layout(template="plotly_dark", height=300, margin={"l": 40, "r": 10, "t": 30, "b": 40},
+                      xaxis_title=t("ui.chart.trial", lang), yaxis_title=t(f"sweep.metric.{shown['metric']}", lang),
+                      xaxis={"dtick": 1}, legend={"orientation": "h", "y": 1.15}, paper_bgcolor="#111827",
+                      plot_bgcolor="#111827")
+    return fig

@@ -23,7 +23,7 @@ from easytune.plan import planner
 from easytune.plan.schema import TrainingPlan, field_help, shown_value
 from easytune.plan.service import make_plan
 from easytune.settings import PRESETS_DIR, Settings
-from easytune.ui import charts, evaluate_step, manage_models, state
+from easytune.ui import charts, evaluate_step, manage_models, state, sweep_panel
 from easytune.ui.choices import job_choices, model_choices
 from easytune.ui.texts import Ctx, Texts, action_bar, action_choices, error_markdown, mapping_from_table
 
@@ -269,6 +269,7 @@ def build(ctx: Ctx) -> None:
                                       elem_id="et-baseline")
                 base_text = gr.Markdown(elem_id="et-baseline-result")
             start = T.make(gr.Button, {"value": "ui.plan.start"}, variant="primary", elem_id="et-start")
+            sweep_panel.build(ctx, [model, dataset, *form], plan_from_form)
 
         # ---- 3 monitoring ----
         with T.make(gr.Tab, {"label": "ui.step.monitor"}, id="monitor") as monitor_tab:
