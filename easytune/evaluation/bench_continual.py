@@ -5,9 +5,9 @@ the figures.
 
 Task A is the first ten facts of the facts benchmark's shop (presets/benchmarks/facts_en.jsonl), task B the
 other ten. Version 1 trains on A through the default "domain knowledge" plan; then version 2 trains on B from
-it (`easytune jobs next`) three ways: training on from version 1 (plain), with a fifth of its rows replayed
-from A (replay_ratio 0.2), and with continual learning (the earlier adapter frozen, the new one kept orthogonal
-to it). Each model is asked A's and B's taught questions and the general questions with answer keys, and
+it (`easytune jobs next`) four ways: training on from version 1 (plain), with a fifth of its rows replayed
+from A (replay_ratio 0.2), with continual learning (the earlier adapter frozen, the new one kept orthogonal
+to it), and with both (what a new version gets by default when its data teaches something new). Each model is asked A's and B's taught questions and the general questions with answer keys, and
 judged by the facts in its answers (easytune.evaluation.facts).
 """
 
@@ -21,7 +21,8 @@ from pathlib import Path
 
 from easytune.evaluation.bench_facts import ask, probes, read_facts, run
 
-WAYS = {"plain": {}, "replay": {"replay_ratio": 0.2}, "continual": {"continual": True}}
+WAYS = {"plain": {"continual": False, "replay_ratio": 0.0}, "replay": {"continual": False, "replay_ratio": 0.2},
+        "continual": {"continual": True, "replay_ratio": 0.0}, "both": {"continual": True, "replay_ratio": 0.2}}
 
 
 def version_two(settings, first: str, data: Path, changes: dict) -> tuple[dict, float]:
