@@ -64,6 +64,9 @@ class TrainingPlan:
     packing: bool = setting(True, group="hardware")
     grad_checkpointing: bool = setting(False, group="hardware")
     num_processes: int = setting(1, lo=1, hi=256, group="hardware")
+    # what else keeps the run's curves
+    tensorboard: bool = setting(False, group="tracking")
+    mlflow: bool = setting(False, group="tracking")
 
     def __post_init__(self) -> None:
         for f in fields(self):
