@@ -196,8 +196,18 @@ def cmd_jobs(args, settings) -> int:
         lines = [f"{j['queue_position']}. {j['id']}  {j['name']}" for j in waiting]
         _emit(args, waiting, "\n".join(lines) or t("jobs.queue_empty", args.lang))
         return 0
+    if args.action == "compare":
+        from easytune.tracking.compare import compare_runs, table_text
+
+        result = compare_runs(settings, [job for job in (args.job, *args.more) if job])
+        _emit(args, result, table_text(result, args.lang))
+        return 0
+    if args.more:
+        raise UserError("cli.error.one_job", action=args.action)
     if not args.job:
         raise UserError("cli.error.job_required", action=args.action)
+    if args.action == "export-metrics":
+        return _export_metrics(args, settings)
     if args.action == "show":
         summary = job_summary(settings, jobs.get_job(settings, args.job), args.lang)
         lines = [f"{k}: {v}" for k, v in summary.items() if k != "actions"]
@@ -233,6 +243,26 @@ def cmd_jobs(args, settings) -> int:
         logged = jobs.logged_events(settings, args.job)
         lines = [jobs.event_text(e["data"], args.lang) for e in logged]
         _emit(args, [e["data"] for e in logged], "\n".join(lines))
+    return 0
+
+
+def _export_metrics(args, settings) -> int:
+    """`jobs export-metrics JOB [--tensorboard [DIR]] [--mlflow [DIR]]`: both tools unless one is named; a flag
+    without a folder writes that tool's files in their usual place."""
+    from easytune.tracking.service import USUAL, export_metrics
+
+    named = args.tensorboard is not None or args.mlflow is not None
+    chosen = {tool: (USUAL if value == "" else value) if named else USUAL
+              for tool, value in (("tensorboard", args.tensorboard), ("mlflow", args.mlflow))}
+    result = export_metrics(settings, args.job, **chosen)
+    lines = []
+    if "tensorboard" in result:
+        lines.append(t("tracking.cli.tensorboard", args.lang, **result["tensorboard"]))
+    if "mlflow" in result:
+        done = result["mlflow"]
+        lines.append(t("tracking.cli.mlflow", args.lang, run=done["run_id"], experiment=done["experiment"],
+                       metrics=done["metrics"], path=done["path"], command=done["command"]))
+    _emit(args, result, "\n".join(lines))
     return 0
 
 
@@ -713,10 +743,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     jobs = sub.add_parser("jobs", parents=[common],
                           help="list, inspect, stop, pause, resume, finish, restart, clone and delete jobs; the queue; "
-                               "logs; metrics")
+                               "logs; metrics, exported to TensorBoard and MLflow; jobs compared side by side")
     jobs.add_argument("action", choices=("list", "show", "metrics", "stop", "logs", "pause", "resume", "finish",
-                                         "restart", "clone", "next", "versions", "delete", "rm", "queue"))
+                                         "restart", "clone", "next", "versions", "delete", "rm", "queue",
+                                         "export-metrics", "compare"))
     jobs.add_argument("job", nargs="?")
+    jobs.add_argument("more", nargs="*", metavar="JOB", help="(compare) the other jobs to set beside the first")
     jobs.add_argument("--state", default=None, help="only jobs in this state (list)")
     jobs.add_argument("--set", action="append", metavar="KEY=VALUE",
                       help="change this plan setting (clone; resume: learning_rate, retention_ratio, "
@@ -728,6 +760,12 @@ def build_parser() -> argparse.ArgumentParser:
     jobs.add_argument("--data", help="(next) the new version's data: a dataset id or name, e.g. its feedback")
     jobs.add_argument("--follow", action="store_true",
                       help="(resume, restart, clone, next) wait for the job and report")
+    jobs.add_argument("--tensorboard", nargs="?", const="", metavar="DIR",
+                      help="(export-metrics) TensorBoard event files, in DIR/<job> (default: the job folder's "
+                           "tensorboard/); without --mlflow, only these")
+    jobs.add_argument("--mlflow", nargs="?", const="", metavar="DIR",
+                      help="(export-metrics) a run in the MLflow file store DIR (default: tracking/mlruns in the "
+                           "EasyTune home); without --tensorboard, only this")
     jobs.set_defaults(func=cmd_jobs)
 
     sweep = sub.add_parser("sweep", parents=[common],

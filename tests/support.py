@@ -1,4 +1,5 @@
-"""Helpers for tests: the real CLI as a subprocess, free ports, waiting for HTTP, plan files."""
+"""Helpers for tests: the real CLI as a subprocess, free ports, waiting for HTTP, plan files, and TensorBoard and
+MLflow files read back by those tools' own readers."""
 
 from __future__ import annotations
 
@@ -73,3 +74,24 @@ def seed_import(home: Path, folder: Path) -> None:
             os.link(item, target / item.name)
         except OSError:
             shutil.copyfile(item, target / item.name)
+
+
+def tensorboard_scalars(run_dir: Path) -> dict[str, list[tuple[int, float]]]:
+    """Every scalar curve in a TensorBoard run folder, as TensorBoard's own loader reads it."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(run_dir), size_guidance={"scalars": 0, "tensors": 0})
+    events.Reload()
+    return {tag: [(e.step, e.value) for e in events.Scalars(tag)] for tag in events.Tags()["scalars"]}
+
+
+def mlflow_run(store: Path, job_id: str | None = None):
+    """(MLflow's own client on the file store, the one run of its experiment "easytune" — of this job)."""
+    os.environ["MLFLOW_ALLOW_FILE_STORE"] = "true"  # MLflow 3 reads a file store only when asked to
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=Path(store).resolve().as_uri())
+    experiment = client.get_experiment_by_name("easytune")
+    [run] = client.search_runs([experiment.experiment_id],
+                               filter_string=f"tags.`easytune.job_id` = '{job_id}'" if job_id else "")
+    return client, run

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from support import ROOT, cli, cli_json, write_plan
+from support import ROOT, cli, cli_json, mlflow_run, tensorboard_scalars, write_plan
 
 VERDICTS = {"improved", "mixed", "no_gain", "harmful"}
 LIMIT = "8"  # questions per bucket: enough for differences this large, and quick
@@ -194,7 +194,8 @@ def test_destructive_learning_rate_is_judged_harmful(demo_job, demo_eval, eval_h
     from easytune.evaluation.service import compare_jobs
     from easytune.settings import load_settings
 
-    plan = write_plan(tmp_path / "wreck.yaml", learning_rate=0.1, epochs=2, eval_every=1000)  # 0.1: the top
+    plan = write_plan(tmp_path / "wreck.yaml", learning_rate=0.1, epochs=2, eval_every=1000,  # 0.1: the top
+                      tensorboard=True, mlflow=True)  # (the verdict joins both: see the end)
     job = cli_json("train", "--config", str(plan), home=eval_home)
     assert job["state"] == "COMPLETED", job
     result = cli_json("eval", job["id"], "--limit", LIMIT, home=eval_home)
@@ -204,6 +205,14 @@ def test_destructive_learning_rate_is_judged_harmful(demo_job, demo_eval, eval_h
     assert result["signals"]["forgetting"] == "severe" and not result["signals"]["learned"]
     assert "next.lower_lr" in {step["key"].removeprefix("evaluation.") for step in result["next"]}
     assert result["text"].startswith("This run did harm")
+
+    # its plan keeps TensorBoard and MLflow: the evaluation's figures and verdict joined both, read by their tools
+    _, run = mlflow_run(eval_home / "tracking" / "mlruns")
+    assert run.data.tags["easytune.job_id"] == job["id"] and run.data.tags["easytune.verdict"] == "harmful"
+    assert run.data.metrics["evaluation/gatekeeper/tuned_loss"] == pytest.approx(general["tuned"]["loss"])
+    read = tensorboard_scalars(Path(job["job_dir"]) / "tensorboard")
+    assert [value for _, value in read["evaluation/gatekeeper/base_loss"]] == [pytest.approx(general["base"]["loss"])]
+    assert len(read["train/loss"]) == len(cli_json("jobs", "metrics", job["id"], home=eval_home)["loss"])
 
     rows = compare_jobs(load_settings(home=eval_home), "demo:shop_faq_zh")
     by_job = {row["job_id"]: row for row in rows}

@@ -9,12 +9,14 @@ from pathlib import Path
 import pytest
 from safetensors.torch import load_file
 
-from support import cli, cli_json, write_plan
+from support import cli, cli_json, mlflow_run, tensorboard_scalars, write_plan
 
 pytestmark = pytest.mark.slow
 
-# paused at step 10 of 20; without knowledge retention, which the guard's way on then offers
-PLAN = {"max_steps": 20, "eval_every": 10, "forgetting_guard": True, "retention_ratio": 0.0}
+# paused at step 10 of 20; without knowledge retention, which the guard's way on then offers; TensorBoard and
+# MLflow on, whose files must follow the pause, the resume and the finish
+PLAN = {"max_steps": 20, "eval_every": 10, "forgetting_guard": True, "retention_ratio": 0.0, "tensorboard": True,
+        "mlflow": True}
 
 
 @pytest.fixture(scope="module")
@@ -77,6 +79,12 @@ def test_resume_at_a_lower_learning_rate_continues_the_same_job(home, to_resume)
     assert lrs[11] < 0.0015 < lrs[10], "the lower peak applies from the checkpoint on"
     logs = cli("jobs", "logs", job["id"], home=home).stdout
     assert "Resuming from step 10 with changed settings: learning_rate: 0.005 → 0.0015." in logs
+    # one curve across the pause in TensorBoard, and the run's MLflow record rewritten when it completed
+    read = tensorboard_scalars(job_dir / "tensorboard")["train/loss"]
+    assert read == [(step, pytest.approx(value, rel=1e-6)) for step, value in series["loss"]]
+    client, run = mlflow_run(home / "tracking" / "mlruns", job["id"])
+    assert run.info.status == "FINISHED" and run.data.params["learning_rate"] == "0.0015"
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "train/loss")] == list(range(1, 21))
 
 
 def test_finish_keeps_the_best_checkpoint_as_the_result(home, to_finish):
@@ -95,6 +103,9 @@ def test_finish_keeps_the_best_checkpoint_as_the_result(home, to_finish):
         assert delivered[name.replace(".default.", ".")].equal(value)
     logs = cli("jobs", "logs", job["id"], home=home, lang="zh").stdout
     assert "不再继续训练，直接结束：结果采用第 10 步的检查点，它的验证损失最低。" in logs
+    client, run = mlflow_run(home / "tracking" / "mlruns", job["id"])  # finishing ends its MLflow run too
+    assert run.info.status == "FINISHED" and run.data.tags["easytune.state"] == "COMPLETED"
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "train/loss")] == list(range(1, 11))
     again = cli("jobs", "finish", job["id"], "--json", home=home, check=False)
     assert again.returncode == 2 and json.loads(again.stdout)["error"] == "jobs.error.not_finishable"
     model, _ = load_model(*job_model(load_settings(home=home), job["id"]))  # the result still loads

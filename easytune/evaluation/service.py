@@ -138,6 +138,9 @@ def evaluate_job(settings: Settings, job_id: str, *, lang: str = "zh", limit: in
               "buckets": results, "forgetting": forgetting, **judged,
               "seconds": round(time.perf_counter() - started, 1)}
     stored = store(settings, job_id, "quality", judged["verdict"] == "improved", result)
+    from easytune.tracking.live import evaluated
+
+    evaluated(settings, job_id)  # into its TensorBoard file and MLflow run, where its plan keeps them
     return {**stored["result"], "id": stored["id"], "passed": stored["passed"], "created_at": stored["created_at"],
             "text": verdict_text(result, lang)}
 

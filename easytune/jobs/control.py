@@ -170,7 +170,11 @@ def finish_job(settings: Settings, job_id: str) -> dict:
         if not db.conn.execute(f"UPDATE jobs SET {names} WHERE id = ? AND state = ?",
                                [*update.values(), job_id, job["state"]]).rowcount:  # (rolls the events back)
             raise UserError("jobs.error.not_finishable", job=job_id, state=get_job(settings, job_id)["state"])
-    return get_job(settings, job_id)
+    from easytune.tracking.live import track
+
+    job = get_job(settings, job_id)
+    track(settings, job, new, ended=True)  # its MLflow run, where the plan asks, as a worker's end writes it
+    return job
 
 
 def _seal_events(job_dir: Path) -> int:
@@ -212,8 +216,8 @@ def clone_job(settings: Settings, job_id: str, changes: dict | None = None) -> d
 
 
 def delete_job(settings: Settings, job_id: str) -> dict:
-    """Remove an ended or waiting job: its folder, curves, events, evaluations and the exports the app
-    wrote under its home. Refused while the job's worker runs."""
+    """Remove an ended or waiting job: its folder, curves, events, evaluations, its MLflow run and the exports
+    the app wrote under its home. Refused while the job's worker runs."""
     job = get_job(settings, job_id)
     db = open_db(settings.db_path)
     exports = (list(db["exports"].rows_where("job_id = ?", [job_id])) if "exports" in db.table_names() else [])
@@ -226,6 +230,10 @@ def delete_job(settings: Settings, job_id: str) -> dict:
         if not deleted:  # (the with block rolls the other deletions back)
             raise UserError("jobs.error.still_active", job=job_id, state=get_job(settings, job_id)["state"])
     _children.pop(job_id, None)
+    from easytune.tracking.mlflow_files import remove_run
+    from easytune.tracking.service import mlflow_store
+
+    remove_run(mlflow_store(settings), job_id)  # its run in the home's MLflow store (one the user chose is theirs)
     home = settings.home.resolve()
     for path in [Path(job["job_dir"])] + [Path(e["path"]) for e in exports if e.get("path")]:
         if not path.resolve().is_relative_to(home) or path.resolve() == home:

@@ -19,6 +19,7 @@ from easytune.models.registry import require_trainable, resolve_path
 from easytune.plan.schema import TrainingPlan
 from easytune.settings import Settings
 from easytune.store import open_db
+from easytune.tracking.tensorboard_files import require_tensorboard
 
 STACK = ("torch", "transformers", "peft", "accelerate")
 
@@ -38,6 +39,8 @@ def create_job(settings: Settings, plan: TrainingPlan, name: str | None = None,
     """Validate what the plan names, write a self-contained job folder, record it as PENDING. `replay`: earlier
     versions' training files, sampled into the training rows at the plan's replay_ratio (jobs/replay.py)."""
     require_trainable(settings, plan.model)
+    if plan.tensorboard:  # said now, not found missing once it trains
+        require_tensorboard()
     model_path = resolve_path(settings, plan.model)
     data = resolve_dataset(settings, plan.dataset)
     objective = resolve_objective(plan.objective, data.kind, data.name)  # preference pairs need dpo (or auto)

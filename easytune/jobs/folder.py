@@ -9,6 +9,7 @@ chat and export read it back through here, so a file's name and what it holds ar
     data/           the job's own split, when the plan's validation share differs from the import's
     checkpoints/    resumable steps, with index.json naming the latest and the best
     adapter/        the delivered LoRA adapter (or model/ for a full fine-tune, see jobs/deliver.py)
+    tensorboard/    TensorBoard event files, where the plan asks for them or they were exported (easytune/tracking/)
 
 Light on purpose: the app process imports it at start-up, the training stack never.
 """
@@ -25,6 +26,7 @@ WORKER_LOG = "worker.log"
 DATA = "data"
 CHECKPOINTS = "checkpoints"
 ADAPTER = "adapter"
+TENSORBOARD = "tensorboard"
 
 
 class JobFolder:
@@ -58,6 +60,10 @@ class JobFolder:
     @property
     def adapter(self) -> Path:
         return self.path / ADAPTER
+
+    @property
+    def tensorboard(self) -> Path:
+        return self.path / TENSORBOARD
 
     def latest_checkpoint(self) -> str | None:
         """The worker's latest checkpoint as `checkpoints/step-N` (relative to the folder), or None."""

@@ -44,6 +44,13 @@ def _worker_alive(job: dict) -> tuple[bool, int | None]:
         return False, None
 
 
+def metric_rows(job_id: str, event: dict) -> list[dict]:
+    """The points of the job's curves a worker event adds, under their stored names (none for most kinds)."""
+    names = {"step": {name: name for name in STEP_METRICS}, "eval": EVAL_METRICS}.get(event["type"], {})
+    return [{"job_id": job_id, "step": event["step"], "name": stored, "value": event[name], "t": event["t"]}
+            for name, stored in names.items() if event.get(name) is not None]
+
+
 def _apply(db, job: dict, event: dict, update: dict) -> None:
     kind = event["type"]
     if kind == "state":
@@ -61,13 +68,7 @@ def _apply(db, job: dict, event: dict, update: dict) -> None:
     elif kind == "step":
         update["progress"] = event["step"] / max(1, event["total_steps"])
         update["total_steps"] = event["total_steps"]
-        db["job_metrics"].insert_all(
-            {"job_id": job["id"], "step": event["step"], "name": name, "value": event[name], "t": event["t"]}
-            for name in STEP_METRICS if event.get(name) is not None)
-    elif kind == "eval":
-        db["job_metrics"].insert_all(
-            {"job_id": job["id"], "step": event["step"], "name": stored, "value": event[name], "t": event["t"]}
-            for name, stored in EVAL_METRICS.items() if event.get(name) is not None)
+    db["job_metrics"].insert_all(metric_rows(job["id"], event))
     if kind != "step":
         level = event.get("level") or ("error" if kind == "error" else "info")
         db["job_events"].insert({"job_id": job["id"], "t": event["t"], "type": kind, "level": level,
@@ -119,7 +120,12 @@ def _follow_worker(settings: Settings, job_id: str) -> tuple[dict, bool]:
             _children.pop(job_id, None)
             sweep(JobFolder(job["job_dir"]).checkpoints)  # a save the worker was killed in will never finish
         job = get_job(settings, job_id)
-        return job, job["state"] not in SLOT_STATES
+        ended = job["state"] not in SLOT_STATES
+        if new or ended:  # TensorBoard and MLflow, where the plan asks: outside the worker, as events arrive
+            from easytune.tracking.live import track
+
+            track(settings, job, new, ended)
+        return job, ended
 
 
 def sync_job(settings: Settings, job_id: str) -> dict:

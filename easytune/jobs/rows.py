@@ -46,6 +46,15 @@ def metrics(settings: Settings, job_id: str) -> dict[str, list[tuple[int, float]
     return out
 
 
+def timed_metrics(settings: Settings, job_id: str) -> dict[str, list[tuple[int, float, float]]]:
+    """{name: [(step, value, unix time), …]} in step order: the curves with when each point was measured."""
+    out: dict[str, list[tuple[int, float, float]]] = {}
+    rows = open_db(settings.db_path)["job_metrics"].rows_where("job_id = ?", [job_id], order_by="step, t")
+    for row in rows:
+        out.setdefault(row["name"], []).append((row["step"], row["value"], row["t"]))
+    return out
+
+
 def logged_events(settings: Settings, job_id: str,
                   types=("log", "error", "artifact", "state", "checkpoint")) -> list[dict]:
     marks = ",".join("?" * len(types))

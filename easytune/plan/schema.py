@@ -76,6 +76,9 @@ class TrainingPlan:
     main_process_ip: str = setting("127.0.0.1", group="hardware")
     main_process_port: int = setting(29500, lo=1024, hi=65535, group="hardware")
     join_timeout: int = setting(600, lo=1, hi=86_400, group="hardware")
+    # what else keeps the run's curves
+    tensorboard: bool = setting(False, group="tracking")
+    mlflow: bool = setting(False, group="tracking")
 
     def __post_init__(self) -> None:
         for f in fields(self):

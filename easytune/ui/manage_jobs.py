@@ -1,4 +1,5 @@
-"""Jobs page: every job with its state, a filter, the details of one, its versions, and what can be done with it."""
+"""Jobs page: every job with its state, a filter, the details of one, its versions, what can be done with it and
+its metrics written for TensorBoard and MLflow; jobs compared side by side."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from easytune.i18n import UserError, t
 from easytune.jobs.events import ACTIVE_STATES, TERMINAL_STATES
 from easytune.ui.choices import job_choices
 from easytune.ui.texts import Ctx, action_bar, fmt_time, showing
+from easytune.ui.tracking_view import compare_block, export_control
 from easytune.ui.versions import versions_block
 
 STATES = ("all", *ACTIVE_STATES, *TERMINAL_STATES)
@@ -51,16 +53,19 @@ def build(ctx: Ctx) -> None:
         info = gr.Markdown(elem_id="et-job-detail")
         monitor = T.make(gr.Button, {"value": "ui.jobs.open"}, variant="primary", size="sm")
         action_bar(ctx, selected)
+        export_control(ctx, selected)
         show_versions, versions_in, versions_out = versions_block(ctx, selected)
+    compare_jobs, picked, compare_out = compare_block(ctx)
     timer = gr.Timer(5.0)
 
     def refresh(lang, state_):
         rows = job_rows(settings, state_, lang)
         return rows or None, "" if rows else t("ui.jobs.empty", lang)
 
-    def opened(lang, state_, job_id):
-        """The list and the picked job's versions as they are now (the page opened, the language switched)."""
-        return *refresh(lang, state_), *show_versions(lang, job_id)
+    def opened(lang, state_, job_id, chosen):
+        """The list, the picked job's versions and the jobs to compare as they are now (the page opened, the
+        language switched)."""
+        return *refresh(lang, state_), *show_versions(lang, job_id), *compare_jobs(lang, chosen)
 
     def show(lang, job_id):
         if not job_id:
@@ -78,8 +83,10 @@ def build(ctx: Ctx) -> None:
     selected.change(show, [ctx.language, selected], [detail, info])
     selected.change(show_versions, versions_in, versions_out)
     ctx.on_load.append((refresh, [ctx.language, state], listing))
-    ctx.shared["jobs_refresh"] = (opened, [ctx.language, state, selected], listing + versions_out)
-    ctx.on_language.append((opened, [ctx.language, state, selected], listing + versions_out))
+    ctx.on_load.append((compare_jobs, [ctx.language, picked], compare_out))
+    whole_page = (opened, [ctx.language, state, selected, picked], listing + versions_out + compare_out)
+    ctx.shared["jobs_refresh"] = whole_page
+    ctx.on_language.append(whole_page)
 
     def wire():
         monitor.click(lambda j: (gr.update(choices=job_choices(settings), value=j), gr.Tabs(selected="wizard"),

@@ -98,7 +98,9 @@ def decide_schedule(ctx: PlanContext, draft: Draft) -> None:
 
 
 def decide_housekeeping(draft: Draft) -> None:
-    """Checkpoints and packing: the same for every goal, each with what it does for this run."""
+    """Checkpoints, packing and tracking: the same for every goal, each with what it does for this run."""
     draft.set("save_every", 0, "planner.reason.save_every_eval")
     draft.set("keep_checkpoints", 2, "planner.reason.keep_checkpoints", n=2)
     draft.set("packing", True, "planner.reason.packing")
+    draft.set("tensorboard", False, "planner.reason.tensorboard_off")  # an optional package; the app draws the curves
+    draft.set("mlflow", False, "planner.reason.mlflow_off")
