@@ -7,8 +7,9 @@ Task A is the first ten facts of the facts benchmark's shop (presets/benchmarks/
 other ten. Version 1 trains on A through the default "domain knowledge" plan; then version 2 trains on B from
 it (`easytune jobs next`) four ways: training on from version 1 (plain), with a fifth of its rows replayed
 from A (replay_ratio 0.2), with continual learning (the earlier adapter frozen, the new one kept orthogonal
-to it), and with both (what a new version gets by default when its data teaches something new). Each model is asked A's and B's taught questions and the general questions with answer keys, and
-judged by the facts in its answers (easytune.evaluation.facts).
+to it), and with both (what a new version gets by default when its data teaches something new). Each model
+is asked A's and B's taught questions and the general questions with answer keys, and judged by the facts in
+its answers (easytune.evaluation.facts).
 """
 
 from __future__ import annotations
