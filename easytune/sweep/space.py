@@ -24,9 +24,11 @@ LOG_SPREAD = 4.0  # log-scale settings range from a quarter of the plan's value 
 SPREAD = 2.0  # the others from half to twice it (a whole number: the neighbouring ranks ½×, 1×, 2×)
 # Numbers and choices a sweep leaves alone: varying them would not compare what is learned on the same questions.
 # val_ratio and seed decide which rows are held out; max_steps is the trial's length; the rest is bookkeeping
-# (evaluations, checkpoints), what the loss means (objective) or where the run happens.
+# (evaluations, checkpoints), what the loss means (objective) or where the run happens; a new version's
+# settings (continual, replay) mean nothing to a trial, which starts from the base.
 NOT_SWEPT = ("val_ratio", "seed", "max_steps", "eval_every", "save_every", "keep_checkpoints", "objective", "device",
-             "num_processes")
+             "num_processes", "num_machines", "machine_rank", "main_process_port", "join_timeout",
+             "orthogonal_weight", "replay_ratio")
 
 
 def _field(name: str):
