@@ -110,7 +110,10 @@ def test_new_data_is_told_apart_from_more_of_the_same(home, tmp_path):
     said = cli("jobs", "next", first["id"], "--data", str(b), "--set", "max_steps=1", home=home).stdout
     newest = jobs.list_jobs(settings)[0]
     plan = JobFolder(newest["job_dir"]).plan()
-    assert (plan.continual, plan.replay_ratio) == (True, jobs.NEW_TASK_DEFAULTS["replay_ratio"])
-    assert "continual=false" in said
-    cli("jobs", "next", first["id"], "--data", str(b), "--set", "continual=false", "--set", "max_steps=1", home=home)
-    assert JobFolder(jobs.list_jobs(settings)[0]["job_dir"]).plan().continual is False
+    chosen = jobs.NEW_TASK_DEFAULTS
+    assert (plan.continual, plan.replay_ratio) == (chosen["continual"], chosen["replay_ratio"])
+    assert "--set continual=false --set replay_ratio=0" in said
+    cli("jobs", "next", first["id"], "--data", str(b), "--set", "replay_ratio=0.35", "--set", "max_steps=1",
+        home=home)
+    plan = JobFolder(jobs.list_jobs(settings)[0]["job_dir"]).plan()
+    assert (plan.continual, plan.replay_ratio) == (False, 0.35)  # the user's choice, the rest as version 1's
