@@ -283,8 +283,9 @@ def _rerun(args, settings) -> int:
         record = JobFolder(job["job_dir"]).resolved()
         said = t("jobs.next_version", args.lang, job=job["id"], source=args.job, version=record["version"])
         if record.get("new_task"):  # chosen for the user: say so, and how to choose otherwise
+            chosen = {k: v for k, v in record["new_task"].items() if k in jobs.NEW_TASK_DEFAULTS}
             said += "\n" + t("jobs.next_new_task", args.lang, pct=round(100 * record["new_task"]["shared_words"]),
-                             replay=round(100 * record["new_task"]["replay_ratio"]))
+                             settings=", ".join(f"{k}={str(v).lower()}" for k, v in chosen.items()))
     else:
         if args.action == "restart":
             job = jobs.restart_job(settings, args.job)
