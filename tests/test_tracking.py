@@ -26,12 +26,14 @@ def close_to(read: list[tuple[int, float]], recorded: list[list]) -> bool:
 
 @pytest.fixture(scope="module")
 def track_home(demo_job, tmp_path_factory) -> Path:
-    """A home holding the demo job (its database copied: its folder stays where the demo left it)."""
+    """A home holding the demo job, not yet evaluated (its database copied without the evaluations other tests
+    may have stored: its folder stays where the demo left it)."""
     demo_home, _ = demo_job
     home = tmp_path_factory.mktemp("tracking") / "home"
     home.mkdir()
     with sqlite3.connect(demo_home / "easytune.db") as source, sqlite3.connect(home / "easytune.db") as copy:
         source.backup(copy)
+        copy.execute("DELETE FROM evaluations")
     return home
 
 

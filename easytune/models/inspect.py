@@ -28,6 +28,7 @@ from typing import Any
 from easytune.i18n import UserError
 from easytune.models.estimate import ModelShape
 from easytune.models.sources import check_folder, needs_remote_code, read_config
+from easytune.models.stack import import_stack
 
 SCOPES = ("attention_qkv", "attention", "all_linear")
 GROUPS = ("attention", "feed_forward", "other")
@@ -290,6 +291,7 @@ def build_meta_model(config, *, trust_remote_code: bool = False):
     A `torch.device("meta")` context, not accelerate's init_empty_weights(): that one patches
     nn.Module for the whole process, so a model loaded at the same moment in another thread (the app's
     chat) would get meta weights too; the device context is local to this thread."""
+    import_stack()
     import torch
     from transformers import AutoModelForCausalLM
 
@@ -410,6 +412,7 @@ def inspect_config(config, *, path: str | Path | None = None, trust_remote_code:
 
 def inspect_model(path: str | Path, *, trust_remote_code: bool = False) -> ModelInfo:
     """Inspect a model folder (config, tokenizer files, safetensors headers); no weights are loaded."""
+    import_stack()
     from transformers import AutoConfig
 
     from easytune.models.sources import check_code

@@ -28,6 +28,7 @@ from pathlib import Path
 from easytune import settings as settings_module
 from easytune.i18n import UserError
 from easytune.models.hub_download import DownloadCallback, DownloadProgress, fetch_snapshot, repo_files
+from easytune.models.stack import import_stack
 
 BUILTIN_ID = "easytune-tiny"
 MODELSCOPE_PREFIXES = ("modelscope:", "ms:")
@@ -594,6 +595,7 @@ def check_code(folder: str | Path, trust_remote_code: bool | None = None) -> boo
             continue
         config = read_config(folder) if name == "config.json" else _read_json(folder / name)
         if needs_remote_code(config):
+            import_stack()
             from transformers import CONFIG_MAPPING
 
             if name != "config.json" or config.get("model_type") not in CONFIG_MAPPING:
@@ -611,6 +613,7 @@ def _read_json(path: Path) -> dict:
 
 def load_config(path: str | Path, *, trust_remote_code: bool | None = None):
     """The model's transformers config (no weights). trust_remote_code None: as the registry recorded it."""
+    import_stack()
     from transformers import AutoConfig
 
     folder = Path(path)
@@ -628,6 +631,7 @@ def load_safe(path: str | Path, *, trust_remote_code: bool | None = None, model_
     folder = Path(path)
     validate_folder(folder)
     trusted = check_code(folder, trust_remote_code)
+    import_stack()
     if model_class is None:
         from transformers import AutoModelForCausalLM as model_class
     return model_class.from_pretrained(folder, use_safetensors=True, trust_remote_code=trusted, **kwargs)
@@ -635,6 +639,7 @@ def load_safe(path: str | Path, *, trust_remote_code: bool | None = None, model_
 
 def load_tokenizer(path: str | Path, *, trust_remote_code: bool | None = None, **kwargs):
     """A model's (or an adapter's) tokenizer, through the same gate."""
+    import_stack()
     from transformers import AutoTokenizer
 
     folder = Path(path)

@@ -34,6 +34,7 @@ from easytune.plan.decisions.machine import decide_machine, decide_precision
 from easytune.plan.decisions.memory import decide_batch, decide_method
 from easytune.plan.decisions.schedule import decide_epochs, decide_housekeeping, decide_retention, decide_schedule
 from easytune.plan.decisions.user_values import check_user_values
+from easytune.plan.decisions.versions import decide_versions
 from easytune.plan.draft import Draft, show
 from easytune.plan.inputs import PlanContext, build_context
 from easytune.plan.rules import (  # noqa: F401  (INTENTS_PATH, IntentsError, validate_intents: public names)
@@ -119,6 +120,7 @@ def _decide(ctx: PlanContext) -> Proposal:
     decide_epochs(ctx, draft, split, world)
     decide_schedule(ctx, draft)
     decide_housekeeping(draft)
+    decide_versions(draft)
     estimate_costs(ctx, draft, split, load, world)
     check_user_values(ctx, draft)
     for f in fields(TrainingPlan):  # a setting this planner has no rule for keeps its default

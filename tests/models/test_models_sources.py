@@ -235,3 +235,42 @@ def test_messages_exist_in_both_languages():
     for key in ("models.offline_mode", "models.hub_unreachable", "models.folder_incomplete"):
         assert t(key, "en", hub_id="a/b", cache="c", endpoint="e", path="p", missing="m")
         assert t(key, "zh", hub_id="a/b", cache="c", endpoint="e", path="p", missing="m")
+
+
+CONCURRENT_FIRST_LOADS = """
+import sys, threading
+from easytune.chat import load_model
+from easytune.models.inspect import inspect_model
+from easytune.models.sources import load_config, load_tokenizer
+
+folder = sys.argv[1]
+calls = [lambda: inspect_model(folder), lambda: load_tokenizer(folder), lambda: load_config(folder),
+         lambda: load_model(folder, None)]
+errors = []
+
+def run(call):
+    try:
+        call()
+    except Exception as exc:
+        errors.append(repr(exc))
+
+threads = [threading.Thread(target=run, args=(call,)) for call in calls * 2]
+for thread in threads:
+    thread.start()
+for thread in threads:
+    thread.join()
+print(errors)
+"""
+
+
+def test_the_apps_threads_may_load_models_at_the_same_moment_in_a_fresh_process(tiny_model_dir):
+    """Two tabs planning and chatting at once, before anything imported transformers: each load works
+    (transformers' lazy names, resolved by two threads at once, used to fail with "cannot import name")."""
+    import subprocess
+    import sys
+
+    for _ in range(3):  # a race: a few fresh processes
+        done = subprocess.run([sys.executable, "-c", CONCURRENT_FIRST_LOADS, str(tiny_model_dir)],
+                              capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert done.stdout.strip().splitlines()[-1] == "[]"
