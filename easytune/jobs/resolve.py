@@ -44,7 +44,8 @@ def estimated_peak(plan: TrainingPlan, model_path: Path, device: str, precision:
         return estimate_memory(as_shape(config), plan.method, plan.max_seq_len, plan.batch_size * sequences,
                                plan.grad_checkpointing, precision, plan.lora_r, plan.target_modules, device=device,
                                grad_accum=plan.grad_accum, lora_dropout=plan.lora_dropout,
-                               padded=not plan.packing).total
+                               padded=not plan.packing,
+                               shards=plan.num_processes * plan.num_machines if plan.fsdp else 1).total
     except (OSError, ValueError, TypeError, KeyError):
         return None
 

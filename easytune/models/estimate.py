@@ -193,13 +193,15 @@ class Estimate:
     lora_dropout: float = 0.05
     padded: bool = True
     attention: str = "sdpa"
+    shards: int = 1
     parts: dict = field(default_factory=dict)  # finer breakdown, bytes
 
     def settings(self) -> dict:
         return dict(method=self.method, seq_len=self.seq_len, batch=self.batch,
                     grad_checkpointing=self.grad_checkpointing, dtype=self.dtype, lora_r=self.lora_r,
                     target=self.target, device=self.device, grad_accum=self.grad_accum,
-                    lora_dropout=self.lora_dropout, padded=self.padded, attention=self.attention)
+                    lora_dropout=self.lora_dropout, padded=self.padded, attention=self.attention,
+                    shards=self.shards)
 
     def to_dict(self) -> dict:
         data = {k: getattr(self, k) for k in (
@@ -270,12 +272,15 @@ def layer_activation_bytes(shape: ModelShape, *, method: str, target: str, seq_l
 def estimate_memory(shape: Any, method: str = "lora", seq_len: int = 1024, batch: int = 1,
                     grad_checkpointing: bool = False, dtype: str = "bf16", lora_r: int = 16,
                     target: str = "all_linear", *, device: str = "cuda", grad_accum: int = 1,
-                    lora_dropout: float = 0.05, padded: bool = True, attention: str = "sdpa") -> Estimate:
+                    lora_dropout: float = 0.05, padded: bool = True, attention: str = "sdpa",
+                    shards: int = 1) -> Estimate:
     """Peak memory of one training configuration, in bytes, with its breakdown.
 
     shape: a ModelShape, catalog entry, inspected ModelInfo or mapping with the architecture numbers.
     dtype: the weights' dtype for lora and full ("fp32", "bf16", "fp16"); for qlora the compute dtype.
     padded: batches padded to a common length (an attention mask is then materialised per layer).
+    shards: processes a full fine-tune's weights, gradients and optimizer state are split over (FSDP); each
+    holds its share, plus one layer gathered whole and the next one prefetched.
     """
     shape = as_shape(shape)
     if method not in METHODS:
@@ -311,6 +316,13 @@ def estimate_memory(shape: Any, method: str = "lora", seq_len: int = 1024, batch
         grads = trainable_params * ADAPTER_BYTES
         optimizer = 2 * trainable_params * ADAPTER_BYTES
         step_temp = trainable_params * ADAPTER_BYTES
+    shards = max(1, int(shards)) if method == "full" else 1
+    if shards > 1:
+        embeddings = shape.embedding_params * e
+        gathered = embeddings + 2 * (weights - embeddings) // max(1, shape.layers)  # the root's, a layer, the next
+        weights, grads, optimizer = weights // shards + gathered, grads // shards, optimizer // shards
+        step_temp //= shards
+        parts["gathered_layers"] = gathered
     parts.update(adapter=adapter, gradients=grads, optimizer_states=optimizer)
 
     # activations
@@ -352,7 +364,7 @@ def estimate_memory(shape: Any, method: str = "lora", seq_len: int = 1024, batch
         trainable_params=int(trainable_params), total_params=int(total_params), shape=shape,
         method=method, seq_len=seq_len, batch=batch, grad_checkpointing=bool(grad_checkpointing),
         dtype=dtype, lora_r=int(lora_r), target=target, device=device, grad_accum=grad_accum,
-        lora_dropout=float(lora_dropout), padded=bool(padded), attention=attention,
+        lora_dropout=float(lora_dropout), padded=bool(padded), attention=attention, shards=shards,
         parts={k: int(v) for k, v in parts.items()})
 
 

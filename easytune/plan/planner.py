@@ -31,7 +31,7 @@ from easytune.plan.decisions.estimates import estimate_costs
 from easytune.plan.decisions.learning_rate import decide_learning_rate
 from easytune.plan.decisions.length import decide_seq_len
 from easytune.plan.decisions.machine import decide_machine, decide_precision
-from easytune.plan.decisions.memory import decide_batch, decide_method
+from easytune.plan.decisions.memory import decide_batch, decide_method, decide_sharding
 from easytune.plan.decisions.schedule import decide_epochs, decide_housekeeping, decide_retention, decide_schedule
 from easytune.plan.decisions.user_values import check_user_values
 from easytune.plan.decisions.versions import decide_versions
@@ -115,6 +115,7 @@ def _decide(ctx: PlanContext) -> Proposal:
     decide_precision(ctx, draft)
     decide_adapter(ctx, draft, split)
     decide_learning_rate(ctx, draft)
+    decide_sharding(ctx, draft, world)
     load = decide_batch(ctx, draft, split, load, world)  # (rows shortened to fit memory compute fewer tokens)
     decide_retention(ctx, draft)
     decide_epochs(ctx, draft, split, world)

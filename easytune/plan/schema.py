@@ -70,6 +70,7 @@ class TrainingPlan:
     packing: bool = setting(True, group="hardware")
     grad_checkpointing: bool = setting(False, group="hardware")
     num_processes: int = setting(1, lo=1, hi=256, group="hardware")
+    fsdp: bool = setting(False, group="hardware")
     # several machines (read only when num_machines is above 1)
     num_machines: int = setting(1, lo=1, hi=1024, group="hardware")
     machine_rank: int = setting(0, lo=0, hi=1023, group="hardware")
@@ -86,6 +87,8 @@ class TrainingPlan:
         if self.machine_rank >= self.num_machines:
             raise UserError("plan.machine_rank_too_high", rank=self.machine_rank, machines=self.num_machines,
                             last=self.num_machines - 1)
+        if self.fsdp and self.method != "full":
+            raise UserError("plan.fsdp_needs_full", method=self.method)
         if not _is_address(self.main_process_ip):
             raise UserError("plan.bad_address", value=self.main_process_ip)
 

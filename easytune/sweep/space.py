@@ -28,7 +28,7 @@ SPREAD = 2.0  # the others from half to twice it (a whole number: the neighbouri
 # settings (continual, replay) mean nothing to a trial, which starts from the base.
 NOT_SWEPT = ("val_ratio", "seed", "max_steps", "eval_every", "save_every", "keep_checkpoints", "objective", "device",
              "num_processes", "num_machines", "machine_rank", "main_process_port", "join_timeout",
-             "orthogonal_weight", "replay_ratio")
+             "orthogonal_weight", "replay_ratio", "fsdp")
 
 
 def _field(name: str):

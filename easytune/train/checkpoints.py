@@ -74,19 +74,21 @@ class Checkpoints:
     def best_step(self) -> int | None:
         return int(self.index["best"].split("-")[1]) if self.index["best"] else None
 
-    def save(self, step: int, model, optimizer, state: dict, val_loss: float | None) -> dict:
-        """Write step-<step>, update the index, prune; returns the checkpoint event's fields."""
+    def save(self, step: int, model, optimizer, state: dict, val_loss: float | None,
+             gathered: tuple[dict, dict] | None = None) -> dict:
+        """Write step-<step>, update the index, prune; returns the checkpoint event's fields. gathered: the
+        weights and optimizer state of a model split over the processes, gathered whole (train/sharding.py)."""
         name = f"step-{step}"
         final = self.folder / name
         partial = partial_path(final)
-        weights = trainable_weights(model)
+        weights, optimizer_state = gathered or (trainable_weights(model), optimizer.state_dict())
         need = sum(t.numel() * t.element_size() for t in weights.values()) * 3  # weights + Adam's two moments
         check_space(self.folder, need)
         try:
             shutil.rmtree(partial, ignore_errors=True)
             partial.mkdir(parents=True)
             save_file(weights, str(partial / WEIGHTS))
-            torch.save({**state, "optimizer": optimizer.state_dict()}, partial / STATE)
+            torch.save({**state, "optimizer": optimizer_state}, partial / STATE)
             shutil.rmtree(final, ignore_errors=True)  # a resumed run passes this step again
             os.replace(partial, final)
         except OSError as exc:
@@ -105,13 +107,21 @@ class Checkpoints:
 
     def load(self, ref: str, model, optimizer) -> dict:
         """Restore weights and optimizer from `checkpoints/step-N`; returns the saved training state."""
+        load_weights(model, self.found(ref))
+        state = self.state(ref)
+        optimizer.load_state_dict(state.pop("optimizer"))
+        return state
+
+    def found(self, ref: str) -> Path:
+        """The folder of `checkpoints/step-N`, refused when it is not whole."""
         folder = self.folder / Path(ref).name
         if not (folder / WEIGHTS).is_file() or not (folder / STATE).is_file():
             raise UserError("train.error.no_checkpoint", path=ref)
-        load_weights(model, folder)
-        state = torch.load(folder / STATE, weights_only=True, map_location="cpu")
-        optimizer.load_state_dict(state.pop("optimizer"))
-        return state
+        return folder
+
+    def state(self, ref: str) -> dict:
+        """The saved training state, the optimizer's included."""
+        return torch.load(self.found(ref) / STATE, weights_only=True, map_location="cpu")
 
     def forget_after(self, step: int) -> None:
         """Drop the checkpoints after `step`: a run resumed from there replaces them."""

@@ -42,6 +42,14 @@ def token_batches(examples: list[dict], tokens: int, pack: bool) -> list[list[di
     return batches + [batch] if batch else batches
 
 
+def scoring(model):
+    """No gradients while scoring. inference_mode is the faster, but a model split over the processes (FSDP)
+    gathers its weights into tensors that training uses again, and inference_mode would lock them."""
+    from torch.distributed.fsdp import FSDPModule
+
+    return torch.no_grad() if isinstance(model, FSDPModule) else torch.inference_mode()
+
+
 def mean_loss(model, examples, batch_size: int, pad_id: int, device, pack: bool = False, ranks=None,
               tokens: int | None = None) -> float:
     """Token-weighted mean cross-entropy. Each forward holds up to `tokens` tokens (default: `batch_size`
@@ -54,7 +62,7 @@ def mean_loss(model, examples, batch_size: int, pad_id: int, device, pack: bool 
     was_training = model.training
     model.eval()
     total, count, keep = 0.0, 0, keeps_logits(model)
-    with torch.inference_mode():
+    with scoring(model):
         for chunk in token_batches(examples, tokens, pack):
             batch, _ = collate([(e["input_ids"], e["labels"]) for e in chunk], pad_id, device, pack)
             n = int((batch["labels"][:, 1:] != -100).sum())
@@ -99,7 +107,7 @@ def _predictions(model, examples: list[dict], tokens: int, pad_id: int, device, 
     was_training = model.training
     model.eval()
     try:
-        with torch.inference_mode():
+        with scoring(model):
             for chunk in token_batches(examples, tokens, pack):
                 batch, _ = collate([(e["input_ids"], e["labels"]) for e in chunk], pad_id, device, pack)
                 labels = batch.pop("labels")[:, 1:]

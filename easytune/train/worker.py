@@ -261,6 +261,11 @@ class Run:
     def adapter(self) -> bool:
         return self.plan.method in ADAPTER_METHODS
 
+    @property
+    def sharded(self) -> bool:
+        """The full fine-tune is split over the processes (FSDP): train/sharding.py."""
+        return self.plan.fsdp and self.ranks.world > 1
+
 
 def start(job_dir: Path, events: EventWriter, ranks: Ranks) -> Run:
     """Read the job, check its record against this machine and its files, and set the process up."""
@@ -379,6 +384,12 @@ class Loop:
         self.tokenizer, self.train_set, self.val = tokenizer, train_set, val
         self.base, self.attention = model, model.config._attn_implementation  # the adapter, if any, wraps `base`
         self.model = adapted(run, model)
+        if run.sharded:  # before the optimizer: it keeps each process's share of the weights
+            from easytune.train.sharding import shard
+
+            self.events.log("train.log.fsdp", processes=ranks.world,
+                            share=round(100 * shard(self.model) / sum(p.numel() for p in self.model.parameters())))
+        scoring = None if run.sharded else ranks  # split models score every row on every process (sharding.py)
         self.stack = None  # a continual version's frozen earlier rows (train/continual.py)
         if run.adapter and plan.continual and job.get("start_adapter"):
             from easytune.train.continual import Stack
@@ -399,11 +410,12 @@ class Loop:
         self.optimizer = torch.optim.AdamW(self.params, lr=plan.learning_rate, weight_decay=plan.weight_decay)
         pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         self.batching = Batching(pad_id=pad_id, device=run.device, pack=self.pack, batch_size=plan.batch_size,
-                                 max_len=plan.max_seq_len, beta=plan.dpo_beta, adapter=run.adapter, ranks=ranks)
+                                 max_len=plan.max_seq_len, beta=plan.dpo_beta, adapter=run.adapter, ranks=scoring)
         self.forgetting = ForgettingScore(
             self.model, tokenizer, model_path=job["model_path"], max_len=min(plan.max_seq_len, 256),
             per_language=thresholds()["forgetting"]["reference_lines"], batch_size=plan.batch_size, pad_id=pad_id,
-            device=run.device, cache_dir=job.get("cache_dir"), adapter=run.adapter, pack=self.pack, ranks=ranks)
+            device=run.device, cache_dir=None if run.sharded else job.get("cache_dir"), adapter=run.adapter,
+            pack=self.pack, ranks=scoring)  # (a cache read by one process and not another would part them)
         self.recipe = run.recipe
         self.recipe.prepare(self.model, [train_set, val], self.batching, self.events)
         self.training_s = 0.0  # the steps' own time, evaluations left out
@@ -422,7 +434,7 @@ class Loop:
             self.resume(self.run.job["resume_from"])
             total = self.total
         self.train_model = self.model
-        if self.ranks.world > 1:
+        if self.ranks.world > 1 and not self.run.sharded:
             from torch.nn.parallel import DistributedDataParallel
 
             device = self.run.device
@@ -463,8 +475,7 @@ class Loop:
             group["lr"] = lr
         loss_sum, tokens, figures = 0.0, 0, {}
         for micro in range(plan.grad_accum):
-            last = micro == plan.grad_accum - 1  # gradients are averaged across processes once, at the last
-            with contextlib.nullcontext() if last or ranks.world == 1 else self.train_model.no_sync():
+            with self.accumulating(last=micro == plan.grad_accum - 1):
                 loss, n, stats = self.recipe.loss(self.train_model, next(stream), self.batching)
                 (loss / plan.grad_accum).backward()
             # read after the backward pass: a read before it would make a GPU finish the forward pass before
@@ -496,6 +507,14 @@ class Loop:
                          tokens=int(tokens), tokens_per_s=round(tokens / elapsed, 1),
                          **{k: round(v, 5) for k, v in figures.items()})
 
+    def accumulating(self, last: bool):
+        """Gradients are averaged across processes once a step, at its last micro-batch."""
+        if self.run.sharded:
+            self.model.set_requires_gradient_sync(last)
+        elif not last and self.ranks.world > 1:
+            return self.train_model.no_sync()
+        return contextlib.nullcontext()
+
     def evaluate(self, step: int, last: bool = False) -> dict:
         """The recipe's held-out figures; the forgetting score before training, at the first evaluation and the
         last, and in between as often as its time budget allows (a share of the training time)."""
@@ -522,7 +541,15 @@ class Loop:
             yield order[k * size:(k + 1) * size]
 
     def resume(self, checkpoint: str) -> None:
-        state = self.checkpoints.load(checkpoint, self.model, self.optimizer)
+        if self.run.sharded:
+            from easytune.train.sharding import scatter_optimizer
+
+            state = self.checkpoints.state(checkpoint)
+            optimizer = state.pop("optimizer")
+            self.scatter(checkpoint)
+            scatter_optimizer(self.model, self.optimizer, optimizer if self.ranks.main else {})
+        else:
+            state = self.checkpoints.load(checkpoint, self.model, self.optimizer)
         if self.ranks.main:
             self.checkpoints.forget_after(state["step"])  # they belong to the run being replaced
         self.start_step, self.consumed, self.total = state["step"], state["micro_batches"], state["total_steps"]
@@ -531,8 +558,23 @@ class Loop:
         if self.run.device.type == "cuda" and "cuda" in state["rng"]:
             torch.cuda.set_rng_state(state["rng"]["cuda"], self.run.device)
 
+    def scatter(self, checkpoint: str) -> None:
+        """A split model's weights from a checkpoint the main process reads."""
+        from safetensors.torch import load_file
+
+        from easytune.train.checkpoints import WEIGHTS
+        from easytune.train.sharding import scatter_weights
+
+        folder = self.checkpoints.found(checkpoint) if self.ranks.main else None
+        scatter_weights(self.model, load_file(str(folder / WEIGHTS)) if folder else {})
+
     def save_checkpoint(self, step: int, val_loss: float | None) -> None:
         self.saved_step = step
+        gathered = None
+        if self.run.sharded:  # every process takes part in gathering; the main one writes
+            from easytune.train.sharding import gathered_optimizer, gathered_weights
+
+            gathered = gathered_weights(self.model), gathered_optimizer(self.model, self.optimizer)
         if self.ranks.main:
             rng = {"python": random.getstate(), "torch": torch.get_rng_state()}
             if self.run.device.type == "cuda":
@@ -540,22 +582,36 @@ class Loop:
             state = {"step": step, "micro_batches": self.consumed, "total_steps": self.total,
                      "seed": self.plan.seed, "rng": rng,
                      "scheduler": {"kind": self.plan.scheduler, "step": step, "total_steps": self.total}}
-            self.events.emit("checkpoint", **self.checkpoints.save(step, self.model, self.optimizer, state, val_loss))
+            self.events.emit("checkpoint", **self.checkpoints.save(step, self.model, self.optimizer, state, val_loss,
+                                                                   gathered))
 
     def finish(self, steps_done: int, final):
         """Checkpoint the end point, then deliver the best weights (or the last) as the job's result."""
         if self.saved_step != steps_done:
             self.save_checkpoint(steps_done, None)
-        if self.ranks.main:
+        if self.ranks.main or self.run.sharded:  # (a split model is gathered by all its processes)
             self.deliver(steps_done)
-        elif self.ranks.reports:  # another machine's job: it trained its share; the main machine keeps the result
+        if not self.ranks.main and self.ranks.reports:  # another machine's job: the main machine keeps the result
             self.events.log("train.log.result_on_main", ip=self.plan.main_process_ip, step=steps_done)
         return final
 
     def deliver(self, steps_done: int) -> None:
         best, events = self.checkpoints.best_step, self.events
-        if self.plan.keep_best and self.val and best is not None and best != steps_done:
+        if not (self.plan.keep_best and self.val and best is not None and best != steps_done):
+            best = None
+        gathered = None
+        if self.run.sharded:  # the main process knows the checkpoints; the others follow its choice
+            from easytune.train.sharding import gathered_weights
+
+            best = int(self.ranks.sum(float(best or 0) if self.ranks.main else 0.0)[0]) or None
+            if best is not None:
+                self.scatter(f"step-{best}")
+            gathered = gathered_weights(self.model)
+            if not self.ranks.main:
+                return
+        elif best is not None:
             load_weights(self.model, self.checkpoints.folder / f"step-{best}")
+        if best is not None:
             events.log("train.log.delivered_best", step=best, last=steps_done,
                        val_loss=round(self.checkpoints.index["best_val_loss"], 4))
         elif not self.val:
@@ -565,16 +621,23 @@ class Loop:
         else:
             events.log("train.log.delivered_last", step=steps_done)
         self.base.set_attn_implementation(self.attention)  # the saved model loads with its usual attention
-        save(self.model, self.tokenizer, self.run.folder.path, self.plan, events)
+        save(self.model, self.tokenizer, self.run.folder.path, self.plan, events, gathered)
 
 
-def save(model, tokenizer, job_dir: Path, plan: TrainingPlan, events: EventWriter) -> None:
+def save(model, tokenizer, job_dir: Path, plan: TrainingPlan, events: EventWriter,
+         gathered: dict | None = None) -> None:
+    """The job's result: the adapter, or the whole model. gathered: a split model's weights, gathered whole."""
     kind = "adapter" if plan.method in ADAPTER_METHODS else "model"
     out = job_dir / kind
     need = sum(p.numel() * p.element_size() for p in model.parameters() if p.requires_grad or kind == "model")
     check_space(job_dir, need)
     try:
-        model.save_pretrained(out, safe_serialization=True)
+        if gathered is not None:
+            from easytune.train.sharding import save_whole
+
+            save_whole(model, gathered, out)
+        else:
+            model.save_pretrained(out, safe_serialization=True)
         tokenizer.save_pretrained(out)  # the chat template travels with the weights
     except OSError as exc:
         raise_if_disk_full(job_dir, need, exc)

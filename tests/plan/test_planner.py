@@ -538,6 +538,29 @@ def test_several_gpus_train_in_parallel_with_the_same_effective_batch():
     assert four.estimates["minutes"] < one.estimates["minutes"] / 2
 
 
+def test_a_full_fine_tune_too_big_for_one_gpu_is_split_over_the_gpus():
+    """A 7B model changed in every weight needs far more than one 80 GB GPU holds (weights, gradients and
+    Adam's moments in fp32); split over eight it fits. Where the model fits whole it stays whole (faster)."""
+    eight = propose(model="m", dataset="d", task="chat", level="L2", model_info=SEVEN_B, data_stats=stats(50_000),
+                    hardware=_gpus(80, count=8), overrides={"method": "full"})
+    assert eight.plan.method == "full" and eight.plan.num_processes == 8 and eight.plan.fsdp is True
+    reason = eight.reasons["fsdp"]
+    assert reason["key"] == "planner.reason.fsdp_on" and float(reason["params"]["shard_gb"]) < 80
+    assert float(reason["params"]["need_gb"]) > 80 and eight.estimates["memory_status"] != "does_not_fit"
+    half = get_entry("qwen2.5-0.5b-instruct").to_dict()
+    small = propose(model="m", dataset="d", task="chat", level="L3", model_info=half, data_stats=stats(20_000),
+                    hardware=_gpus(80, count=2))
+    assert small.plan.method == "full" and small.plan.fsdp is False
+    assert small.reasons["fsdp"]["key"] == "planner.reason.fsdp_off"
+    lora = propose(model="m", dataset="d", task="chat", level="L2", model_info=SEVEN_B, data_stats=stats(5_000),
+                   hardware=_gpus(80, count=2))
+    assert lora.plan.fsdp is False and lora.reasons["fsdp"]["key"] == "planner.reason.fsdp_not_full"
+    with pytest.raises(UserError) as refused:
+        propose(model="m", dataset="d", task="chat", level="L2", model_info=SEVEN_B, data_stats=stats(5_000),
+                hardware=_gpus(80, count=2), overrides={"fsdp": True})
+    assert refused.value.key == "plan.fsdp_needs_full"
+
+
 def test_qlora_chosen_by_hand_on_a_cpu_is_warned():
     p = propose(model="m", dataset="d", task="chat", level="L2", model_info=SEVEN_B, data_stats=stats(5_000),
                 hardware=HARDWARE["cpu16"], overrides={"method": "qlora"})

@@ -1,5 +1,6 @@
-"""What fits in memory: the training method (full, LoRA, QLoRA), the micro-batch, gradient checkpointing, and
-shorter rows when even one row does not fit. Every size comes from the memory estimator."""
+"""What fits in memory: the training method (full, LoRA, QLoRA), a full fine-tune split over the processes
+(FSDP), the micro-batch, gradient checkpointing, and shorter rows when even one row does not fit. Every size
+comes from the memory estimator."""
 
 from __future__ import annotations
 
@@ -18,8 +19,10 @@ def training_dtype(ctx: PlanContext, values: dict) -> str:
 
 
 def estimate(ctx: PlanContext, values: dict, *, method: str, batch: int = 1, seq_len: int | None = None,
-             grad_accum: int = 1, dtype: str | None = None, grad_checkpointing: bool | None = None):
-    """Peak memory for `batch` rows (a preference row is two sequences: chosen and rejected)."""
+             grad_accum: int = 1, dtype: str | None = None, grad_checkpointing: bool | None = None,
+             shards: int | None = None):
+    """Peak memory for `batch` rows (a preference row is two sequences: chosen and rejected) on each device;
+    shards: the processes a full fine-tune is split over, by default as the plan decided (FSDP)."""
     if ctx.model.shape is None:
         return None
     batch *= ctx.task_rules.sequences_per_row
@@ -31,7 +34,13 @@ def estimate(ctx: PlanContext, values: dict, *, method: str, batch: int = 1, seq
                                                if grad_checkpointing is None else grad_checkpointing),
                            lora_r=values.get("lora_r", ctx.level_rules.rank("upper")), target=target,
                            device=ctx.device or "cpu", grad_accum=grad_accum,
-                           lora_dropout=values.get("lora_dropout", 0.05))
+                           lora_dropout=values.get("lora_dropout", 0.05),
+                           shards=processes(values) if shards is None and values.get("fsdp") else shards or 1)
+
+
+def processes(values: dict) -> int:
+    """The run's processes over all its machines."""
+    return values.get("num_processes", 1) * values.get("num_machines", 1)
 
 
 def decide_method(ctx: PlanContext, draft: Draft) -> None:
@@ -56,6 +65,27 @@ def decide_method(ctx: PlanContext, draft: Draft) -> None:
         draft.set("method", "lora", "planner.reason.method_lora_large", params=params_text(m.params))
     else:
         draft.set("method", "lora", "planner.reason.method_lora")
+
+
+def decide_sharding(ctx: PlanContext, draft: Draft, world: int) -> None:
+    """FSDP only where it is needed: a full fine-tune over several processes that does not fit on one device
+    whole. Splitting costs every layer a gather and a scatter per step; a model that fits trains faster whole."""
+    if draft.values["method"] != "full":
+        draft.set("fsdp", False, "planner.reason.fsdp_not_full")
+        return
+    if world == 1:
+        draft.set("fsdp", False, "planner.reason.fsdp_one_process")
+        return
+    whole = estimate(ctx, draft.values, method="full", shards=1)
+    if whole is None or not ctx.memory:
+        draft.set("fsdp", False, "planner.reason.fsdp_unknown", processes=world)
+    elif whole.total <= FITS_BELOW * ctx.memory:
+        draft.set("fsdp", False, "planner.reason.fsdp_off", processes=world, need_gb=gb(whole.total),
+                  have_gb=gb(ctx.memory))
+    else:
+        split = estimate(ctx, draft.values, method="full", shards=world)
+        draft.set("fsdp", True, "planner.reason.fsdp_on", processes=world, need_gb=gb(whole.total),
+                  shard_gb=gb(split.total), have_gb=gb(ctx.memory))
 
 
 def lora_too_big(ctx: PlanContext, draft: Draft) -> bool:
