@@ -280,7 +280,7 @@ def estimate_memory(shape: Any, method: str = "lora", seq_len: int = 1024, batch
     dtype: the weights' dtype for lora and full ("fp32", "bf16", "fp16"); for qlora the compute dtype.
     padded: batches padded to a common length (an attention mask is then materialised per layer).
     shards: processes a full fine-tune's weights, gradients and optimizer state are split over (FSDP); each
-    holds its share, plus one layer gathered whole and the next one prefetched.
+    holds its share, plus what is gathered whole while it computes: the embeddings, a layer and the next.
     """
     shape = as_shape(shape)
     if method not in METHODS:
