@@ -752,7 +752,7 @@ def build_parser() -> argparse.ArgumentParser:
     jobs.add_argument("more", nargs="*", metavar="JOB", help="(compare) the other jobs to set beside the first")
     jobs.add_argument("--state", default=None, help="only jobs in this state (list)")
     jobs.add_argument("--set", action="append", metavar="KEY=VALUE",
-                      help="change this plan setting (clone; resume: learning_rate, retention_ratio, "
+                      help="change this plan setting (clone, next; resume: learning_rate, retention_ratio, "
                            "forgetting_guard); `easytune plan --explain` lists the settings")
     jobs.add_argument("--suggest", choices=("retention", "lower_lr", "less_memory"),
                       help="(clone, resume) knowledge-retention mode at half the learning rate, 0.3 × the "
