@@ -21,7 +21,7 @@ import psutil
 def launch_arguments(plan) -> list[str]:
     """accelerate launch's arguments for this machine's part of the run. accelerate's --num_processes counts the
     processes of all machines; each machine starts num_processes of them."""
-    return ["--num_processes", str(plan.num_processes * plan.num_machines),
+    return ["--num_processes", str(plan.processes),
             "--num_machines", str(plan.num_machines), "--machine_rank", str(plan.machine_rank),
             "--main_process_ip", plan.main_process_ip, "--main_process_port", str(plan.main_process_port),
             "--rdzv_conf", f"timeout={plan.join_timeout}"]  # how long the rendezvous waits, on every machine

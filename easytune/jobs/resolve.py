@@ -45,7 +45,7 @@ def estimated_peak(plan: TrainingPlan, model_path: Path, device: str, precision:
                                plan.grad_checkpointing, precision, plan.lora_r, plan.target_modules, device=device,
                                grad_accum=plan.grad_accum, lora_dropout=plan.lora_dropout,
                                padded=not plan.packing,
-                               shards=plan.num_processes * plan.num_machines if plan.fsdp else 1).total
+                               shards=plan.shards).total
     except (OSError, ValueError, TypeError, KeyError):
         return None
 

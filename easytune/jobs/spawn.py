@@ -41,7 +41,7 @@ use_cpu: false
 
 def worker_command(job_dir: Path, plan) -> list[str]:
     worker = ["--module", "easytune.train", str(job_dir)]
-    total = plan.num_processes * plan.num_machines
+    total = plan.processes
     if total <= 1:
         return [sys.executable, "-m", "easytune.train", str(job_dir)]
     config = Path(job_dir) / ACCELERATE_CONFIG

@@ -118,6 +118,16 @@ class TrainingPlan:
             raise UserError("plan.no_file", path=str(path))
         return cls.from_yaml(Path(path).read_text(encoding="utf-8"))
 
+    @property
+    def processes(self) -> int:
+        """The run's training processes over all its machines."""
+        return self.num_processes * self.num_machines
+
+    @property
+    def shards(self) -> int:
+        """The processes a full fine-tune's weights are split over: all of them under FSDP, else none."""
+        return self.processes if self.fsdp else 1
+
     def to_dict(self) -> dict:
         return asdict(self)
 
@@ -181,6 +191,11 @@ def _is_address(value: str) -> bool:
 def plan_fields():
     """The settings in declaration order, for code that generates forms, flags and docs."""
     return fields(TrainingPlan)
+
+
+def default(name: str):
+    """A setting's default value."""
+    return TrainingPlan.__dataclass_fields__[name].default
 
 
 def field_help(name: str, lang: str | None = "zh") -> str:

@@ -389,7 +389,7 @@ class Loop:
 
             self.events.log("train.log.fsdp", processes=ranks.world,
                             share=round(100 * shard(self.model) / sum(p.numel() for p in self.model.parameters())))
-        scoring = None if run.sharded else ranks  # split models score every row on every process (sharding.py)
+        eval_ranks = None if run.sharded else ranks  # split models score every row on every process (sharding.py)
         self.stack = None  # a continual version's frozen earlier rows (train/continual.py)
         if run.adapter and plan.continual and job.get("start_adapter"):
             from easytune.train.continual import Stack
@@ -410,12 +410,12 @@ class Loop:
         self.optimizer = torch.optim.AdamW(self.params, lr=plan.learning_rate, weight_decay=plan.weight_decay)
         pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         self.batching = Batching(pad_id=pad_id, device=run.device, pack=self.pack, batch_size=plan.batch_size,
-                                 max_len=plan.max_seq_len, beta=plan.dpo_beta, adapter=run.adapter, ranks=scoring)
+                                 max_len=plan.max_seq_len, beta=plan.dpo_beta, adapter=run.adapter, ranks=eval_ranks)
         self.forgetting = ForgettingScore(
             self.model, tokenizer, model_path=job["model_path"], max_len=min(plan.max_seq_len, 256),
             per_language=thresholds()["forgetting"]["reference_lines"], batch_size=plan.batch_size, pad_id=pad_id,
             device=run.device, cache_dir=None if run.sharded else job.get("cache_dir"), adapter=run.adapter,
-            pack=self.pack, ranks=scoring)  # (a cache read by one process and not another would part them)
+            pack=self.pack, ranks=eval_ranks)  # (a cache read by one process and not another would part them)
         self.recipe = run.recipe
         self.recipe.prepare(self.model, [train_set, val], self.batching, self.events)
         self.training_s = 0.0  # the steps' own time, evaluations left out

@@ -5,7 +5,7 @@ from __future__ import annotations
 from easytune.models.hardware import Hardware
 from easytune.plan.draft import Draft, gb
 from easytune.plan.inputs import PlanContext
-from easytune.plan.schema import THIS_MACHINE, plan_fields
+from easytune.plan.schema import THIS_MACHINE, default
 
 DEVICE_NAMES = {"cpu": "CPU", "cuda": "GPU", "mps": "Apple MPS", "xpu": "Intel XPU"}
 
@@ -26,9 +26,8 @@ def decide_machine(ctx: PlanContext, draft: Draft) -> int:
         draft.set("num_processes", 1, "planner.reason.processes_one")
     machines = draft.set("num_machines", 1, "planner.reason.machines_one")  # (a user's number wins)
     for name in THIS_MACHINE:  # where a machine stands is the user's to say: the planner keeps the defaults
-        default = next(f.default for f in plan_fields() if f.name == name)
-        draft.set(name, default, "planner.reason.machine_setting" if machines > 1 else "planner.reason.machine_unused",
-                  value=default)
+        draft.set(name, default(name), "planner.reason.machine_setting" if machines > 1
+                  else "planner.reason.machine_unused", value=default(name))
     return machines * draft.values["num_processes"]
 
 

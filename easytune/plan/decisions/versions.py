@@ -5,14 +5,12 @@ the earlier versions' data."""
 from __future__ import annotations
 
 from easytune.plan.draft import Draft, show
-from easytune.plan.schema import plan_fields
+from easytune.plan.schema import default
 
 
 def decide_versions(draft: Draft) -> None:
-    default = {f.name: f.default for f in plan_fields()}
-    continual = draft.set("continual", default["continual"], "planner.reason.continual_off")
-    weight = default["orthogonal_weight"]
-    draft.set("orthogonal_weight", weight,
+    continual = draft.set("continual", default("continual"), "planner.reason.continual_off")
+    draft.set("orthogonal_weight", default("orthogonal_weight"),
               "planner.reason.orthogonal_weight" if continual else "planner.reason.orthogonal_unused",
-              value=show("orthogonal_weight", weight))
-    draft.set("replay_ratio", default["replay_ratio"], "planner.reason.replay_off")
+              value=show("orthogonal_weight", default("orthogonal_weight")))
+    draft.set("replay_ratio", default("replay_ratio"), "planner.reason.replay_off")
