@@ -128,11 +128,9 @@ def job_model(settings: Settings, job_id: str) -> tuple[str, str | None]:
 @lru_cache(maxsize=2)
 def load_model(model_path: str, adapter_path: str | None):
     """(model, tokenizer) in eval mode, fp32; an adapter is applied on top of its base. Cached."""
-    from easytune.models.sources import load_safe, load_tokenizer
-    from easytune.models.stack import import_stack
-
-    import_stack()
     import torch
+
+    from easytune.models.sources import load_safe, load_tokenizer
 
     tokenizer = load_tokenizer(adapter_path or model_path)
     model = load_safe(model_path, dtype=torch.float32)
