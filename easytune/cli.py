@@ -657,7 +657,8 @@ def cmd_eval(args, settings) -> int:
     from easytune.evaluation.service import evaluate_job
 
     with _stdout_to_stderr():
-        result = evaluate_job(settings, args.job, lang=args.lang, limit=args.limit, progress=_progress_printer(args))
+        result = evaluate_job(settings, args.job, lang=args.lang, limit=args.limit, questions=args.questions,
+                              progress=_progress_printer(args))
     _emit(args, result, result["text"])
     return 0
 
@@ -897,6 +898,9 @@ def build_parser() -> argparse.ArgumentParser:
                                    "general questions, with a verdict")
     evaluate.add_argument("job", help="job id")
     evaluate.add_argument("--limit", type=int, default=None, help="at most N questions per bucket (faster)")
+    evaluate.add_argument("--questions", metavar="DATASET",
+                          help="your own test questions (a dataset name or id, or a data file, imported first), "
+                               "asked instead of the rows held out of training: e.g. the taught facts in other words")
     evaluate.set_defaults(func=cmd_eval)
 
     safety = sub.add_parser("safety", parents=[common],

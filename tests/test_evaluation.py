@@ -251,3 +251,31 @@ def test_an_evaluation_reports_its_progress_as_it_goes(demo_job, eval_home):
     said = cli("eval", demo_job[1]["id"], "--limit", "2", home=eval_home).stderr
     shown = [int(p) for p in re.findall(r"Evaluating… (\d+)%", said)]
     assert len(shown) >= 6 and shown == sorted(shown) and shown[-1] == 100, said
+
+
+@pytest.mark.slow
+def test_the_users_own_test_questions_are_asked_instead_of_the_held_out_rows(demo_job, eval_home, tmp_path):
+    trained = [json.loads(line) for line in (ROOT / "assets/demo/shop_faq_zh.jsonl").read_text().splitlines()[:5]]
+    asked = tmp_path / "my-questions.jsonl"
+    asked.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in trained), encoding="utf-8")
+    before = len(cli_json("evals", "list", home=eval_home))
+
+    result = cli_json("eval", demo_job[1]["id"], "--questions", str(asked), "--limit", "5", home=eval_home)
+    unseen = result["buckets"]["unseen"]
+    assert unseen["source"] == "questions" and unseen["dataset"] == "my-questions" and unseen["rows"] == 5
+    assert [s["question"] for s in unseen["samples"]] == [row["messages"][0]["content"] for row in trained]
+    # these are questions it was taught: its answers to them match clearly better than the base's
+    assert unseen["tuned"]["rouge_l"] > unseen["base"]["rouge_l"] + 0.3, unseen
+    assert "On your test questions (my-questions, 5): answers match" in result["text"]
+    assert "my-questions" in {row["name"] for row in cli_json("data", "list", home=eval_home)}  # imported once
+
+    text_only = tmp_path / "notes.jsonl"
+    text_only.write_text('{"text": "星河小铺创立于2015年。"}\n', encoding="utf-8")
+    refused = cli("eval", demo_job[1]["id"], "--questions", str(text_only), "--json", home=eval_home, check=False,
+                  lang="zh")
+    assert refused.returncode == 2 and json.loads(refused.stdout)["error"] == "evaluation.error.no_questions"
+    message = json.loads(refused.stdout)["message"]
+    assert "notes" in message and "问题 + 正确答案" in message
+    unknown = cli("eval", demo_job[1]["id"], "--questions", "no-such-set", "--json", home=eval_home, check=False)
+    assert unknown.returncode == 2 and json.loads(unknown.stdout)["error"] == "datasets.unknown"
+    assert len(cli_json("evals", "list", home=eval_home)) == before + 1  # the refused ones stored nothing

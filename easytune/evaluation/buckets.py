@@ -1,7 +1,9 @@
 """The three question sets of a blind evaluation, built from a job's own files.
 
 - seen: a fixed-seed sample of rows the job trained on;
-- unseen: the job's validation rows (the import's, or the job's own split: easytune.datasets.job_split);
+- unseen: the job's validation rows (the import's, or the job's own split: easytune.datasets.job_split); or,
+  where the user brings them, their own test questions: the taught facts asked in their words, which a job's
+  few held-out rows cannot stand in for (40 FAQ rows hold out 3);
 - gatekeeper: general-knowledge questions unrelated to any task (presets/gatekeeper), zh + en.
 
 An item is one conversation whose last assistant turn is the reference answer; the model is asked
@@ -46,7 +48,8 @@ class Item:
 class Bucket:
     name: str  # seen | unseen | gatekeeper
     items: list[Item] = field(default_factory=list)
-    source: str | None = None  # where the rows came from: train_file, val_file, holdout, gatekeeper
+    source: str | None = None  # where the rows came from: train_file, val_file, holdout, questions, gatekeeper
+    dataset: str | None = None  # the test questions' dataset, for source "questions"
     missing: str | None = None  # why there is nothing to ask (a message key), when empty
 
 
@@ -81,8 +84,9 @@ def sample(rows: list, k: int, seed: int) -> list:
     return [rows[i] for i in chosen]
 
 
-def job_buckets(job: dict, *, rows: dict, seed: int) -> list[Bucket]:
-    """seen, unseen and gatekeeper for one job. `rows` holds the most items per bucket."""
+def job_buckets(job: dict, *, rows: dict, seed: int, questions: tuple[str, list[dict]] | None = None) -> list[Bucket]:
+    """seen, unseen and gatekeeper for one job. `rows` holds the most items per bucket. `questions`: (dataset name,
+    rows) of the user's own test questions, asked as the unseen bucket instead of the held-out rows."""
     for path in (job["train_file"], job.get("val_file")):
         if path and not Path(path).is_file():  # the dataset was removed after training
             raise UserError("evaluation.error.data_missing", path=path)
@@ -93,6 +97,12 @@ def job_buckets(job: dict, *, rows: dict, seed: int) -> list[Bucket]:
     unseen.source = job.get("val_source", "val_file")  # the import's validation file, or the job's own hold-out
     seen.items = items_of(sample(train_rows, rows["seen"], seed))
     unseen.items = items_of(sample(held, rows["unseen"], seed))
+    if questions is not None:
+        unseen.source, unseen.dataset = "questions", questions[0]
+        unseen.items = [item for item in items_of(sample(questions[1], rows["questions"], seed))
+                        if item.reference is not None]
+        if not unseen.items:
+            raise UserError("evaluation.error.no_questions", name=questions[0])
     if not seen.items:
         seen.missing = "evaluation.missing.seen"
     if not unseen.items:

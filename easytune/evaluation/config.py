@@ -16,6 +16,7 @@ class Rows:
     seen: int = bounds(ge=1)
     unseen: int = bounds(ge=1)
     gatekeeper: int = bounds(ge=1)
+    questions: int = bounds(ge=1)
 
 
 @dataclass(frozen=True)

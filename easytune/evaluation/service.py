@@ -78,7 +78,8 @@ def bucket_results(buckets: list, measured: dict, cfg: dict) -> dict:
         sides = measured[bucket.name]
         refs = [item.reference for item in bucket.items if item.reference is not None]
         labels = metrics.looks_like_labels(refs, cfg["exact_match"]["max_chars"], cfg["exact_match"]["label_share"])
-        entry = {"rows": len(bucket.items), "source": bucket.source, "missing": bucket.missing, "labels": labels}
+        entry = {"rows": len(bucket.items), "source": bucket.source, "missing": bucket.missing, "labels": labels,
+                 **({"dataset": bucket.dataset} if bucket.dataset else {})}
         for name in ("base", "tuned"):
             if name in sides:
                 entry[name] = _side_metrics(bucket, sides[name]["answers"], sides[name]["loss"], labels,
@@ -110,11 +111,13 @@ def forgetting_of(settings: Settings, job_id: str) -> dict:
 
 
 def evaluate_job(settings: Settings, job_id: str, *, lang: str = "zh", limit: int | None = None,
-                 progress=None) -> dict:
+                 progress=None, questions: str | None = None) -> dict:
     """Ask the base and the tuned model the seen, unseen and gatekeeper questions; judge; store.
 
     `limit` caps every bucket (fewer questions: faster, noisier). `progress(done, total)` is called
-    after each bucket on each side. The returned result carries "text", the verdict in `lang`.
+    after each bucket on each side. `questions`: the user's own test questions (a dataset's name or id, a
+    demo or a data file, imported first), asked instead of the held-out rows, so whether the facts carry over
+    to questions in other words is judged on theirs. The returned result carries "text", the verdict in `lang`.
     """
     if limit is not None and limit < 1:
         raise UserError("evaluation.error.bad_limit", limit=limit)
@@ -125,7 +128,8 @@ def evaluate_job(settings: Settings, job_id: str, *, lang: str = "zh", limit: in
     from easytune.evaluation.runner import measure  # torch: only once the request is known to be good
 
     rows = {name: min(count, limit) if limit else count for name, count in cfg["rows"].items()}
-    buckets = job_buckets(resolved, rows=rows, seed=cfg["seed"])
+    buckets = job_buckets(resolved, rows=rows, seed=cfg["seed"],
+                          questions=test_questions(settings, questions) if questions else None)
     started = time.perf_counter()
     measured = measure(pair, buckets, cfg, progress)
     results = bucket_results(buckets, measured, cfg)
@@ -143,6 +147,15 @@ def evaluate_job(settings: Settings, job_id: str, *, lang: str = "zh", limit: in
     evaluated(settings, job_id)  # into its TensorBoard file and MLflow run, where its plan keeps them
     return {**stored["result"], "id": stored["id"], "passed": stored["passed"], "created_at": stored["created_at"],
             "text": verdict_text(result, lang)}
+
+
+def test_questions(settings: Settings, ref: str) -> tuple[str, list[dict]]:
+    """(dataset name, every row) of the user's test questions: all of an imported dataset, both its splits."""
+    from easytune.datasets import resolve_dataset
+    from easytune.evaluation.buckets import read_jsonl
+
+    data = resolve_dataset(settings, ref)
+    return data.name, [row for path in (data.train_file, data.val_file) if path for row in read_jsonl(path)]
 
 
 def store(settings: Settings, job_id: str | None, kind: str, passed: bool, result: dict) -> dict:

@@ -103,6 +103,11 @@ def _p(key: str, **params) -> dict:
     return {"key": f"evaluation.{key}", "params": params}
 
 
+def _named(bucket: dict) -> dict:
+    """The test questions' dataset name, for the points that name it."""
+    return {"name": bucket["dataset"]} if bucket.get("dataset") else {}
+
+
 def judge(buckets: dict, forgetting: dict, limits: dict, retention: float = 0.0) -> dict:
     """{"verdict", "headline", "points", "next", "signals"} from the measured buckets. `retention`: the share of
     general text the run already mixed in (the advice against forgetting differs when it was on)."""
@@ -136,8 +141,10 @@ def judge(buckets: dict, forgetting: dict, limits: dict, retention: float = 0.0)
     points = []
     for name in ("seen", "unseen", "gatekeeper"):
         if facts_gain(buckets[name], limits) is not None:
-            points.append(_p(f"point.facts_{name}", tuned=pct(buckets[name]["tuned"]["facts"]),
-                             base=pct(buckets[name]["base"]["facts"]), judged=buckets[name]["tuned"]["facts_judged"]))
+            own = buckets[name].get("source") == "questions"  # the user's test questions, named as theirs
+            points.append(_p("point.facts_questions" if own else f"point.facts_{name}",
+                             tuned=pct(buckets[name]["tuned"]["facts"]), base=pct(buckets[name]["base"]["facts"]),
+                             judged=buckets[name]["tuned"]["facts_judged"], **_named(buckets[name])))
         probe = [(buckets[name].get(side) or {}).get("probe") for side in ("base", "tuned")]
         if None not in probe:
             points.append(_p("point.probe", bucket=name, tuned=pct(probe[1]), base=pct(probe[0])))
@@ -147,10 +154,11 @@ def judge(buckets: dict, forgetting: dict, limits: dict, retention: float = 0.0)
         if not bucket.get("tuned"):
             points.append(_p(bucket["missing"].removeprefix("evaluation.")))
         elif bucket["tuned"].get("rouge_l") is None:  # raw text (continued pre-training): loss only
-            points.append(_p(key + "_loss", change=round(_delta(bucket)[1] or 0.0), rows=bucket["rows"]))
+            points.append(_p(key + "_loss", change=round(_delta(bucket)[1] or 0.0), rows=bucket["rows"],
+                             **_named(bucket)))
         else:
             points.append(_p(key, tuned=pct(bucket["tuned"]["rouge_l"]), base=pct(bucket["base"]["rouge_l"]),
-                             rows=bucket["rows"]))
+                             rows=bucket["rows"], **_named(bucket)))
             if bucket["tuned"].get("exact_match") is not None:
                 points.append(_p("point.exact", tuned=pct(bucket["tuned"]["exact_match"]),
                                  base=pct(bucket["base"]["exact_match"])))

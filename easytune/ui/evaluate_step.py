@@ -88,7 +88,9 @@ def samples_markdown(result: dict, lang: str) -> str:
                         f"{f' ({_cell(facts, 60)})' if facts else ''} | "
                         f"{RIGHT_MARK[sample.get('base_right')]} {_cell(sample['base'])} | "
                         f"{RIGHT_MARK[sample.get('tuned_right')]} {_cell(sample['tuned'])} |")
-        blocks.append(f"<details><summary>{t(f'ui.eval.samples_{name}', lang)}</summary>\n\n" + "\n".join(rows)
+        label = t("ui.eval.samples_questions" if bucket.get("source") == "questions" else f"ui.eval.samples_{name}",
+                  lang) + (f" ({bucket['dataset']})" if bucket.get("dataset") else "")
+        blocks.append(f"<details><summary>{label}</summary>\n\n" + "\n".join(rows)
                       + "\n\n</details>")
     return "\n\n".join(blocks)
 
@@ -166,6 +168,8 @@ def build(ctx: Ctx) -> None:
     with gr.Row():
         evaluate = T.make(gr.Button, {"value": "ui.eval.evaluate"}, variant="primary", elem_id="et-evaluate")
         safety = T.make(gr.Button, {"value": "ui.eval.safety"}, elem_id="et-safety")
+    questions = T.make(gr.Dropdown, {"label": "ui.eval.questions", "info": "ui.eval.questions_info"},
+                       choices=[], value="", elem_id="et-eval-questions")
     verdict = gr.Markdown(elem_id="et-verdict", elem_classes=["et-verdict"])
     comparison = gr.Plot(elem_id="et-compare", visible=False, show_label=False)  # the figure has its own title
     headers = ["ui.col.job", "ui.eval.col.verdict", "ui.eval.col.lr", "ui.eval.col.epochs", "ui.eval.bucket.seen",
@@ -239,7 +243,17 @@ def build(ctx: Ctx) -> None:
                 comparison_rows(settings, job_id, lang), exports_rows(settings, job_id, lang) or None, [], [], [],
                 chat_targets(settings, job_id, lang), "", "", "", False)
 
-    def on_evaluate(lang, job_id, progress=gr.Progress()):
+    def questions_choices(lang, current=""):
+        """The held-out rows of the job, or any imported dataset as the user's own test questions (the choice
+        kept across a language switch)."""
+        from easytune.datasets import list_datasets
+
+        ids = [row["id"] for row in list_datasets(settings)]
+        return gr.update(choices=[(t("ui.eval.questions_held_out", lang), "")]
+                         + [(row["name"], row["id"]) for row in list_datasets(settings)],
+                         value=current if current in ids else "")
+
+    def on_evaluate(lang, job_id, test_questions, progress=gr.Progress()):
         from easytune.evaluation.service import evaluate_job
 
         if not job_id:
@@ -249,8 +263,9 @@ def build(ctx: Ctx) -> None:
         desc, eta = t("ui.eval.evaluating", lang), Eta()
         progress(0, desc=desc)
         try:
-            evaluate_job(settings, job_id, lang=lang, progress=lambda done, total: progress(
-                done / total, desc=f"{desc} · {eta.text(done, total, lang)}"))
+            evaluate_job(settings, job_id, lang=lang, questions=test_questions or None,
+                         progress=lambda done, total: progress(done / total,
+                                                               desc=f"{desc} · {eta.text(done, total, lang)}"))
         except UserError as exc:
             return error_markdown(exc, lang), gr.skip(), gr.skip()
         return (verdict_markdown(settings, job_id, lang), comparison_figure(settings, job_id, lang),
@@ -400,7 +415,8 @@ def build(ctx: Ctx) -> None:
                    export_result, chat_error, correction, confirm_unsafe]
     eval_job.change(show_job, [lang_in, eval_job], job_outputs)
     eval_job.change(show_versions, versions_in, versions_out)
-    evaluate.click(on_evaluate, [lang_in, eval_job], [verdict, comparison, compare_table]).then(
+    eval_job.change(questions_choices, lang_in, questions)
+    evaluate.click(on_evaluate, [lang_in, eval_job, questions], [verdict, comparison, compare_table]).then(
         show_versions, versions_in, versions_out)  # the new verdict goes beside the other versions'
     safety.click(on_safety, [lang_in, eval_job], verdict)
     ask_inputs = [lang_in, eval_job, chat_target, question, history, system, temperature, top_p, max_tokens]
@@ -422,4 +438,5 @@ def build(ctx: Ctx) -> None:
     ctx.on_language.append((lambda lg, j: show_job(lg, j)[:4], [lang_in, eval_job], job_outputs[:4]))
     ctx.on_language.append((show_versions, versions_in, versions_out))
     ctx.on_language.append((improve_choices, [lang_in, eval_job], improve_data))
+    ctx.on_language.append((questions_choices, [lang_in, questions], questions))
     ctx.shared.update(eval_job=eval_job, eval_versions=(show_versions, versions_in, versions_out))

@@ -14,6 +14,7 @@ import re
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -136,9 +137,12 @@ def test_first_fine_tune_from_upload_to_verdict_and_export(app, browser, tmp_pat
         shot(page, f"{lang}-4-chat")
     assert tuned.get_by_text(question).count() >= 1
 
+    page.locator("#et-eval-questions input").click()  # judged on questions of the user's own: here, the upload
+    page.get_by_role("option", name=Path(upload).stem).first.click()
     page.locator("#et-evaluate").click()
     page.locator("#et-verdict").get_by_text(t("ui.eval.verdict_head", lang)).wait_for(timeout=400_000)
     shot(page, f"{lang}-4-verdict")
+    assert t("ui.eval.samples_questions", lang) in page.locator("#et-verdict").inner_text()
     page.locator("#et-export").click()  # OpenVINO INT8 is the default format
     page.locator("#et-export-result").get_by_text(re.compile("✓")).wait_for(timeout=400_000)
     shot(page, f"{lang}-4-export")
