@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 from easytune.settings import PRESETS_DIR
-from easytune.train.loss import keeps_logits, scored_loss
+from easytune.train.loss import keeps_logits, scored_loss, sliced_head
 from easytune.train.packing import collate
 
 REFERENCE_DIR = PRESETS_DIR / "general_reference"
@@ -61,13 +61,13 @@ def mean_loss(model, examples, batch_size: int, pad_id: int, device, pack: bool 
         tokens = batch_size * max((len(e["input_ids"]) for e in examples), default=1)
     was_training = model.training
     model.eval()
-    total, count, keep = 0.0, 0, keeps_logits(model)
+    total, count, keep, head = 0.0, 0, keeps_logits(model), sliced_head(model)
     with scoring(model):
         for chunk in token_batches(examples, tokens, pack):
             batch, _ = collate([(e["input_ids"], e["labels"]) for e in chunk], pad_id, device, pack)
             n = int((batch["labels"][:, 1:] != -100).sum())
             if n:
-                total += scored_loss(model, batch, keep).item() * n
+                total += scored_loss(model, batch, keep, head).item() * n
                 count += n
     model.train(was_training)
     if ranks is not None:

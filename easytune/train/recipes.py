@@ -17,7 +17,7 @@ import torch
 
 from easytune.train import dpo, kto
 from easytune.train.evaluate import mean_loss
-from easytune.train.loss import keeps_logits, scored_loss
+from easytune.train.loss import keeps_logits, scored_loss, sliced_head
 from easytune.train.packing import collate
 from easytune.train.sft import encode_row
 
@@ -43,17 +43,19 @@ class Supervised:
     def __init__(self, objective: str):
         self.objective = objective
         self._keep_logits = None
+        self._head = None  # the vocabulary projection, applied a slice of positions at a time (train/loss.py)
 
     def encode(self, tokenizer, row: dict, max_len: int) -> list[dict]:
         return encode_row(tokenizer, row, max_len, self.objective)
 
     def prepare(self, model, splits: list[list[dict]], batching: Batching, events) -> None:
         self._keep_logits = keeps_logits(model)  # (DDP, when it wraps the model later, passes the argument on)
+        self._head = sliced_head(model)
 
     def loss(self, model, chunk: list[dict], batching: Batching) -> tuple[torch.Tensor, int, dict]:
         batch, _ = collate([(e["input_ids"], e["labels"]) for e in chunk], batching.pad_id, batching.device,
                            batching.pack)
-        return scored_loss(model, batch, self._keep_logits), sum(len(e["input_ids"]) for e in chunk), {}
+        return scored_loss(model, batch, self._keep_logits, self._head), sum(len(e["input_ids"]) for e in chunk), {}
 
     def evaluate(self, model, val: list[dict], batching: Batching) -> dict:
         return {"val_loss": mean_loss(model, val, batching.batch_size, batching.pad_id, batching.device,
