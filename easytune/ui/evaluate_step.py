@@ -248,10 +248,9 @@ def build(ctx: Ctx) -> None:
         kept across a language switch)."""
         from easytune.datasets import list_datasets
 
-        ids = [row["id"] for row in list_datasets(settings)]
-        return gr.update(choices=[(t("ui.eval.questions_held_out", lang), "")]
-                         + [(row["name"], row["id"]) for row in list_datasets(settings)],
-                         value=current if current in ids else "")
+        rows = list_datasets(settings)
+        return gr.update(choices=[(t("ui.eval.questions_held_out", lang), "")] + [(r["name"], r["id"]) for r in rows],
+                         value=current if current in {r["id"] for r in rows} else "")
 
     def on_evaluate(lang, job_id, test_questions, progress=gr.Progress()):
         from easytune.evaluation.service import evaluate_job
