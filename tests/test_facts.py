@@ -98,3 +98,20 @@ def test_losing_more_than_one_general_answer_in_ten_is_never_improved():
                     bucket(side(0.1, 4.6, 0.05, 20), side(0.6, 1.5, 0.60, 20)), lost)
     assert result["verdict"] == "mixed" and result["headline"]["key"] == "evaluation.headline.mixed"
     assert result["signals"]["forgetting"] != "little"
+
+
+def test_facts_that_do_not_carry_over_to_the_users_own_questions_are_named_as_theirs():
+    """Taught facts learned (5 % → 95 %), but of the user's own test questions only 10 % → 12 % right: not
+    "improved", and every line about those questions names them, in both languages."""
+    from easytune.evaluation.verdict import verdict_text
+
+    mine = bucket(side(0.1, 4.6, 0.10, 40), side(0.3, 2.5, 0.12, 40), "questions")
+    mine["dataset"] = "asked-my-way"
+    mine["base"]["probe"], mine["tuned"]["probe"] = 0.5, 0.7
+    result = judged(bucket(side(0.1, 4.3, 0.05, 20), side(0.9, 0.3, 0.95, 20), "train_file"), mine, GENERAL_KEPT)
+    assert result["verdict"] == "mixed" and result["headline"]["key"] == "evaluation.headline.mixed_memorised"
+    en, zh = verdict_text(result, "en"), verdict_text(result, "zh")
+    assert "Facts, on your test questions (asked-my-way): 12% of answers right (base 10%)" in en
+    assert "On your test questions (asked-my-way, 20)" in en
+    assert "on your test questions (asked-my-way): 70% of questions" in en
+    assert "你的测试问题 asked-my-way" in zh and "unseen" not in zh and "questions" not in zh

@@ -147,7 +147,8 @@ def judge(buckets: dict, forgetting: dict, limits: dict, retention: float = 0.0)
                              judged=buckets[name]["tuned"]["facts_judged"], **_named(buckets[name])))
         probe = [(buckets[name].get(side) or {}).get("probe") for side in ("base", "tuned")]
         if None not in probe:
-            points.append(_p("point.probe", bucket=name, tuned=pct(probe[1]), base=pct(probe[0])))
+            which = "questions" if buckets[name].get("source") == "questions" else name
+            points.append(_p(f"point.probe_{which}", tuned=pct(probe[1]), base=pct(probe[0]), **_named(buckets[name])))
     for name in ("seen", "unseen"):
         bucket = buckets[name]
         key = f"point.{name}_{bucket['source']}" if name == "unseen" else "point.seen"
