@@ -1,5 +1,6 @@
 """The app starts fast on 127.0.0.1, without the training stack and without touching the network."""
 
+import json
 import os
 import subprocess
 import sys
@@ -47,3 +48,15 @@ def test_building_the_app_imports_no_training_stack(tmp_path):
     env = dict(os.environ, EASYTUNE_HOME=str(tmp_path / "home"))
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
     assert out.stdout.strip() == "[]", out.stdout + out.stderr
+
+
+def test_every_choice_list_holds_its_value_from_the_start(tmp_path):
+    """A dropdown is an input of events that may run before its choices are filled (a language switch while the
+    page loads): Gradio refuses a value not in its choices, and the user sees an error."""
+    code = ("import json, gradio as gr; from easytune.ui.app import build_app; app = build_app(); "
+            "print(json.dumps([[b.elem_id, b.value, [c[1] for c in b.choices]] for b in app.blocks.values() "
+            "if isinstance(b, gr.Dropdown) and not b.allow_custom_value and not b.multiselect "
+            "and b.value not in (None, []) and b.value not in [c[1] for c in b.choices]]))")
+    env = dict(os.environ, EASYTUNE_HOME=str(tmp_path / "home"))
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == [], out.stdout

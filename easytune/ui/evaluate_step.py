@@ -169,7 +169,8 @@ def build(ctx: Ctx) -> None:
         evaluate = T.make(gr.Button, {"value": "ui.eval.evaluate"}, variant="primary", elem_id="et-evaluate")
         safety = T.make(gr.Button, {"value": "ui.eval.safety"}, elem_id="et-safety")
     questions = T.make(gr.Dropdown, {"label": "ui.eval.questions", "info": "ui.eval.questions_info"},
-                       choices=[], value="", elem_id="et-eval-questions")
+                       choices=[(t("ui.eval.questions_held_out", T.lang), "")], value="",  # (the datasets: on load)
+                       elem_id="et-eval-questions")
     verdict = gr.Markdown(elem_id="et-verdict", elem_classes=["et-verdict"])
     comparison = gr.Plot(elem_id="et-compare", visible=False, show_label=False)  # the figure has its own title
     headers = ["ui.col.job", "ui.eval.col.verdict", "ui.eval.col.lr", "ui.eval.col.epochs", "ui.eval.bucket.seen",
@@ -210,7 +211,8 @@ def build(ctx: Ctx) -> None:
                                             "info": "ui.eval.feedback_labelled_info"}, value=False)
         with gr.Row():
             improve_data = T.make(gr.Dropdown, {"label": "ui.eval.improve_data", "info": "ui.eval.improve_data_info"},
-                                  choices=[], value="", scale=2, elem_id="et-improve-data")
+                                  choices=[(t("ui.eval.improve_feedback", T.lang), "")], value="", scale=2,
+                                  elem_id="et-improve-data")
             continual = T.make(gr.Checkbox, {"label": "ui.eval.improve_continual",
                                              "info": "ui.eval.improve_continual_info"}, value=False,
                                elem_id="et-improve-continual")
@@ -438,4 +440,5 @@ def build(ctx: Ctx) -> None:
     ctx.on_language.append((show_versions, versions_in, versions_out))
     ctx.on_language.append((improve_choices, [lang_in, eval_job], improve_data))
     ctx.on_language.append((questions_choices, [lang_in, questions], questions))
+    ctx.on_load.append((questions_choices, [lang_in, questions], questions))
     ctx.shared.update(eval_job=eval_job, eval_versions=(show_versions, versions_in, versions_out))
