@@ -115,3 +115,19 @@ def test_facts_that_do_not_carry_over_to_the_users_own_questions_are_named_as_th
     assert "On your test questions (asked-my-way, 20)" in en
     assert "on your test questions (asked-my-way): 70% of questions" in en
     assert "你的测试问题 asked-my-way" in zh and "unseen" not in zh and "questions" not in zh
+
+
+def test_facts_that_carry_over_only_in_part_are_said_to():
+    """100 % right as taught, 26 % asked in other words (base 0 %): a clear gain on new questions, so it may
+    read "improved", but the user hears how far apart the two are and what to do."""
+    from easytune.evaluation.verdict import verdict_text
+
+    mine = bucket(side(0.08, 4.6, 0.0, 38), side(0.35, 2.5, 0.26, 38), "questions")
+    mine["dataset"] = "asked_otherwise"
+    result = judged(bucket(side(0.14, 4.3, 0.03, 31), side(0.99, 0.3, 1.0, 31), "train_file"), mine, GENERAL_KEPT)
+    en, zh = verdict_text(result, "en"), verdict_text(result, "zh")
+    assert "only in part: 100% right on the questions it was taught, 26% on questions in other words" in en
+    assert "the several ways your users would" in en and "只部分迁移" in zh
+    mine["tuned"] = side(0.6, 1.5, 0.7, 38)  # 70 %: more than half as many as taught
+    carried = judged(bucket(side(0.14, 4.3, 0.03, 31), side(0.99, 0.3, 1.0, 31), "train_file"), mine, GENERAL_KEPT)
+    assert "only in part" not in verdict_text(carried, "en")

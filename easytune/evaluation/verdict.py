@@ -84,6 +84,15 @@ def facts_gain(bucket: dict, limits: dict) -> float | None:
     return tuned["facts"] - base["facts"]
 
 
+def partly_carried(seen: dict, unseen: dict, limits: dict) -> dict | None:
+    """{seen, unseen} (% right) where the facts carry over to new questions clearly, but to fewer than half as
+    many as on the questions it was taught: a user must hear that it answers mostly when asked the taught way."""
+    if facts_gain(seen, limits) is None or facts_gain(unseen, limits) is None:
+        return None
+    taught, new = seen["tuned"]["facts"], unseen["tuned"]["facts"]
+    return {"seen": pct(taught), "unseen": pct(new)} if new < taught / 2 else None
+
+
 def forgetting_level(gatekeeper: dict, cf_level: str | None, limits: dict) -> str:
     match, loss = _delta(gatekeeper)
     lost = -match if match is not None else 0.0
@@ -179,8 +188,13 @@ def judge(buckets: dict, forgetting: dict, limits: dict, retention: float = 0.0)
         steps.append(_p("next.facts_not_yet"))
     elif verdict == "no_gain":
         steps.append(_p("next.not_yet" if not_yet else "next.train_more"))
+    partly = partly_carried(seen, unseen, limits) if transfers else None  # rose, but far from the taught questions
+    if partly:
+        points.append(_p("point.partly_carried", **partly, **_named(unseen)))
     if learned and transfers is False:
         steps.append(_p("next.more_variety"))
+    elif learned and partly:
+        steps.append(_p("next.ask_other_ways"))
     if transfers is None:
         steps.append(_p("next.hold_out"))
     if verdict == "improved":
