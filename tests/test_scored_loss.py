@@ -75,7 +75,7 @@ def test_the_projection_a_slice_at_a_time_gives_the_same_loss_and_gradients(mode
     for a, b in zip(plain_grads, sliced_grads):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
     scored = (batch["labels"][:, 1:] != IGNORE).any(0).sum() * batch["labels"].shape[0]
-    forward = [n for n in projected[:len(projected) // 2]]  # then the same slices again, in the backward pass
+    forward = projected[:len(projected) // 2]  # then the same slices again, in the backward pass
     assert max(projected) <= 4 and sum(forward) == scored and len(projected) == 2 * len(forward)
     assert model.get_output_embeddings() is head, "the model keeps its projection"
 

@@ -112,6 +112,11 @@ def _p(key: str, **params) -> dict:
     return {"key": f"evaluation.{key}", "params": params}
 
 
+def _called(name: str, bucket: dict) -> str:
+    """How the verdict's lines call a bucket: the user's own test questions as theirs, else by its name."""
+    return "questions" if bucket.get("source") == "questions" else name
+
+
 def _named(bucket: dict) -> dict:
     """The test questions' dataset name, for the points that name it."""
     return {"name": bucket["dataset"]} if bucket.get("dataset") else {}
@@ -150,22 +155,20 @@ def judge(buckets: dict, forgetting: dict, limits: dict, retention: float = 0.0)
     points = []
     for name in ("seen", "unseen", "gatekeeper"):
         if facts_gain(buckets[name], limits) is not None:
-            own = buckets[name].get("source") == "questions"  # the user's test questions, named as theirs
-            points.append(_p("point.facts_questions" if own else f"point.facts_{name}",
+            points.append(_p(f"point.facts_{_called(name, buckets[name])}",
                              tuned=pct(buckets[name]["tuned"]["facts"]), base=pct(buckets[name]["base"]["facts"]),
                              judged=buckets[name]["tuned"]["facts_judged"], **_named(buckets[name])))
         probe = [(buckets[name].get(side) or {}).get("probe") for side in ("base", "tuned")]
         if None not in probe:
-            which = "questions" if buckets[name].get("source") == "questions" else name
-            points.append(_p(f"point.probe_{which}", tuned=pct(probe[1]), base=pct(probe[0]), **_named(buckets[name])))
+            points.append(_p(f"point.probe_{_called(name, buckets[name])}", tuned=pct(probe[1]), base=pct(probe[0]),
+                             **_named(buckets[name])))
     for name in ("seen", "unseen"):
         bucket = buckets[name]
         key = f"point.{name}_{bucket['source']}" if name == "unseen" else "point.seen"
         if not bucket.get("tuned"):
             points.append(_p(bucket["missing"].removeprefix("evaluation.")))
         elif bucket["tuned"].get("rouge_l") is None:  # raw text (continued pre-training): loss only
-            points.append(_p(key + "_loss", change=round(_delta(bucket)[1] or 0.0), rows=bucket["rows"],
-                             **_named(bucket)))
+            points.append(_p(key + "_loss", change=round(_delta(bucket)[1] or 0.0), rows=bucket["rows"]))
         else:
             points.append(_p(key, tuned=pct(bucket["tuned"]["rouge_l"]), base=pct(bucket["base"]["rouge_l"]),
                              rows=bucket["rows"], **_named(bucket)))
