@@ -14,9 +14,11 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import sqlite_utils
-
+from easytune.deferred_imports import hidden
 from easytune.i18n import UserError
+
+with hidden("pandas"):  # sqlite-utils would import it only to type pandas timestamps, which are never stored
+    import sqlite_utils
 
 
 def _m001_initial(db: sqlite_utils.Database) -> None:

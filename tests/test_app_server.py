@@ -4,7 +4,9 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
+import pytest
 from support import ROOT, cli, free_port, wait_http
 
 GUARD = ROOT / "tests" / "netguard"
@@ -31,6 +33,26 @@ def test_app_serves_its_page_offline_without_the_training_stack(tmp_path):
         app.wait(timeout=20)
     findings = log.read_text().splitlines() if log.exists() else []
     assert findings == [], findings
+
+
+def test_the_serving_app_has_not_loaded_pandas(tmp_path):
+    """Gradio and sqlite-utils import pandas (with pyarrow, ~75 MiB) for nothing the app uses: the app's
+    process leaves it out until something needs it (easytune/deferred_imports.py, ui/table.py)."""
+    maps = Path("/proc/self/maps")
+    if not maps.exists():
+        pytest.skip("reads the process's mapped libraries from /proc")
+    port = free_port()
+    env = dict(os.environ, EASYTUNE_HOME=str(tmp_path / "home"), EASYTUNE_LANG="en")
+    app = subprocess.Popen([sys.executable, "-m", "easytune.cli", "--port", str(port)], env=env,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_http(f"http://127.0.0.1:{port}/", proc=app)
+        wait_http(f"http://127.0.0.1:{port}/config", proc=app)  # every table's first rows are in it
+        mapped = Path(f"/proc/{app.pid}/maps").read_text()
+    finally:
+        app.terminate()
+        app.wait(timeout=20)
+    assert "/pandas/" not in mapped and "/pyarrow/" not in mapped
 
 
 def test_binding_beyond_loopback_needs_a_password(tmp_path):

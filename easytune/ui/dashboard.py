@@ -6,6 +6,7 @@ import gradio as gr
 
 from easytune.i18n import t
 from easytune.overview import overview
+from easytune.ui.table import Table
 from easytune.ui.texts import Ctx, fmt_bytes, fmt_time, showing
 
 
@@ -45,7 +46,7 @@ def build(ctx: Ctx) -> None:
         upload = T.make(gr.Button, {"value": "ui.dash.upload"})
         add_model = T.make(gr.Button, {"value": "ui.dash.add_model"})
     # the recent jobs take the page's width: five columns, none cut or wrapped mid-word
-    recent = T.make(gr.Dataframe, {"label": "ui.dash.recent",
+    recent = T.make(Table, {"label": "ui.dash.recent",
                                    "headers": ["ui.col.id", "ui.col.name", "ui.col.state", "ui.col.progress",
                                                "ui.col.created"]},
                     interactive=False, wrap=True, elem_id="et-dash-recent",

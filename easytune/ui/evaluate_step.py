@@ -15,6 +15,7 @@ from easytune.export.formats import label_key
 from easytune.i18n import UserError, t
 from easytune.settings import Settings
 from easytune.ui.choices import job_choices
+from easytune.ui.table import Table
 from easytune.ui.texts import Ctx, error_markdown, fmt_bytes, fmt_time
 from easytune.ui.versions import versions_block
 
@@ -175,7 +176,7 @@ def build(ctx: Ctx) -> None:
     comparison = gr.Plot(elem_id="et-compare", visible=False, show_label=False)  # the figure has its own title
     headers = ["ui.col.job", "ui.eval.col.verdict", "ui.eval.col.lr", "ui.eval.col.epochs", "ui.eval.bucket.seen",
                "ui.eval.bucket.unseen", "ui.eval.col.general_loss", "ui.eval.col.cf"]
-    compare_table = T.make(gr.Dataframe, {"headers": headers}, interactive=False, visible=False,
+    compare_table = T.make(Table, {"headers": headers}, interactive=False, visible=False,
                            elem_id="et-compare-table")
     show_versions, versions_in, versions_out = versions_block(ctx, eval_job)  # this model's earlier and later versions
 
@@ -232,7 +233,7 @@ def build(ctx: Ctx) -> None:
             confirm_unsafe = T.make(gr.Checkbox, {"label": "ui.eval.confirm_unsafe"}, value=False)
             export = T.make(gr.Button, {"value": "ui.eval.export"}, variant="primary", elem_id="et-export")
     export_result = gr.Markdown(elem_id="et-export-result")
-    exports = T.make(gr.Dataframe, {"headers": ["ui.col.format", "ui.col.state", "ui.col.size", "ui.col.speed",
+    exports = T.make(Table, {"headers": ["ui.col.format", "ui.col.state", "ui.col.size", "ui.col.speed",
                                                 "ui.col.verified", "ui.col.path", "ui.col.created"]},
                      interactive=False, wrap=True, elem_id="et-exports")
 

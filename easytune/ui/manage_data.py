@@ -10,6 +10,7 @@ from easytune import datasets
 from easytune.data.shapes import SHAPES
 from easytune.i18n import UserError, t
 from easytune.settings import Settings
+from easytune.ui.table import Table
 from easytune.ui.texts import Ctx, error_markdown, fmt_bytes, fmt_time, mapping_from_table, showing
 
 PAGE_SIZE = 20
@@ -58,7 +59,7 @@ def build(ctx: Ctx) -> None:
             (t("ui.ds.shape_all", lang), "all"), *[(s, s) for s in SHAPES]]}, value="all", scale=1)
         sort = T.make(gr.Dropdown, {"label": "ui.ds.sort", "choices": [(f"ui.ds.sort.{i}", s) for i, s in
                                                                      enumerate(SORTS)]}, value=SORTS[0], scale=1)
-    table = T.make(gr.Dataframe, {"headers": ["ui.col.id", "ui.col.name", "ui.col.shape", "ui.col.kind", "ui.col.rows",
+    table = T.make(Table, {"headers": ["ui.col.id", "ui.col.name", "ui.col.shape", "ui.col.kind", "ui.col.rows",
                                               "ui.col.rejected", "ui.col.size", "ui.col.created"]},
                    interactive=False, wrap=True, elem_id="et-ds-table")
     with gr.Row():
@@ -89,7 +90,7 @@ def build(ctx: Ctx) -> None:
             report = gr.Markdown()
         with T.make(gr.Accordion, {"label": "ui.ds.mapping"}, open=False):
             T.make(gr.Markdown, {"value": "ui.ds.mapping_help"})
-            mapping = T.make(gr.Dataframe, {"headers": ["ui.ds.role", "ui.ds.field"]}, interactive=True,
+            mapping = T.make(Table, {"headers": ["ui.ds.role", "ui.ds.field"]}, interactive=True,
                              column_count=(2, "fixed"), datatype=["str", "str"])
             remap = T.make(gr.Button, {"value": "ui.ds.remap"}, size="sm")
     message = gr.Markdown(elem_classes=["et-error"])

@@ -6,6 +6,7 @@ from __future__ import annotations
 import gradio as gr
 
 from easytune.i18n import UserError, t
+from easytune.ui.table import Table
 from easytune.ui.texts import Ctx, error_markdown, fmt_bytes, fmt_time
 
 
@@ -20,7 +21,7 @@ def export_rows(settings, lang: str) -> list[list]:
 def build(ctx: Ctx) -> None:
     settings, T = ctx.settings, ctx.T
     T.make(gr.Markdown, {"value": "ui.exports.title"})
-    table = T.make(gr.Dataframe, {"headers": ["ui.col.id", "ui.col.job", "ui.col.format", "ui.col.state", "ui.col.size",
+    table = T.make(Table, {"headers": ["ui.col.id", "ui.col.job", "ui.col.format", "ui.col.state", "ui.col.size",
                                               "ui.col.verified", "ui.col.path", "ui.col.created"]},
                    interactive=False, wrap=True, elem_id="et-exports-table")
     empty = gr.Markdown()

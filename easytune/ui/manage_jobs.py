@@ -9,6 +9,7 @@ from easytune import jobs
 from easytune.i18n import UserError, t
 from easytune.jobs.events import ACTIVE_STATES, TERMINAL_STATES
 from easytune.ui.choices import job_choices
+from easytune.ui.table import Table
 from easytune.ui.texts import Ctx, action_bar, fmt_time, showing
 from easytune.ui.tracking_view import compare_block, export_control
 from easytune.ui.versions import versions_block
@@ -43,7 +44,7 @@ def build(ctx: Ctx) -> None:
     state = T.make(gr.Dropdown, {"label": "ui.jobs.filter",
                                  "choices": [("ui.jobs.all" if s == "all" else f"state.{s}", s) for s in STATES]},
                    value="all")
-    table = T.make(gr.Dataframe, {"headers": ["ui.col.id", "ui.col.name", "ui.col.state", "ui.col.progress",
+    table = T.make(Table, {"headers": ["ui.col.id", "ui.col.name", "ui.col.state", "ui.col.progress",
                                               "ui.col.created"]},
                    interactive=False, wrap=True, elem_id="et-jobs-table",
                    column_widths=["24%", "34%", "14%", "10%", "18%"])  # none cut, none running off the table

@@ -10,6 +10,7 @@ import gradio as gr
 from easytune.i18n import UserError, t
 from easytune.models import registry, sources
 from easytune.ui.choices import model_choices
+from easytune.ui.table import Table
 from easytune.ui.texts import Ctx, error_markdown, fmt_bytes
 
 HEALTH_MARK = {"ok": "✓", "broken": "✗"}
@@ -160,10 +161,10 @@ def add_panel(ctx: Ctx, elem_prefix: str, api_name: str):
 def build(ctx: Ctx) -> None:
     settings, T = ctx.settings, ctx.T
     T.make(gr.Markdown, {"value": "ui.models.title"})
-    mine = T.make(gr.Dataframe, {"label": "ui.models.mine", "headers": ["ui.col.name", "ui.col.source", "ui.col.path"]},
+    mine = T.make(Table, {"label": "ui.models.mine", "headers": ["ui.col.name", "ui.col.source", "ui.col.path"]},
                   interactive=False, wrap=True, elem_id="et-models-mine")
     with T.make(gr.Accordion, {"label": "ui.models.catalog"}, open=False):
-        catalog = T.make(gr.Dataframe, {"headers": ["ui.col.on_disk", "ui.col.id", "ui.col.params_b",
+        catalog = T.make(Table, {"headers": ["ui.col.on_disk", "ui.col.id", "ui.col.params_b",
                                                     "ui.col.license", "ui.col.good_for"]},
                          interactive=False, wrap=True)
     with gr.Row():

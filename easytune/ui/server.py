@@ -4,8 +4,10 @@ nothing phoned home."""
 from __future__ import annotations
 
 import hmac
+import os
 import sys
 
+from easytune.deferred_imports import deferred
 from easytune.i18n import UserError, t
 from easytune.offline import go_offline
 from easytune.settings import LOOPBACK_HOSTS, Settings
@@ -25,9 +27,12 @@ def check_bind(settings: Settings) -> None:
 def serve(settings: Settings, demo=None) -> int:
     check_bind(settings)
     go_offline()  # before gradio is imported: no analytics, no hub calls
+    # Gradio summarises every event's timing with pandas for its monitoring page, which is off here: never.
+    os.environ["GRADIO_ANALYTICS_CACHE_FREQUENCY"] = str(2**62)
     from starlette.middleware import Middleware
 
-    from easytune.ui.app import LAUNCH_OPTIONS, build_app
+    with deferred("pandas"):  # which Gradio imports for a cache the app never uses (deferred_imports.py)
+        from easytune.ui.app import LAUNCH_OPTIONS, build_app
     from easytune.ui.login_gate import LoginGate
     from easytune.ui.page_language import PageLanguage
 

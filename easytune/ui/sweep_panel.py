@@ -16,6 +16,7 @@ from easytune.sweep.metric import METRICS
 from easytune.sweep.record import DEFAULT_FRACTION, DEFAULT_TRIALS, MAX_TRIALS
 from easytune.ui import charts, state
 from easytune.ui.choices import job_choices
+from easytune.ui.table import Table
 from easytune.ui.texts import Ctx, error_markdown
 
 COLUMNS = ("trial", "state", "values", "metric", "val_loss", "cf", "job")
@@ -77,7 +78,7 @@ def build(ctx: Ctx, plan_inputs: list, plan_of) -> None:
             stop = T.make(gr.Button, {"value": "ui.sweep.stop"}, variant="stop", size="sm", scale=1)
             resume = T.make(gr.Button, {"value": "ui.sweep.continue"}, size="sm", scale=1)
         status = gr.Markdown(elem_id="et-sweep-status")
-        table = T.make(gr.Dataframe, {"headers": [f"ui.sweep.col.{c}" for c in COLUMNS]}, interactive=False,
+        table = T.make(Table, {"headers": [f"ui.sweep.col.{c}" for c in COLUMNS]}, interactive=False,
                        wrap=True, elem_id="et-sweep-table",
                        column_widths=["7%", "15%", "30%", "10%", "10%", "10%", "18%"])
         plot = gr.Plot(show_label=False, elem_id="et-sweep-plot")

@@ -9,6 +9,7 @@ import gradio as gr
 from easytune.i18n import UserError, t
 from easytune.settings import Settings
 from easytune.ui.choices import job_choices
+from easytune.ui.table import Table
 from easytune.ui.texts import Ctx, error_markdown
 
 TOOLS = ("tensorboard", "mlflow")
@@ -89,7 +90,7 @@ def compare_block(ctx: Ctx):
     picker = ctx.T.make(gr.Dropdown, {"label": "tracking.ui.compare_pick"}, choices=[], multiselect=True,
                         elem_id="et-compare-pick")
     hint = gr.Markdown()
-    table = gr.Dataframe(visible=False, interactive=False, wrap=True, elem_id="et-compare-table")
+    table = Table(visible=False, interactive=False, wrap=True, elem_id="et-compare-table")
     chart = gr.Plot(visible=False, show_label=False)
 
     def show(lang, job_ids):

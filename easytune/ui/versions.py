@@ -8,6 +8,7 @@ import gradio as gr
 from easytune import jobs
 from easytune.i18n import UserError, t
 from easytune.settings import Settings
+from easytune.ui.table import Table
 from easytune.ui.texts import Ctx
 
 HEADERS = ["ui.versions.col.version", "ui.col.name", "ui.col.state", "ui.versions.col.data", "ui.eval.col.verdict",
@@ -82,7 +83,7 @@ def versions_block(ctx: Ctx, job: gr.components.Component):
     that shows them now, for the page's own triggers (a job picked, a new version started, the language)."""
     with gr.Column(visible=False) as box:
         ctx.T.make(gr.Markdown, {"value": "ui.versions.head"})
-        table = ctx.T.make(gr.Dataframe, {"headers": HEADERS}, interactive=False, wrap=True,
+        table = ctx.T.make(Table, {"headers": HEADERS}, interactive=False, wrap=True,
                            elem_classes=["et-versions"])
         best = gr.Markdown()
         chart = gr.Plot(visible=False, show_label=False)  # the figure has its own title

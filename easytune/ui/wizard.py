@@ -25,6 +25,7 @@ from easytune.plan.service import make_plan
 from easytune.settings import PRESETS_DIR, Settings
 from easytune.ui import charts, evaluate_step, manage_models, state, sweep_panel
 from easytune.ui.choices import job_choices, model_choices
+from easytune.ui.table import Table
 from easytune.ui.texts import Ctx, Texts, action_bar, action_choices, error_markdown, mapping_from_table
 
 STEPS = ("data", "plan", "monitor", "evaluate")
@@ -232,15 +233,18 @@ def build(ctx: Ctx) -> None:
                               lines=1, elem_id="et-keep-values")
             with gr.Group(visible=False) as fixer:  # when the columns could not be told apart
                 T.make(gr.Markdown, {"value": "ui.ds.mapping_help"})
-                fix_mapping = T.make(gr.Dataframe, {"headers": ["ui.ds.role", "ui.ds.field"]}, interactive=True,
+                fix_mapping = T.make(Table, {"headers": ["ui.ds.role", "ui.ds.field"]}, interactive=True,
                                      column_count=(2, "fixed"), datatype=["str", "str"], elem_id="et-fix-mapping")
                 fix_import = T.make(gr.Button, {"value": "ui.data.import_mapped"}, variant="primary", size="sm")
             # columns sized to the table, so a long answer wraps inside it instead of running off its edge
-            preview = T.make(gr.Dataframe, {"label": "ui.data.preview"}, interactive=False, wrap=True,
+            preview = T.make(Table, {"label": "ui.data.preview"}, interactive=False, wrap=True,
                              max_height=360, column_widths=["35%", "65%"], elem_id="et-preview")
-            with gr.Row():
-                tokens_text = gr.Markdown(elem_id="et-tokens")
+            tokens_text = gr.Markdown(elem_id="et-tokens")
+            # drawn when opened: the chart costs the app a plotting library the first page otherwise does without
+            with T.make(gr.Accordion, {"label": "ui.data.tokens_chart"}, open=False,
+                        elem_id="et-tokens-chart") as tokens_chart:
                 tokens_plot = gr.Plot(elem_id="et-tokens-plot", show_label=False)  # the figure has its own title
+            chart_open = gr.State(False)
             to_plan = T.make(gr.Button, {"value": "ui.next"}, variant="primary")
 
         # ---- 2 configuration ----
@@ -342,7 +346,8 @@ def build(ctx: Ctx) -> None:
         return gr.update(value=[[r["user"], r["assistant"]] for r in rows],
                          headers=[t("ui.data.col_user", new_lang), t("ui.data.col_assistant", new_lang)])
 
-    def show_tokens(new_lang, model_name, dataset_name):
+    def show_tokens(new_lang, model_name, dataset_name, drawn):
+        """The lengths in words, and their chart where the user has opened it."""
         try:
             result = datasets.token_lengths(settings, dataset_name, model_name)
         except UserError as exc:
@@ -354,7 +359,7 @@ def build(ctx: Ctx) -> None:
                      context=result["context"], **numbers)
         else:
             text = t("ui.data.tokens_summary_no_context", new_lang, **numbers)
-        return head + text, charts.token_histogram(result, new_lang)
+        return head + text, charts.token_histogram(result, new_lang) if drawn else None
 
     def on_fit(new_lang, model_name):
         from easytune.models.registry import fit as fit_check
@@ -506,7 +511,8 @@ def build(ctx: Ctx) -> None:
             on_intent, intent_inputs, intent_outputs).then(lambda: gr.update(interactive=True), None, start)
 
     ctx.on_language.append((show_preview, [dataset, language], preview))
-    ctx.on_language.append((show_tokens, [language, model, dataset], [tokens_text, tokens_plot]))
+    tokens_inputs = [language, model, dataset, chart_open]
+    ctx.on_language.append((show_tokens, tokens_inputs, [tokens_text, tokens_plot]))
     ctx.on_language.append((lambda lg, j: stepper(steps_done(settings, j), lg), [language, job], step_outputs))
     for component in (model, dataset, task, level):
         replan(component.change(lambda: None, None, None))
@@ -517,7 +523,9 @@ def build(ctx: Ctx) -> None:
     dataset.input(lambda d, tab_id: state.remember(settings, tab_id, dataset=d), [dataset, tab_in], None)
     model.input(lambda m, tab_id: state.remember(settings, tab_id, model=m), [model, tab_in], None)
     for component in (dataset, model):
-        component.change(show_tokens, [language, model, dataset], [tokens_text, tokens_plot])
+        component.change(show_tokens, tokens_inputs, [tokens_text, tokens_plot])
+    tokens_chart.expand(lambda: True, None, chart_open).then(show_tokens, tokens_inputs, [tokens_text, tokens_plot])
+    tokens_chart.collapse(lambda: False, None, chart_open)
     model.input(on_fit, [language, model], fit)
     model_adding.then(lambda added, current: gr.update(choices=model_choices(settings), value=added or current),
                       [model_added, model], model)  # a model just added is picked
@@ -548,7 +556,7 @@ def build(ctx: Ctx) -> None:
     ctx.on_load.append((restore, [language, tab_in], [restored, model, dataset, task, level, job, tabs, *step_outputs]))
     ctx.on_load.append((show_plan, plan_inputs, plan_outputs))
     ctx.on_load.append((show_preview, [dataset, language], preview))
-    ctx.on_load.append((show_tokens, [language, model, dataset], [tokens_text, tokens_plot]))
+    ctx.on_load.append((show_tokens, tokens_inputs, [tokens_text, tokens_plot]))
     ctx.on_load.append((lambda j: evaluate_step.pick_job(settings, j), [job], eval_job))
 
 
