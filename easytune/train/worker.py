@@ -36,6 +36,7 @@ from easytune.models.calibrate import auto_precision
 from easytune.models.sources import load_safe, load_tokenizer
 from easytune.plan.schema import TrainingPlan
 from easytune.train import rehearsal
+from easytune.train.adapter_precision import applies, bf16_products
 from easytune.train.attention import use_segment_attention
 from easytune.train.checkpoints import Checkpoints, check_space, load_weights, raise_if_disk_full
 from easytune.train.evaluate import ForgettingScore, retention_lines
@@ -508,12 +509,16 @@ class Loop:
                          **{k: round(v, 5) for k, v in figures.items()})
 
     def accumulating(self, last: bool):
-        """Gradients are averaged across processes once a step, at its last micro-batch."""
+        """Gradients are averaged across processes once a step, at its last micro-batch; the adapter's products
+        run in bf16 where the model does on a CPU (train/adapter_precision.py)."""
+        stack = contextlib.ExitStack()
+        if applies(self.run.device, self.run.dtype, self.run.adapter):
+            stack.enter_context(bf16_products(self.model))
         if self.run.sharded:
             self.model.set_requires_gradient_sync(last)
         elif not last and self.ranks.world > 1:
-            return self.train_model.no_sync()
-        return contextlib.nullcontext()
+            stack.enter_context(self.train_model.no_sync())
+        return stack
 
     def evaluate(self, step: int, last: bool = False) -> dict:
         """The recipe's held-out figures; the forgetting score before training, at the first evaluation and the
