@@ -347,7 +347,7 @@ def build(ctx: Ctx) -> None:
                          headers=[t("ui.data.col_user", new_lang), t("ui.data.col_assistant", new_lang)])
 
     def show_tokens(new_lang, model_name, dataset_name, drawn):
-        """The lengths in words, and their chart where the user has opened it."""
+        """The lengths told in a sentence, and drawn as a chart where the user has opened it."""
         try:
             result = datasets.token_lengths(settings, dataset_name, model_name)
         except UserError as exc:

@@ -106,6 +106,8 @@ def test_first_fine_tune_from_upload_to_verdict_and_export(app, browser, tmp_pat
     report = page.locator("#et-import-report")
     report.get_by_text(re.compile("openai")).wait_for(timeout=60_000)
     page.locator("#et-tokens").get_by_text(re.compile("512")).wait_for(timeout=30_000)  # lengths vs context
+    page.get_by_text(t("ui.data.tokens_chart", lang)).click()  # the chart is drawn when asked for
+    page.locator("#et-tokens-plot .js-plotly-plot").wait_for(timeout=30_000)
     shot(page, f"{lang}-1-data")
 
     # ② goal: a task and a level, the explained plan, start
