@@ -244,7 +244,7 @@ def build(ctx: Ctx) -> None:
             with T.make(gr.Accordion, {"label": "ui.data.tokens_chart"}, open=False,
                         elem_id="et-tokens-chart") as tokens_chart:
                 tokens_plot = gr.Plot(elem_id="et-tokens-plot", show_label=False)  # the figure has its own title
-            chart_open = gr.State(False)
+            chart_open, lengths = gr.State(False), gr.State(None)  # the chart is drawn from the lengths measured
             to_plan = T.make(gr.Button, {"value": "ui.next"}, variant="primary")
 
         # ---- 2 configuration ----
@@ -351,7 +351,7 @@ def build(ctx: Ctx) -> None:
         try:
             result = datasets.token_lengths(settings, dataset_name, model_name)
         except UserError as exc:
-            return error_markdown(exc, new_lang), None
+            return error_markdown(exc, new_lang), None, None
         numbers = {k: result[k] for k in ("p50", "p90", "max")}
         head = f"**{t('ui.data.tokens_title', new_lang, model=model_name)}**\n\n"
         if result["context"]:
@@ -359,7 +359,10 @@ def build(ctx: Ctx) -> None:
                      context=result["context"], **numbers)
         else:
             text = t("ui.data.tokens_summary_no_context", new_lang, **numbers)
-        return head + text, charts.token_histogram(result, new_lang) if drawn else None
+        return head + text, draw_tokens(result, new_lang) if drawn else None, result
+
+    def draw_tokens(result, new_lang):
+        return charts.token_histogram(result, new_lang) if result else None
 
     def on_fit(new_lang, model_name):
         from easytune.models.registry import fit as fit_check
@@ -512,7 +515,8 @@ def build(ctx: Ctx) -> None:
 
     ctx.on_language.append((show_preview, [dataset, language], preview))
     tokens_inputs = [language, model, dataset, chart_open]
-    ctx.on_language.append((show_tokens, tokens_inputs, [tokens_text, tokens_plot]))
+    tokens_outputs = [tokens_text, tokens_plot, lengths]
+    ctx.on_language.append((show_tokens, tokens_inputs, tokens_outputs))
     ctx.on_language.append((lambda lg, j: stepper(steps_done(settings, j), lg), [language, job], step_outputs))
     for component in (model, dataset, task, level):
         replan(component.change(lambda: None, None, None))
@@ -523,8 +527,8 @@ def build(ctx: Ctx) -> None:
     dataset.input(lambda d, tab_id: state.remember(settings, tab_id, dataset=d), [dataset, tab_in], None)
     model.input(lambda m, tab_id: state.remember(settings, tab_id, model=m), [model, tab_in], None)
     for component in (dataset, model):
-        component.change(show_tokens, tokens_inputs, [tokens_text, tokens_plot])
-    tokens_chart.expand(lambda: True, None, chart_open).then(show_tokens, tokens_inputs, [tokens_text, tokens_plot])
+        component.change(show_tokens, tokens_inputs, tokens_outputs)
+    tokens_chart.expand(lambda: True, None, chart_open).then(draw_tokens, [lengths, language], tokens_plot)
     tokens_chart.collapse(lambda: False, None, chart_open)
     model.input(on_fit, [language, model], fit)
     model_adding.then(lambda added, current: gr.update(choices=model_choices(settings), value=added or current),
@@ -556,7 +560,7 @@ def build(ctx: Ctx) -> None:
     ctx.on_load.append((restore, [language, tab_in], [restored, model, dataset, task, level, job, tabs, *step_outputs]))
     ctx.on_load.append((show_plan, plan_inputs, plan_outputs))
     ctx.on_load.append((show_preview, [dataset, language], preview))
-    ctx.on_load.append((show_tokens, tokens_inputs, [tokens_text, tokens_plot]))
+    ctx.on_load.append((show_tokens, tokens_inputs, tokens_outputs))
     ctx.on_load.append((lambda j: evaluate_step.pick_job(settings, j), [job], eval_job))
 
 
