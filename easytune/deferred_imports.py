@@ -1,4 +1,5 @@
-"""Heavy libraries that other libraries import at start-up for type checks EasyTune never needs.
+"""Heavy libraries that other libraries import at start-up for type checks EasyTune never needs, and work
+they do on import that it never uses.
 
 pandas, with pyarrow under it, holds about 75 MiB and takes half a second to import. Gradio imports it at
 start-up for its result cache's hashing, sqlite-utils to give pandas timestamps a column type; the app stores
@@ -10,9 +11,12 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import importlib.abc
 import importlib.machinery
+import importlib.util
 import sys
 import types
+from collections.abc import Callable
 
 
 @contextlib.contextmanager
@@ -52,3 +56,40 @@ def hidden(name: str):
             del sys.modules[name]
         else:
             sys.modules[name] = before
+
+
+@contextlib.contextmanager
+def amended(name: str, amend: Callable[[types.ModuleType], None]):
+    """If the block imports `name`, `amend(module)` runs right after the module's own code, before anything
+    imported later can use it: for a library that does, on import, work this process never needs."""
+    if name in sys.modules:
+        yield
+        return
+    finder = _AmendOnLoad(name, amend)
+    sys.meta_path.insert(0, finder)
+    try:
+        yield
+    finally:
+        if finder in sys.meta_path:
+            sys.meta_path.remove(finder)
+
+
+class _AmendOnLoad(importlib.abc.MetaPathFinder):
+    def __init__(self, name: str, amend: Callable[[types.ModuleType], None]):
+        self.name, self.amend = name, amend
+
+    def find_spec(self, name, path, target=None):
+        if name != self.name:
+            return None
+        sys.meta_path.remove(self)  # once, and so that the lookup below finds the module itself
+        spec = importlib.util.find_spec(name)
+        if spec is None or spec.loader is None:
+            return spec
+        run_module = spec.loader.exec_module
+
+        def exec_module(module):
+            run_module(module)
+            self.amend(module)
+
+        spec.loader.exec_module = exec_module
+        return spec

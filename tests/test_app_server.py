@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from support import ROOT, cli, free_port, wait_http
 
 GUARD = ROOT / "tests" / "netguard"
@@ -35,9 +36,10 @@ def test_app_serves_its_page_offline_without_the_training_stack(tmp_path):
     assert findings == [], findings
 
 
-def test_the_serving_app_has_not_loaded_pandas(tmp_path):
+def test_the_serving_app_leaves_out_pandas_and_documents_no_api_in_its_page(tmp_path):
     """Gradio and sqlite-utils import pandas (with pyarrow, ~75 MiB) for nothing the app uses: the app's
-    process leaves it out until something needs it (easytune/deferred_imports.py, ui/table.py)."""
+    process leaves it out until something needs it (easytune/deferred_imports.py, ui/table.py). Gradio writes
+    the API documents of every event into the page (2 MB here) unless told they are not an API (ui/app.py)."""
     maps = Path("/proc/self/maps")
     if not maps.exists():
         pytest.skip("reads the process's mapped libraries from /proc")
@@ -46,13 +48,17 @@ def test_the_serving_app_has_not_loaded_pandas(tmp_path):
     app = subprocess.Popen([sys.executable, "-m", "easytune.cli", "--port", str(port)], env=env,
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        wait_http(f"http://127.0.0.1:{port}/", proc=app)
+        page = wait_http(f"http://127.0.0.1:{port}/", proc=app)
         wait_http(f"http://127.0.0.1:{port}/config", proc=app)  # every table's first rows are in it
         mapped = Path(f"/proc/{app.pid}/maps").read_text()
     finally:
         app.terminate()
         app.wait(timeout=20)
     assert "/pandas/" not in mapped and "/pyarrow/" not in mapped
+    api_documents = page[page.index("window.gradio_api_info = "):]
+    api_documents = json.loads(api_documents[len("window.gradio_api_info = "):api_documents.index(";</script>")])
+    assert api_documents.get("named_endpoints", {}) == {}, list(api_documents["named_endpoints"])[:5]
+    assert len(page) < 1_000_000
 
 
 def test_binding_beyond_loopback_needs_a_password(tmp_path):

@@ -75,4 +75,14 @@ def build_app(settings: Settings | None = None) -> gr.Blocks:
                            js=f"() => [({state.TAB_ID_JS})(), navigator.language || '']")
         for fn, inputs, outputs in ctx.on_load:
             loaded = loaded.then(fn, inputs, outputs)
+    _events_left_out_of_api_docs(demo)
     return demo
+
+
+def _events_left_out_of_api_docs(demo: gr.Blocks) -> None:
+    """Gradio documents each event of a page as an API endpoint, and writes those documents into the page
+    itself: 2 MB for this app's events, downloaded and parsed before anything shows. The app's API is
+    `easytune serve`; the events stay callable as before (the page calls them), just not documented."""
+    for fn in demo.fns.values():
+        if fn.api_visibility == "public":
+            fn.api_visibility = "undocumented"

@@ -7,7 +7,6 @@ import hmac
 import os
 import sys
 
-from easytune.deferred_imports import deferred
 from easytune.i18n import UserError, t
 from easytune.offline import go_offline
 from easytune.settings import LOOPBACK_HOSTS, Settings
@@ -31,7 +30,9 @@ def serve(settings: Settings, demo=None) -> int:
     os.environ["GRADIO_ANALYTICS_CACHE_FREQUENCY"] = str(2**62)
     from starlette.middleware import Middleware
 
-    with deferred("pandas"):  # which Gradio imports for a cache the app never uses (deferred_imports.py)
+    from easytune.ui.gradio_import import gradio_for_serving
+
+    with gradio_for_serving():
         from easytune.ui.app import LAUNCH_OPTIONS, build_app
     from easytune.ui.login_gate import LoginGate
     from easytune.ui.page_language import PageLanguage
