@@ -11,6 +11,7 @@ from pathlib import Path
 from easytune.datasets import job_split, resolve_dataset
 from easytune.jobs.folder import JobFolder
 from easytune.jobs.objective import resolve_objective
+from easytune.jobs.question_variants import with_question_variants
 from easytune.jobs.replay import with_replay
 from easytune.jobs.resolve import resolve
 from easytune.jobs.rows import get_job
@@ -37,7 +38,8 @@ def _versions() -> dict[str, str]:
 def create_job(settings: Settings, plan: TrainingPlan, name: str | None = None,
                replay: list[str] | None = None) -> dict:
     """Validate what the plan names, write a self-contained job folder, record it as PENDING. `replay`: earlier
-    versions' training files, sampled into the training rows at the plan's replay_ratio (jobs/replay.py)."""
+    versions' training files, sampled into the training rows at the plan's replay_ratio (jobs/replay.py). Copies
+    of the questions with words left out join them where the plan asks (jobs/question_variants.py)."""
     require_trainable(settings, plan.model)
     if plan.tensorboard:  # said now, not found missing once it trains
         require_tensorboard()
@@ -50,15 +52,18 @@ def create_job(settings: Settings, plan: TrainingPlan, name: str | None = None,
     folder = JobFolder(job_dir)
     plan.save(folder.plan_file)
     train_file, val_file = job_split(data, plan.val_ratio, plan.seed, folder.data)
-    replayed = 0
+    replayed = varied = 0
     if replay and plan.replay_ratio > 0:
         train_file, replayed = with_replay(train_file, replay, plan.replay_ratio, plan.seed, folder.data)
+    if plan.question_variants > 0 and objective == "sft":
+        train_file, varied = with_question_variants(train_file, plan.question_variants, plan.seed, folder.data)
     run = resolve(settings, plan, Path(model_path), objective, {"train_file": train_file, "val_file": val_file})
     resolved = {"job_id": job_id, "model_path": str(model_path), "train_file": str(train_file),
                 "val_file": str(val_file) if val_file else None,
                 "val_source": "val_file" if val_file == data.val_file else "holdout", "dataset": data.name,
                 "dataset_sha256": data.sha256, "dataset_rows": data.rows, "dataset_kind": data.kind,
                 **({"replayed_rows": replayed} if replayed else {}),
+                **({"question_variant_rows": varied} if varied else {}),
                 "objective": objective,
                 "versions": _versions(),
                 "cache_dir": str(settings.folder("cache")), **run}

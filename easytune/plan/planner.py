@@ -32,7 +32,13 @@ from easytune.plan.decisions.learning_rate import decide_learning_rate
 from easytune.plan.decisions.length import decide_seq_len
 from easytune.plan.decisions.machine import decide_machine, decide_precision
 from easytune.plan.decisions.memory import decide_batch, decide_method, decide_sharding
-from easytune.plan.decisions.schedule import decide_epochs, decide_housekeeping, decide_retention, decide_schedule
+from easytune.plan.decisions.schedule import (
+    decide_epochs,
+    decide_housekeeping,
+    decide_question_variants,
+    decide_retention,
+    decide_schedule,
+)
 from easytune.plan.decisions.user_values import check_user_values
 from easytune.plan.decisions.versions import decide_versions
 from easytune.plan.draft import Draft, show
@@ -118,6 +124,7 @@ def _decide(ctx: PlanContext) -> Proposal:
     decide_sharding(ctx, draft, world)
     load = decide_batch(ctx, draft, split, load, world)  # (rows shortened to fit memory compute fewer tokens)
     decide_retention(ctx, draft)
+    decide_question_variants(draft)
     decide_epochs(ctx, draft, split, world)
     decide_schedule(ctx, draft)
     decide_housekeeping(draft)

@@ -57,6 +57,7 @@ class TrainingPlan:
     continual: bool = setting(False, group="method")
     orthogonal_weight: float = setting(0.5, lo=0.0, hi=1000.0, group="method")
     replay_ratio: float = setting(0.0, lo=0.0, hi=0.9)
+    question_variants: int = setting(0, lo=0, hi=8)
     # what is learned
     objective: str = setting("auto", choices=("auto", "sft", "dpo", "kto", "pretrain"), group="method")
     dpo_beta: float = setting(0.1, lo=0.001, hi=10.0, group="method")

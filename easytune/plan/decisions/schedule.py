@@ -41,6 +41,7 @@ def train_examples(ctx: PlanContext, values: dict, split: Split) -> int | None:
     tokens = ctx.data.tokens
     if ctx.task_rules.split_long_rows and tokens and tokens.get("mean"):
         examples *= max(1.0, float(tokens["mean"]) / values["max_seq_len"])
+    examples *= 1 + values.get("question_variants", 0)  # (short and unspaced questions get none: at most this)
     ratio = values["retention_ratio"]
     return max(1, round(examples / (1 - ratio))) if split.train_rows else None
 
@@ -95,6 +96,12 @@ def decide_schedule(ctx: PlanContext, draft: Draft) -> None:
         draft.set("weight_decay", 0.0, "planner.reason.weight_decay_lora")
     draft.set("eval_every", 0, "planner.reason.eval_every")
     draft.set("seed", 42, "planner.reason.seed")
+
+
+def decide_question_variants(draft: Draft) -> None:
+    """Off: measured to help a 135M model answer facts asked in other words, at twice the training time
+    (jobs/question_variants.py); offered, not yet chosen for anyone."""
+    draft.set("question_variants", 0, "planner.reason.question_variants_off")
 
 
 def decide_housekeeping(draft: Draft) -> None:

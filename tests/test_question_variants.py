@@ -1,0 +1,78 @@
+"""Copies of each question with some of its words left out, the answer the same (jobs/question_variants.py):
+written with the training rows when a job is created with question_variants above 0, never otherwise."""
+
+import json
+from pathlib import Path
+
+from easytune.jobs.question_variants import MIN_KEPT, with_question_variants
+from support import ROOT
+
+FAQ = ROOT / "assets" / "demo" / "shop_faq_en.jsonl"
+
+
+def row(question: str, answer: str = "Within 45 days.", system: str | None = None) -> dict:
+    turns = [{"role": "user", "content": question}, {"role": "assistant", "content": answer}]
+    return {"kind": "sft", "messages": ([{"role": "system", "content": system}] if system else []) + turns,
+            "line": 1}
+
+
+def written(tmp_path, rows: list[dict], count: int, seed: int = 0) -> tuple[list[dict], int, Path]:
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    source = tmp_path / "train.jsonl"
+    source.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    out, added = with_question_variants(source, count, seed, tmp_path / "data")
+    return [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()], added, out
+
+
+def test_each_question_gets_copies_with_words_left_out_and_the_same_answer(tmp_path):
+    asked = "How long do I have to return an item I bought online?"
+    rows, added, _ = written(tmp_path, [row(asked, system="You answer for the shop.")], count=2)
+    assert added == 2 and rows[0] == row(asked, system="You answer for the shop.")
+    copies = [r["messages"][1]["content"] for r in rows[1:]]
+    assert len(set(copies)) == 2 and asked not in copies
+    original = asked.rstrip("?").split()
+    for copy in copies:
+        words = copy.rstrip("?").split()
+        assert copy.endswith("?") and MIN_KEPT <= len(words) < len(original)
+        rest = iter(original)
+        assert all(word in rest for word in words)  # words left out, none added or reordered
+    assert all(r["messages"][0]["content"] == "You answer for the shop." for r in rows)
+    assert all(r["messages"][2]["content"] == "Within 45 days." for r in rows)
+
+
+def test_the_same_seed_writes_the_same_copies(tmp_path):
+    first, _, _ = written(tmp_path / "a", [row("What is the return window at Lumen & Pine?")], count=3, seed=7)
+    again, _, _ = written(tmp_path / "b", [row("What is the return window at Lumen & Pine?")], count=3, seed=7)
+    assert first == again
+
+
+def test_short_unspaced_and_multi_turn_questions_are_left_as_they_are(tmp_path):
+    conversation = row("Do you ship to Norway at all?")
+    conversation["messages"] += [{"role": "user", "content": "And how long does it take to get there?"},
+                                 {"role": "assistant", "content": "About a week."}]
+    rows = [row("Opening hours?"), row("怎么退货？退货期限是多久？"), conversation]
+    out_rows, added, out = written(tmp_path, rows, count=2)
+    assert added == 0 and out == tmp_path / "train.jsonl" and out_rows == rows
+
+
+def test_a_job_created_with_copies_trains_on_them_and_records_how_many(settings):
+    from easytune import datasets, jobs
+    from easytune.plan.schema import TrainingPlan
+
+    dataset = datasets.add_dataset(settings, FAQ, name="faq", val_ratio=0.1)["dataset"]
+    plan = TrainingPlan.load(ROOT / "presets" / "demo.yaml")
+    plan.dataset, plan.question_variants = dataset["id"], 2
+    resolved = json.loads((Path(jobs.create_job(settings, plan)["job_dir"]) / "job.json").read_text())
+    trained = [json.loads(line) for line in Path(resolved["train_file"]).read_text().splitlines()]
+    asked = {json.loads(line)["messages"][0]["content"] for line in FAQ.read_text().splitlines() if line.strip()}
+    originals = [r for r in trained if r["messages"][0]["content"] in asked]
+    assert resolved["question_variant_rows"] > 0
+    assert len(trained) == len(originals) + resolved["question_variant_rows"]
+    validated = {json.loads(line)["messages"][0]["content"]
+                 for line in Path(resolved["val_file"]).read_text().splitlines() if line.strip()}
+    assert not validated & {r["messages"][0]["content"] for r in trained}  # copies of training rows only
+
+    plan.question_variants = 0
+    plain = json.loads((Path(jobs.create_job(settings, plan)["job_dir"]) / "job.json").read_text())
+    assert "question_variant_rows" not in plain
+    assert len(Path(plain["train_file"]).read_text().splitlines()) == len(originals)
