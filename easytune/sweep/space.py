@@ -25,10 +25,11 @@ SPREAD = 2.0  # the others from half to twice it (a whole number: the neighbouri
 # Numbers and choices a sweep leaves alone: varying them would not compare what is learned on the same questions.
 # val_ratio and seed decide which rows are held out; max_steps is the trial's length; the rest is bookkeeping
 # (evaluations, checkpoints), what the loss means (objective) or where the run happens; a new version's
-# settings (continual, replay) mean nothing to a trial, which starts from the base.
+# settings (continual, replay) mean nothing to a trial, which starts from the base; question copies change the
+# rows trained on, as the data does.
 NOT_SWEPT = ("val_ratio", "seed", "max_steps", "eval_every", "save_every", "keep_checkpoints", "objective", "device",
              "num_processes", "num_machines", "machine_rank", "main_process_port", "join_timeout",
-             "orthogonal_weight", "replay_ratio", "fsdp")
+             "orthogonal_weight", "replay_ratio", "question_variants", "fsdp")
 
 
 def _field(name: str):
