@@ -5,9 +5,9 @@ it tends to answer with another fact of the same data. Copies of each question w
 words left out, the answer unchanged, teach it to answer from what the question is about rather than from
 its exact wording. Measured on SmolLM2-135M-Instruct with the facts benchmark (20 facts, each taught by two
 questions and asked two other ways; two copies per question, LoRA r16, lr 9.6e-4, 5 epochs, retention 0.5),
-two runs: facts asked in other words 17 and 20 of 40, against 11–13 of 40 in every run without them;
-the taught questions 95 %; general questions 22 and 24 of 50 (base 26). The rows are three times as many,
-so training takes longer (323 s against 177 s for that set).
+three runs: facts asked in other words 17, 20 and 21 of 40, against 12–13 of 40 without them; the taught
+questions 95–98 %; general questions 22, 24 and 20 of 50 (base 26; without copies 22). The rows are three
+times as many, so training takes longer (315–333 s against 177 s for that set).
 
 Like replay, the rows are written into the job's folder when the job is created, so the worker, the file
 hashes in the record and the memory estimate all see the run as it will be. Only single questions of at least
