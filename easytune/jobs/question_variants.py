@@ -30,10 +30,12 @@ MIN_KEPT = 3
 def with_question_variants(train_file: Path, count: int, seed: int, folder: Path) -> tuple[Path, int]:
     """(the training file to use, rows added): every row, then `count` copies of each single-question row with
     some of its question's words left out; the file unchanged when no row can be varied."""
+    if count <= 0:
+        return Path(train_file), 0
     rng = random.Random(seed)
     rows = [json.loads(line) for line in Path(train_file).read_text(encoding="utf-8").splitlines() if line.strip()]
     added = [variant for row in rows for variant in _variants(row, count, rng)]
-    if count <= 0 or not added:
+    if not added:
         return Path(train_file), 0
     folder.mkdir(parents=True, exist_ok=True)
     out = folder / VARIANTS_FILE
@@ -44,7 +46,7 @@ def with_question_variants(train_file: Path, count: int, seed: int, folder: Path
 def _variants(row: dict, count: int, rng: random.Random) -> list[dict]:
     messages = row.get("messages") or []
     turns = [m for m in messages if m.get("role") != "system"]
-    if count <= 0 or len(turns) != 2 or [m.get("role") for m in turns] != ["user", "assistant"]:
+    if [m.get("role") for m in turns] != ["user", "assistant"]:
         return []
     question = turns[0]
     asked = str(question.get("content") or "").strip()
