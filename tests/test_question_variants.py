@@ -71,8 +71,29 @@ def test_a_job_created_with_copies_trains_on_them_and_records_how_many(settings)
     validated = {json.loads(line)["messages"][0]["content"]
                  for line in Path(resolved["val_file"]).read_text().splitlines() if line.strip()}
     assert not validated & {r["messages"][0]["content"] for r in trained}  # copies of training rows only
+    from easytune.evaluation.buckets import job_buckets
+
+    seen = job_buckets(resolved, rows={"seen": 1000, "unseen": 1000, "gatekeeper": 1}, seed=0)[0]
+    assert sorted(item.question for item in seen.items) == sorted(r["messages"][0]["content"] for r in originals)
 
     plan.question_variants = 0
     plain = json.loads((Path(jobs.create_job(settings, plan)["job_dir"]) / "job.json").read_text())
     assert "question_variant_rows" not in plain
     assert len(Path(plain["train_file"]).read_text().splitlines()) == len(originals)
+
+
+def test_general_text_is_mixed_in_for_the_rows_as_written_not_for_their_copies(tmp_path):
+    """Copies teach the same facts again: knowledge retention keeps its share of the user's own rows, so the
+    copies do not also multiply the general text (and the run's length)."""
+    from support import cli_json, write_plan
+
+    plan = write_plan(tmp_path / "plan.yaml", dataset="demo:shop_faq_en", question_variants=2, retention_ratio=0.5,
+                      max_steps=2)
+    job = cli_json("train", "--config", str(plan), home=tmp_path / "home")
+    assert job["state"] == "COMPLETED", job
+    resolved = json.loads((Path(job["job_dir"]) / "job.json").read_text())
+    trained = len(Path(resolved["train_file"]).read_text().splitlines())
+    events = [json.loads(line) for line in (Path(job["job_dir"]) / "events.jsonl").read_text().splitlines()]
+    mixed = [e["params"]["general"] for e in events if e.get("key") == "train.log.retention_rehearsal"]
+    assert resolved["question_variant_rows"] > 0
+    assert mixed == [trained - resolved["question_variant_rows"]]  # 50 %: as many as the user's rows

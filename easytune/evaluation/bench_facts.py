@@ -12,9 +12,10 @@ trains, then asks the base and the tuned model:
 - the general questions with answer keys (presets/gatekeeper/en.jsonl);
 and judges each answer by its key (easytune.evaluation.facts). With --in-context it also asks the base
 model with all 20 answers in its prompt: on SmolLM2-135M that reads 16 of 40 taught questions right and 9 of
-40 asked otherwise, so what a model of that size makes of a question in new words is the limit here, not
-what training stored. With --verdict it also runs the product's own evaluation of the job (`easytune eval
-JOB --questions`), the questions asked otherwise as the user's test questions, and prints its verdict.
+40 asked otherwise: reading the facts is no substitute for training on them with copies of the questions
+(the domain plan's default for a few rows: 39 and 20–26 of 40). With --verdict it also runs the product's
+own evaluation of the job (`easytune eval JOB --questions`), the questions asked otherwise as the user's test
+questions, and prints its verdict.
 Targets: taught ≥ 90 %, asked otherwise ≥ 60 %, general ≥ the base's minus one question in ten, training
 ≤ 5 minutes on 2 CPU cores.
 

@@ -4,10 +4,11 @@ A small model taught a fact by the user's questions alone recalls it for those w
 it tends to answer with another fact of the same data. Copies of each question with about a third of its
 words left out, the answer unchanged, teach it to answer from what the question is about rather than from
 its exact wording. Measured on SmolLM2-135M-Instruct with the facts benchmark (20 facts, each taught by two
-questions and asked two other ways; two copies per question, LoRA r16, lr 9.6e-4, 5 epochs, retention 0.5),
-three runs: facts asked in other words 17, 20 and 21 of 40, against 12–13 of 40 without them; the taught
-questions 95–98 %; general questions 22, 24 and 20 of 50 (base 26; without copies 22). The rows are three
-times as many, so training takes longer (315–333 s against 177 s for that set).
+questions and asked two other ways; LoRA r16, lr 9.6e-4, retention 0.5): facts asked in other words 12–13 of
+40 without copies (8 epochs, 177 s); with two copies per question 17–21 of 40 at 5 epochs, where the general
+text mixed in grew with the copies (315–333 s, general questions 20–24 of 50, base 26); 25 and 26 of 40 at 6
+epochs with the general text in proportion to the rows before copying (237–243 s, general 22 of 50), 20 with
+another seed (general 25): the domain plan's default for a few rows (presets/intents.yaml). The taught questions: 95–98 % throughout.
 
 Like replay, the rows are written into the job's folder when the job is created, so the worker, the file
 hashes in the record and the memory estimate all see the run as it will be. Only single questions of at least

@@ -98,6 +98,7 @@ class DataView:
     other_rows: int = 0  # usable rows of a kind the task cannot use
     split_val: int = 0  # rows the import already held out
     tokens: dict | None = None
+    latin_pct: float | None = None  # the share of rows written in Latin script (words between spaces)
 
 
 def data_view(stats: dict | None, needs: list[str], task: str) -> DataView:
@@ -113,9 +114,11 @@ def data_view(stats: dict | None, needs: list[str], task: str) -> DataView:
         _mismatch(task, needs, kinds, shape)
     splits = stats.get("splits") or {}
     tokens = (stats.get("quality") or {}).get("tokens") or stats.get("tokens")
+    languages = (stats.get("quality") or {}).get("languages") or {}
     return DataView(known=True, rows=sum(fitting.values()), total=usable, shape=shape,
                  kind=max(fitting, key=fitting.get), other_rows=usable - sum(fitting.values()),
-                 split_val=int(splits.get("val") or 0), tokens=tokens if isinstance(tokens, dict) else None)
+                 split_val=int(splits.get("val") or 0), tokens=tokens if isinstance(tokens, dict) else None,
+                 latin_pct=(languages.get("en") or {}).get("pct", 0.0) if languages else None)
 
 
 def _mismatch(task: str, needs: list[str], kinds: dict, shape: str) -> None:

@@ -33,6 +33,7 @@ from easytune.plan.decisions.length import decide_seq_len
 from easytune.plan.decisions.machine import decide_machine, decide_precision
 from easytune.plan.decisions.memory import decide_batch, decide_method, decide_sharding
 from easytune.plan.decisions.schedule import (
+    decide_embedding_noise,
     decide_epochs,
     decide_housekeeping,
     decide_question_variants,
@@ -124,7 +125,8 @@ def _decide(ctx: PlanContext) -> Proposal:
     decide_sharding(ctx, draft, world)
     load = decide_batch(ctx, draft, split, load, world)  # (rows shortened to fit memory compute fewer tokens)
     decide_retention(ctx, draft)
-    decide_question_variants(draft)
+    decide_question_variants(ctx, draft, split)
+    decide_embedding_noise(ctx, draft)
     decide_epochs(ctx, draft, split, world)
     decide_schedule(ctx, draft)
     decide_housekeeping(draft)

@@ -63,6 +63,9 @@ class TaskRule:
     rank: RankEnd | None = None
     target_modules: Scope | None = None
     lora_dropout_min: float = bounds(0.0, ge=0, le=0.5)
+    embedding_noise: float = bounds(0.0, ge=0, le=50)
+    question_variants: int = bounds(0, ge=0, le=8)
+    variant_epochs_factor: float = bounds(1.0, gt=0)
     keep_long_rows: bool = False
     split_long_rows: bool = False
     suggest_level: Level | None = None

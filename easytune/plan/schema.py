@@ -36,6 +36,7 @@ class TrainingPlan:
     lora_r: int = setting(8, lo=1, hi=256, group="method")
     lora_alpha: int = setting(16, lo=1, hi=1024, group="method")
     lora_dropout: float = setting(0.05, lo=0.0, hi=0.5, group="method")
+    embedding_noise: float = setting(0.0, lo=0.0, hi=50.0, group="method")
     target_modules: str = setting("all_linear", choices=("all_linear", "attention", "attention_qkv"),
                                   group="method")
     # optimisation

@@ -331,7 +331,10 @@ def with_retention(run: Run, model, tokenizer, train_set: list[dict]) -> list[di
         run.events.log("train.log.retention_not_for_dpo", level="warning")
         return train_set
     started = time.perf_counter()
-    wanted = round(len(train_set) * plan.retention_ratio / (1 - plan.retention_ratio))
+    # in proportion to the rows as the user wrote them: copies of a question (jobs/question_variants.py) teach
+    # the same fact again, and general text for each of them would only lengthen the run
+    taught = len(train_set) - job.get("question_variant_rows", 0)
+    wanted = round(taught * plan.retention_ratio / (1 - plan.retention_ratio))
     own = run.objective == "sft" and any(rehearsal.requests())
     if own:  # its own answers to general questions and everyday requests, in the data's language
         answers = [[token for token in e["labels"] if token != IGNORE] for e in train_set[:200]]
@@ -373,6 +376,11 @@ def adapted(run: Run, model):
             from easytune.train.dropout import use_byte_dropout
 
             use_byte_dropout(model)
+    if plan.embedding_noise > 0 and run.objective == "sft":  # (a preference pair's two answers share a prompt)
+        from easytune.train.embedding_noise import add_embedding_noise
+
+        add_embedding_noise(model, plan.embedding_noise)
+        events.log("train.log.embedding_noise", alpha=f"{plan.embedding_noise:g}")
     return model
 
 

@@ -30,9 +30,12 @@ def test_the_default_plan_teaches_the_facts_it_was_given(taught):
     assert right(taught, "taught", "tuned") >= bench_facts.TARGETS["taught"] * total, taught["sets"]["taught"]
 
 
-def test_the_default_plan_answers_some_facts_asked_in_other_words(taught):
+def test_the_default_plan_answers_facts_asked_in_other_words(taught):
+    # the benchmark's target is 60 %: the measured runs of this plan read 20, 25 and 26 of 40 (two seeds); the
+    # test leaves room for that spread, not for a plan that stops working (without copies: 12 of 40)
     base, tuned = (right(taught, "asked_otherwise", side) for side in ("base", "tuned"))
-    assert tuned >= base + 8, taught["sets"]["asked_otherwise"]["tuned"]  # (the 60 % target is not met yet)
+    total = len(taught["sets"]["asked_otherwise"]["tuned"])
+    assert tuned >= 0.45 * total and tuned >= base + 15, taught["sets"]["asked_otherwise"]["tuned"]
 
 
 def test_the_default_plan_keeps_the_general_knowledge_it_had(taught):

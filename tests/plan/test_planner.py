@@ -82,7 +82,7 @@ SHAPE_FOR = {"sft": "openai", "preference": "preference", "kto": "kto", "text": 
 
 
 def stats(rows: int, kind: str = "sft", *, p90: int = 180, p99: int = 300, top: int | None = None,
-          estimated: bool = True, val: int = 0) -> dict:
+          estimated: bool = True, val: int = 0, latin_pct: float | None = None) -> dict:
     """The parts of ImportReport.to_dict() the planner reads."""
     top = top or p99 * 2
     long = max(1, rows // 100)
@@ -94,7 +94,9 @@ def stats(rows: int, kind: str = "sft", *, p90: int = 180, p99: int = 300, top: 
                                "estimated": estimated,
                                "histogram": [{"lo": 64, "hi": 128, "count": rows - 9 * long},
                                              {"lo": 128, "hi": 256, "count": 8 * long},
-                                             {"lo": 256, "hi": 512, "count": long}]}},
+                                             {"lo": 256, "hi": 512, "count": long}]},
+                    **({"languages": {"en": {"pct": latin_pct}, "zh": {"pct": 100 - latin_pct}}}
+                       if latin_pct is not None else {})},
     }
 
 
@@ -308,6 +310,35 @@ def test_domain_at_level_one_is_planned_with_a_warning(tiny):
                 data_stats=stats(5_000))
     assert p.plan.target_modules == "attention_qkv"
     assert [w["params"]["suggested"] for w in p.warnings if w["key"] == "planner.warn.level_low"] == ["L2"]
+
+
+def test_domain_knowledge_trains_with_noise_on_the_embeddings_and_chat_without(tiny):
+    domain = propose(model="m", dataset="d", task="domain", level="L2", model_info=tiny, data_stats=stats(40))
+    assert domain.plan.embedding_noise == load_intents().tasks["domain"].embedding_noise > 0
+    assert domain.reasons["embedding_noise"]["key"] == "planner.reason.embedding_noise_task"
+    chat = propose(model="m", dataset="d", task="chat", level="L2", model_info=tiny, data_stats=stats(40))
+    assert chat.plan.embedding_noise == 0
+    assert chat.reasons["embedding_noise"]["key"] == "planner.reason.embedding_noise_off"
+
+
+@pytest.mark.parametrize("rows,latin_pct,copies", [(40, 100.0, 2), (40, 5.0, 0), (5_000, 100.0, 0)])
+def test_domain_knowledge_copies_the_questions_of_a_few_spaced_rows_and_trains_fewer_passes(rows, latin_pct,
+                                                                                             copies, tiny):
+    info = {**tiny, "num_parameters": int(1.35e8)}
+    p = propose(model="m", dataset="d", task="domain", level="L2", model_info=info,
+                data_stats=stats(rows, latin_pct=latin_pct))
+    plain = propose(model="m", dataset="d", task="domain", level="L2", model_info=info,
+                    data_stats=stats(rows, latin_pct=latin_pct), overrides={"question_variants": 0})
+    assert p.plan.question_variants == copies
+    assert p.reasons["question_variants"]["key"] == {
+        2: "planner.reason.question_variants_task", 0: "planner.reason.question_variants_many_rows"
+        if rows > 100 else "planner.reason.question_variants_unspaced"}[copies]
+    if copies:  # every pass shows each fact three times: fewer passes, more steps, general text as before
+        assert p.plan.epochs == plain.plan.epochs * load_intents().tasks["domain"].variant_epochs_factor < 8
+        assert p.reasons["epochs"]["key"] == "planner.reason.epochs_question_variants"
+        assert p.estimates["steps"] > plain.estimates["steps"]
+    else:
+        assert p.plan.epochs == plain.plan.epochs
 
 
 def test_kto_data_trains_with_kto_and_its_beta_is_explained(tiny):

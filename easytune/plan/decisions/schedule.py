@@ -41,9 +41,11 @@ def train_examples(ctx: PlanContext, values: dict, split: Split) -> int | None:
     tokens = ctx.data.tokens
     if ctx.task_rules.split_long_rows and tokens and tokens.get("mean"):
         examples *= max(1.0, float(tokens["mean"]) / values["max_seq_len"])
-    examples *= 1 + values.get("question_variants", 0)  # (short and unspaced questions get none: at most this)
     ratio = values["retention_ratio"]
-    return max(1, round(examples / (1 - ratio))) if split.train_rows else None
+    # question copies (short and unspaced questions get none: at most this); general text in proportion to
+    # the rows before copying, as the worker mixes it in
+    copies = values.get("question_variants", 0)
+    return max(1, round(examples * (1 + copies + ratio / (1 - ratio)))) if split.train_rows else None
 
 
 def decide_epochs(ctx: PlanContext, draft: Draft, split: Split, world: int) -> None:
@@ -61,6 +63,10 @@ def decide_epochs(ctx: PlanContext, draft: Draft, split: Split, world: int) -> N
     if ctx.small_model and split.size_row is ctx.rules.data_size[0]:  # a few rows: the measured case
         epochs = half_epochs(base * ctx.rules.small_model.epochs_factor)
         key = "planner.reason.epochs_small_model"
+    factor = ctx.task_rules.variant_epochs_factor
+    if draft.values.get("question_variants") and factor != 1:  # each pass shows every question 1 + copies times
+        epochs = half_epochs(epochs * factor)
+        key = "planner.reason.epochs_question_variants"
     max_epochs = min(rules.max_epochs, (ctx.task_rules.max_epochs or rules.max_epochs))
     if epochs > max_epochs:  # (the small-model reason stands: its passes are the measured ones, capped)
         epochs = float(max_epochs)
@@ -98,10 +104,31 @@ def decide_schedule(ctx: PlanContext, draft: Draft) -> None:
     draft.set("seed", 42, "planner.reason.seed")
 
 
-def decide_question_variants(draft: Draft) -> None:
-    """Off: measured to help a 135M model answer facts asked in other words, at twice the training time
-    (jobs/question_variants.py); offered, not yet chosen for anyone."""
-    draft.set("question_variants", 0, "planner.reason.question_variants_off")
+def decide_question_variants(ctx: PlanContext, draft: Draft, split: Split) -> None:
+    """Copies of each question with words left out (jobs/question_variants.py) where the task's rule asks for
+    them and they were measured: a few rows (each copy adds a row's training time) written with spaces between
+    words (the only questions that are copied)."""
+    count = ctx.task_rules.question_variants
+    if not count or split.size_row is None:
+        draft.set("question_variants", 0, "planner.reason.question_variants_off")
+    elif split.size_row is not ctx.rules.data_size[0]:
+        draft.set("question_variants", 0, "planner.reason.question_variants_many_rows", rows=split.train_rows)
+    elif (ctx.data.latin_pct or 0) < 50:
+        draft.set("question_variants", 0, "planner.reason.question_variants_unspaced")
+    else:
+        draft.set("question_variants", count, "planner.reason.question_variants_task", count=count,
+                  task_key=f"planner.task.{ctx.task}")
+
+
+def decide_embedding_noise(ctx: PlanContext, draft: Draft) -> None:
+    """Noise on the input embeddings while training (train/embedding_noise.py) where the task's rule sets a
+    strength: answering what is meant rather than the words the data used."""
+    alpha = ctx.task_rules.embedding_noise
+    if alpha:
+        draft.set("embedding_noise", alpha, "planner.reason.embedding_noise_task", value=f"{alpha:g}",
+                  task_key=f"planner.task.{ctx.task}")
+    else:
+        draft.set("embedding_noise", 0.0, "planner.reason.embedding_noise_off")
 
 
 def decide_housekeeping(draft: Draft) -> None:
