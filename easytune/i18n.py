@@ -10,7 +10,7 @@ from __future__ import annotations
 from functools import cache
 from pathlib import Path
 
-import yaml
+from easytune.yaml_files import read_yaml
 
 LANGUAGES = ("zh", "en")
 LOCALES_DIR = Path(__file__).resolve().parent / "locales"
@@ -20,7 +20,7 @@ LOCALES_DIR = Path(__file__).resolve().parent / "locales"
 def catalog(lang: str) -> dict[str, str]:
     merged: dict[str, str] = {}
     for path in sorted((LOCALES_DIR / lang).glob("*.yaml")):
-        for key, text in (yaml.safe_load(path.read_text(encoding="utf-8")) or {}).items():
+        for key, text in (read_yaml(path) or {}).items():
             if key in merged:
                 raise ValueError(f"{path}: key {key!r} is defined twice")
             merged[key] = text

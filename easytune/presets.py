@@ -27,7 +27,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-import yaml
+from easytune.yaml_files import read_yaml
 
 T = TypeVar("T")
 
@@ -181,7 +181,7 @@ def check_preset(cls: type[T], data: Any, file: str, error: type[PresetError] = 
 @lru_cache(maxsize=16)
 def _load(cls: type, error: type[PresetError], path: str, mtime: float) -> Any:
     file = Path(path)
-    return check_preset(cls, yaml.safe_load(file.read_text(encoding="utf-8")), file.name, error)
+    return check_preset(cls, read_yaml(file), file.name, error)
 
 
 def load_preset(cls: type[T], path: str | Path, error: type[PresetError] = PresetError) -> T:
