@@ -8,7 +8,8 @@ questions and asked two other ways; LoRA r16, lr 9.6e-4, retention 0.5): facts a
 40 without copies (8 epochs, 177 s); with two copies per question 17–21 of 40 at 5 epochs, where the general
 text mixed in grew with the copies (315–333 s, general questions 20–24 of 50, base 26); 25 and 26 of 40 at 6
 epochs with the general text in proportion to the rows before copying (237–243 s, general 22 of 50), 20 with
-another seed (general 25): the domain plan's default for a few rows (presets/intents.yaml). The taught questions: 95–98 % throughout.
+another seed (general 25): the domain plan's default for a few rows (presets/intents.yaml). The taught
+questions: 95–98 % throughout.
 
 Like replay, the rows are written into the job's folder when the job is created, so the worker, the file
 hashes in the record and the memory estimate all see the run as it will be. Only single questions of at least

@@ -2,7 +2,8 @@
 Improve Instruction Finetuning").
 
 Each training forward pass adds uniform noise to the token embeddings, of scale alpha / √(tokens × width) for
-a sequence of that many tokens, so a longer sequence gets less noise per token. A model taught a few
+a sequence of that many tokens, so a longer sequence gets less noise per token (packed rows are one sequence:
+each gets less than it would alone; the strengths measured here were measured so). A model taught a few
 questions then cannot tie an answer to their exact words: it has to answer from what the words mean, which
 is what a user asking in their own words needs. Scoring (validation, the forgetting score, evaluation,
 chat) runs in eval mode and sees the embeddings as they are.

@@ -333,7 +333,7 @@ def with_retention(run: Run, model, tokenizer, train_set: list[dict]) -> list[di
     started = time.perf_counter()
     # in proportion to the rows as the user wrote them: copies of a question (jobs/question_variants.py) teach
     # the same fact again, and general text for each of them would only lengthen the run
-    taught = len(train_set) - job.get("question_variant_rows", 0)
+    taught = max(0, len(train_set) - job.get("question_variant_rows", 0))
     wanted = round(taught * plan.retention_ratio / (1 - plan.retention_ratio))
     own = run.objective == "sft" and any(rehearsal.requests())
     if own:  # its own answers to general questions and everyday requests, in the data's language
@@ -376,7 +376,7 @@ def adapted(run: Run, model):
             from easytune.train.dropout import use_byte_dropout
 
             use_byte_dropout(model)
-    if plan.embedding_noise > 0 and run.objective == "sft":  # (a preference pair's two answers share a prompt)
+    if plan.embedding_noise > 0 and run.objective == "sft":  # (measured for answers to learn, not preferences)
         from easytune.train.embedding_noise import add_embedding_noise
 
         add_embedding_noise(model, plan.embedding_noise)
