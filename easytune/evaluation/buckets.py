@@ -19,6 +19,7 @@ from itertools import chain, zip_longest
 from pathlib import Path
 
 from easytune.i18n import UserError
+from easytune.jobs.question_variants import users_rows
 from easytune.settings import PRESETS_DIR
 
 GATEKEEPER_DIR = PRESETS_DIR / "gatekeeper"
@@ -91,8 +92,7 @@ def job_buckets(job: dict, *, rows: dict, seed: int, questions: tuple[str, list[
         if path and not Path(path).is_file():  # the dataset was removed after training
             raise UserError("evaluation.error.data_missing", path=path)
     train_rows = read_jsonl(Path(job["train_file"]))
-    # the user's own rows: copies of their questions (jobs/question_variants.py) follow them in the file
-    train_rows = train_rows[:len(train_rows) - job.get("question_variant_rows", 0)]
+    train_rows = users_rows(train_rows, job)  # not the copies of their questions
     seen = Bucket("seen", source="train_file")
     unseen = Bucket("unseen")
     held = read_jsonl(Path(job["val_file"])) if job.get("val_file") else []  # (split once: datasets.job_split)

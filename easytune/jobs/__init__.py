@@ -15,6 +15,7 @@ modules below, which import nothing heavy.
     control     stop, pause, resume, finish, restart, clone, delete
     lineage     version N+1 of a finished job's model, and the versions of one lineage
     replay      earlier versions' rows mixed into a new version's data
+    question_variants  copies of the questions with words left out, written beside the user's rows
     status      time left, warnings, log lines; actions: what a job offers in its state
 
 States: PENDING → PREPARING → RUNNING → COMPLETED | FAILED | STOPPED | PAUSED, and INTERRUPTED for a

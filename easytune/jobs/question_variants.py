@@ -29,6 +29,12 @@ MIN_WORDS = 4  # shorter questions lose their meaning with any word gone
 MIN_KEPT = 3
 
 
+def users_rows(rows: list, job: dict) -> list:
+    """The rows the user wrote, out of a job's training rows: the copies follow them in the file (and, tokenized,
+    in the training set)."""
+    return rows[:max(0, len(rows) - job.get("question_variant_rows", 0))]
+
+
 def with_question_variants(train_file: Path, count: int, seed: int, folder: Path) -> tuple[Path, int]:
     """(the training file to use, rows added): every row, then `count` copies of each single-question row with
     some of its question's words left out; the file unchanged when no row can be varied."""
