@@ -11,7 +11,8 @@ from easytune.jobs.spawn import start_job
 from easytune.plan.schema import TrainingPlan
 from easytune.settings import Settings
 
-ADAPTER_SHAPE = ("model", "method", "lora_r", "target_modules")  # what a new version must keep to train on
+# what a new version must keep to train on
+ADAPTER_SHAPE = ("model", "method", "lora_r", "target_modules", "lora_layers")
 # Under this share of its words already in the earlier versions' data, new data teaches something different:
 # the second half of the facts benchmark's shop shares 27 % of its words with the first half, while more rows
 # on the same topics, or feedback on a version's own answers, share most of theirs.

@@ -39,6 +39,7 @@ class TrainingPlan:
     embedding_noise: float = setting(0.0, lo=0.0, hi=50.0, group="method")
     target_modules: str = setting("all_linear", choices=("all_linear", "attention", "attention_qkv"),
                                   group="method")
+    lora_layers: float = setting(1.0, lo=0.05, hi=1.0, group="method")
     # optimisation
     learning_rate: float = setting(2e-4, lo=1e-7, hi=1e-1)
     epochs: float = setting(3.0, lo=0.01, hi=1000.0)

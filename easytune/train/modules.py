@@ -1,13 +1,40 @@
-"""Which linear layers LoRA adapts, found from the loaded model's structure."""
+"""Which linear layers LoRA adapts, found from the loaded model's structure.
+
+An adapter on the upper blocks alone (plan setting lora_layers) leaves nothing below them to train, so the
+backward pass stops at the first adapted block. Measured on SmolLM2-135M-Instruct with the facts benchmark
+(python -m easytune.evaluation.bench_facts, the domain plan): on the upper half, training took 148–159 s
+instead of 231–243 s and the facts as taught read 37–40 of 40, but the facts asked in other words 23, 18 and
+20 of 40 (seeds 42, 7, 1) against 26, 20 and 23 on every block; 8 passes instead of 6 on the upper half: 22,
+and 19 of 50 general answers (base 26). So plans keep every block, and the setting is a choice for speed.
+"""
 
 from __future__ import annotations
 
+import re
 
-def lora_targets(model, scope: str):
-    """peft target_modules for a scope: all linear layers, or the attention projections only."""
-    if scope == "all_linear":
+BLOCK = re.compile(r"\.(\d+)\.")  # the block a layer sits in: model.layers.15.self_attn.q_proj
+
+
+def lora_targets(model, scope: str, layers: float = 1.0):
+    """peft target_modules for a scope (all linear layers, or the attention projections only) in the top
+    `layers` share of the model's blocks, the ones nearest the output (1: every block)."""
+    if scope == "all_linear" and layers >= 1:
         return "all-linear"  # peft's own rule: every linear layer but the output head
-    from easytune.models.inspect import linear_module_names
+    from easytune.models.inspect import group_linear_layers, linear_module_names
 
-    groups, _ = linear_module_names(model)
-    return sorted(groups["attention_qkv" if scope == "attention_qkv" else "attention"])
+    if layers >= 1:
+        groups, _ = linear_module_names(model)
+        return sorted(groups["attention_qkv" if scope == "attention_qkv" else "attention"])
+    first, _ = upper_blocks(model, layers)
+    return sorted(row["name"] for row in group_linear_layers(model)
+                  if (scope == "all_linear" or row["role" if scope == "attention_qkv" else "group"] == scope)
+                  and (match := BLOCK.search(row["name"])) and int(match.group(1)) >= first)
+
+
+def upper_blocks(model, layers: float) -> tuple[int, int]:
+    """(the first block of the top `layers` share, the model's blocks)."""
+    from easytune.models.inspect import group_linear_layers
+
+    count = 1 + max((int(match.group(1)) for row in group_linear_layers(model)
+                     if (match := BLOCK.search(row["name"]))), default=-1)
+    return count - max(1, round(layers * count)), count

@@ -363,11 +363,15 @@ def adapted(run: Run, model):
     if run.adapter:
         from peft import LoraConfig, get_peft_model
 
-        from easytune.train.modules import lora_targets
+        from easytune.train.modules import lora_targets, upper_blocks
 
         rank, alpha = adapter_shape(plan, job)
         config = LoraConfig(r=rank, lora_alpha=alpha, lora_dropout=plan.lora_dropout,
-                            target_modules=lora_targets(model, plan.target_modules), task_type="CAUSAL_LM")
+                            target_modules=lora_targets(model, plan.target_modules, plan.lora_layers),
+                            task_type="CAUSAL_LM")
+        if plan.lora_layers < 1:  # nothing below them trains: the backward pass stops at the first adapted block
+            first, count = upper_blocks(model, plan.lora_layers)
+            events.log("train.log.lora_layers", first=first + 1, count=count)
         model = get_peft_model(model, config)
         if job.get("start_adapter") and not plan.continual:  # a new version trains on from the last one's
             continue_adapter(model, job["start_adapter"])

@@ -321,6 +321,19 @@ def test_domain_knowledge_trains_with_noise_on_the_embeddings_and_chat_without(t
     assert chat.reasons["embedding_noise"]["key"] == "planner.reason.embedding_noise_off"
 
 
+def test_every_layer_gets_the_adapter_and_the_upper_half_alone_is_planned_as_faster(tiny):
+    info = {**tiny, "num_parameters": int(1.35e8)}
+    every = propose(model="m", dataset="d", task="domain", level="L2", model_info=info, data_stats=stats(400),
+                    hardware=HARDWARE["cpu16"])
+    assert every.plan.lora_layers == 1 and every.reasons["lora_layers"]["key"] == "planner.reason.lora_layers_all"
+    half = propose(model="m", dataset="d", task="domain", level="L2", model_info=info, data_stats=stats(400),
+                   hardware=HARDWARE["cpu16"], overrides={"lora_layers": 0.5})
+    assert half.plan.lora_layers == 0.5 and half.estimates["steps"] == every.estimates["steps"]
+    # the backward pass through half the blocks: between two thirds and all of the time, half the adapter's size
+    assert 0.6 * every.estimates["minutes"] < half.estimates["minutes"] < every.estimates["minutes"]
+    assert half.estimates["disk_bytes"] < every.estimates["disk_bytes"]
+
+
 @pytest.mark.parametrize("rows,latin_pct,copies", [(40, 100.0, 2), (40, 5.0, 0), (5_000, 100.0, 0)])
 def test_domain_knowledge_copies_the_questions_of_a_few_spaced_rows_and_trains_fewer_passes(rows, latin_pct,
                                                                                              copies, tiny):

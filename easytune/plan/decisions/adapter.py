@@ -82,6 +82,9 @@ def decide_adapter(ctx: PlanContext, draft: Draft, split: Split) -> None:
     else:
         draft.set("target_modules", scope, key, **params)
 
+    # how deep: every layer (the upper ones alone train faster, and were measured to teach less)
+    draft.set("lora_layers", 1.0, "planner.reason.lora_unused" if full else "planner.reason.lora_layers_all")
+
 
 def scope_names(groups: dict, scope: str) -> list:
     if scope == "all_linear":

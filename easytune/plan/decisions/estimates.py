@@ -75,7 +75,8 @@ def estimate_costs(ctx: PlanContext, draft: Draft, split: Split, load: StepToken
     if v["method"] == "full" and ctx.model.params:
         disk = ctx.model.params * DTYPE_BYTES[training_dtype(ctx, v)] + fixed
     elif ctx.model.shape is not None:
-        disk = lora_parameters(ctx.model.shape, v["lora_r"], v["target_modules"]) * 4 + fixed
+        adapted = lora_parameters(ctx.model.shape, v["lora_r"], v["target_modules"]) * v.get("lora_layers", 1.0)
+        disk = adapted * 4 + fixed
     else:
         disk = None
     est["disk_bytes"] = int(disk) if disk else None
@@ -121,11 +122,14 @@ def training_speed(ctx: PlanContext, values: dict, load: StepTokens, method: str
     else:
         cores = hw.cpu_physical or max(1, hw.cpu_logical // 2)
         flops = rules.cpu_gflops_per_core * 1e9 * cores
-    per_token = (6 if method == "full" else 4) * m.params
+    # forward 2·N; backward 2·N for the activations' gradients, 2·N more for the weights' in a full fine-tune;
+    # an adapter on the upper layers alone (lora_layers) runs the backward pass through those layers only
+    deep = 1.0 if method == "full" else values.get("lora_layers", 1.0)
+    per_token = (6 if method == "full" else 2 + 2 * deep) * m.params
     if values.get("grad_checkpointing"):
-        per_token += 2 * m.params  # the forward pass is run again during the backward pass
+        per_token += 2 * deep * m.params  # the forward pass is run again during the backward pass
     if ctx.task_rules.reference_forward:
         per_token += 2 * m.params  # the frozen reference model reads every sequence once
     if m.layers and m.hidden:
-        per_token += 6 * m.layers * m.hidden * min(seq_len, load.padded)
+        per_token += (2 + 4 * deep) * m.layers * m.hidden * min(seq_len, load.padded)
     return flops / per_token, source
