@@ -4,8 +4,8 @@ An adapter on the upper blocks alone (plan setting lora_layers) leaves nothing b
 backward pass stops at the first adapted block. Measured on SmolLM2-135M-Instruct with the facts benchmark
 (python -m easytune.evaluation.bench_facts, the domain plan): on the upper half, training took 148–159 s
 instead of 231–243 s and the facts as taught read 37–40 of 40, but the facts asked in other words 23, 18 and
-20 of 40 (seeds 42, 7, 1) against 26, 20 and 23 on every block; 8 passes instead of 6 on the upper half: 22,
-and 19 of 50 general answers (base 26). So plans keep every block, and the setting is a choice for speed.
+20 of 40 (seeds 42, 7, 1) against 26, 20 and 23 on every block; with 8 passes instead of 6 (seed 42), 22, and
+19 of 50 general answers (base 26). So plans keep every block, and the setting is a choice for speed.
 """
 
 from __future__ import annotations
