@@ -9,7 +9,7 @@ import pytest
 import torch
 from safetensors import safe_open
 
-from easytune.train.modules import BLOCK, lora_targets, upper_blocks
+from easytune.train.modules import blocks_of, lora_targets
 from support import ROOT, cli_json, write_plan
 
 
@@ -20,14 +20,12 @@ def tiny_model():
     return load_safe(ROOT / "assets" / "tiny-model", dtype=torch.float32)
 
 
-def blocks_of(names) -> set[int]:
-    return {int(BLOCK.search(name).group(1)) for name in names}
-
-
 def test_the_upper_half_is_the_blocks_nearest_the_output(tiny_model):
     assert lora_targets(tiny_model, "all_linear") == "all-linear"
     upper = lora_targets(tiny_model, "all_linear", 0.5)
-    assert upper_blocks(tiny_model, 0.5) == (2, 4)  # the tiny model's 4 blocks
+    from easytune.models.inspect import group_linear_layers
+
+    assert blocks_of(row["name"] for row in group_linear_layers(tiny_model)) == {0, 1, 2, 3}  # 4 blocks
     assert blocks_of(upper) == {2, 3}
     assert {name.rsplit(".", 1)[1] for name in upper} == {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj",
                                                           "up_proj", "down_proj"}

@@ -25,16 +25,14 @@ def lora_targets(model, scope: str, layers: float = 1.0):
     if layers >= 1:
         groups, _ = linear_module_names(model)
         return sorted(groups["attention_qkv" if scope == "attention_qkv" else "attention"])
-    first, _ = upper_blocks(model, layers)
-    return sorted(row["name"] for row in group_linear_layers(model)
-                  if (scope == "all_linear" or row["role" if scope == "attention_qkv" else "group"] == scope)
-                  and (match := BLOCK.search(row["name"])) and int(match.group(1)) >= first)
+    key = "role" if scope == "attention_qkv" else "group"
+    names = [row["name"] for row in group_linear_layers(model) if scope == "all_linear" or row[key] == scope]
+    block = {name: int(match.group(1)) for name in names if (match := BLOCK.search(name))}
+    count = 1 + max(block.values(), default=-1)
+    first = count - max(1, round(layers * count))  # at least the top block
+    return sorted(name for name, at in block.items() if at >= first)
 
 
-def upper_blocks(model, layers: float) -> tuple[int, int]:
-    """(the first block of the top `layers` share, the model's blocks)."""
-    from easytune.models.inspect import group_linear_layers
-
-    count = 1 + max((int(match.group(1)) for row in group_linear_layers(model)
-                     if (match := BLOCK.search(row["name"]))), default=-1)
-    return count - max(1, round(layers * count)), count
+def blocks_of(names) -> set[int]:
+    """The blocks that layers of these names sit in."""
+    return {int(match.group(1)) for name in names if (match := BLOCK.search(name))}

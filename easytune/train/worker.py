@@ -363,15 +363,15 @@ def adapted(run: Run, model):
     if run.adapter:
         from peft import LoraConfig, get_peft_model
 
-        from easytune.train.modules import lora_targets, upper_blocks
+        from easytune.train.modules import blocks_of, lora_targets
 
         rank, alpha = adapter_shape(plan, job)
-        config = LoraConfig(r=rank, lora_alpha=alpha, lora_dropout=plan.lora_dropout,
-                            target_modules=lora_targets(model, plan.target_modules, plan.lora_layers),
+        targets = lora_targets(model, plan.target_modules, plan.lora_layers)
+        config = LoraConfig(r=rank, lora_alpha=alpha, lora_dropout=plan.lora_dropout, target_modules=targets,
                             task_type="CAUSAL_LM")
         if plan.lora_layers < 1:  # nothing below them trains: the backward pass stops at the first adapted block
-            first, count = upper_blocks(model, plan.lora_layers)
-            events.log("train.log.lora_layers", first=first + 1, count=count)
+            blocks = blocks_of(targets)  # the top ones: the last is the model's last
+            events.log("train.log.lora_layers", first=min(blocks) + 1, count=max(blocks) + 1)
         model = get_peft_model(model, config)
         if job.get("start_adapter") and not plan.continual:  # a new version trains on from the last one's
             continue_adapter(model, job["start_adapter"])

@@ -75,7 +75,7 @@ def estimate_costs(ctx: PlanContext, draft: Draft, split: Split, load: StepToken
     if v["method"] == "full" and ctx.model.params:
         disk = ctx.model.params * DTYPE_BYTES[training_dtype(ctx, v)] + fixed
     elif ctx.model.shape is not None:
-        adapted = lora_parameters(ctx.model.shape, v["lora_r"], v["target_modules"]) * v.get("lora_layers", 1.0)
+        adapted = lora_parameters(ctx.model.shape, v["lora_r"], v["target_modules"]) * v["lora_layers"]
         disk = adapted * 4 + fixed
     else:
         disk = None
@@ -124,7 +124,7 @@ def training_speed(ctx: PlanContext, values: dict, load: StepTokens, method: str
         flops = rules.cpu_gflops_per_core * 1e9 * cores
     # forward 2·N; backward 2·N for the activations' gradients, 2·N more for the weights' in a full fine-tune;
     # an adapter on the upper layers alone (lora_layers) runs the backward pass through those layers only
-    deep = 1.0 if method == "full" else values.get("lora_layers", 1.0)
+    deep = 1.0 if method == "full" else values["lora_layers"]
     per_token = (6 if method == "full" else 2 + 2 * deep) * m.params
     if values.get("grad_checkpointing"):
         per_token += 2 * deep * m.params  # the forward pass is run again during the backward pass
