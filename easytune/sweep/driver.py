@@ -159,16 +159,20 @@ def _carry(settings: Settings, sweep: dict, trial: dict, study, lang: str, say, 
             say("jobs.queued", job=job["id"], position=job["queue_position"])
             shown_position = job["queue_position"]
         pruned = _report(settings, job, live, reported)
-        if pruned is not None:
+        if pruned is not None and job["state"] in ACTIVE_STATES:
             at, value = pruned
             series = jobs.metrics(settings, job["id"])
             pct, nats = forgetting(series)
             record.update_trial(settings, sweep["id"], number, state="PRUNED", pruned_at=at, val_loss=value,
                                 cf_pct=pct, cf_score=nats)  # before the stop: a stop the driver asked is no user's
             jobs.stop_job(settings, job["id"])
-            study.tell(number, state=optuna.trial.TrialState.PRUNED)
-            say("sweep.progress.pruned", number=number + 1, at=at, value=f"{value:.4f}")
-            return "done"
+            job = _until_ended(settings, job)
+            if job["state"] != "COMPLETED":
+                study.tell(number, state=optuna.trial.TrialState.PRUNED)
+                say("sweep.progress.pruned", number=number + 1, at=at, value=f"{value:.4f}")
+                return "done"
+            record.update_trial(settings, sweep["id"], number, pruned_at=None)
+            break  # its last step came before the stop: scored like any finished trial, not called stopped
         if job["state"] not in ACTIVE_STATES:
             break
         if record.get_sweep(settings, sweep["id"])["state"] != "RUNNING":
@@ -181,6 +185,17 @@ def _carry(settings: Settings, sweep: dict, trial: dict, study, lang: str, say, 
         return "stopped"
     _settle(settings, sweep, trial, job, study, live, lang, say)
     return "done"
+
+
+def _until_ended(settings: Settings, job: dict) -> dict:
+    """The job once it has ended (a stop takes effect between steps), as last seen if it was deleted meanwhile."""
+    while job["state"] in ACTIVE_STATES:
+        time.sleep(POLL_S / 5)
+        try:
+            job = jobs.sync_job(settings, job["id"])
+        except UserError:
+            break
+    return job
 
 
 def _gone(settings: Settings, sweep: dict, trial: dict, study, lang: str, say) -> str:
