@@ -149,7 +149,7 @@ def _carry(settings: Settings, sweep: dict, trial: dict, study, lang: str, say, 
     say("sweep.progress.trial", number=number + 1, total=total, job=job["id"], values=values_text(trial["params"]))
     frozen = next(f for f in study.get_trials(deepcopy=False) if f.number == number)
     live = optuna.trial.Trial(study, frozen._trial_id)  # (the public constructor takes the storage's trial id)
-    reported, shown_position = set(frozen.intermediate_values), None
+    reported, shown_position, pruned = set(frozen.intermediate_values), None, None
     while True:
         try:
             job = jobs.sync_job(settings, job["id"])
@@ -158,26 +158,23 @@ def _carry(settings: Settings, sweep: dict, trial: dict, study, lang: str, say, 
         if job["queue_position"] not in (None, shown_position):
             say("jobs.queued", job=job["id"], position=job["queue_position"])
             shown_position = job["queue_position"]
-        pruned = _report(settings, job, live, reported)
-        if pruned is not None and job["state"] in ACTIVE_STATES:
-            at, value = pruned
-            series = jobs.metrics(settings, job["id"])
-            pct, nats = forgetting(series)
+        if pruned is None and (verdict := _report(settings, job, live, reported)) and job["state"] in ACTIVE_STATES:
+            pruned = at, value = verdict  # (a job that has ended is scored, not stopped)
+            pct, nats = forgetting(jobs.metrics(settings, job["id"]))
             record.update_trial(settings, sweep["id"], number, state="PRUNED", pruned_at=at, val_loss=value,
                                 cf_pct=pct, cf_score=nats)  # before the stop: a stop the driver asked is no user's
             jobs.stop_job(settings, job["id"])
-            job = _until_ended(settings, job)
-            if job["state"] != "COMPLETED":
-                study.tell(number, state=optuna.trial.TrialState.PRUNED)
-                say("sweep.progress.pruned", number=number + 1, at=at, value=f"{value:.4f}")
-                return "done"
-            record.update_trial(settings, sweep["id"], number, pruned_at=None)
-            break  # its last step came before the stop: scored like any finished trial, not called stopped
         if job["state"] not in ACTIVE_STATES:
             break
         if record.get_sweep(settings, sweep["id"])["state"] != "RUNNING":
             return "stopped"  # (`stop_sweep` stops the trial's job itself)
         time.sleep(interval)
+    if pruned is not None and job["state"] != "COMPLETED":
+        study.tell(number, state=optuna.trial.TrialState.PRUNED)
+        say("sweep.progress.pruned", number=number + 1, at=pruned[0], value=f"{pruned[1]:.4f}")
+        return "done"
+    if pruned is not None:  # its last step came before the stop: scored like any finished trial, not called stopped
+        record.update_trial(settings, sweep["id"], number, pruned_at=None)
     if job["state"] in ("STOPPED", "PAUSED") and not _guard_paused(job):  # the user stopped it: the sweep waits
         if record.get_sweep(settings, sweep["id"])["state"] == "RUNNING":
             record.set_state(settings, sweep["id"], "STOPPED")
@@ -185,17 +182,6 @@ def _carry(settings: Settings, sweep: dict, trial: dict, study, lang: str, say, 
         return "stopped"
     _settle(settings, sweep, trial, job, study, live, lang, say)
     return "done"
-
-
-def _until_ended(settings: Settings, job: dict) -> dict:
-    """The job once it has ended (a stop takes effect between steps), as last seen if it was deleted meanwhile."""
-    while job["state"] in ACTIVE_STATES:
-        time.sleep(POLL_S / 5)
-        try:
-            job = jobs.sync_job(settings, job["id"])
-        except UserError:
-            break
-    return job
 
 
 def _gone(settings: Settings, sweep: dict, trial: dict, study, lang: str, say) -> str:

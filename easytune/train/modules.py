@@ -27,12 +27,18 @@ def lora_targets(model, scope: str, layers: float = 1.0):
         return sorted(groups["attention_qkv" if scope == "attention_qkv" else "attention"])
     key = "role" if scope == "attention_qkv" else "group"
     names = [row["name"] for row in group_linear_layers(model) if scope == "all_linear" or row[key] == scope]
-    block = {name: int(match.group(1)) for name in names if (match := BLOCK.search(name))}
+    block = {name: at for name in names if (at := block_of(name)) is not None}
     count = 1 + max(block.values(), default=-1)
     first = count - max(1, round(layers * count))  # at least the top block
     return sorted(name for name, at in block.items() if at >= first)
 
 
+def block_of(name: str) -> int | None:
+    """The block a layer of this name sits in (None outside the blocks)."""
+    match = BLOCK.search(name)
+    return int(match.group(1)) if match else None
+
+
 def blocks_of(names) -> set[int]:
     """The blocks that layers of these names sit in."""
-    return {int(match.group(1)) for name in names if (match := BLOCK.search(name))}
+    return {at for name in names if (at := block_of(name)) is not None}
