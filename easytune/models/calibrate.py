@@ -3,10 +3,14 @@
 The planner turns FLOPs per token into seconds with the rate this machine really reaches, not a table
 of typical hardware. The first plan on a machine measures it (about a second, in a subprocess: the app
 process never imports torch) and keeps the figure in the app's folder, keyed by device, dtype, cores and
-torch version, so later plans read it at once. Measured: bf16 on a GPU; on a CPU both fp32 and bf16, since
-whether bf16 pays there is a property of the chip, decided by measurement (`cpu_trains_bf16`): CPUs with
-matrix engines for it (AMX, AVX-512 BF16: Xeon servers and workstations) multiply bf16 several times faster
-than fp32, most laptop CPUs emulate it and are slower.
+torch version, so later plans read it at once. A figure measured while the machine was busy (a job training,
+say) reads the chip as slower than it is — measured here, a 40-row plan's estimate grew from 6.8 to 22 minutes —
+so it is kept only until a plan finds the machine quiet: measured again then, the higher figure stays.
+
+Measured: bf16 on a GPU; on a CPU both fp32 and bf16, since whether bf16 pays there is a property of the
+chip, decided by measurement (`cpu_trains_bf16`): CPUs with matrix engines for it (AMX, AVX-512 BF16: Xeon
+servers and workstations) multiply bf16 several times faster than fp32, most laptop CPUs emulate it and are
+slower.
 
     python -m easytune.models.calibrate [cpu|cuda|mps|xpu]    prints {"device", "flops": {dtype: FLOP/s}}
 """
@@ -32,6 +36,9 @@ CPU_BF16_MIN_GAIN = 2.0
 # ...and only for a model whose step is products at all: below this size it is Python and small kernels
 # (measured here: the 1.2M-parameter built-in model trains at ~1,550 tokens/s in bf16, ~2,350 in fp32).
 CPU_BF16_MIN_PARAMS = 20_000_000
+# The machine counts as busy while its one-minute load average is at least this share of its cores.
+BUSY_LOAD = 0.5
+BUSY_KEY = "measured busy"  # the keys of the figures measured while busy, in the cache file
 
 
 def native_dtype(device: str) -> str:
@@ -83,19 +90,39 @@ def matmul_rate(settings: Settings, device: str, dtype: str | None = None) -> fl
         cached = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         cached = {}
-    key = _key(device, dtype)
-    if isinstance(cached.get(key), (int, float)):
-        return float(cached[key])
+    key, busy = _key(device, dtype), machine_busy()
+    known = cached.get(key) if isinstance(cached.get(key), (int, float)) else None
+    if known is not None and (busy is not False or key not in cached.get(BUSY_KEY, [])):
+        return float(known)
     try:  # one process measures every dtype the device is asked about (torch is imported once)
         done = subprocess.run([sys.executable, "-m", "easytune.models.calibrate", device], capture_output=True,
                               text=True, timeout=TIMEOUT_S, check=True)
         rates = json.loads(done.stdout.strip().splitlines()[-1])["flops"]
-        cached.update({_key(device, kind): float(rate) for kind, rate in rates.items()})
+        measured = {_key(device, kind): float(rate) for kind, rate in rates.items()}
     except (subprocess.SubprocessError, OSError, ValueError, KeyError, IndexError, AttributeError):
-        return None  # the plan falls back to its table of typical rates
+        return known  # the figure kept before, or None: the plan falls back to its table of typical rates
+    was_busy = set(cached.pop(BUSY_KEY, []))
+    for name, rate in measured.items():
+        if name in was_busy and isinstance(cached.get(name), (int, float)):
+            rate = max(rate, cached[name])  # a busy machine only ever reads slow: the higher figure stands
+        cached[name] = rate
+        if busy:
+            was_busy.add(name)
+        else:
+            was_busy.discard(name)
+    if was_busy:
+        cached[BUSY_KEY] = sorted(was_busy)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(cached, indent=1), encoding="utf-8")
     return cached.get(key)
+
+
+def machine_busy() -> bool | None:
+    """Whether other work keeps this machine's cores busy now (None where the system does not say)."""
+    try:
+        return os.getloadavg()[0] >= BUSY_LOAD * (os.cpu_count() or 1)
+    except (OSError, AttributeError):  # Windows has no load average
+        return None
 
 
 def measured_dtypes(device: str) -> tuple[str, ...]:
