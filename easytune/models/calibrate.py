@@ -4,8 +4,9 @@ The planner turns FLOPs per token into seconds with the rate this machine really
 of typical hardware. The first plan on a machine measures it (about a second, in a subprocess: the app
 process never imports torch) and keeps the figure in the app's folder, keyed by device, dtype, cores and
 torch version, so later plans read it at once. A figure measured while the machine was busy (a job training,
-say) reads the chip as slower than it is — measured here, a 40-row plan's estimate grew from 6.8 to 22 minutes —
-so it is kept only until a plan finds the machine quiet: measured again then, the higher figure stays.
+say) reads the chip as slower than it is — measured here beside a training run, fp32 read 131 GFLOP/s against
+220-230 quiet — so it is kept only until a plan finds the machine quiet: measured again then, the higher
+figure stays.
 
 Measured: bf16 on a GPU; on a CPU both fp32 and bf16, since whether bf16 pays there is a property of the
 chip, decided by measurement (`cpu_trains_bf16`): CPUs with matrix engines for it (AMX, AVX-512 BF16: Xeon

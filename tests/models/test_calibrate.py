@@ -37,7 +37,7 @@ def test_a_figure_measured_while_busy_is_measured_again_once_the_machine_is_quie
     kept = json.loads(path.read_text(encoding="utf-8"))
     assert len(kept[BUSY_KEY]) == 2  # fp32 and bf16 both marked as measured busy
     key = next(name for name, rate in kept.items() if rate == measured)
-    kept[key] = measured / 3  # what a busy machine reads: measured here, a third of the quiet figure
+    kept[key] = measured / 3  # what a machine busy with a training run can read
     path.write_text(json.dumps(kept), encoding="utf-8")
     assert matmul_rate(settings, "cpu") == measured / 3  # still busy: nothing better to measure, none measured
     quiet["busy"] = False
