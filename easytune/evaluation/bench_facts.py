@@ -1,7 +1,7 @@
 """Does the default plan teach a real model facts that stick? A benchmark that prints the figures.
 
     python -m easytune.evaluation.bench_facts [--model NAME_OR_GGUF] [--set KEY=VALUE ...] [--in-context]
-                                              [--verdict]
+                                              [--verdict] [--facts FILE]
 
 The set (presets/benchmarks/facts_en.jsonl): 20 facts of a fictional shop, each taught by two questions
 (40 training rows) and asked two other ways, in other words, that training never shows. Through the
@@ -16,6 +16,9 @@ model with all 20 answers in its prompt: on SmolLM2-135M that reads 16 of 40 tau
 (the domain plan's default for a few rows: 39 and 20–26 of 40). With --verdict it also runs the product's
 own evaluation of the job (`easytune eval JOB --questions`), the questions asked otherwise as the user's test
 questions, and prints its verdict.
+A second set of the same kind (--facts presets/benchmarks/facts_en_bike_rental.jsonl: a bike rental's 20
+facts) checks the plan on facts it was not chosen on: there, seed 42, taught 40 of 40, asked otherwise 14 of
+40, general 25 of 50 (base 26), 209 s; the base model reading every answer gets 9 and 5 of 40.
 Targets: taught ≥ 90 %, asked otherwise ≥ 60 %, general ≥ the base's minus one question in ten, training
 ≤ 5 minutes on 2 CPU cores.
 
@@ -108,10 +111,10 @@ def run(model: str | None, overrides: dict, home: Path, facts: list[dict] | None
     settings = load_settings(home=home)
     model = model or default_model(settings)
     facts = facts or read_facts()
-    data_file = home / "facts_en.jsonl"
+    data_file = home / "facts.jsonl"
     data_file.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in training_rows(facts)) + "\n",
                          encoding="utf-8")
-    dataset = datasets.add_dataset(settings, data_file, name="lumen-pine-facts")["dataset"]
+    dataset = datasets.add_dataset(settings, data_file, name="facts-benchmark")["dataset"]
     proposal = make_plan(settings, model=model, dataset=dataset["id"], task="domain", level="L2",
                          overrides=overrides or None)
     started = time.monotonic()
@@ -183,12 +186,15 @@ def main() -> None:
                         help="also ask the base model with every answer in its prompt (a reference line)")
     parser.add_argument("--verdict", action="store_true",
                         help="also run the product's evaluation, the questions asked otherwise as test questions")
+    parser.add_argument("--facts", type=Path, default=FACTS,
+                        help="the set of facts (default: the shop's, presets/benchmarks/facts_en.jsonl)")
     args = parser.parse_args()
     import yaml
 
     overrides = {k: yaml.safe_load(v) for k, v in (item.split("=", 1) for item in args.set)}
     home = Path(args.home) if args.home else Path(tempfile.mkdtemp(prefix="easytune-bench-facts-"))
-    result = run(args.model, overrides, home, in_context=args.in_context, verdict=args.verdict)
+    result = run(args.model, overrides, home, read_facts(args.facts), in_context=args.in_context,
+                 verdict=args.verdict)
     print(report(result), flush=True)
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=1, ensure_ascii=False), encoding="utf-8")
