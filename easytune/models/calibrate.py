@@ -103,14 +103,10 @@ def matmul_rate(settings: Settings, device: str, dtype: str | None = None) -> fl
     except (subprocess.SubprocessError, OSError, ValueError, KeyError, IndexError, AttributeError):
         return known  # the figure kept before, or None: the plan falls back to its table of typical rates
     was_busy = set(cached.pop(BUSY_KEY, []))
-    for name, rate in measured.items():
-        if name in was_busy and isinstance(cached.get(name), (int, float)):
-            rate = max(rate, cached[name])  # a busy machine only ever reads slow: the higher figure stands
-        cached[name] = rate
-        if busy:
-            was_busy.add(name)
-        else:
-            was_busy.discard(name)
+    for name, rate in measured.items():  # a busy machine only ever reads slow: the higher figure stands
+        kept = cached.get(name) if name in was_busy else None
+        cached[name] = max(rate, kept) if isinstance(kept, (int, float)) else rate
+    was_busy = (was_busy - measured.keys()) | (measured.keys() if busy else set())
     if was_busy:
         cached[BUSY_KEY] = sorted(was_busy)
     path.parent.mkdir(parents=True, exist_ok=True)
