@@ -20,7 +20,8 @@ from easytune.store import dumps, open_db
 
 # the curves kept per job: a step event's figures, and an evaluation's under their stored names (DPO's
 # held-out reward figures get a val_ prefix beside the training batch's own)
-STEP_METRICS = ("loss", "lr", "tokens_per_s", "reward_margin", "reward_accuracy")
+# "tokens": a step's tokens, with its time: the speed a plan's estimate reads, evaluations included
+STEP_METRICS = ("loss", "lr", "tokens", "tokens_per_s", "reward_margin", "reward_accuracy")
 EVAL_METRICS = {"val_loss": "val_loss", "cf_score": "cf_score", "cf_pct": "cf_pct",
                 "reward_margin": "val_reward_margin", "reward_accuracy": "val_reward_accuracy"}
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import statistics
 from pathlib import Path
 
 from easytune.plan.planner import Proposal, propose
@@ -23,14 +22,20 @@ def dataset_stats(settings: Settings, dataset: str) -> dict:
 
 
 def measured_speed(settings: Settings, model: str) -> float | None:
-    """Median training speed (tokens/s) of the last finished job on this model, if any."""
+    """Training speed (tokens/s) of the last finished job on this model, over its whole run: the evaluations
+    and forgetting scores between its steps are part of the wait a plan's time estimate tells the user."""
     from easytune import jobs
 
     for job in jobs.list_jobs(settings, "COMPLETED"):
         if job["model"] == model:
-            speeds = [v for _, v in jobs.metrics(settings, job["id"]).get("tokens_per_s", [])]
-            if speeds:
-                return statistics.median(speeds)
+            # its last start on: a run paused and continued is timed from where it continued
+            curves = {name: [point for point in curve if point[2] >= (job["started_at"] or 0)]
+                      for name, curve in jobs.timed_metrics(settings, job["id"]).items()}
+            steps = curves.get("tokens", [])
+            if len(steps) < 2:
+                return None  # a run too short to time, or recorded before steps kept their tokens
+            finished = max(t for curve in curves.values() for _, _, t in curve)
+            return sum(tokens for _, tokens, _ in steps[1:]) / max(finished - steps[0][2], 1e-6)
     return None
 
 

@@ -57,11 +57,13 @@ def estimate_costs(ctx: PlanContext, draft: Draft, split: Split, load: StepToken
     speed = speed * world if speed and source != "measured" else speed  # the processes work at once
     est["time_source"] = source
     if steps and speed:
-        overhead = ctx.rules.throughput.step_overhead_s[ctx.device or "cpu"]
-        step_s = tokens_per_step / speed + overhead * v["grad_accum"]
-        evals = ctx.rules.throughput.evaluations
-        eval_tokens = (split.val_rows or 0) * load.typical * evals
-        eval_s = eval_tokens / (speed * (3 if v["method"] == "full" else 2))  # forward only
+        if source == "measured":  # a whole run's speed: its step overheads and evaluations are in it
+            step_s, eval_s = tokens_per_step / speed, 0.0
+        else:
+            overhead = ctx.rules.throughput.step_overhead_s[ctx.device or "cpu"]
+            step_s = tokens_per_step / speed + overhead * v["grad_accum"]
+            eval_tokens = (split.val_rows or 0) * load.typical * ctx.rules.throughput.evaluations
+            eval_s = eval_tokens / (speed * (3 if v["method"] == "full" else 2))  # forward only
         seconds = steps * step_s + eval_s + startup_seconds(ctx)
         est.update(step_seconds=round(step_s, 4), minutes=round(seconds / 60, 1))
         if seconds / 3600 > ctx.rules.throughput.slow_hours:
