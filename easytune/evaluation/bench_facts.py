@@ -17,9 +17,9 @@ model with all 20 answers in its prompt: on SmolLM2-135M that reads 16 of 40 tau
 own evaluation of the job (`easytune eval JOB --questions`), the questions asked otherwise as the user's test
 questions, and prints its verdict.
 A second set of the same kind (--facts presets/benchmarks/facts_en_bike_rental.jsonl: a bike rental's 20
-facts) checks the plan on facts it was not chosen on: there, seeds 42 and 7, taught 40 of 40, asked otherwise
-14 and 17 of 40, general 25 and 22 of 50 (base 26), 209-219 s; the base model reading every answer gets 9 and
-5 of 40.
+facts) checks the plan on facts it was not chosen on: there, seeds 42, 7, 1 and 3, taught 39-40 of 40, asked
+otherwise 14, 17, 21 and 19 of 40, general 20-25 of 50 (base 26), 209-219 s; the base model reading every answer
+gets 9 and 5 of 40.
 Targets: taught ≥ 90 %, asked otherwise ≥ 60 %, general ≥ the base's minus one question in ten, training
 ≤ 5 minutes on 2 CPU cores.
 

@@ -31,7 +31,7 @@ def test_the_default_plan_teaches_the_facts_it_was_given(taught):
 
 
 def test_the_default_plan_answers_facts_asked_in_other_words(taught):
-    # the benchmark's target is 60 %: the measured runs of this plan read 20, 25 and 26 of 40 (two seeds); the
+    # the benchmark's target is 60 %: the measured runs of this plan read 20 to 26 of 40 over four seeds; the
     # test leaves room for that spread, not for a plan that stops working (without copies: 12 of 40)
     base, tuned = (right(taught, "asked_otherwise", side) for side in ("base", "tuned"))
     total = len(taught["sets"]["asked_otherwise"]["tuned"])
