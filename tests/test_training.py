@@ -58,8 +58,8 @@ def test_freed_memory_is_reused_and_forgetting_is_scored_at_both_ends(trained):
 
 
 def test_the_next_plan_on_the_model_is_timed_by_this_whole_run(trained):
-    """After a run, a plan for the same model reads that run's speed from its first step to its last evaluation:
-    the evaluations and forgetting scores between the steps are part of the user's wait, which the steps' own
+    """After a run, a plan for the same model reads that run's speed from its first step to its end: the
+    evaluations and forgetting scores between the steps are part of the user's wait, which the steps' own
     speed left out (a plan on the real model said 3.1 minutes for a run of 3.8)."""
     from easytune import jobs
     from easytune.plan.service import measured_speed

@@ -22,20 +22,18 @@ def dataset_stats(settings: Settings, dataset: str) -> dict:
 
 
 def measured_speed(settings: Settings, model: str) -> float | None:
-    """Training speed (tokens/s) of the last finished job on this model, over its whole run: the evaluations
-    and forgetting scores between its steps are part of the wait a plan's time estimate tells the user."""
+    """Training speed (tokens/s) of the last finished job on this model, from its first step to its end: the
+    evaluations, forgetting scores and saving between its steps are part of the wait a plan tells the user."""
     from easytune import jobs
 
     for job in jobs.list_jobs(settings, "COMPLETED"):
         if job["model"] == model:
-            # its last start on: a run paused and continued is timed from where it continued
-            curves = {name: [point for point in curve if point[2] >= (job["started_at"] or 0)]
-                      for name, curve in jobs.timed_metrics(settings, job["id"]).items()}
-            steps = curves.get("tokens", [])
-            if len(steps) < 2:
+            # from its last start: a run paused and continued is timed from where it continued
+            steps = [(tokens, t) for _, tokens, t in jobs.timed_metrics(settings, job["id"]).get("tokens", [])
+                     if t >= (job["started_at"] or 0)]
+            if len(steps) < 2 or not job["finished_at"]:
                 return None  # a run too short to time, or recorded before steps kept their tokens
-            finished = max(t for curve in curves.values() for _, _, t in curve)
-            return sum(tokens for _, tokens, _ in steps[1:]) / max(finished - steps[0][2], 1e-6)
+            return sum(tokens for tokens, _ in steps[1:]) / max(job["finished_at"] - steps[0][1], 1e-6)
     return None
 
 
