@@ -5,7 +5,9 @@ them apart with a block-diagonal mask over the whole row, which still computes e
 score and throws it away: attention then costs (Σ len)² instead of Σ len², and a row of eight
 sequences spends most of its attention compute on blocks that are masked out. Here each sequence is
 one causal SDPA call on its own slice, bounded by the `cu_seq_lens_q` the packed batch carries (the
-same boundaries FlashAttention's varlen kernels read), and no mask is built at all.
+same boundaries FlashAttention's varlen kernels read), and no mask is built at all. A row that holds its
+sequences' common beginning once (easytune.train.packing, `shared_prefix`) has it as its first segment,
+and each later sequence attends to it and then to itself causally.
 
 Batches that are not packed (padded, or one sequence) go through the stock SDPA path.
 
@@ -49,13 +51,29 @@ def segment_attention(module, query, key, value, attention_mask, dropout: float 
         with kernel_for(query, query.shape[2]):
             return sdpa_attention_forward(module, query, key, value, attention_mask, dropout, scaling, **kwargs)
     edges = bounds.tolist()
+    prefix = kwargs.get("shared_prefix") or 0  # the first segment, which every later one reads too
     parts = []
     for start, end in zip(edges, edges[1:]):
-        if end > start:
-            with kernel_for(query, end - start):
+        if end <= start:
+            continue
+        with kernel_for(query, end - start + (prefix if start else 0)):
+            if prefix and start:  # the prefix, then this sequence causally
+                keys, values = (torch.cat([t[:, :, :prefix], t[:, :, start:end]], dim=2) for t in (key, value))
+                mask = torch.ones(end - start, prefix + end - start, dtype=torch.bool,
+                                  device=query.device).tril(prefix)
+                parts.append(sdpa_attention_forward(module, query[:, :, start:end], keys, values, mask[None, None],
+                                                    dropout, scaling, is_causal=False)[0])
+            else:
                 parts.append(sdpa_attention_forward(module, query[:, :, start:end], key[:, :, start:end],
                                                     value[:, :, start:end], None, dropout, scaling, is_causal=True)[0])
     return torch.cat(parts, dim=1), None
+
+
+def reads_shared_prefix(model) -> bool:
+    """Whether `model` (inside its adapter and DDP) attends this way, so a packed batch may share a prefix."""
+    from easytune.train.loss import inner_model
+
+    return getattr(inner_model(model).config, "_attn_implementation", None) == NAME
 
 
 def use_segment_attention(model) -> str:

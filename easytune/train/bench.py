@@ -39,7 +39,7 @@ import tempfile
 import time
 from pathlib import Path
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as the worker runs (easytune/train/__main__.py)
+os.environ.setdefault("GOMP_SPINCOUNT", "300")  # as the worker runs (easytune/train/__main__.py)
 import torch  # noqa: E402
 
 from easytune.settings import ASSETS_DIR, PRESETS_DIR  # noqa: E402

@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 
 from easytune.settings import PRESETS_DIR
+from easytune.train.attention import reads_shared_prefix
 from easytune.train.loss import keeps_logits, scored_loss, sliced_head
 from easytune.train.packing import collate
 
@@ -62,9 +63,10 @@ def mean_loss(model, examples, batch_size: int, pad_id: int, device, pack: bool 
     was_training = model.training
     model.eval()
     total, count, keep, head = 0.0, 0, keeps_logits(model), sliced_head(model)
+    share = reads_shared_prefix(model)  # packed rows may hold their common beginning once
     with scoring(model):
         for chunk in token_batches(examples, tokens, pack):
-            batch, _ = collate([(e["input_ids"], e["labels"]) for e in chunk], pad_id, device, pack)
+            batch, _ = collate([(e["input_ids"], e["labels"]) for e in chunk], pad_id, device, pack, share)
             n = int((batch["labels"][:, 1:] != -100).sum())
             if n:
                 total += scored_loss(model, batch, keep, head).item() * n

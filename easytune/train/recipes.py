@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import torch
 
 from easytune.train import dpo, kto
+from easytune.train.attention import reads_shared_prefix
 from easytune.train.evaluate import mean_loss
 from easytune.train.loss import keeps_logits, scored_loss, sliced_head
 from easytune.train.packing import collate
@@ -44,6 +45,7 @@ class Supervised:
         self.objective = objective
         self._keep_logits = None
         self._head = None  # the vocabulary projection, applied a slice of positions at a time (train/loss.py)
+        self._share_prefix = False  # packed rows hold their common beginning once (train/packing.py)
 
     def encode(self, tokenizer, row: dict, max_len: int) -> list[dict]:
         return encode_row(tokenizer, row, max_len, self.objective)
@@ -51,10 +53,12 @@ class Supervised:
     def prepare(self, model, splits: list[list[dict]], batching: Batching, events) -> None:
         self._keep_logits = keeps_logits(model)  # (DDP, when it wraps the model later, passes the argument on)
         self._head = sliced_head(model)
+        self._share_prefix = reads_shared_prefix(model)
 
     def loss(self, model, chunk: list[dict], batching: Batching) -> tuple[torch.Tensor, int, dict]:
         batch, _ = collate([(e["input_ids"], e["labels"]) for e in chunk], batching.pad_id, batching.device,
-                           batching.pack)
+                           batching.pack, self._share_prefix)
+        # the tokens the rows hold, a shared prefix counted in each: what the plan and the speed figures count
         return scored_loss(model, batch, self._keep_logits, self._head), sum(len(e["input_ids"]) for e in chunk), {}
 
     def evaluate(self, model, val: list[dict], batching: Batching) -> dict:
