@@ -8,7 +8,8 @@ import sys
 # once makes every operation wake its threads, which costs more than the operation when rows are short: the
 # same step alone took 2.5 s sleeping at once and 1.9-2.1 s with 300 turns, which still took 2.5 s beside the
 # busy program. (AMD EPYC, 2 cores of a virtual machine; 8 rows of about 58 tokens, bf16.)
-os.environ.setdefault("GOMP_SPINCOUNT", "300")
+os.environ.setdefault("GOMP_SPINCOUNT", "300")  # GNU OpenMP, which torch's Linux builds use
+os.environ.setdefault("KMP_BLOCKTIME", "0")  # LLVM's and Intel's (macOS builds): sleep at once, as before
 
 from easytune.train.worker import main  # noqa: E402
 

@@ -40,6 +40,7 @@ import time
 from pathlib import Path
 
 os.environ.setdefault("GOMP_SPINCOUNT", "300")  # as the worker runs (easytune/train/__main__.py)
+os.environ.setdefault("KMP_BLOCKTIME", "0")
 import torch  # noqa: E402
 
 from easytune.settings import ASSETS_DIR, PRESETS_DIR  # noqa: E402
