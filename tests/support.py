@@ -95,3 +95,26 @@ def mlflow_run(store: Path, job_id: str | None = None):
     [run] = client.search_runs([experiment.experiment_id],
                                filter_string=f"tags.`easytune.job_id` = '{job_id}'" if job_id else "")
     return client, run
+
+
+def question_answer_rows(prefix: list[int] = ()) -> list[tuple[list[int], list[int]]]:
+    """Three token rows after `prefix`, each a question (unscored) then an answer (scored), the answers at
+    different positions per row: (input ids, labels)."""
+    import torch
+
+    from easytune.train.packing import IGNORE
+
+    generator = torch.Generator().manual_seed(0)
+    out = []
+    for question, answer in ((7, 5), (12, 3), (4, 9)):
+        ids = list(prefix) + torch.randint(5, 200, (question + answer,), generator=generator).tolist()
+        scored = len(prefix) + question
+        out.append((ids, [IGNORE] * scored + ids[scored:]))
+    return out
+
+
+def gradients(model, loss) -> list:
+    """The gradient of every parameter that gets one, after `loss.backward()` (earlier ones cleared)."""
+    model.zero_grad(set_to_none=True)
+    loss.backward()
+    return [p.grad.clone() for p in model.parameters() if p.grad is not None]

@@ -9,6 +9,8 @@ from easytune.train import loss as loss_module
 from easytune.train.loss import keeps_logits, scored_loss, sliced_head
 from easytune.train.packing import IGNORE, packed, padded
 from support import ROOT
+from support import gradients as grads
+from support import question_answer_rows as rows
 
 
 @pytest.fixture(scope="module")
@@ -16,21 +18,6 @@ def model():
     from easytune.models.sources import load_safe
 
     return load_safe(ROOT / "assets" / "tiny-model", dtype=torch.float32)
-
-
-def rows() -> list[tuple[list[int], list[int]]]:
-    generator = torch.Generator().manual_seed(0)
-    out = []
-    for question, answer in ((7, 5), (12, 3), (4, 9)):  # the answers sit at different positions per row
-        ids = torch.randint(5, 200, (question + answer,), generator=generator).tolist()
-        out.append((ids, [IGNORE] * question + ids[question:]))
-    return out
-
-
-def grads(model, loss) -> list[torch.Tensor]:
-    model.zero_grad(set_to_none=True)
-    loss.backward()
-    return [p.grad.clone() for p in model.parameters() if p.grad is not None]
 
 
 @pytest.mark.parametrize("layout", ["padded", "packed"])

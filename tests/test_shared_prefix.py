@@ -9,7 +9,8 @@ from easytune.train.attention import reads_shared_prefix, use_segment_attention
 from easytune.train.embedding_noise import add_embedding_noise
 from easytune.train.loss import scored_loss, sliced_head
 from easytune.train.packing import IGNORE, packed, shared_prefix
-from support import ROOT
+from support import ROOT, question_answer_rows
+from support import gradients as grads
 
 PREFIX = [5, 6, 7, 8, 9, 10]  # a chat template's system prompt and the user turn's opening, say
 
@@ -24,20 +25,7 @@ def model():
 
 
 def rows() -> list[tuple[list[int], list[int]]]:
-    """Three question-and-answer rows after PREFIX: questions unscored, answers scored, lengths apart."""
-    generator = torch.Generator().manual_seed(0)
-    out = []
-    for question, answer in ((7, 5), (12, 3), (4, 9)):
-        ids = PREFIX + torch.randint(20, 200, (question + answer,), generator=generator).tolist()
-        scored = len(PREFIX) + question
-        out.append((ids, [IGNORE] * scored + ids[scored:]))
-    return out
-
-
-def grads(model, loss) -> list[torch.Tensor]:
-    model.zero_grad(set_to_none=True)
-    loss.backward()
-    return [p.grad.clone() for p in model.parameters() if p.grad is not None]
+    return question_answer_rows(PREFIX)
 
 
 def test_the_common_unscored_beginning_is_found():

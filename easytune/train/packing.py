@@ -63,8 +63,8 @@ def packed(sequences: list[tuple[list[int], list[int]]], device,
     """All sequences in one row of [1, total tokens], positions restarting per sequence; with `share_prefix`,
     their common unscored beginning held once, in front (shared_prefix)."""
     prefix = shared_prefix(sequences) if share_prefix else 0
-    ids, labels, positions, segments = list(sequences[0][0][:prefix]), [IGNORE] * prefix, list(range(prefix)), \
-        [-1] * prefix
+    # the prefix (nobody's sequence, nothing scored), then each sequence's own tokens
+    ids, labels, positions, segments = sequences[0][0][:prefix], [IGNORE] * prefix, list(range(prefix)), [-1] * prefix
     for i, (seq_ids, seq_labels) in enumerate(sequences):
         ids += seq_ids[prefix:]
         labels += [IGNORE] + seq_labels[prefix + 1:]  # never learned unpacked either: nothing precedes it
