@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+import easytune  # noqa: F401  (first: how torch's threads wait is set before any test file loads torch)
+
 
 @pytest.fixture
 def home(tmp_path, monkeypatch) -> Path:

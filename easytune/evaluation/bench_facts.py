@@ -127,7 +127,9 @@ def run(model: str | None, overrides: dict, home: Path, facts: list[dict] | None
     train_s = time.monotonic() - started
     result = {"model": model, "plan": {k: getattr(proposal.plan, k) for k in (
         "method", "lora_r", "target_modules", "learning_rate", "epochs", "batch_size", "retention_ratio")},
-        "state": job["state"], "train_s": round(train_s, 1), "sets": {}}
+        "state": job["state"], "train_s": round(train_s, 1), "sets": {},
+        "planned_s": proposal.estimates["minutes"] and round(proposal.estimates["minutes"] * 60),
+        "planned_from": proposal.estimates["time_source"]}
     if job["state"] != "COMPLETED":
         return result
     resolved = JobFolder(job["job_dir"]).resolved()
@@ -171,6 +173,10 @@ def report(result: dict) -> str:
         lines.append(f"{name:<16} base reading every answer in its prompt: {right}/{len(answers)}")
     lines.append(f"training time   {result['train_s']:.0f} s" + ("  PASS" if result["train_s"] <= 300 else
                                                                  "  over the 5-minute target"))
+    if result.get("planned_s"):  # what the plan told the user to expect, and from what
+        off = result["planned_s"] / result["train_s"] - 1
+        lines.append(f"plan's estimate {result['planned_s']} s ({result['planned_from']}): {abs(off):.0%} "
+                     + ("over" if off > 0 else "under") + " the time it took")
     if "verdict" in result:
         lines.append("easytune eval --questions (the questions asked otherwise), "
                      f"{result['verdict']['seconds']:.0f} s:")

@@ -39,11 +39,9 @@ import tempfile
 import time
 from pathlib import Path
 
-os.environ.setdefault("GOMP_SPINCOUNT", "300")  # as the worker runs (easytune/train/__main__.py)
-os.environ.setdefault("KMP_BLOCKTIME", "0")
-import torch  # noqa: E402
+import torch  # its threads wait as the worker's do: easytune/__init__.py
 
-from easytune.settings import ASSETS_DIR, PRESETS_DIR  # noqa: E402
+from easytune.settings import ASSETS_DIR, PRESETS_DIR
 
 TINY = ASSETS_DIR / "tiny-model"
 CUTOFF, BATCH, LORA_R = 256, 4, 8

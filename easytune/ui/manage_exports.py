@@ -27,7 +27,7 @@ def build(ctx: Ctx) -> None:
     empty = gr.Markdown()
     selected = gr.State(None)
     with gr.Row():
-        chosen = gr.Markdown()
+        chosen = gr.Markdown(elem_id="et-export-chosen")
         sure = T.make(gr.Checkbox, {"label": "ui.ds.sure"}, value=False)
         remove = T.make(gr.Button, {"value": "ui.exports.remove"}, variant="stop", size="sm")
         download = T.make(gr.Button, {"value": "ui.exports.download"}, size="sm", elem_id="et-export-download")
@@ -95,10 +95,11 @@ def build(ctx: Ctx) -> None:
 
     table.select(pick, table, selected)
     download.click(on_download, [ctx.language, selected], [prepared, message])
-    selected.change(lambda: gr.update(value=None, visible=False), None, prepared)
     to_lmstudio.click(lambda lang, e: on_add(lang, e, "lmstudio"), [ctx.language, selected], message)
     to_ollama.click(lambda lang, e: on_add(lang, e, "ollama"), [ctx.language, selected], message)
-    selected.change(lambda e: f"`{e}`" if e else "", selected, chosen)
+    # one handler, so a file made for the previous choice is hidden before the new choice shows
+    selected.change(lambda e: (f"`{e}`" if e else "", gr.update(value=None, visible=False)), selected,
+                    [chosen, prepared])
     listed = [table, empty, to_lmstudio, to_ollama]
     remove.click(on_remove, [ctx.language, selected, sure], [message, sure]).then(refresh, ctx.language, listed)
     ctx.on_load.append((refresh, [ctx.language], listed))

@@ -153,6 +153,8 @@ def test_first_fine_tune_from_upload_to_verdict_and_export(app, browser, tmp_pat
     # the Exports page hands the export over as a file: the server's path means nothing on another computer
     page.locator("#et-nav-exports").click()
     page.locator("#et-exports-table .body-cell").first.click()
+    page.wait_for_function(  # the choice has reached the server: its id is shown beside the buttons
+        "() => document.querySelector('#et-export-chosen')?.innerText.trim().length > 0", timeout=30_000)
     page.locator("#et-export-download").click()
     link = page.locator("#et-export-file a").filter(visible=True).first
     link.wait_for(timeout=120_000)
