@@ -65,6 +65,9 @@ class ModelInfo:
     linear_modules: dict = field(default_factory=dict)
     # the linear layers of the first block: [{"name", "group", "role", "in", "out"}]
     first_block: list = field(default_factory=list)
+    # tokens the chat template adds around one question and its answer (a default system prompt included);
+    # None where the folder has no template or its tokenizer cannot be read
+    template_tokens: int | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -361,9 +364,25 @@ def has_chat_template(folder: Path) -> bool:
     return bool(data.get("chat_template"))
 
 
+def chat_template_tokens(folder: Path) -> int | None:
+    """Tokens the chat template wraps around an empty question and answer: what every training row carries
+    besides its own words (SmolLM2's default system turn alone is 21 of its 32)."""
+    if not has_chat_template(folder):
+        return None
+    from transformers import AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(folder)
+        ids = tokenizer.apply_chat_template([{"role": "user", "content": ""}, {"role": "assistant", "content": ""}],
+                                            tokenize=True, return_dict=True)["input_ids"]
+    except Exception:  # noqa: BLE001 — a template or tokenizer this stack cannot read: the planner's typical figure
+        return None
+    return len(ids)
+
+
 def inspect_config(config, *, path: str | Path | None = None, trust_remote_code: bool = False,
                    size_on_disk: int = 0, chat_template: bool = False, remote_code: bool = False,
-                   stored_dtype: str | None = None) -> ModelInfo:
+                   stored_dtype: str | None = None, template_tokens: int | None = None) -> ModelInfo:
     """ModelInfo from a transformers config object (builds the meta structure)."""
     model = build_meta_model(config, trust_remote_code=trust_remote_code)
     text = _text_config(model.config)
@@ -407,7 +426,8 @@ def inspect_config(config, *, path: str | Path | None = None, trust_remote_code:
                                  or _first(config, "tie_word_embeddings", default=False)),
         context_length=int(context) if context else None, dtype=dtype, quantization=quant,
         size_on_disk=int(size_on_disk), has_chat_template=chat_template, needs_remote_code=remote_code,
-        gated_mlp=bool(gated), qk_norm=qk_norm, linear_modules=groups, first_block=first_block)
+        gated_mlp=bool(gated), qk_norm=qk_norm, linear_modules=groups, first_block=first_block,
+        template_tokens=template_tokens)
 
 
 def inspect_model(path: str | Path, *, trust_remote_code: bool = False) -> ModelInfo:
@@ -432,7 +452,8 @@ def inspect_model(path: str | Path, *, trust_remote_code: bool = False) -> Model
     try:
         return inspect_config(config, path=folder, trust_remote_code=trust_remote_code,
                               size_on_disk=check.size_bytes, chat_template=has_chat_template(folder),
-                              remote_code=remote, stored_dtype=_safetensors_dtype(folder))
+                              remote_code=remote, stored_dtype=_safetensors_dtype(folder),
+                              template_tokens=chat_template_tokens(folder))
     except (ValueError, KeyError, TypeError) as exc:
         raise UserError("models.unsupported_architecture", path=str(folder),
                         model_type=str(raw.get("model_type")), error=str(exc)[:200]) from exc

@@ -42,6 +42,7 @@ class ModelView:
     context: int | None = None
     shape: Any = None  # ModelShape, or None when the numbers are not known
     linear_modules: dict | None = None
+    template_tokens: int | None = None  # what its chat template adds to a row; None: unknown
 
 
 def model_view(info: dict | None) -> ModelView:
@@ -66,7 +67,7 @@ def model_view(info: dict | None) -> ModelView:
         layers=int(shape.layers) if shape else flat.get("num_layers"),
         context=flat.get("context_length") or flat.get("max_position_embeddings"),
         shape=shape,
-        linear_modules=flat.get("linear_modules") or None)
+        linear_modules=flat.get("linear_modules") or None, template_tokens=flat.get("template_tokens"))
 
 
 def hardware_view(value) -> Hardware | None:

@@ -42,6 +42,8 @@ def test_import_writes_a_faithful_folder_and_records_where_it_came_from(real_mod
     assert list(folder.glob("*.safetensors")) and not list(folder.parent.glob(".*.partial"))
     check = real_model["import"]["check"]
     assert check["ok"] and check["loss"] < 0.3 * check["log_vocab"], check  # far below a blind guess
+    # what its template adds to every row, its default system prompt included: the planner's rows count it
+    assert cli_json("models", "info", real_model["name"], home=real_model["home"])["template_tokens"] == 32
 
 
 def test_real_model_answers_a_general_question_through_chat(real_model):

@@ -166,7 +166,7 @@ def test_table(task, level, rows, hw, model, tiny):
 
     # length from the data, capped by the model's context
     context = info.get("context_length")
-    assert plan.max_seq_len % 64 == 0 and plan.max_seq_len <= context
+    assert plan.max_seq_len % load_intents().seq_len.round_to == 0 and plan.max_seq_len <= context
     # batch from memory; each update sees the effective batch of the data size
     assert plan.batch_size * plan.grad_accum >= min(8, rows)
     if hw == "cpu16":
@@ -371,6 +371,21 @@ def test_measured_speed_replaces_the_estimate(tiny):
     assert guessed.estimates["time_source"] == "estimated" and measured.estimates["time_source"] == "measured"
     tokens = measured.estimates["steps"] * measured.estimates["tokens_per_step"]
     assert measured.estimates["minutes"] >= tokens / 100 / 60
+
+
+def test_a_step_counts_the_models_own_chat_template_and_packed_rows_unpadded(tiny):
+    """A chat model's template is part of every row (SmolLM2's default system prompt makes it 32 tokens): the
+    longest rows and a step's tokens count it, where the model's folder says how long it is; packed rows
+    are computed as they are, not padded to the longest beside them."""
+    short = stats(40, p90=30, p99=40)  # a short FAQ, as the import estimated it
+    args = {"model": "m", "dataset": "d", "task": "domain", "level": "L2", "data_stats": short,
+            "hardware": HARDWARE["cpu16"]}
+    unknown = propose(**args, model_info={**tiny, "template_tokens": None})
+    chat = propose(**args, model_info={**tiny, "template_tokens": 32})
+    assert (unknown.plan.max_seq_len, chat.plan.max_seq_len) == (64, 80)  # (40 + 16 | 32) x 1.1, rounded up
+    assert chat.estimates["tokens_per_step"] == chat.estimates["effective_batch"] * (30 * 0.6 + 32)  # the mean
+    unpacked = propose(**{**args, "overrides": {"packing": False}}, model_info={**tiny, "template_tokens": 32})
+    assert unpacked.estimates["tokens_per_step"] == unpacked.estimates["effective_batch"] * (30 + 32)  # p90
 
 
 def test_missing_inputs_fall_back_and_say_so():

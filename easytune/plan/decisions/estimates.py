@@ -50,7 +50,8 @@ def estimate_costs(ctx: PlanContext, draft: Draft, split: Split, load: StepToken
                     draft.warnings.append({"key": s.key, "params": dict(s.params), "change": dict(s.change)})
 
     # time: steps x (tokens per step / speed + overhead)
-    tokens_per_step = effective * (load.padded if v["batch_size"] > 1 else load.typical)
+    # a packed batch computes its rows as they are; an unpacked one pads each to the longest beside it
+    tokens_per_step = effective * (load.padded if v["batch_size"] > 1 and not v["packing"] else load.typical)
     tokens_per_step *= ctx.task_rules.sequences_per_row
     est["tokens_per_step"] = int(tokens_per_step)
     speed, source = training_speed(ctx, v, load, v["method"], v["max_seq_len"])

@@ -10,10 +10,10 @@ from easytune.plan.inputs import PlanContext
 
 @dataclass(frozen=True)
 class StepTokens:
-    """Tokens per row as a step computes them: rows are padded to the longest in their batch."""
+    """Tokens per row as a step computes them."""
 
-    typical: float  # one row alone (batch 1)
-    padded: float  # one row in a batch
+    typical: float  # one row as it is: alone (batch 1) or packed with others
+    padded: float  # one row in an unpacked batch, padded to the longest beside it
 
 
 def decide_seq_len(ctx: PlanContext, draft: Draft) -> StepTokens:
@@ -33,7 +33,8 @@ def decide_seq_len(ctx: PlanContext, draft: Draft) -> StepTokens:
         return StepTokens(typical=min(float(tokens.get("mean") or p90), length), padded=min(p90, length))
     long_tail = p99 > rules.long_tail_ratio * max(1, p90) and not ctx.task_rules.keep_long_rows
     basis, quantile = (p90 + (p99 - p90) * 5 / 9, "95") if long_tail else (p99, "99")
-    wanted = (basis + rules.template_tokens) * margin
+    template = ctx.model.template_tokens or rules.template_tokens  # the model's own, where it was read
+    wanted = (basis + template) * margin
     length = max(rules.min, round_up(wanted, rules.round_to))
     key = "planner.reason.seq_long_tail" if long_tail else "planner.reason.seq_from_data"
     params = {"length": min(length, cap), "quantile": quantile, "tokens": int(basis)}
@@ -44,6 +45,6 @@ def decide_seq_len(ctx: PlanContext, draft: Draft) -> StepTokens:
     if tokens.get("estimated", True):
         key += "_estimated"
     length = draft.set("max_seq_len", length, key, **params)
-    # what a step really computes: rows are padded to the longest in their batch
-    return StepTokens(typical=min(float(tokens.get("mean") or p90) + rules.template_tokens, length),
-                  padded=min(p90 + rules.template_tokens, length))
+    # what a step really computes, the template in every row
+    return StepTokens(typical=min(float(tokens.get("mean") or p90) + template, length),
+                      padded=min(p90 + template, length))
