@@ -176,8 +176,15 @@ def start_plan(page, lang: str) -> None:
     page.get_by_text(t("planner.level.L1", lang), exact=True).click()
     minutes = {"zh": "分钟", "en": "minutes"}[lang]
     page.locator("#et-plan-summary").get_by_text(re.compile(minutes)).first.wait_for(timeout=90_000)
-    page.get_by_role("button", name=t("ui.plan.start", lang)).click()
-    page.locator("#et-loss-plot .js-plotly-plot").wait_for(timeout=120_000)
+    start = page.get_by_role("button", name=t("ui.plan.start", lang))
+    expect(start).to_be_enabled(timeout=90_000)  # not while the plan is being made again
+    start.click()
+    try:
+        page.locator("#et-loss-plot .js-plotly-plot").wait_for(timeout=120_000)
+    except playwright.TimeoutError:  # what the page said instead, for whoever reads the failure
+        shot(page, f"{lang}-start-failed")
+        raise AssertionError(f"no run started; the page shows: {page.locator('.toast-body').all_inner_texts()}, "
+                             f"{page.locator('#et-status').inner_text()!r}") from None
 
 
 def test_a_reload_a_language_switch_and_a_second_job_lose_nothing(app, browser, tmp_path):
