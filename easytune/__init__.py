@@ -14,6 +14,7 @@ import os
 #   `easytune eval` of SmolLM2-135M, 6 questions a bucket, alone | beside one busy program:
 #     sleep at once 83 s | -;  300 turns 76-78 s | 111 s;  1,000 turns 64 s | 115 s;  3,000 turns 62 s | 150 s;
 #     OpenMP's default 66-69 s | 211 s
-# A tenth slower alone, and half as slow beside anything else: the app, a second job, a browser on a laptop.
+# Against OpenMP's default: a sixth slower alone, half the time beside anything else (the app, a second job,
+# a browser on a laptop).
 os.environ.setdefault("GOMP_SPINCOUNT", "300")  # GNU OpenMP, which torch's Linux builds use
 os.environ.setdefault("KMP_BLOCKTIME", "0")  # LLVM's and Intel's (torch's macOS builds): sleep at once
