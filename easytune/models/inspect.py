@@ -18,6 +18,7 @@ output and the MLP output), target names are the shortest dotted suffix that nam
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import struct
@@ -364,11 +365,22 @@ def has_chat_template(folder: Path) -> bool:
     return bool(data.get("chat_template"))
 
 
+TEMPLATE_FILES = ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja", "chat_template.json")
+
+
 def chat_template_tokens(folder: Path) -> int | None:
     """Tokens the chat template wraps around an empty question and answer: what every training row carries
-    besides its own words (SmolLM2's default system turn alone is 21 of its 32)."""
+    besides its own words (SmolLM2's default system turn alone is 21 of its 32). Counted once per version of
+    the folder's tokenizer files: reading the tokenizer took 0.28 s of a 0.33-s inspection, and every plan
+    inspects its model."""
     if not has_chat_template(folder):
         return None
+    stamp = tuple((folder / name).stat().st_mtime_ns if (folder / name).is_file() else 0 for name in TEMPLATE_FILES)
+    return _count_template_tokens(str(folder), stamp)
+
+
+@functools.lru_cache(maxsize=32)
+def _count_template_tokens(folder: str, stamp: tuple) -> int | None:
     from transformers import AutoTokenizer
 
     try:
