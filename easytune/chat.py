@@ -326,7 +326,7 @@ def left_padded(rows: list[list[int]], pad: int, device=None):
     return ids, mask
 
 
-class _RowLimits:
+class RowLimits:
     """A stopping criterion: each row of a batch stops at its own max_new_tokens."""
 
     def __init__(self, prompt_width: int, limits: list[int]):
@@ -354,7 +354,7 @@ def answer_together(prepared: list[PreparedAnswer]) -> list[Answer]:
     limits = [p.max_new_tokens for p in prepared]
     options = {**first.options, "max_new_tokens": max(limits)}
     if len(set(limits)) > 1:
-        options["stopping_criteria"] = StoppingCriteriaList([_RowLimits(ids.shape[1], limits)])
+        options["stopping_criteria"] = StoppingCriteriaList([RowLimits(ids.shape[1], limits)])
     with _lock:
         out = first.model.generate(input_ids=ids, attention_mask=mask, **options)
     return [p.finished(out[row, ids.shape[1]:].tolist()) for row, p in enumerate(prepared)]
