@@ -137,8 +137,9 @@ def run(model: str | None, overrides: dict, home: Path, facts: list[dict] | None
     asked = probes(facts)
     for which in ("base", "tuned"):
         with side(pair, which) as (loaded, tokenizer):
-            for name, questions in asked.items():
-                result["sets"].setdefault(name, {})[which] = ask(loaded, tokenizer, questions)
+            answers = iter(ask(loaded, tokenizer, [q for questions in asked.values() for q in questions]))
+            for name, questions in asked.items():  # asked together: fewer, fuller batches
+                result["sets"].setdefault(name, {})[which] = [next(answers) for _ in questions]
             if in_context and which == "base":
                 result["in_context"] = {name: ask(loaded, tokenizer, asked[name], context=reading(facts))
                                         for name in ("taught", "asked_otherwise")}
