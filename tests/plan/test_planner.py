@@ -638,6 +638,19 @@ def test_time_estimate_follows_this_machines_measured_rate(tiny):
     assert 3.5 < slow["step_seconds"] / fast["step_seconds"] <= 4.0
 
 
+def test_a_bf16_step_on_a_cpu_is_timed_from_its_fp32_rate(tiny):
+    """Only a bf16 step's products speed up: measured on two CPUs whose bf16 products were 2.3x and 4.2x their
+    fp32 ones, the step followed the fp32 rate. So the bf16 multiple decides bf16, and the fp32 rate the time."""
+    def estimate(fp32, bf16):
+        return propose(model="m", dataset="d", task="chat", level="L2", model_info=SEVEN_B, data_stats=stats(5_000),
+                       hardware=HARDWARE["cpu16"], matmul_flops=fp32, cpu_bf16_flops=bf16).estimates
+
+    amd, xeon, faster = estimate(193e9, 433e9), estimate(193e9, 810e9), estimate(386e9, 866e9)
+    assert amd["time_source"] == "calibrated"
+    assert amd["step_seconds"] == pytest.approx(xeon["step_seconds"])
+    assert faster["step_seconds"] == pytest.approx(amd["step_seconds"] / 2, rel=0.1)
+
+
 def test_a_cpu_whose_bf16_products_measured_clearly_faster_trains_in_bf16(tiny):
     """Precision auto on a CPU follows what was measured there: with matrix engines for bf16 (here 10x
     fp32) the plan says bf16 and why, its memory and time estimates use bf16; where bf16 is no faster, fp32.

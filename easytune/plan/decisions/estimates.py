@@ -108,10 +108,11 @@ def training_speed(ctx: PlanContext, values: dict, load: StepTokens, method: str
     device = ctx.device
     hw = ctx.hw
     source = "estimated"
-    if device == "cpu" and training_dtype(ctx, values) == "bf16" and ctx.cpu_bf16_flops:  # the bf16 rate, and its share
-        flops, source = ctx.cpu_bf16_flops * rules.calibrated_share["cpu_bf16"], "calibrated"
-    elif ctx.matmul_flops:  # this machine's measured rate, times the share of it training reaches
-        flops, source = ctx.matmul_flops * rules.calibrated_share[device], "calibrated"
+    if ctx.matmul_flops:  # this machine's measured rate, times the share of it training reaches
+        # a bf16 step on a CPU is timed from the fp32 rate too: its products are faster, the rest of it is not,
+        # and over the CPUs measured the step followed the fp32 rate, not the bf16 one (intents.yaml)
+        bf16_cpu = device == "cpu" and training_dtype(ctx, values) == "bf16" and ctx.cpu_bf16_flops
+        flops, source = ctx.matmul_flops * rules.calibrated_share["cpu_bf16" if bf16_cpu else device], "calibrated"
     elif device == "cuda" and hw.cuda:
         gb = max(g.total_memory for g in hw.cuda) / GIB
         if hw.bf16:
