@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from easytune import chat
-from easytune.evaluation import runner
 from easytune.evaluation.pair import Pair
 from easytune.evaluation.runner import answer_logprobs, generate, side
+from easytune.train import dpo
 from support import ROOT
 
 TINY = ROOT / "assets" / "tiny-model"
@@ -33,7 +33,7 @@ def test_answers_scored_together_score_as_each_alone(tiny, monkeypatch):
     alone = answer_logprobs(model, tokenizer, conversations(), max_len=512, batch_size=1)
     assert all(score < 0 for score in together)
     assert together == pytest.approx(alone, rel=1e-4)
-    monkeypatch.setattr(runner, "keeps_logits", lambda model: False)  # every position projected, then picked
+    monkeypatch.setattr(dpo, "keeps_logits", lambda model: False)  # every position projected, then picked
     assert answer_logprobs(model, tokenizer, conversations(), max_len=512) == pytest.approx(together, rel=1e-4)
     too_long = answer_logprobs(model, tokenizer, conversations()[:1], max_len=4)
     assert too_long == [None], "an answer that does not fit has no score"

@@ -18,9 +18,9 @@ import torch
 from easytune import chat
 from easytune.evaluation.pair import Pair
 from easytune.i18n import UserError
+from easytune.train.dpo import sequence_logps
 from easytune.train.evaluate import mean_loss
-from easytune.train.loss import keeps_logits
-from easytune.train.packing import IGNORE, padded
+from easytune.train.packing import IGNORE
 from easytune.train.sft import DEFAULT_CHAT_TEMPLATE, encode_row
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json")
@@ -110,21 +110,11 @@ def answer_logprobs(model, tokenizer, conversations: list[list[dict]], max_len: 
         encoded.append(last if last and any(label != IGNORE for label in last["labels"][1:]) else None)
     out: list[float | None] = [None] * len(conversations)
     order = sorted((i for i, e in enumerate(encoded) if e), key=lambda i: len(encoded[i]["input_ids"]))
-    keep = keeps_logits(model)
     with torch.inference_mode():
         for start in range(0, len(order), batch_size):
             chunk = order[start:start + batch_size]
-            batch, _ = padded([(encoded[i]["input_ids"], encoded[i]["labels"]) for i in chunk], _pad_id(tokenizer),
-                              model.device)
-            targets = batch.pop("labels")[:, 1:]  # position p predicts the token at p + 1
-            positions = (targets != IGNORE).any(0).nonzero().squeeze(1)
-            if keep:
-                logits = model(**batch, use_cache=False, logits_to_keep=positions).logits
-            else:
-                logits = model(**batch, use_cache=False).logits[:, positions]
-            targets = targets[:, positions]
-            picked = torch.log_softmax(logits.float(), dim=-1).gather(2, targets.clamp(min=0).unsqueeze(2))[..., 0]
-            sums = picked.masked_fill(targets == IGNORE, 0).sum(1)
+            sums = sequence_logps(model, [(encoded[i]["input_ids"], encoded[i]["labels"]) for i in chunk],
+                                  _pad_id(tokenizer), model.device, pack=False)
             for i, total in zip(chunk, sums.tolist()):
                 out[i] = total
     return out

@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from trl.trainer.utils import selective_log_softmax
 
+from easytune.train.loss import keeps_logits, scored_positions
 from easytune.train.packing import IGNORE, collate
 
 
@@ -47,15 +48,20 @@ def encode_preference(tokenizer, row: dict, max_len: int) -> dict | None:
 
 
 def sequence_logps(model, sequences, pad_id: int, device, pack: bool) -> torch.Tensor:
-    """Summed log-probability of each sequence's labelled tokens, one forward pass for all of them."""
+    """Summed log-probability of each sequence's labelled tokens, one forward pass for all of them; the
+    vocabulary projection only where a labelled token is predicted (easytune.train.loss)."""
     batch, segments = collate(sequences, pad_id, device, pack)
-    labels = batch.pop("labels")
-    logits = model(**batch, use_cache=False).logits[:, :-1]
-    targets = labels[:, 1:]
+    targets = batch.pop("labels")[:, 1:]  # position p predicts the token at p + 1
+    positions = scored_positions(targets)
+    if keeps_logits(model):
+        logits = model(**batch, use_cache=False, logits_to_keep=positions).logits
+    else:
+        logits = model(**batch, use_cache=False).logits[:, positions]
+    targets, segments = targets[:, positions], segments[:, 1:][:, positions]
     token_logps = selective_log_softmax(logits, targets.clamp(min=0))
     scored = targets != IGNORE
     sums = torch.zeros(len(sequences), device=device, dtype=token_logps.dtype)
-    return sums.index_add(0, segments[:, 1:][scored], token_logps[scored])
+    return sums.index_add(0, segments[scored], token_logps[scored])
 
 
 def pair_logps(model, pairs: list[dict], pad_id: int, device, pack: bool) -> tuple[torch.Tensor, torch.Tensor]:

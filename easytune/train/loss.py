@@ -80,6 +80,11 @@ def _slice_loss(head: nn.Module, hidden: torch.Tensor, targets: torch.Tensor) ->
     return F.cross_entropy(head(hidden).float(), targets, ignore_index=IGNORE, reduction="sum")
 
 
+def scored_positions(targets: torch.Tensor) -> torch.Tensor:
+    """The positions whose next token is scored in any row of the batch (`targets`: the labels shifted by one)."""
+    return (targets != IGNORE).any(0).nonzero().squeeze(1)
+
+
 def scored_loss(model, batch: dict, keep: bool = True, head: nn.Module | None = None) -> torch.Tensor:
     """Mean cross-entropy of the batch's labelled next tokens (`batch` is not changed). `head`: the model's
     vocabulary projection (sliced_head), applied a slice of positions at a time."""
@@ -87,7 +92,7 @@ def scored_loss(model, batch: dict, keep: bool = True, head: nn.Module | None = 
         return model(**batch, use_cache=False).loss
     inputs = {k: v for k, v in batch.items() if k != "labels"}
     targets = batch["labels"][:, 1:]  # position p predicts the token at p + 1
-    positions = (targets != IGNORE).any(0).nonzero().squeeze(1)
+    positions = scored_positions(targets)
     if not len(positions):
         return model(**batch, use_cache=False).loss
     if head is None:
