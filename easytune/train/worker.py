@@ -40,6 +40,7 @@ from easytune.train import rehearsal
 from easytune.train.adapter_precision import applies, bf16_products
 from easytune.train.attention import use_segment_attention
 from easytune.train.checkpoints import Checkpoints, check_space, load_weights, raise_if_disk_full
+from easytune.train.core_share import CoreShare
 from easytune.train.evaluate import ForgettingScore, retention_lines
 from easytune.train.failures import is_out_of_memory, out_of_memory
 from easytune.train.machines import settle
@@ -388,6 +389,14 @@ def adapted(run: Run, model):
     return model
 
 
+def shared_cores(run: Run) -> CoreShare | None:
+    """On a CPU whose cores this process has to itself (one process), threads that give way to other programs."""
+    threads = torch.get_num_threads()
+    if run.device.type != "cpu" or run.ranks.local_world > 1 or threads < 2:
+        return None
+    return CoreShare(threads, torch.set_num_threads)
+
+
 class Loop:
     """The training loop over the recipe's losses, with its evaluations, checkpoints and delivery."""
 
@@ -438,6 +447,7 @@ class Loop:
         self.floor = job.get("lr_floor", LR_FLOOR)
         self.checkpoints = Checkpoints(run.folder.checkpoints, plan.keep_checkpoints)
         self.start_step, self.consumed = 0, 0  # optimizer steps done; micro-batches taken (all processes)
+        self.core_share = shared_cores(run)
 
     def train(self, stop: StopRequest) -> str | tuple[str, str, dict]:
         """Step after step: an evaluation and a checkpoint when due, the forgetting guard after each evaluation;
@@ -466,6 +476,9 @@ class Loop:
             if self.ranks.any(stop):
                 return self.finish(step, "STOPPED")
             self.optimizer_step(step, stream)
+            if self.core_share and (threads := self.core_share.after_step()):
+                self.events.log("train.log.cores_shared" if threads < self.core_share.cores else "train.log.cores_all",
+                                threads=threads, cores=self.core_share.cores)
             done = step + 1
             result = self.evaluate(done, last=done == total) if done % eval_every == 0 or done == total else None
             val_loss = result.get("val_loss") if result else None
