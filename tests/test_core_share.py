@@ -8,6 +8,7 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
+import psutil
 import pytest
 
 from easytune.train.core_share import WINDOW_S, CoreShare, others_cpu_seconds
@@ -79,13 +80,19 @@ def busy_program():
 
 def test_another_programs_cpu_time_is_read_from_the_machine():
     """A real busy program beside this process: its CPU time counts, this process's own does not."""
+    def machine_busy() -> float:
+        times = psutil.cpu_times()
+        return sum(getattr(times, name, 0.0) for name in ("user", "nice", "system", "irq", "softirq"))
+
     with busy_program():
         share = CoreShare(2, lambda threads: None)
-        before_others, started = others_cpu_seconds(), time.monotonic()
+        before_others, before_all, started = others_cpu_seconds(), machine_busy(), time.monotonic()
         while time.monotonic() - started < WINDOW_S + 0.2:
             sum(i * i for i in range(20_000))  # this process busy too: not another program
-        taken = (others_cpu_seconds() - before_others) / (time.monotonic() - started)
-        assert 0.6 < taken < 1.6, taken
+        seconds = time.monotonic() - started
+        taken, busy = (others_cpu_seconds() - before_others) / seconds, (machine_busy() - before_all) / seconds
+        assert taken > 0.6, taken
+        assert busy - taken > 0.25, (busy, taken)  # what this process itself used is not counted
         assert share.after_step() == 1
 
 
@@ -99,7 +106,7 @@ def test_a_job_beside_a_busy_program_trains_on_the_core_left_and_says_so(tmp_pat
     events = [json.loads(line) for line in (Path(job["job_dir"]) / "events.jsonl").read_text().splitlines()]
     said = [e for e in events if e.get("key") == "train.log.cores_shared"]
     assert said, [e for e in events if e["type"] == "log"]
-    assert said[0]["params"]["threads"] == said[0]["params"]["cores"] - 1, said
+    assert 1 <= said[0]["params"]["threads"] < said[0]["params"]["cores"], said
 
 
 def spin_in_child(parent_env: dict) -> tuple[str, str]:
