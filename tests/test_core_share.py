@@ -8,10 +8,9 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-import psutil
 import pytest
 
-from easytune.train.core_share import WINDOW_S, CoreShare, others_cpu_seconds
+from easytune.train.core_share import WINDOW_S, CoreShare, machine_cpu_seconds, others_cpu_seconds
 from support import cli_json, write_plan
 
 
@@ -80,17 +79,13 @@ def busy_program():
 
 def test_another_programs_cpu_time_is_read_from_the_machine():
     """A real busy program beside this process: its CPU time counts, this process's own does not."""
-    def machine_busy() -> float:
-        times = psutil.cpu_times()
-        return sum(getattr(times, name, 0.0) for name in ("user", "nice", "system", "irq", "softirq"))
-
     with busy_program():
         share = CoreShare(2, lambda threads: None)
-        before_others, before_all, started = others_cpu_seconds(), machine_busy(), time.monotonic()
+        before_others, before_all, started = others_cpu_seconds(), machine_cpu_seconds(), time.monotonic()
         while time.monotonic() - started < WINDOW_S + 0.2:
             sum(i * i for i in range(20_000))  # this process busy too: not another program
         seconds = time.monotonic() - started
-        taken, busy = (others_cpu_seconds() - before_others) / seconds, (machine_busy() - before_all) / seconds
+        taken, busy = (others_cpu_seconds() - before_others) / seconds, (machine_cpu_seconds() - before_all) / seconds
         assert taken > 0.6, taken
         assert busy - taken > 0.25, (busy, taken)  # what this process itself used is not counted
         assert share.after_step() == 1

@@ -23,12 +23,17 @@ WINDOW_S = 2.0  # the shortest time the others' share is read over: shorter read
 FREE_WINDOWS = 2  # windows in a row the cores must stay free before training takes them back
 
 
+def machine_cpu_seconds() -> float:
+    """CPU seconds every program has used since the machine started. Time the hypervisor gave to other machines
+    (steal) is left out: no thread count here wins it back."""
+    times = psutil.cpu_times()
+    return sum(getattr(times, name, 0.0) for name in ("user", "nice", "system", "irq", "softirq"))
+
+
 def others_cpu_seconds() -> float:
-    """CPU seconds every program but this one has used since the machine started. Time the hypervisor gave to
-    other machines (steal) is left out: no thread count here wins it back."""
-    machine, own = psutil.cpu_times(), psutil.Process().cpu_times()
-    busy = sum(getattr(machine, name, 0.0) for name in ("user", "nice", "system", "irq", "softirq"))
-    return busy - own.user - own.system
+    """CPU seconds every program but this one has used since the machine started."""
+    own = psutil.Process().cpu_times()
+    return machine_cpu_seconds() - own.user - own.system
 
 
 class CoreShare:
