@@ -6,7 +6,7 @@ import pytest
 from easytune.evaluation.bench_facts import FACTS, read_facts
 from easytune.evaluation.facts import has_key
 
-SETS = [FACTS, FACTS.with_name("facts_en_bike_rental.jsonl")]
+SETS = [FACTS, FACTS.with_name("facts_en_bike_rental.jsonl"), FACTS.with_name("facts_zh_bookshop.jsonl")]
 
 
 @pytest.mark.parametrize("path", SETS, ids=lambda path: path.stem)
@@ -17,5 +17,7 @@ def test_each_answer_states_its_own_key_and_no_other(path):
         assert has_key(fact["answer"], fact["key"]), fact["id"]
         assert len(fact["taught"]) == 2 and len(fact["asked_otherwise"]) == 2, fact["id"]
         assert not set(fact["taught"]) & set(fact["asked_otherwise"]), fact["id"]
+        asked = fact["taught"] + fact["asked_otherwise"]
+        assert not [q for q in asked if has_key(q, fact["key"])], f"{fact['id']}: a question that states its key"
         others = [other["id"] for other in facts if other is not fact and has_key(other["answer"], fact["key"])]
         assert not others, f"{fact['id']}'s key is stated by {others}"

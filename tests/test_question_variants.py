@@ -46,13 +46,29 @@ def test_the_same_seed_writes_the_same_copies(tmp_path):
     assert first == again
 
 
-def test_short_unspaced_and_multi_turn_questions_are_left_as_they_are(tmp_path):
+def test_short_and_multi_turn_questions_are_left_as_they_are(tmp_path):
     conversation = row("Do you ship to Norway at all?")
     conversation["messages"] += [{"role": "user", "content": "And how long does it take to get there?"},
                                  {"role": "assistant", "content": "About a week."}]
-    rows = [row("Opening hours?"), row("怎么退货？退货期限是多久？"), conversation]
+    rows = [row("Opening hours?"), row("退货期限？"), conversation]
     out_rows, added, out = written(tmp_path, rows, count=2)
     assert added == 0 and out == tmp_path / "train.jsonl" and out_rows == rows
+
+
+def test_a_chinese_question_loses_pieces_of_two_characters_and_keeps_its_code_whole(tmp_path):
+    asked = "我以前从没买过，结账时输入什么码YUN8可以省钱？"
+    rows, added, _ = written(tmp_path, [row(asked, answer="新顾客输入优惠码YUN8，首单九折。")], count=2)
+    copies = [r["messages"][0]["content"] for r in rows[1:]]
+    assert added == 2 and len(set(copies)) == 2 and asked not in copies
+    pieces = ["我以", "前从", "没买", "过", "，", "结账", "时输", "入什", "么码", "YUN8", "可以", "省钱"]
+    for copy in copies:
+        assert copy.endswith("？") and " " not in copy and len(copy) < len(asked)
+        kept = copy[:-1]
+        for piece in pieces:  # whole pieces left out, the rest in order, nothing added
+            if kept.startswith(piece):
+                kept = kept[len(piece):]
+        assert kept == ""
+    assert all(r["messages"][1]["content"] == "新顾客输入优惠码YUN8，首单九折。" for r in rows)
 
 
 def test_a_job_created_with_copies_trains_on_them_and_records_how_many(settings):

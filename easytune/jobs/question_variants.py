@@ -13,20 +13,27 @@ questions: 95–98 % throughout.
 
 Like replay, the rows are written into the job's folder when the job is created, so the worker, the file
 hashes in the record and the memory estimate all see the run as it will be. Only single questions of at least
-MIN_WORDS words written with spaces between them are varied: leaving out characters of a Chinese question
-has not been measured.
+MIN_WORDS words are varied. A question written without spaces (Chinese) is read in pieces of two characters,
+about a word's length, cut afresh in each clause; digits and Latin letters stay whole. The planner asks for
+copies of spaced questions only: the real model here does not read Chinese, and on a Chinese set of the
+benchmark (facts_zh_bookshop.jsonl) its forgetting guard paused the run with copies, so they are made for
+Chinese questions only where a plan sets them by hand.
 """
 
 from __future__ import annotations
 
 import json
 import random
+import re
 from pathlib import Path
 
 VARIANTS_FILE = "train_with_variants.jsonl"
 LEFT_OUT = 0.3  # each word's chance of being left out of a copy
 MIN_WORDS = 4  # shorter questions lose their meaning with any word gone
 MIN_KEPT = 3
+CJK_PIECE = 2  # characters per piece of a question written without spaces: about a Chinese word
+# a run of Chinese characters, one of other letters or digits, or one mark; spaces end a piece
+_PIECES = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]+|[^\s\u3400-\u9fff\uf900-\ufaff\W]+|[^\w\s]")
 
 
 def users_rows(rows: list, job: dict) -> list:
@@ -59,16 +66,30 @@ def _variants(row: dict, count: int, rng: random.Random) -> list[dict]:
     question = turns[0]
     asked = str(question.get("content") or "").strip()
     mark = asked[-1] if asked[-1:] in ("?", "？") else ""  # kept at the end, whichever word goes
-    words = asked.rstrip("?？").split()
+    words, joiner = pieces(asked.rstrip("?？"))
     if len(words) < MIN_WORDS:
         return []
-    out, seen = [], {" ".join(words) + mark}
+    out, seen = [], {joiner.join(words) + mark}
     for _ in range(count * 4):  # a few tries for copies that differ from the question and from each other
         kept = [word for word in words if rng.random() >= LEFT_OUT]
-        text = " ".join(kept) + mark
+        text = joiner.join(kept) + mark
         if len(kept) >= MIN_KEPT and text not in seen:
             seen.add(text)
             out.append({**row, "messages": [dict(m, content=text) if m is question else m for m in messages]})
         if len(out) == count:
             break
     return out
+
+
+def pieces(text: str) -> tuple[list[str], str]:
+    """(the words of a question, what joins them again): its words where it is written with spaces, else pieces
+    of CJK_PIECE Chinese characters, with the letters, digits and marks between them kept whole."""
+    if " " in text.strip():
+        return text.split(), " "
+    out = []
+    for run in _PIECES.findall(text):
+        if "\u3400" <= run[0] <= "\u9fff" or "\uf900" <= run[0] <= "\ufaff":
+            out += [run[i:i + CJK_PIECE] for i in range(0, len(run), CJK_PIECE)]
+        else:
+            out.append(run)
+    return out, ""

@@ -42,7 +42,7 @@ def train_examples(ctx: PlanContext, values: dict, split: Split) -> int | None:
     if ctx.task_rules.split_long_rows and tokens and tokens.get("mean"):
         examples *= max(1.0, float(tokens["mean"]) / values["max_seq_len"])
     ratio = values["retention_ratio"]
-    # question copies (short and unspaced questions get none: at most this); general text in proportion to
+    # question copies (short questions get none: at most this); general text in proportion to
     # the rows before copying, as the worker mixes it in
     copies = values.get("question_variants", 0)
     return max(1, round(examples * (1 + copies + ratio / (1 - ratio)))) if split.train_rows else None
@@ -107,7 +107,7 @@ def decide_schedule(ctx: PlanContext, draft: Draft) -> None:
 def decide_question_variants(ctx: PlanContext, draft: Draft, split: Split) -> None:
     """Copies of each question with words left out (jobs/question_variants.py) where the task's rule asks for
     them and they were measured: a few rows (each copy adds a row's training time) written with spaces between
-    words (the only questions that are copied)."""
+    words (on Chinese questions the real model here, which does not read Chinese, was paused by its guard)."""
     count = ctx.task_rules.question_variants
     if not count or split.size_row is None:
         draft.set("question_variants", 0, "planner.reason.question_variants_off")
