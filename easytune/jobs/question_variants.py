@@ -14,7 +14,7 @@ questions: 95–98 % throughout.
 Like replay, the rows are written into the job's folder when the job is created, so the worker, the file
 hashes in the record and the memory estimate all see the run as it will be. Only single questions of at least
 MIN_WORDS words are varied. A question written without spaces (Chinese) is read in pieces of two characters,
-about a word's length, cut afresh in each clause; digits and Latin letters stay whole. The planner asks for
+about a word's length, cut afresh after each mark; digits and Latin letters stay whole. The planner asks for
 copies of spaced questions only: the real model here does not read Chinese, and on a Chinese set of the
 benchmark (facts_zh_bookshop.jsonl) its forgetting guard paused the run with copies, so they are made for
 Chinese questions only where a plan sets them by hand.
@@ -32,8 +32,9 @@ LEFT_OUT = 0.3  # each word's chance of being left out of a copy
 MIN_WORDS = 4  # shorter questions lose their meaning with any word gone
 MIN_KEPT = 3
 CJK_PIECE = 2  # characters per piece of a question written without spaces: about a Chinese word
-# a run of Chinese characters, one of other letters or digits, or one mark; spaces end a piece
-_PIECES = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]+|[^\s\u3400-\u9fff\uf900-\ufaff\W]+|[^\w\s]")
+_CJK = "\u3400-\u9fff\uf900-\ufaff"
+# a run of Chinese characters, one of other letters or digits, or one mark
+_RUNS = re.compile(rf"[{_CJK}]+|[^\s{_CJK}\W]+|[^\w\s]")
 
 
 def users_rows(rows: list, job: dict) -> list:
@@ -87,8 +88,8 @@ def pieces(text: str) -> tuple[list[str], str]:
     if " " in text.strip():
         return text.split(), " "
     out = []
-    for run in _PIECES.findall(text):
-        if "\u3400" <= run[0] <= "\u9fff" or "\uf900" <= run[0] <= "\ufaff":
+    for run in _RUNS.findall(text):
+        if re.match(f"[{_CJK}]", run):
             out += [run[i:i + CJK_PIECE] for i in range(0, len(run), CJK_PIECE)]
         else:
             out.append(run)
