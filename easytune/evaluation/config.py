@@ -49,6 +49,8 @@ class VerdictLimits:
     transfer_facts: float = bounds(ge=0, le=1)
     general_facts_drop: float = bounds(ge=0, le=1)
     severe_general_facts_drop: float = bounds(ge=0, le=1)
+    unread_language_right: float = bounds(ge=0, le=1)
+    read_language_right: float = bounds(ge=0, le=1)
 
 
 @dataclass(frozen=True)

@@ -87,6 +87,7 @@ def bucket_results(buckets: list, measured: dict, cfg: dict) -> dict:
         if sides:
             asked = [item for item in bucket.items if item.reference is not None]
             base_right, tuned_right = (_judged(bucket, sides[name]["answers"]) for name in ("base", "tuned"))
+            entry["languages"] = by_language([item.question for item in asked], base_right, tuned_right)
             entry["samples"] = [
                 {"question": item.messages[-1]["content"] if item.messages else "", "reference": item.reference,
                  "base": base, "tuned": tuned, "base_right": b_right, "tuned_right": t_right,
@@ -95,6 +96,23 @@ def bucket_results(buckets: list, measured: dict, cfg: dict) -> dict:
                                                                sides["tuned"]["answers"], base_right, tuned_right)
             ][:cfg["samples_kept"]]
         out[bucket.name] = entry
+    return out
+
+
+def by_language(questions: list[str], base_right: list, tuned_right: list) -> dict:
+    """{language of the questions: {"rows", "base", "tuned", "judged"}}: each side's share right among the answers
+    judged, per language ('zh', 'en', 'other'), so a model that does not read one of them shows it."""
+    from easytune.data.quality import language
+
+    judged: dict[str, tuple[list, list]] = {}
+    for question, base, tuned in zip(questions, base_right, tuned_right):
+        sides = judged.setdefault(language(question), ([], []))
+        sides[0].append(base)
+        sides[1].append(tuned)
+    out = {}
+    for lang, (base, tuned) in judged.items():
+        base_share, count = facts.accuracy(base)
+        out[lang] = {"rows": len(base), "base": base_share, "tuned": facts.accuracy(tuned)[0], "judged": count}
     return out
 
 

@@ -108,6 +108,23 @@ def forgetting_level(gatekeeper: dict, cf_level: str | None, limits: dict) -> st
     return "little"
 
 
+def unread_language(buckets: dict, limits: dict) -> dict | None:
+    """{"language", "base", "other"} where most of the user's questions are in a language ('zh' or 'en') the base
+    model does not read: it answers (almost) none of the general questions in it and a fair share in the other.
+    Such a model learns to repeat the answers, not to understand a question put in new words."""
+    asked = buckets["seen"].get("languages") or {}
+    general = buckets["gatekeeper"].get("languages") or {}
+    main = max(asked, key=lambda lang: asked[lang]["rows"], default=None)
+    if main not in ("zh", "en") or 2 * asked[main]["rows"] < sum(entry["rows"] for entry in asked.values()):
+        return None
+    mine, other = general.get(main), general.get("en" if main == "zh" else "zh")
+    if not mine or not other or min(mine["judged"], other["judged"]) < limits["facts_min"]:
+        return None
+    if mine["base"] > limits["unread_language_right"] or other["base"] < limits["read_language_right"]:
+        return None
+    return {"language": main, "base": pct(mine["base"]), "other": pct(other["base"])}
+
+
 def _p(key: str, **params) -> dict:
     return {"key": f"evaluation.{key}", "params": params}
 
@@ -200,6 +217,10 @@ def judge(buckets: dict, forgetting: dict, limits: dict, retention: float = 0.0)
         steps.append(_p("next.ask_other_ways"))
     if transfers is None:
         steps.append(_p("next.hold_out"))
+    unread = unread_language(buckets, limits)
+    if unread:
+        points.append(_p(f"point.unread_{unread['language']}", base=unread["base"], other=unread["other"]))
+        steps.append(_p(f"next.model_reads_{unread['language']}"))
     if verdict == "improved":
         steps.append(_p("next.safety_export"))
 
@@ -207,6 +228,7 @@ def judge(buckets: dict, forgetting: dict, limits: dict, retention: float = 0.0)
     return {"verdict": verdict, "headline": _p(f"headline.{headline}"), "points": points, "next": steps,
             "signals": {"learned": learned, "not_yet": not_yet, "style_only": style_only, "transfers": transfers,
                         "worse": worse, "forgetting": level, "general_loss_pct": loss, "general_match_change": match,
+                        "unread_language": unread["language"] if unread else None,
                         "facts_gain": {"seen": seen_facts, "unseen": unseen_facts, "gatekeeper": general_facts}}}
 
 
