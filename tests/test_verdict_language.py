@@ -1,6 +1,6 @@
 """A base model that does not read the language of the user's questions is named as the cause: taught Chinese
-facts, SmolLM2-135M repeats 33 of 40 answers and gets 2 of 40 asked in other words, and it answers none of the
-Chinese general questions while it answers half of the English ones. The verdict says so and what to do,
+facts, SmolLM2-135M repeats 32-33 of 40 answers and gets 2-4 of 40 asked in other words, and it answers none
+of the Chinese general questions while it answers half of the English ones. The verdict says so and what to do,
 from the answers judged per language (no model here: the judged answers are written by hand)."""
 
 from easytune.evaluation.service import by_language

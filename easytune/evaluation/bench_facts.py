@@ -21,8 +21,9 @@ facts) checks the plan on facts it was not chosen on: there, seeds 42, 7, 1 and 
 otherwise 14, 17, 21 and 19 of 40, general 20-25 of 50 (base 26), 209-219 s; the base model reading every answer
 gets 9 and 5 of 40.
 A Chinese set (--facts presets/benchmarks/facts_zh_bookshop.jsonl: a bookshop's 20 facts, asked in Chinese)
-is for a model that reads Chinese. SmolLM2-135M does not (0 of 50 Chinese general questions): taught 33 of
-40, asked otherwise 2 of 40 (seed 42, 213 s); with two copies of each question with pieces of two characters
+is for a model that reads Chinese. SmolLM2-135M does not (0 of 50 Chinese general questions): taught 32-33 of
+40, asked otherwise 2-4 of 40 (seed 42, two runs, 213-227 s), and the product's verdict says so and what to do
+(easytune.evaluation.verdict.unread_language); with two copies of each question with pieces of two characters
 left out (--set question_variants=2 --set epochs=6) its forgetting guard paused the run at 320 s.
 Targets: taught ≥ 90 %, asked otherwise ≥ 60 %, general ≥ the base's minus one question in ten, training
 ≤ 5 minutes on 2 CPU cores. The times above are an Intel Xeon's with AMX; two cores of an AMD EPYC virtual machine
