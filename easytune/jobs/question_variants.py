@@ -27,14 +27,15 @@ import random
 import re
 from pathlib import Path
 
+from easytune.evaluation.metrics import CJK
+
 VARIANTS_FILE = "train_with_variants.jsonl"
 LEFT_OUT = 0.3  # each word's chance of being left out of a copy
 MIN_WORDS = 4  # shorter questions lose their meaning with any word gone
 MIN_KEPT = 3
 CJK_PIECE = 2  # characters per piece of a question written without spaces: about a Chinese word
-_CJK = "\u3400-\u9fff\uf900-\ufaff"
 # a run of Chinese characters, one of other letters or digits, or one mark
-_RUNS = re.compile(rf"[{_CJK}]+|[^\s{_CJK}\W]+|[^\w\s]")
+_RUNS = re.compile(rf"[{CJK}]+|[^\s{CJK}\W]+|[^\w\s]")
 
 
 def users_rows(rows: list, job: dict) -> list:
@@ -89,7 +90,7 @@ def pieces(text: str) -> tuple[list[str], str]:
         return text.split(), " "
     out = []
     for run in _RUNS.findall(text):
-        if re.match(f"[{_CJK}]", run):
+        if re.match(f"[{CJK}]", run):
             out += [run[i:i + CJK_PIECE] for i in range(0, len(run), CJK_PIECE)]
         else:
             out.append(run)
