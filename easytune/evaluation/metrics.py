@@ -11,7 +11,7 @@ import math
 import re
 from collections import Counter
 
-# the CJK scripts (kana, Han, Hangul): a character is a token here, and a question piece's unit in jobs/question_variants.py
+# the CJK scripts (kana, Han, Hangul): a character is a token here, and a unit of jobs/question_variants.py
 CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-\ud7af"
 _TOKEN = re.compile(rf"[{CJK}]|(?:(?![{CJK}])[^\W_])+(?:'(?:(?![{CJK}])[^\W_])+)*")
 
