@@ -51,6 +51,7 @@ class VerdictLimits:
     severe_general_facts_drop: float = bounds(ge=0, le=1)
     unread_language_right: float = bounds(ge=0, le=1)
     read_language_right: float = bounds(ge=0, le=1)
+    chance_p: float = bounds(gt=0, lt=1)
 
 
 @dataclass(frozen=True)

@@ -116,6 +116,13 @@ def accuracy(judged: list[bool | None]) -> tuple[float | None, int]:
     return (sum(known) / len(known) if known else None), len(known)
 
 
+def changes(base: list[bool | None], tuned: list[bool | None]) -> dict:
+    """{"gained": questions only the tuned model answers right, "lost": those only the base model does}, among
+    the questions judged on both sides: what the change in the share right is made of, question by question."""
+    pairs = [(b, t) for b, t in zip(base, tuned) if b is not None and t is not None]
+    return {"gained": sum(t and not b for b, t in pairs), "lost": sum(b and not t for b, t in pairs)}
+
+
 def swapped(reference: str, others: list[str], question: str = "") -> str | None:
     """The reference with its own key fact replaced by a fact of the same kind (a number for a number, a
     name for a name) from another reference: the answer a model that learned only the style would give

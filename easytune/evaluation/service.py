@@ -88,6 +88,7 @@ def bucket_results(buckets: list, measured: dict, cfg: dict) -> dict:
             asked = [item for item in bucket.items if item.reference is not None]
             base_right, tuned_right = (_judged(bucket, sides[name]["answers"]) for name in ("base", "tuned"))
             entry["languages"] = by_language([item.question for item in asked], base_right, tuned_right)
+            entry["facts_change"] = facts.changes(base_right, tuned_right)
             entry["samples"] = [
                 {"question": item.messages[-1]["content"] if item.messages else "", "reference": item.reference,
                  "base": base, "tuned": tuned, "base_right": b_right, "tuned_right": t_right,

@@ -12,7 +12,11 @@ presets/evaluation.yaml (`verdict:`).
              did not come with them: "learned the style, not the facts yet";
 - not_yet:   the seen bucket's loss fell clearly but its answers do not match clearly better yet: the model
              moved towards the data without its answers becoming the data's;
-- transfers: the unseen bucket got better too (None when there is no unseen bucket);
+- transfers: the unseen bucket got better too (None when there is no unseen bucket, or too few of its
+             questions to tell the rise from chance);
+- by_chance: the buckets whose facts rose by the threshold yet by too few questions to tell from chance
+             (a one-sided sign test on the questions one model got right and the other wrong): such a rise
+             counts neither as learned nor as carried over, and the user is told to ask more questions;
 - worse:     the seen bucket got clearly worse;
 - forgetting: little | some | severe, from the gatekeeper (general questions with answer keys: how many
              fewer it answers right; its loss) and the training's own forgetting score. More than
@@ -27,6 +31,8 @@ The verdict names are stored and compared; the headline key says which case of a
 """
 
 from __future__ import annotations
+
+import math
 
 from easytune.i18n import t
 
@@ -82,6 +88,18 @@ def facts_gain(bucket: dict, limits: dict) -> float | None:
     if min(base.get("facts_judged", 0), tuned.get("facts_judged", 0)) < limits["facts_min"]:
         return None
     return tuned["facts"] - base["facts"]
+
+
+def could_be_chance(bucket: dict, limits: dict) -> bool:
+    """Whether the bucket's change of facts right could be chance: a coin tossed for each question that only one
+    model answers right would split them at least as unevenly more than `chance_p` of the time (a one-sided sign
+    test). A result stored before the counts were kept: False, as it was judged then."""
+    change = bucket.get("facts_change")
+    if not change:
+        return False
+    asked, more = change["gained"] + change["lost"], max(change["gained"], change["lost"])
+    tail = sum(math.comb(asked, k) for k in range(more, asked + 1)) / 2 ** asked
+    return tail > limits["chance_p"]
 
 
 def partly_carried(seen: dict, unseen: dict, limits: dict) -> dict | None:
@@ -150,12 +168,15 @@ def judge(buckets: dict, forgetting: dict, limits: dict, retention: float = 0.0)
                  if unseen.get("tuned") else None)
     style_only = False
     seen_facts, unseen_facts = facts_gain(seen, limits), facts_gain(unseen, limits)
+    by_chance = [name for name, gain, enough in (("seen", seen_facts, limits["learned_facts"]),
+                                                 ("unseen", unseen_facts, limits["transfer_facts"]))
+                 if gain is not None and gain >= enough and could_be_chance(buckets[name], limits)]
     if seen_facts is not None:  # answers with facts to check: the facts decide, not how the answers sound
         style_only = (learned or not_yet) and seen_facts < limits["learned_facts"]
-        learned, not_yet = seen_facts >= limits["learned_facts"], False
+        learned, not_yet = seen_facts >= limits["learned_facts"] and "seen" not in by_chance, False
         worse = seen_facts <= -limits["learned_facts"]
     if unseen_facts is not None:
-        transfers = unseen_facts >= limits["transfer_facts"]
+        transfers = None if "unseen" in by_chance else unseen_facts >= limits["transfer_facts"]
     level = forgetting_level(general, forgetting.get("cf_level"), limits)
     general_facts = facts_gain(general, limits)
     general_fell = general_facts is not None and -general_facts > limits["general_facts_drop"]
@@ -206,8 +227,14 @@ def judge(buckets: dict, forgetting: dict, limits: dict, retention: float = 0.0)
                      else _p("next.retention_was_on", pct=round(100 * retention)))
     if style_only:
         steps.append(_p("next.facts_not_yet"))
-    elif verdict == "no_gain":
+    elif verdict == "no_gain" and "seen" not in by_chance:
         steps.append(_p("next.not_yet" if not_yet else "next.train_more"))
+    for name in by_chance:
+        bucket = buckets[name]
+        points.append(_p(f"point.by_chance_{_called(name, bucket)}", judged=bucket["tuned"]["facts_judged"],
+                         **bucket["facts_change"]))
+    if by_chance:
+        steps.append(_p("next.more_questions"))
     partly = partly_carried(seen, unseen, limits) if transfers else None  # rose, but far from the taught questions
     if partly:
         points.append(_p("point.partly_carried", **partly, **_named(unseen)))
@@ -215,7 +242,7 @@ def judge(buckets: dict, forgetting: dict, limits: dict, retention: float = 0.0)
         steps.append(_p("next.more_variety"))
     elif learned and partly:
         steps.append(_p("next.ask_other_ways"))
-    if transfers is None:
+    if transfers is None and "unseen" not in by_chance:
         steps.append(_p("next.hold_out"))
     unread = unread_language(buckets, limits)
     if unread:
@@ -228,7 +255,7 @@ def judge(buckets: dict, forgetting: dict, limits: dict, retention: float = 0.0)
     return {"verdict": verdict, "headline": _p(f"headline.{headline}"), "points": points, "next": steps,
             "signals": {"learned": learned, "not_yet": not_yet, "style_only": style_only, "transfers": transfers,
                         "worse": worse, "forgetting": level, "general_loss_pct": loss, "general_match_change": match,
-                        "unread_language": unread["language"] if unread else None,
+                        "unread_language": unread["language"] if unread else None, "by_chance": by_chance,
                         "facts_gain": {"seen": seen_facts, "unseen": unseen_facts, "gatekeeper": general_facts}}}
 
 
