@@ -23,7 +23,7 @@ from easytune.data.advice import suggestions
 from easytune.data.encoding import sniff
 from easytune.data.errors import RowError
 from easytune.data.pipeline import StageConfig, default_workers, run_stage
-from easytune.data.quality import QualityCheck
+from easytune.data.quality import WAYS_MAX_ROWS, QualityCheck, ways_asked
 from easytune.data.readers import Source, open_source
 from easytune.data.shapes import Normaliser
 from easytune.i18n import UserError, t
@@ -395,7 +395,8 @@ def _run(
             "tokenizer": tokenizer_len is not None,
             "workers": used.get("workers", 0),
         },
-        quality=quality.summary(usable, dict(kinds)),
+        quality={**quality.summary(usable, dict(kinds)), "ways_asked": ways_asked(
+            [tmp / "train.jsonl", tmp / "val.jsonl"]) if 0 < usable <= WAYS_MAX_ROWS else None},
     )
     assert report.rows_total == report.rows_usable + report.rows_rejected
     if usable == 0:

@@ -100,6 +100,7 @@ class DataView:
     split_val: int = 0  # rows the import already held out
     tokens: dict | None = None
     latin_pct: float | None = None  # the share of rows written in Latin script (words between spaces)
+    ways_asked: dict | None = None  # {"answers", "one_way"}: answers asked by one question only (data.quality)
 
 
 def data_view(stats: dict | None, needs: list[str], task: str) -> DataView:
@@ -119,7 +120,8 @@ def data_view(stats: dict | None, needs: list[str], task: str) -> DataView:
     return DataView(known=True, rows=sum(fitting.values()), total=usable, shape=shape,
                  kind=max(fitting, key=fitting.get), other_rows=usable - sum(fitting.values()),
                  split_val=int(splits.get("val") or 0), tokens=tokens if isinstance(tokens, dict) else None,
-                 latin_pct=(languages.get("en") or {}).get("pct", 0.0) if languages else None)
+                 latin_pct=(languages.get("en") or {}).get("pct", 0.0) if languages else None,
+                 ways_asked=(stats.get("quality") or {}).get("ways_asked"))
 
 
 def _mismatch(task: str, needs: list[str], kinds: dict, shape: str) -> None:

@@ -39,6 +39,7 @@ from easytune.plan.decisions.schedule import (
     decide_question_variants,
     decide_retention,
     decide_schedule,
+    warn_one_way_asked,
 )
 from easytune.plan.decisions.user_values import check_user_values
 from easytune.plan.decisions.versions import decide_versions
@@ -126,6 +127,7 @@ def _decide(ctx: PlanContext) -> Proposal:
     load = decide_batch(ctx, draft, split, load, world)  # (rows shortened to fit memory compute fewer tokens)
     decide_retention(ctx, draft)
     decide_question_variants(ctx, draft, split)
+    warn_one_way_asked(ctx, draft)
     decide_embedding_noise(ctx, draft)
     decide_epochs(ctx, draft, split, world)
     decide_schedule(ctx, draft)

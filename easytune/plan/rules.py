@@ -66,6 +66,7 @@ class TaskRule:
     embedding_noise: float = bounds(0.0, ge=0, le=50)
     question_variants: int = bounds(0, ge=0, le=8)
     variant_epochs_factor: float = bounds(1.0, gt=0)
+    one_way_warning: float | None = bounds(None, gt=0, le=1)
     keep_long_rows: bool = False
     split_long_rows: bool = False
     suggest_level: Level | None = None

@@ -120,6 +120,18 @@ def decide_question_variants(ctx: PlanContext, draft: Draft, split: Split) -> No
                   task_key=f"planner.task.{ctx.task}")
 
 
+ONE_WAY_MIN_ANSWERS = 5  # below this, a share of answers says little
+
+
+def warn_one_way_asked(ctx: PlanContext, draft: Draft) -> None:
+    """For a task that teaches facts to be asked in new words: say so where most answers are asked one way only.
+    A small model learns a fact for the words it was asked in; a second question of the user's own wording helps
+    more than any copy the plan can make (presets/intents.yaml, the task's `one_way_warning`)."""
+    share, ways = ctx.task_rules.one_way_warning, ctx.data.ways_asked
+    if share and ways and ways["answers"] >= ONE_WAY_MIN_ANSWERS and ways["one_way"] >= share * ways["answers"]:
+        draft.warn("planner.warn.one_way_asked", one_way=ways["one_way"], answers=ways["answers"])
+
+
 def decide_embedding_noise(ctx: PlanContext, draft: Draft) -> None:
     """Noise on the input embeddings while training (train/embedding_noise.py) where the task's rule sets a
     strength: answering what is meant rather than the words the data used."""
