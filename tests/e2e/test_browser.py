@@ -107,7 +107,7 @@ def test_first_fine_tune_from_upload_to_verdict_and_export(app, browser, tmp_pat
     report.get_by_text(re.compile("openai")).wait_for(timeout=60_000)
     page.locator("#et-tokens").get_by_text(re.compile("512")).wait_for(timeout=30_000)  # lengths vs context
     page.get_by_text(t("ui.data.tokens_chart", lang)).click()  # the chart is drawn when asked for
-    page.locator("#et-tokens-plot .js-plotly-plot").wait_for(timeout=30_000)
+    page.locator("#et-tokens-plot .js-plotly-plot").wait_for(timeout=120_000)  # slow beside a training run
     shot(page, f"{lang}-1-data")
 
     # ② goal: a task and a level, the explained plan, start
@@ -179,8 +179,8 @@ def start_plan(page, lang: str) -> None:
     start = page.get_by_role("button", name=t("ui.plan.start", lang))
     expect(start).to_be_enabled(timeout=90_000)  # not while the plan is being made again
     start.click()
-    try:
-        page.locator("#et-loss-plot .js-plotly-plot").wait_for(timeout=120_000)
+    try:  # a job starts in seconds alone, in minutes beside other training runs on two cores
+        page.locator("#et-loss-plot .js-plotly-plot").wait_for(timeout=300_000)
     except playwright.TimeoutError:  # what the page said instead, for whoever reads the failure
         shot(page, f"{lang}-start-failed")
         raise AssertionError(f"no run started; the page shows: {page.locator('.toast-body').all_inner_texts()}, "
