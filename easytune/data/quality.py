@@ -631,16 +631,17 @@ WAYS_MAX_ROWS = 10_000  # the count reads the imported rows again: a blink for d
 
 def ways_asked(paths) -> dict | None:
     """{"answers": distinct answers of the single-question rows, "one_way": how many of them one question alone
-    asks}, from imported rows (None where no row is a single question and its answer). A small model taught a
-    fact by one question recalls it mostly for those words (the planner warns, presets/intents.yaml)."""
-    questions: dict[str, set[str]] = {}
+    asks}, from imported rows (None where no row is a single question and its answer), compared as the duplicate
+    check compares them (`fingerprint`: case, width, spaces and marks ignored). A small model taught a fact by one
+    question recalls it mostly for those words (the planner warns, presets/intents.yaml)."""
+    questions: dict[bytes, set[bytes]] = {}
     for path in paths:
         with open(path, encoding="utf-8") as f:
             for line in f:
                 row = json.loads(line)
                 turns = [m for m in row.get("messages") or [] if m.get("role") != "system"]
                 if row.get("kind") == "sft" and [m.get("role") for m in turns] == ["user", "assistant"]:
-                    asked, answer = (" ".join(str(m.get("content") or "").casefold().split()) for m in turns)
+                    asked, answer = (fingerprint(str(m.get("content") or "")) for m in turns)
                     questions.setdefault(answer, set()).add(asked)
     if not questions:
         return None

@@ -57,14 +57,15 @@ def _judged(bucket, answers: list[str]) -> list[bool | None]:
     return [facts.judge_answer(answer, item.reference, item.key, item.question) for item, answer in zip(asked, answers)]
 
 
-def _side_metrics(bucket, answers: list[str] | None, loss: float | None, labels: bool,
+def _side_metrics(bucket, answers: list[str] | None, right: list[bool | None], loss: float | None, labels: bool,
                   probe: float | None = None) -> dict:
+    """One side's scores; `right`: its answers judged by their facts (_judged)."""
     asked = [item for item in bucket.items if item.reference is not None]
     refs = [item.reference for item in asked]
     scores = {"loss": loss, "ppl": metrics.perplexity(loss) if loss is not None else None,
               "rouge_l": None, "bleu": None, "exact_match": None, "facts": None, "facts_judged": 0, "probe": probe}
     if asked:
-        scores["facts"], scores["facts_judged"] = facts.accuracy(_judged(bucket, answers))
+        scores["facts"], scores["facts_judged"] = facts.accuracy(right)
         scores["rouge_l"] = sum(map(metrics.rouge_l, answers, refs)) / len(asked)
         scores["bleu"] = metrics.bleu(answers, refs)
         if labels:
@@ -80,13 +81,14 @@ def bucket_results(buckets: list, measured: dict, cfg: dict) -> dict:
         labels = metrics.looks_like_labels(refs, cfg["exact_match"]["max_chars"], cfg["exact_match"]["label_share"])
         entry = {"rows": len(bucket.items), "source": bucket.source, "missing": bucket.missing, "labels": labels,
                  **({"dataset": bucket.dataset} if bucket.dataset else {})}
+        right = {name: _judged(bucket, side["answers"] or []) for name, side in sides.items()}  # judged once each
         for name in ("base", "tuned"):
             if name in sides:
-                entry[name] = _side_metrics(bucket, sides[name]["answers"], sides[name]["loss"], labels,
+                entry[name] = _side_metrics(bucket, sides[name]["answers"], right[name], sides[name]["loss"], labels,
                                             sides[name].get("probe"))
         if sides:
             asked = [item for item in bucket.items if item.reference is not None]
-            base_right, tuned_right = (_judged(bucket, sides[name]["answers"]) for name in ("base", "tuned"))
+            base_right, tuned_right = right["base"], right["tuned"]
             entry["languages"] = by_language([item.question for item in asked], base_right, tuned_right)
             entry["facts_change"] = facts.changes(base_right, tuned_right)
             entry["samples"] = [
