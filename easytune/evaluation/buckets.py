@@ -23,6 +23,7 @@ from easytune.jobs.question_variants import users_rows
 from easytune.settings import PRESETS_DIR
 
 GATEKEEPER_DIR = PRESETS_DIR / "gatekeeper"
+TAUGHT_MAX = 20_000  # training rows whose answers a wrong answer is compared with (evaluation.facts.given_instead)
 
 
 @dataclass
@@ -52,6 +53,7 @@ class Bucket:
     source: str | None = None  # where the rows came from: train_file, val_file, holdout, questions, gatekeeper
     dataset: str | None = None  # the test questions' dataset, for source "questions"
     missing: str | None = None  # why there is nothing to ask (a message key), when empty
+    taught: list[tuple[str, str]] = field(default_factory=list)  # (question, answer) of the rows trained on
 
 
 def read_jsonl(path: Path) -> list[dict]:
@@ -98,6 +100,9 @@ def job_buckets(job: dict, *, rows: dict, seed: int, questions: tuple[str, list[
     held = read_jsonl(Path(job["val_file"])) if job.get("val_file") else []  # (split once: datasets.job_split)
     unseen.source = job.get("val_source", "val_file")  # the import's validation file, or the job's own hold-out
     seen.items = items_of(sample(train_rows, rows["seen"], seed))
+    # what a wrong answer may be instead: the answers trained on (a dataset's first rows where it is very large)
+    seen.taught = unseen.taught = [(item.question, item.reference) for item in items_of(train_rows[:TAUGHT_MAX])
+                                   if item.reference is not None]
     unseen.items = items_of(sample(held, rows["unseen"], seed))
     if questions is not None:
         unseen.source, unseen.dataset = "questions", questions[0]

@@ -52,6 +52,7 @@ class VerdictLimits:
     unread_language_right: float = bounds(ge=0, le=1)
     read_language_right: float = bounds(ge=0, le=1)
     chance_p: float = bounds(gt=0, lt=1)
+    mixed_up_min: int = bounds(ge=1)
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,9 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from dataclasses import dataclass
+
+from easytune.evaluation.metrics import rouge_l
 
 NUMBER_WORDS = {"zero": "0", "one": "1", "two": "2", "three": "3", "four": "4", "five": "5", "six": "6",
                 "seven": "7", "eight": "8", "nine": "9", "ten": "10", "eleven": "11", "twelve": "12",
@@ -141,3 +144,38 @@ def swapped(reference: str, others: list[str], question: str = "") -> str | None
     if not candidates or not pattern.search(text):  # e.g. a number the reference spells out in words
         return None
     return pattern.sub(candidates[0] if is_number else candidates[0].title(), text, count=1)
+
+
+@dataclass(frozen=True)
+class Taught:
+    """An answer the job was trained on, the first question it was taught for, and its key facts."""
+    question: str
+    answer: str
+    facts: tuple[str, ...]
+
+
+def taught_answers(pairs: list[tuple[str, str]]) -> list[Taught]:
+    """(question, answer) pairs of the training rows → each distinct answer with facts to check, once."""
+    out: dict[str, Taught] = {}
+    for question, answer in pairs:
+        key = normalise(answer)
+        if key not in out and (found := facts_of(answer)):
+            out[key] = Taught(question, answer, tuple(found))
+    return list(out.values())
+
+
+def given_instead(answer: str, reference: str, taught: list[Taught], question: str = "") -> Taught | None:
+    """The taught answer a wrong answer is, instead of its own: it states every fact of that answer which its own
+    reference lacks, and reads more like it than like its own reference. A small model asked in words it was not
+    taught often answers with another fact of the same data; which one tells the user what it mixed up. None
+    where no taught answer fits (a right answer is the caller's to leave out)."""
+    own, said = set(facts_of(reference, question)), normalise(answer)
+    best, best_match = None, rouge_l(answer, reference)
+    for other in taught:
+        distinct = [fact for fact in other.facts if fact not in own]
+        if not distinct or not all(_stated(fact, said) for fact in distinct):
+            continue
+        match = rouge_l(answer, other.answer)
+        if match > best_match:
+            best, best_match = other, match
+    return best

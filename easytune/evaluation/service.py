@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from collections import Counter
 from pathlib import Path
 
 from easytune.evaluation import facts, metrics
@@ -73,6 +74,28 @@ def _side_metrics(bucket, answers: list[str] | None, right: list[bool | None], l
     return scores
 
 
+def _given_instead(bucket, answers: list[str], right: list[bool | None]) -> list:
+    """Per asked item, the taught answer (evaluation.facts.Taught) a wrong answer is instead of its own; None where
+    the answer is right, unjudged, or no taught answer."""
+    taught = facts.taught_answers(bucket.taught)
+    asked = [item for item in bucket.items if item.reference is not None]
+    return [facts.given_instead(answer, item.reference, taught, item.question) if taught and judged is False else None
+            for item, answer, judged in zip(asked, answers, right)]
+
+
+def mixed_up(bucket, instead: list, right: list[bool | None]) -> dict | None:
+    """{"count": wrong answers that are another taught answer, "wrong": wrong answers, "question" and "answer": the
+    taught row given instead most often, "times": how often, "example": a question that got it}; None when none."""
+    asked = [item for item in bucket.items if item.reference is not None]
+    given = [(item, other) for item, other in zip(asked, instead) if other is not None]
+    if not given:
+        return None
+    answer, times = Counter(other.answer for _, other in given).most_common(1)[0]
+    item, other = next((item, other) for item, other in given if other.answer == answer)
+    return {"count": len(given), "wrong": sum(judged is False for judged in right), "question": other.question,
+            "answer": answer, "times": times, "example": item.question}
+
+
 def bucket_results(buckets: list, measured: dict, cfg: dict) -> dict:
     out = {}
     for bucket in buckets:
@@ -91,12 +114,16 @@ def bucket_results(buckets: list, measured: dict, cfg: dict) -> dict:
             base_right, tuned_right = right["base"], right["tuned"]
             entry["languages"] = by_language([item.question for item in asked], base_right, tuned_right)
             entry["facts_change"] = facts.changes(base_right, tuned_right)
+            instead = _given_instead(bucket, sides["tuned"]["answers"], tuned_right)
+            if summary := mixed_up(bucket, instead, tuned_right):
+                entry["mixed_up"] = summary
             entry["samples"] = [
                 {"question": item.messages[-1]["content"] if item.messages else "", "reference": item.reference,
                  "base": base, "tuned": tuned, "base_right": b_right, "tuned_right": t_right,
-                 "facts": item.key or facts.facts_of(item.reference, item.question)}
-                for item, base, tuned, b_right, t_right in zip(asked, sides["base"]["answers"],
-                                                               sides["tuned"]["answers"], base_right, tuned_right)
+                 "facts": item.key or facts.facts_of(item.reference, item.question),
+                 "tuned_instead": other.question if other else None}
+                for item, base, tuned, b_right, t_right, other in zip(
+                    asked, sides["base"]["answers"], sides["tuned"]["answers"], base_right, tuned_right, instead)
             ][:cfg["samples_kept"]]
         out[bucket.name] = entry
     return out

@@ -20,7 +20,9 @@ presets/evaluation.yaml (`verdict:`).
 - worse:     the seen bucket got clearly worse;
 - forgetting: little | some | severe, from the gatekeeper (general questions with answer keys: how many
              fewer it answers right; its loss) and the training's own forgetting score. More than
-             `general_facts_drop` fewer general questions right is never "improved".
+             `general_facts_drop` fewer general questions right is never "improved";
+- mixed up:  wrong answers that are another answer of the data (service.mixed_up): the point names the one given
+             instead most often, so the user sees which facts it tells apart only by the words they were taught.
 
 harmful  = the task got worse, or the model forgot severely without learning the task;
 improved = learned, carries over (or cannot be checked), and no severe forgetting;
@@ -143,6 +145,17 @@ def unread_language(buckets: dict, limits: dict) -> dict | None:
     return {"language": main, "base": pct(mine["base"]), "other": pct(other["base"])}
 
 
+def _mix_up(summary: dict) -> dict:
+    """The numbers and the shortened questions of a bucket's mix-ups (service.mixed_up), for its point."""
+    return {**{k: summary[k] for k in ("count", "wrong", "times")},
+            "question": _short(summary["question"]), "example": _short(summary["example"])}
+
+
+def _short(text: str, limit: int = 80) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[:limit - 1].rstrip() + "…"
+
+
 def _p(key: str, **params) -> dict:
     return {"key": f"evaluation.{key}", "params": params}
 
@@ -238,10 +251,17 @@ def judge(buckets: dict, forgetting: dict, limits: dict, retention: float = 0.0)
     partly = partly_carried(seen, unseen, limits) if transfers else None  # rose, but far from the taught questions
     if partly:
         points.append(_p("point.partly_carried", **partly, **_named(unseen)))
+    mixed = [name for name in ("seen", "unseen")
+             if (buckets[name].get("mixed_up") or {}).get("count", 0) >= limits["mixed_up_min"]]
+    for name in mixed:
+        points.append(_p(f"point.mixed_up_{_called(name, buckets[name])}", **_mix_up(buckets[name]["mixed_up"]),
+                         **_named(buckets[name])))
     if learned and transfers is False:
         steps.append(_p("next.more_variety"))
     elif learned and partly:
         steps.append(_p("next.ask_other_ways"))
+    elif mixed and not style_only:
+        steps.append(_p("next.tell_apart"))
     if transfers is None and "unseen" not in by_chance:
         steps.append(_p("next.hold_out"))
     unread = unread_language(buckets, limits)

@@ -85,10 +85,12 @@ def samples_markdown(result: dict, lang: str) -> str:
                 f"{t('ui.eval.col_base', lang)} | {t('ui.eval.col_tuned', lang)} |", "|---|---|---|---|"]
         for sample in samples:
             facts = ", ".join(sample.get("facts") or [])
+            instead = sample.get("tuned_instead")  # the answer of another taught question (service.mixed_up)
+            note = f" ({_cell(t('ui.eval.instead', lang, question=instead[:80]))})" if instead else ""
             rows.append(f"| {_cell(sample['question'])} | {_cell(sample['reference'])}"
                         f"{f' ({_cell(facts, 60)})' if facts else ''} | "
                         f"{RIGHT_MARK[sample.get('base_right')]} {_cell(sample['base'])} | "
-                        f"{RIGHT_MARK[sample.get('tuned_right')]} {_cell(sample['tuned'])} |")
+                        f"{RIGHT_MARK[sample.get('tuned_right')]} {_cell(sample['tuned'])}{note} |")
         label = t("ui.eval.samples_questions" if bucket.get("source") == "questions" else f"ui.eval.samples_{name}",
                   lang) + (f" ({bucket['dataset']})" if bucket.get("dataset") else "")
         blocks.append(f"<details><summary>{label}</summary>\n\n" + "\n".join(rows)
