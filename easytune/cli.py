@@ -659,7 +659,12 @@ def cmd_eval(args, settings) -> int:
     with _stdout_to_stderr():
         result = evaluate_job(settings, args.job, lang=args.lang, limit=args.limit, questions=args.questions,
                               progress=_progress_printer(args))
-    _emit(args, result, result["text"])
+    text = result["text"]
+    if args.answers:
+        from easytune.evaluation.verdict import answers_text
+
+        text += "\n\n" + answers_text(result, args.lang)
+    _emit(args, result, text)
     return 0
 
 
@@ -901,6 +906,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--questions", metavar="DATASET",
                           help="your own test questions (a dataset name or id, or a data file, imported first), "
                                "asked instead of the rows held out of training: e.g. the taught facts in other words")
+    evaluate.add_argument("--answers", action="store_true",
+                          help="also print every answer judged: the question, its reference, both models' answers")
     evaluate.set_defaults(func=cmd_eval)
 
     safety = sub.add_parser("safety", parents=[common],

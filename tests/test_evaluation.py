@@ -248,9 +248,15 @@ def test_the_time_left_follows_the_work_done(monkeypatch):
 def test_an_evaluation_reports_its_progress_as_it_goes(demo_job, eval_home):
     import re
 
-    said = cli("eval", demo_job[1]["id"], "--limit", "2", home=eval_home).stderr
+    done = cli("eval", demo_job[1]["id"], "--limit", "2", "--answers", home=eval_home)
+    said = done.stderr
     shown = [int(p) for p in re.findall(r"Evaluating… (\d+)%", said)]
     assert len(shown) >= 6 and shown == sorted(shown) and shown[-1] == 100, said
+    # --answers: after the verdict, each question asked, with its reference and both models' answers
+    stored = cli_json("evals", "list", "--job", demo_job[1]["id"], home=eval_home)[0]["result"]
+    for name, bucket in stored["buckets"].items():
+        for sample in bucket["samples"]:
+            assert f"{sample['question']}\n    Reference (its facts): {sample['reference']}" in done.stdout, name
 
 
 @pytest.mark.slow

@@ -6,7 +6,7 @@ from easytune.evaluation.buckets import Bucket, Item
 from easytune.evaluation.config import evaluation_config
 from easytune.evaluation.facts import given_instead, taught_answers
 from easytune.evaluation.service import bucket_results
-from easytune.evaluation.verdict import judge, verdict_text
+from easytune.evaluation.verdict import answers_text, judge, verdict_text
 from easytune.ui.evaluate_step import samples_markdown
 
 DEPOSIT = "Every bike rental needs a refundable deposit of $80, returned when the bike comes back."
@@ -84,6 +84,13 @@ def test_the_evaluation_counts_the_mix_ups_and_names_the_answer_given_instead_mo
     table = samples_markdown({"buckets": buckets}, "en")
     assert "the answer taught for “How much is the deposit for renting a bike?”" in table
     assert "答成了“Who is your head mechanic?”的回答" in samples_markdown({"buckets": buckets}, "zh")
+    lines = answers_text({"buckets": buckets}, "en")  # easytune eval --answers
+    assert ("✗ Will I have to buy head protection?\n    Reference (its facts): " + HELMET + " (nordvik)\n"
+            "    Base model ✗ I do not know.\n    Tuned model ✗ " + DEPOSIT +
+            " (the answer taught for “How much is the deposit for renting a bike?”)") in lines
+    assert "✓ Who gets it going in the workshop?" in lines
+    assert "Answers to your test questions (asked-otherwise)" in lines
+    assert "你的测试问题的回答 (asked-otherwise)" in answers_text({"buckets": buckets}, "zh")
 
 
 def test_the_verdict_says_which_answer_came_instead_in_both_languages_and_what_to_do():

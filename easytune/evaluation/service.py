@@ -124,7 +124,7 @@ def bucket_results(buckets: list, measured: dict, cfg: dict) -> dict:
                  "tuned_instead": other.question if other else None}
                 for item, base, tuned, b_right, t_right, other in zip(
                     asked, sides["base"]["answers"], sides["tuned"]["answers"], base_right, tuned_right, instead)
-            ][:cfg["samples_kept"]]
+            ][:cfg["samples_kept"] if bucket.name == "gatekeeper" else None]  # the user's own questions: all
         out[bucket.name] = entry
     return out
 

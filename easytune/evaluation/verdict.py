@@ -302,3 +302,32 @@ def verdict_text(result: dict, lang: str = "zh") -> str:
         lines.append(t("evaluation.next_head", lang))
         lines += [f"- {t(p['key'], lang, **p['params'])}" for p in result["next"]]
     return "\n".join(lines)
+
+
+RIGHT_MARK = {True: "✓", False: "✗", None: "·"}  # every fact stated, a fact missing or wrong, nothing to check
+
+
+def answers_label(name: str, bucket: dict, lang: str) -> str:
+    """The heading of a bucket's answers: the user's test questions by their dataset's name."""
+    key = "ui.eval.samples_questions" if bucket.get("source") == "questions" else f"ui.eval.samples_{name}"
+    return t(key, lang) + (f" ({bucket['dataset']})" if bucket.get("dataset") else "")
+
+
+def answers_text(result: dict, lang: str = "zh") -> str:
+    """The answers kept per bucket as plain lines (`easytune eval --answers`): each question, its reference and
+    facts, both models' answers marked right or wrong, and the taught answer a wrong one is instead."""
+    lines = []
+    for name, bucket in (result.get("buckets") or {}).items():
+        if not bucket.get("samples"):
+            continue
+        lines += ["", answers_label(name, bucket, lang)]
+        for sample in bucket["samples"]:
+            facts = ", ".join(sample.get("facts") or [])
+            instead = sample.get("tuned_instead")
+            lines += [f"{RIGHT_MARK[sample.get('tuned_right')]} {sample['question']}",
+                      f"    {t('ui.eval.col_reference', lang)}: {sample['reference']}"
+                      + (f" ({facts})" if facts else ""),
+                      f"    {t('ui.eval.col_base', lang)} {RIGHT_MARK[sample.get('base_right')]} {sample['base']}",
+                      f"    {t('ui.eval.col_tuned', lang)} {RIGHT_MARK[sample.get('tuned_right')]} {sample['tuned']}"
+                      + (f" ({t('ui.eval.instead', lang, question=instead)})" if instead else "")]
+    return "\n".join(lines).strip("\n")

@@ -67,15 +67,14 @@ def verdict_markdown(settings: Settings, job_id: str | None, lang: str) -> str:
     return "\n\n".join(parts)
 
 
-RIGHT_MARK = {True: "✓", False: "✗", None: "·"}
-
-
 def _cell(text: str, limit: int = 160) -> str:
     return (text or "").replace("|", "\\|").replace("\n", " ")[:limit]
 
 
 def samples_markdown(result: dict, lang: str) -> str:
     """Per bucket: the questions, the reference, both models' answers, and whether each stated the facts."""
+    from easytune.evaluation.verdict import RIGHT_MARK, answers_label
+
     blocks = []
     for name, bucket in (result.get("buckets") or {}).items():
         samples = bucket.get("samples") or []
@@ -91,9 +90,7 @@ def samples_markdown(result: dict, lang: str) -> str:
                         f"{f' ({_cell(facts, 60)})' if facts else ''} | "
                         f"{RIGHT_MARK[sample.get('base_right')]} {_cell(sample['base'])} | "
                         f"{RIGHT_MARK[sample.get('tuned_right')]} {_cell(sample['tuned'])}{note} |")
-        label = t("ui.eval.samples_questions" if bucket.get("source") == "questions" else f"ui.eval.samples_{name}",
-                  lang) + (f" ({bucket['dataset']})" if bucket.get("dataset") else "")
-        blocks.append(f"<details><summary>{label}</summary>\n\n" + "\n".join(rows)
+        blocks.append(f"<details><summary>{answers_label(name, bucket, lang)}</summary>\n\n" + "\n".join(rows)
                       + "\n\n</details>")
     return "\n\n".join(blocks)
 
