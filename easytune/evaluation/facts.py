@@ -14,7 +14,7 @@ import re
 import unicodedata
 from dataclasses import dataclass
 
-from easytune.evaluation.metrics import rouge_l
+from easytune.evaluation.metrics import rouge_l, tokenize
 
 NUMBER_WORDS = {"zero": "0", "one": "1", "two": "2", "three": "3", "four": "4", "five": "5", "six": "6",
                 "seven": "7", "eight": "8", "nine": "9", "ten": "10", "eleven": "11", "twelve": "12",
@@ -152,16 +152,18 @@ class Taught:
     question: str
     answer: str
     facts: tuple[str, ...]
+    first_words: tuple[str, ...]  # each fact's first word: an answer without it cannot state that fact
 
 
 def taught_answers(pairs: list[tuple[str, str]]) -> list[Taught]:
     """(question, answer) pairs of the training rows → each distinct answer with facts to check, once."""
-    out: dict[str, Taught] = {}
+    out: dict[str, Taught | None] = {}
     for question, answer in pairs:
         key = normalise(answer)
-        if key not in out and (found := facts_of(answer)):
-            out[key] = Taught(question, answer, tuple(found))
-    return list(out.values())
+        if key not in out:
+            found = [(fact, words[0]) for fact in facts_of(answer) if (words := tokenize(fact))]
+            out[key] = Taught(question, answer, *map(tuple, zip(*found))) if found else None
+    return [taught for taught in out.values() if taught is not None]
 
 
 def given_instead(answer: str, reference: str, taught: list[Taught], question: str = "") -> Taught | None:
@@ -170,10 +172,13 @@ def given_instead(answer: str, reference: str, taught: list[Taught], question: s
     taught often answers with another fact of the same data; which one tells the user what it mixed up. None
     where no taught answer fits (a right answer is the caller's to leave out)."""
     own, said = set(facts_of(reference, question)), normalise(answer)
+    words = set(tokenize(said))
     best, best_match = None, rouge_l(answer, reference)
     for other in taught:
-        distinct = [fact for fact in other.facts if fact not in own]
-        if not distinct or not all(_stated(fact, said) for fact in distinct):
+        distinct = [(fact, first) for fact, first in zip(other.facts, other.first_words) if fact not in own]
+        # each fact's first word before the fact itself: a dataset may hold 20,000 answers
+        if not distinct or any(first not in words for _, first in distinct) \
+                or not all(_stated(fact, said) for fact, _ in distinct):
             continue
         match = rouge_l(answer, other.answer)
         if match > best_match:

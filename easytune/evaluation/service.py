@@ -74,10 +74,9 @@ def _side_metrics(bucket, answers: list[str] | None, right: list[bool | None], l
     return scores
 
 
-def _given_instead(bucket, answers: list[str], right: list[bool | None]) -> list:
+def _given_instead(bucket, answers: list[str], right: list[bool | None], taught: list) -> list:
     """Per asked item, the taught answer (evaluation.facts.Taught) a wrong answer is instead of its own; None where
     the answer is right, unjudged, or no taught answer."""
-    taught = facts.taught_answers(bucket.taught)
     asked = [item for item in bucket.items if item.reference is not None]
     return [facts.given_instead(answer, item.reference, taught, item.question) if taught and judged is False else None
             for item, answer, judged in zip(asked, answers, right)]
@@ -98,6 +97,8 @@ def mixed_up(bucket, instead: list, right: list[bool | None]) -> dict | None:
 
 def bucket_results(buckets: list, measured: dict, cfg: dict) -> dict:
     out = {}
+    # the answers trained on, which a wrong answer may be instead: one list, shared by the seen and unseen buckets
+    taught = facts.taught_answers(next((bucket.taught for bucket in buckets if bucket.taught), []))
     for bucket in buckets:
         sides = measured[bucket.name]
         refs = [item.reference for item in bucket.items if item.reference is not None]
@@ -114,7 +115,7 @@ def bucket_results(buckets: list, measured: dict, cfg: dict) -> dict:
             base_right, tuned_right = right["base"], right["tuned"]
             entry["languages"] = by_language([item.question for item in asked], base_right, tuned_right)
             entry["facts_change"] = facts.changes(base_right, tuned_right)
-            instead = _given_instead(bucket, sides["tuned"]["answers"], tuned_right)
+            instead = _given_instead(bucket, sides["tuned"]["answers"], tuned_right, taught if bucket.taught else [])
             if summary := mixed_up(bucket, instead, tuned_right):
                 entry["mixed_up"] = summary
             entry["samples"] = [
