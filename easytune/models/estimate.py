@@ -46,7 +46,7 @@ GIB = 1024**3
 MIB = 1024**2
 
 METHODS = ("lora", "qlora", "full")
-SCOPES = ("attention_qkv", "attention", "all_linear")
+SCOPES = ("attention_qkv", "attention", "feed_forward", "all_linear")
 DEVICES = ("cuda", "mps", "xpu", "cpu")
 DTYPE_BYTES = {
     "fp32": 4, "float32": 4,
@@ -215,7 +215,8 @@ class Estimate:
 
 
 def _targeted(shape: ModelShape, target: str) -> list[tuple[str, int, int]]:
-    roles = {"attention_qkv": {"q", "k", "v"}, "attention": {"q", "k", "v", "o"}}.get(target)
+    roles = {"attention_qkv": {"q", "k", "v"}, "attention": {"q", "k", "v", "o"},
+             "feed_forward": {"gate", "up", "down"}}.get(target)
     if target not in SCOPES:
         raise ValueError(f"unknown target scope {target!r}; expected one of {SCOPES}")
     return [lin for lin in shape.linears() if roles is None or lin[0] in roles]

@@ -31,7 +31,7 @@ from easytune.models.estimate import ModelShape
 from easytune.models.sources import check_folder, needs_remote_code, read_config
 from easytune.models.stack import import_stack
 
-SCOPES = ("attention_qkv", "attention", "all_linear")
+SCOPES = ("attention_qkv", "attention", "feed_forward", "all_linear")
 GROUPS = ("attention", "feed_forward", "other")
 
 ATTENTION_WORDS = {"attn", "attention", "attentions", "selfattention", "self_attention", "self_attn"}
@@ -476,13 +476,14 @@ def target_modules(info: ModelInfo | dict[str, Any], scope: str = "all_linear") 
 
     attention_qkv: the projections reading the block input (q/k/v, fused or not);
     attention: those plus the attention output projection;
+    feed_forward: the feed-forward projections (up, down and the gate where there is one);
     all_linear: attention and feed-forward projections (never the output head or embeddings).
     """
     groups = info.linear_modules if isinstance(info, ModelInfo) else info.get("linear_modules", info)
     if scope == "attention_qkv":
         names = groups.get("attention_qkv", [])
-    elif scope == "attention":
-        names = groups.get("attention", [])
+    elif scope in ("attention", "feed_forward"):
+        names = groups.get(scope, [])
     elif scope == "all_linear":
         names = list(groups.get("attention", [])) + list(groups.get("feed_forward", []))
     else:

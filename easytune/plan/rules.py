@@ -20,7 +20,7 @@ INTENTS_PATH = Path(__file__).resolve().parents[2] / "presets" / "intents.yaml"
 Task = Literal["chat", "domain", "style", "extraction", "preference", "pretrain"]
 Level = Literal["L1", "L2", "L3"]
 DataKind = Literal["sft", "preference", "kto", "text"]
-Scope = Literal["attention_qkv", "attention", "all_linear"]
+Scope = Literal["attention_qkv", "attention", "feed_forward", "all_linear"]
 Device = Literal["cpu", "mps", "cuda", "xpu"]
 RankEnd = Literal["lower", "upper"]  # which end of a level's r_range
 

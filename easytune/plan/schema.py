@@ -37,7 +37,7 @@ class TrainingPlan:
     lora_alpha: int = setting(16, lo=1, hi=1024, group="method")
     lora_dropout: float = setting(0.05, lo=0.0, hi=0.5, group="method")
     embedding_noise: float = setting(0.0, lo=0.0, hi=50.0, group="method")
-    target_modules: str = setting("all_linear", choices=("all_linear", "attention", "attention_qkv"),
+    target_modules: str = setting("all_linear", choices=("all_linear", "feed_forward", "attention", "attention_qkv"),
                                   group="method")
     lora_layers: float = setting(1.0, lo=0.05, hi=1.0, group="method")
     # optimisation

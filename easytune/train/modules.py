@@ -16,15 +16,15 @@ BLOCK = re.compile(r"\.(\d+)\.")  # the block a layer sits in: model.layers.15.s
 
 
 def lora_targets(model, scope: str, layers: float = 1.0):
-    """peft target_modules for a scope (all linear layers, or the attention projections only) in the top
-    `layers` share of the model's blocks, the ones nearest the output (1: every block)."""
+    """peft target_modules for a scope (all linear layers, the attention projections, or the feed-forward ones)
+    in the top `layers` share of the model's blocks, the ones nearest the output (1: every block)."""
     if scope == "all_linear" and layers >= 1:
         return "all-linear"  # peft's own rule: every linear layer but the output head
     from easytune.models.inspect import group_linear_layers, linear_module_names
 
     if layers >= 1:
         groups, _ = linear_module_names(model)
-        return sorted(groups["attention_qkv" if scope == "attention_qkv" else "attention"])
+        return sorted(groups[scope])
     key = "role" if scope == "attention_qkv" else "group"
     names = [row["name"] for row in group_linear_layers(model) if scope == "all_linear" or row[key] == scope]
     block = {name: at for name in names if (at := block_of(name)) is not None}

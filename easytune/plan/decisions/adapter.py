@@ -7,7 +7,8 @@ from easytune.plan.draft import Draft
 from easytune.plan.inputs import PlanContext
 from easytune.plan.rules import LEVELS
 
-WIDER = {"attention_qkv": "attention", "attention": "all_linear"}  # where a model lacks the layers asked for
+# where a model lacks the layers asked for
+WIDER = {"attention_qkv": "attention", "attention": "all_linear", "feed_forward": "all_linear"}
 
 
 def decide_adapter(ctx: PlanContext, draft: Draft, split: Split) -> None:
@@ -61,10 +62,10 @@ def decide_adapter(ctx: PlanContext, draft: Draft, split: Split) -> None:
     # which layers
     scope = ctx.task_rules.target_modules or ctx.level_rules.target_modules
     key = {"attention_qkv": "planner.reason.target_qkv", "attention": "planner.reason.target_attention",
-           "all_linear": "planner.reason.target_all"}[scope]
+           "feed_forward": "planner.reason.target_feed_forward", "all_linear": "planner.reason.target_all"}[scope]
     if scope == "all_linear" and ctx.level == LEVELS[-1]:
         key = "planner.reason.target_all_deep"
-    if ctx.task_rules.target_modules and scope != ctx.level_rules.target_modules:
+    if scope == "all_linear" and ctx.task_rules.target_modules and scope != ctx.level_rules.target_modules:
         key = "planner.reason.target_task"
     if ctx.small_model and scope != "all_linear":
         scope, key = "all_linear", "planner.reason.target_small_model"
