@@ -27,11 +27,10 @@ from pathlib import Path
 from typing import Any
 
 from easytune.i18n import UserError
-from easytune.models.estimate import ModelShape
+from easytune.models.estimate import SCOPES, ModelShape
 from easytune.models.sources import check_folder, needs_remote_code, read_config
 from easytune.models.stack import import_stack
 
-SCOPES = ("attention_qkv", "attention", "feed_forward", "all_linear")
 GROUPS = ("attention", "feed_forward", "other")
 
 ATTENTION_WORDS = {"attn", "attention", "attentions", "selfattention", "self_attention", "self_attn"}
@@ -480,9 +479,7 @@ def target_modules(info: ModelInfo | dict[str, Any], scope: str = "all_linear") 
     all_linear: attention and feed-forward projections (never the output head or embeddings).
     """
     groups = info.linear_modules if isinstance(info, ModelInfo) else info.get("linear_modules", info)
-    if scope == "attention_qkv":
-        names = groups.get("attention_qkv", [])
-    elif scope in ("attention", "feed_forward"):
+    if scope in ("attention_qkv", "attention", "feed_forward"):
         names = groups.get(scope, [])
     elif scope == "all_linear":
         names = list(groups.get("attention", [])) + list(groups.get("feed_forward", []))
