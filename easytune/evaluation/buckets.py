@@ -55,6 +55,11 @@ class Bucket:
     missing: str | None = None  # why there is nothing to ask (a message key), when empty
     taught: list[tuple[str, str]] = field(default_factory=list)  # (question, answer) of the rows trained on
 
+    @property
+    def asked(self) -> list[Item]:
+        """The items with a reference answer: the ones the models answer and the answers are judged against."""
+        return [item for item in self.items if item.reference is not None]
+
 
 def read_jsonl(path: Path) -> list[dict]:
     with open(path, encoding="utf-8") as f:

@@ -205,7 +205,7 @@ def measure(pair: Pair, buckets: list, cfg: dict, progress=None) -> dict:
     """{bucket name: {side: {"loss", "answers"}}} for both sides. One side is loaded at a time.
     `progress(done, total)` as the work goes, counted in answer tokens (a scored row counts as one)."""
     out = {bucket.name: {} for bucket in buckets}
-    asked = {bucket.name: [item for item in bucket.items if item.reference is not None] for bucket in buckets}
+    asked = {bucket.name: bucket.asked for bucket in buckets}
     done, total, budgets = 0, 0, {}
 
     def advance(units: int) -> None:

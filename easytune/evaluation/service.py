@@ -54,14 +54,14 @@ def pair_of(settings: Settings, job_id: str, resolved: dict):
 
 def _judged(bucket, answers: list[str]) -> list[bool | None]:
     """Each answer right or wrong by its facts (None where the reference has none to check)."""
-    asked = [item for item in bucket.items if item.reference is not None]
-    return [facts.judge_answer(answer, item.reference, item.key, item.question) for item, answer in zip(asked, answers)]
+    return [facts.judge_answer(answer, item.reference, item.key, item.question)
+            for item, answer in zip(bucket.asked, answers)]
 
 
 def _side_metrics(bucket, answers: list[str] | None, right: list[bool | None], loss: float | None, labels: bool,
                   probe: float | None = None) -> dict:
     """One side's scores; `right`: its answers judged by their facts (_judged)."""
-    asked = [item for item in bucket.items if item.reference is not None]
+    asked = bucket.asked
     refs = [item.reference for item in asked]
     scores = {"loss": loss, "ppl": metrics.perplexity(loss) if loss is not None else None,
               "rouge_l": None, "bleu": None, "exact_match": None, "facts": None, "facts_judged": 0, "probe": probe}
@@ -77,16 +77,14 @@ def _side_metrics(bucket, answers: list[str] | None, right: list[bool | None], l
 def _given_instead(bucket, answers: list[str], right: list[bool | None], taught: list) -> list:
     """Per asked item, the taught answer (evaluation.facts.Taught) a wrong answer is instead of its own; None where
     the answer is right, unjudged, or no taught answer."""
-    asked = [item for item in bucket.items if item.reference is not None]
     return [facts.given_instead(answer, item.reference, taught, item.question) if taught and judged is False else None
-            for item, answer, judged in zip(asked, answers, right)]
+            for item, answer, judged in zip(bucket.asked, answers, right)]
 
 
 def mixed_up(bucket, instead: list, right: list[bool | None]) -> dict | None:
     """{"count": wrong answers that are another taught answer, "wrong": wrong answers, "question" and "answer": the
     taught row given instead most often, "times": how often, "example": a question that got it}; None when none."""
-    asked = [item for item in bucket.items if item.reference is not None]
-    given = [(item, other) for item, other in zip(asked, instead) if other is not None]
+    given = [(item, other) for item, other in zip(bucket.asked, instead) if other is not None]
     if not given:
         return None
     answer, times = Counter(other.answer for _, other in given).most_common(1)[0]
@@ -101,7 +99,8 @@ def bucket_results(buckets: list, measured: dict, cfg: dict) -> dict:
     taught = facts.taught_answers(next((bucket.taught for bucket in buckets if bucket.taught), []))
     for bucket in buckets:
         sides = measured[bucket.name]
-        refs = [item.reference for item in bucket.items if item.reference is not None]
+        asked = bucket.asked
+        refs = [item.reference for item in asked]
         labels = metrics.looks_like_labels(refs, cfg["exact_match"]["max_chars"], cfg["exact_match"]["label_share"])
         entry = {"rows": len(bucket.items), "source": bucket.source, "missing": bucket.missing, "labels": labels,
                  **({"dataset": bucket.dataset} if bucket.dataset else {})}
@@ -111,7 +110,6 @@ def bucket_results(buckets: list, measured: dict, cfg: dict) -> dict:
                 entry[name] = _side_metrics(bucket, sides[name]["answers"], right[name], sides[name]["loss"], labels,
                                             sides[name].get("probe"))
         if sides:
-            asked = [item for item in bucket.items if item.reference is not None]
             base_right, tuned_right = right["base"], right["tuned"]
             entry["languages"] = by_language([item.question for item in asked], base_right, tuned_right)
             entry["facts_change"] = facts.changes(base_right, tuned_right)
