@@ -267,9 +267,10 @@ def _export_metrics(args, settings) -> int:
 
 
 def _rerun(args, settings) -> int:
-    """`jobs resume|restart|clone`: the job goes into the queue; with --follow, wait for it like `train`."""
+    """`jobs resume|restart|clone|next`: the job goes into the queue; with --follow, wait for it like `train`."""
     from easytune import jobs
 
+    made = None  # (next --missed) the dataset of the questions it missed
     if args.action == "resume":
         changes = jobs.suggested_changes(settings, args.job, args.suggest) if args.suggest else {}
         job = jobs.resume_job(settings, args.job, {**changes, **_setting_changes(args.set)})
@@ -277,11 +278,20 @@ def _rerun(args, settings) -> int:
         said = (t("jobs.resumed", args.lang, job=job["id"], checkpoint=resume_from) if resume_from
                 else t("jobs.resumed_fresh", args.lang, job=job["id"]))
     elif args.action == "next":
-        if not args.data:
+        if bool(args.data) == bool(args.missed):
             raise UserError("cli.error.next_needs_data")
-        job = jobs.next_version(settings, args.job, args.data, _setting_changes(args.set))
+        if args.missed:  # the questions its last evaluation found answered wrong, with what it trained on
+            from easytune.evaluation.missed import improve_from_missed
+
+            improved = improve_from_missed(settings, args.job, _setting_changes(args.set))
+            job, made = improved["job"], improved["dataset"]
+        else:
+            job = jobs.next_version(settings, args.job, args.data, _setting_changes(args.set))
         record = JobFolder(job["job_dir"]).resolved()
         said = t("jobs.next_version", args.lang, job=job["id"], source=args.job, version=record["version"])
+        if made:
+            said = t("missed.dataset", args.lang, missed=made["missed"], trained=made["rows"] - made["missed"],
+                     name=made["dataset"]["name"]) + "\n" + said
         if record.get("new_task"):  # chosen for the user: say so, and how to choose otherwise
             chosen = {k: v for k, v in record["new_task"].items() if k in jobs.NEW_TASK_DEFAULTS}
             said += "\n" + t("jobs.next_new_task", args.lang, pct=round(100 * record["new_task"]["shared_words"]),
@@ -301,6 +311,9 @@ def _rerun(args, settings) -> int:
     if args.follow:
         job = _follow(settings, job["id"], args.lang, quiet=args.json, shown_position=job["queue_position"])
     summary = job_summary(settings, job, args.lang)
+    if made:
+        summary["missed"] = {"dataset": made["dataset"]["name"], "rows": made["rows"], "questions": made["missed"],
+                             "evaluation": made["evaluation"]}
     _emit(args, summary, t("state." + job["state"], args.lang) if args.follow else None)
     return 1 if args.follow and job["state"] != "COMPLETED" else 0
 
@@ -765,6 +778,9 @@ def build_parser() -> argparse.ArgumentParser:
                            "learning rate, or (clone) half the batch / gradient checkpointing after running "
                            "out of memory")
     jobs.add_argument("--data", help="(next) the new version's data: a dataset id or name, e.g. its feedback")
+    jobs.add_argument("--missed", action="store_true",
+                      help="(next) instead of --data: what the job trained on, plus the new questions its last "
+                           "evaluation found answered wrong (your test questions) with their right answers")
     jobs.add_argument("--follow", action="store_true",
                       help="(resume, restart, clone, next) wait for the job and report")
     jobs.add_argument("--tensorboard", nargs="?", const="", metavar="DIR",

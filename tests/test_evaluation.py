@@ -262,6 +262,8 @@ def test_an_evaluation_reports_its_progress_as_it_goes(demo_job, eval_home):
 @pytest.mark.slow
 def test_the_users_own_test_questions_are_asked_instead_of_the_held_out_rows(demo_job, eval_home, tmp_path):
     trained = [json.loads(line) for line in (ROOT / "assets/demo/shop_faq_zh.jsonl").read_text().splitlines()[:5]]
+    for row in trained:  # asked a little otherwise: a question it trained on word for word is not a new one
+        row["messages"][0]["content"] = "请问" + row["messages"][0]["content"]
     asked = tmp_path / "my-questions.jsonl"
     asked.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in trained), encoding="utf-8")
     before = len(cli_json("evals", "list", home=eval_home))
@@ -269,8 +271,8 @@ def test_the_users_own_test_questions_are_asked_instead_of_the_held_out_rows(dem
     result = cli_json("eval", demo_job[1]["id"], "--questions", str(asked), "--limit", "5", home=eval_home)
     unseen = result["buckets"]["unseen"]
     assert unseen["source"] == "questions" and unseen["dataset"] == "my-questions" and unseen["rows"] == 5
-    assert [s["question"] for s in unseen["samples"]] == [row["messages"][0]["content"] for row in trained]
-    # these are questions it was taught: its answers to them match clearly better than the base's
+    assert sorted(s["question"] for s in unseen["samples"]) == sorted(row["messages"][0]["content"] for row in trained)
+    # these are questions it was taught, a word added: its answers to them match clearly better than the base's
     assert unseen["tuned"]["rouge_l"] > unseen["base"]["rouge_l"] + 0.3, unseen
     assert "On your test questions (my-questions, 5): answers match" in result["text"]
     assert "my-questions" in {row["name"] for row in cli_json("data", "list", home=eval_home)}  # imported once

@@ -3,7 +3,9 @@
 - seen: a fixed-seed sample of rows the job trained on;
 - unseen: the job's validation rows (the import's, or the job's own split: easytune.datasets.job_split); or,
   where the user brings them, their own test questions: the taught facts asked in their words, which a job's
-  few held-out rows cannot stand in for (40 FAQ rows hold out 3);
+  few held-out rows cannot stand in for (40 FAQ rows hold out 3). A test question the model trained on (this
+  version or an earlier one, e.g. after its missed answers were taught: evaluation.missed) is not new to it: it
+  is left out of the bucket, and the count is said;
 - gatekeeper: general-knowledge questions unrelated to any task (presets/gatekeeper), zh + en.
 
 An item is one conversation whose last assistant turn is the reference answer; the model is asked
@@ -18,6 +20,7 @@ from dataclasses import dataclass, field
 from itertools import chain, zip_longest
 from pathlib import Path
 
+from easytune.evaluation.metrics import tokenize
 from easytune.i18n import UserError
 from easytune.jobs.question_variants import users_rows
 from easytune.settings import PRESETS_DIR
@@ -54,6 +57,7 @@ class Bucket:
     dataset: str | None = None  # the test questions' dataset, for source "questions"
     missing: str | None = None  # why there is nothing to ask (a message key), when empty
     taught: list[tuple[str, str]] = field(default_factory=list)  # (question, answer) of the rows trained on
+    left_out: int = 0  # test questions not asked because the model trained on them
 
     @property
     def asked(self) -> list[Item]:
@@ -92,9 +96,16 @@ def sample(rows: list, k: int, seed: int) -> list:
     return [rows[i] for i in chosen]
 
 
-def job_buckets(job: dict, *, rows: dict, seed: int, questions: tuple[str, list[dict]] | None = None) -> list[Bucket]:
+def asked_as(question: str) -> str:
+    """A question as compared with the trained ones: its words, whatever the case, spacing and marks."""
+    return " ".join(tokenize(question))
+
+
+def job_buckets(job: dict, *, rows: dict, seed: int, questions: tuple[str, list[dict]] | None = None,
+                earlier: list[str] = ()) -> list[Bucket]:
     """seen, unseen and gatekeeper for one job. `rows` holds the most items per bucket. `questions`: (dataset name,
-    rows) of the user's own test questions, asked as the unseen bucket instead of the held-out rows."""
+    rows) of the user's own test questions, asked as the unseen bucket instead of the held-out rows, less those
+    trained on by this job or by the earlier versions whose training files `earlier` lists."""
     for path in (job["train_file"], job.get("val_file")):
         if path and not Path(path).is_file():  # the dataset was removed after training
             raise UserError("evaluation.error.data_missing", path=path)
@@ -111,10 +122,15 @@ def job_buckets(job: dict, *, rows: dict, seed: int, questions: tuple[str, list[
     unseen.items = items_of(sample(held, rows["unseen"], seed))
     if questions is not None:
         unseen.source, unseen.dataset = "questions", questions[0]
-        unseen.items = [item for item in items_of(sample(questions[1], rows["questions"], seed))
-                        if item.reference is not None]
-        if not unseen.items:
+        given = [item for item in items_of(questions[1]) if item.reference is not None]
+        if not given:
             raise UserError("evaluation.error.no_questions", name=questions[0])
+        trained = {asked_as(item.question) for item in items_of(
+            train_rows + [row for path in earlier if Path(path).is_file() for row in read_jsonl(Path(path))])}
+        new = [item for item in given if asked_as(item.question) not in trained]
+        if not new:
+            raise UserError("evaluation.error.questions_trained", name=questions[0], rows=len(given))
+        unseen.items, unseen.left_out = sample(new, rows["questions"], seed), len(given) - len(new)
     if not seen.items:
         seen.missing = "evaluation.missing.seen"
     if not unseen.items:

@@ -103,7 +103,8 @@ def bucket_results(buckets: list, measured: dict, cfg: dict) -> dict:
         refs = [item.reference for item in asked]
         labels = metrics.looks_like_labels(refs, cfg["exact_match"]["max_chars"], cfg["exact_match"]["label_share"])
         entry = {"rows": len(bucket.items), "source": bucket.source, "missing": bucket.missing, "labels": labels,
-                 **({"dataset": bucket.dataset} if bucket.dataset else {})}
+                 **({"dataset": bucket.dataset} if bucket.dataset else {}),
+                 **({"left_out": bucket.left_out} if bucket.left_out else {})}
         right = {name: _judged(bucket, side["answers"] or []) for name, side in sides.items()}  # judged once each
         for name in ("base", "tuned"):
             if name in sides:
@@ -173,10 +174,12 @@ def evaluate_job(settings: Settings, job_id: str, *, lang: str = "zh", limit: in
     pair = pair_of(settings, job_id, resolved)
     from easytune.evaluation.buckets import job_buckets
     from easytune.evaluation.runner import measure  # torch: only once the request is known to be good
+    from easytune.jobs import earlier_training_files
 
     rows = {name: min(count, limit) if limit else count for name, count in cfg["rows"].items()}
     buckets = job_buckets(resolved, rows=rows, seed=cfg["seed"],
-                          questions=test_questions(settings, questions) if questions else None)
+                          questions=test_questions(settings, questions) if questions else None,
+                          earlier=earlier_training_files(settings, job_id) if questions else [])
     started = time.perf_counter()
     measured = measure(pair, buckets, cfg, progress)
     results = bucket_results(buckets, measured, cfg)

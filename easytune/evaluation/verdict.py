@@ -226,6 +226,8 @@ def judge(buckets: dict, forgetting: dict, limits: dict, retention: float = 0.0)
             if bucket["tuned"].get("exact_match") is not None:
                 points.append(_p("point.exact", tuned=pct(bucket["tuned"]["exact_match"]),
                                  base=pct(bucket["base"]["exact_match"])))
+    if unseen.get("left_out"):  # trained on since: not new questions any more (buckets.job_buckets)
+        points.append(_p("point.questions_left_out", count=unseen["left_out"], **_named(unseen)))
     match, loss = _delta(general)
     points.append(_p(f"point.general_{level}", change=round(loss or 0.0), tuned=pct(general["tuned"]["rouge_l"]),
                      base=pct(general["base"]["rouge_l"])))
@@ -300,7 +302,8 @@ def verdict_text(result: dict, lang: str = "zh") -> str:
     lines += [t(p["key"], lang, **p["params"]) for p in result["points"]]
     if result["next"]:
         lines.append(t("evaluation.next_head", lang))
-        lines += [f"- {t(p['key'], lang, **p['params'])}" for p in result["next"]]
+        job = {"job": result.get("job_id") or "JOB"}  # the steps that name a command name the job
+        lines += [f"- {t(p['key'], lang, **job, **p['params'])}" for p in result["next"]]
     return "\n".join(lines)
 
 

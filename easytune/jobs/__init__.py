@@ -43,8 +43,8 @@ _OWNERS = {
     "spawn": ("start_job", "start_next"),
     "rows": ("get_job", "list_jobs", "logged_events", "metrics", "queue", "timed_metrics"),
     "status": ("event_text", "job_plan", "time_left", "warnings"),
-    "lineage": ("ADAPTER_SHAPE", "NEW_TASK_DEFAULTS", "best_line", "best_versions", "continual_advice", "next_version",
-                "version_label", "versions"),
+    "lineage": ("ADAPTER_SHAPE", "NEW_TASK_DEFAULTS", "best_line", "best_versions", "continual_advice",
+                "earlier_training_files", "next_version", "version_label", "versions"),
 }
 _OWNER_OF = {name: module for module, names in _OWNERS.items() for name in names}
 __all__ = sorted(_OWNER_OF)

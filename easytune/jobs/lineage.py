@@ -67,6 +67,16 @@ def continual_advice(settings: Settings, job_id: str, dataset: str) -> dict:
             "differs": shared is not None and shared < DIFFERENT_DATA}
 
 
+def earlier_training_files(settings: Settings, job_id: str) -> list[str]:
+    """The training files of the finished versions this job's model was trained on from (versions before it)."""
+    record = _record(get_job(settings, job_id))
+    if record.get("version", 1) <= 1:
+        return []
+    earlier = [job for job in _lineage(settings, record.get("lineage", job_id))
+               if _record(job).get("version", 1) < record["version"]]
+    return _trained_files(earlier, None)
+
+
 def versions(settings: Settings, job_id: str) -> list[dict]:
     """Every version of the model this job belongs to, first to last: id, version, state, and its latest
     verdict and forgetting score where it was evaluated (the same evaluation, version beside version)."""

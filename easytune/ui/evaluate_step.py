@@ -19,6 +19,7 @@ from easytune.ui.table import Table
 from easytune.ui.texts import Ctx, error_markdown, fmt_bytes, fmt_time
 from easytune.ui.versions import versions_block
 
+MISSED = ":missed"  # the next version's data: the job's own, with the questions it answered wrong (not a dataset id)
 SESSION_TURNS = 20  # turns kept per browser session and side; older ones drop off the prompt
 
 
@@ -351,18 +352,19 @@ def build(ctx: Ctx) -> None:
                  job=job_id)
 
     def improve_choices(lang, job_id):
-        """What the next version can train on: this job's feedback, or any dataset."""
+        """What the next version can train on: this job's feedback, its data with the questions it missed, or any
+        dataset."""
         from easytune.datasets import list_datasets
 
-        return gr.update(choices=[(t("ui.eval.improve_feedback", lang), "")]
-                         + [(row["name"], row["id"]) for row in list_datasets(settings)], value="")
+        own = [(t("ui.eval.improve_feedback", lang), ""), (t("ui.eval.improve_missed", lang), MISSED)]
+        return gr.update(choices=own + [(row["name"], row["id"]) for row in list_datasets(settings)], value="")
 
     def on_improve_data(lang, job_id, dataset):
         """New data that teaches something other than what the earlier versions learned: say so, and offer
         continual learning and replay, which keep what they taught."""
         from easytune.jobs import continual_advice
 
-        if not job_id or not dataset:
+        if not job_id or not dataset or dataset == MISSED:  # (its own data again, with the questions it missed)
             return "", gr.skip(), gr.skip()
         try:
             advice = continual_advice(settings, job_id, dataset)
@@ -378,6 +380,7 @@ def build(ctx: Ctx) -> None:
     def on_improve(lang, job_id, labelled_, dataset, continual_, replay_):
         """The flywheel: version N+1 trained from this job's adapter on its feedback (as a dataset) or on the
         dataset picked; the monitor then follows the new version."""
+        from easytune.evaluation.missed import improve_from_missed
         from easytune.feedback import improve_from_feedback
         from easytune.jobs import next_version
 
@@ -385,15 +388,20 @@ def build(ctx: Ctx) -> None:
             return t("ui.eval.pick_job", lang), gr.skip(), gr.skip()
         changes = {"continual": bool(continual_), "replay_ratio": float(replay_ or 0)}
         try:
-            if dataset:
-                job, rows = next_version(settings, job_id, dataset, changes), None
+            if dataset == MISSED:
+                improved = improve_from_missed(settings, job_id, changes)
+                job, made = improved["job"], improved["dataset"]
+                said = t("missed.dataset", lang, missed=made["missed"], trained=made["rows"] - made["missed"],
+                         name=made["dataset"]["name"]) + " " + t("ui.eval.improving_data", lang, job=job["id"])
+            elif dataset:
+                job = next_version(settings, job_id, dataset, changes)
+                said = t("ui.eval.improving_data", lang, job=job["id"])
             else:
                 improved = improve_from_feedback(settings, job_id, labelled_, changes)
-                job, rows = improved["job"], improved["dataset"]["rows"]
+                job = improved["job"]
+                said = t("ui.eval.improving", lang, job=job["id"], rows=improved["dataset"]["rows"])
         except UserError as exc:
             return error_markdown(exc, lang), gr.skip(), gr.skip()
-        said = (t("ui.eval.improving", lang, job=job["id"], rows=rows) if rows is not None
-                else t("ui.eval.improving_data", lang, job=job["id"]))
         return said, gr.update(choices=job_choices(settings), value=job["id"]), gr.Tabs(selected="monitor")
 
     def on_export(lang, job_id, fmt_, confirmed, progress=gr.Progress()):

@@ -139,7 +139,7 @@ def test_first_fine_tune_from_upload_to_verdict_and_export(app, browser, tmp_pat
         shot(page, f"{lang}-4-chat")
     assert tuned.get_by_text(question).count() >= 1
 
-    page.locator("#et-eval-questions input").click()  # judged on questions of the user's own: here, the upload
+    page.locator("#et-eval-questions input").click()  # test questions: the upload, less the rows it trained on
     page.get_by_role("option", name=Path(upload).stem).first.click()
     page.locator("#et-evaluate").click()
     page.locator("#et-verdict").get_by_text(t("ui.eval.verdict_head", lang)).wait_for(timeout=400_000)
