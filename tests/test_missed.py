@@ -77,3 +77,22 @@ def test_the_questions_it_missed_are_taught_to_the_next_version_and_no_longer_co
     assert "请另写测试问题" in json.loads(refused.stdout)["message"]
     again = cli("jobs", "next", job, "--missed", "--data", "demo:shop_faq_zh", home=missed_home, check=False)
     assert again.returncode == 2 and "--missed" in again.stderr
+
+
+def test_the_facts_benchmark_prints_both_versions_set_by_set():
+    from easytune.evaluation.bench_facts import missed_report
+
+    def answers(right: int, total: int) -> list[dict]:
+        return [{"right": i < right} for i in range(total)]
+
+    v1 = {"taught": {"tuned": answers(40, 40)}, "general": {"tuned": answers(27, 50)},
+          # asked otherwise: each fact's first rewording, then its second: 8 of the first right, 10 of the second
+          "asked_otherwise": {"tuned": [a for pair in zip(answers(8, 20), answers(10, 20)) for a in pair]}}
+    v2 = {"taught": answers(37, 40), "first": answers(17, 20), "second": answers(14, 20), "general": answers(24, 50)}
+    lines = missed_report({"sets": v1, "missed": {"missed": 12, "rows": 47, "state": "COMPLETED", "train_s": 247.0,
+                                                  "sets": v2}})
+    assert lines[0].startswith("teach what it missed (jobs next --missed): 12 of its test questions")
+    assert "47 rows, version 2 COMPLETED in 247 s" in lines[0]
+    figures = [line.split()[-4:] for line in lines[1:]]
+    assert figures == [["v1", "40/40", "v2", "37/40"], ["v1", "8/20", "v2", "17/20"], ["v1", "10/20", "v2", "14/20"],
+                       ["v1", "27/50", "v2", "24/50"]]

@@ -1,7 +1,7 @@
 """Does the default plan teach a real model facts that stick? A benchmark that prints the figures.
 
     python -m easytune.evaluation.bench_facts [--model NAME_OR_GGUF] [--set KEY=VALUE ...] [--in-context]
-                                              [--verdict] [--facts FILE]
+                                              [--verdict] [--missed] [--facts FILE]
 
 The set (presets/benchmarks/facts_en.jsonl): 20 facts of a fictional shop, each taught by two questions
 (40 training rows) and asked two other ways, in other words, that training never shows. Through the
@@ -15,7 +15,9 @@ model with all 20 answers in its prompt: on SmolLM2-135M that reads 16 of 40 tau
 40 asked otherwise: reading the facts is no substitute for training on them with copies of the questions
 (the domain plan's default for a few rows: 39 and 20–26 of 40). With --verdict it also runs the product's
 own evaluation of the job (`easytune eval JOB --questions`), the questions asked otherwise as the user's test
-questions, and prints its verdict.
+questions, and prints its verdict. With --missed it takes the flywheel's next step: the product evaluates the job on
+each fact's first rewording as test questions, version 2 learns the ones it missed (`easytune jobs next JOB
+--missed`, easytune.evaluation.missed), and both versions' answers are printed side by side.
 A second set of the same kind (--facts presets/benchmarks/facts_en_bike_rental.jsonl: a bike rental's 20
 facts) checks the plan on facts it was not chosen on: there, seeds 42, 7, 1 and 3, taught 39-40 of 40, asked
 otherwise 14, 17, 21 and 19 of 40, general 20-25 of 50 (base 26), 209-219 s; the base model reading every answer
@@ -106,12 +108,12 @@ def reworded_rows(facts: list[dict]) -> list[dict]:
 
 
 def run(model: str | None, overrides: dict, home: Path, facts: list[dict] | None = None,
-        in_context: bool = False, verdict: bool = False) -> dict:
+        in_context: bool = False, verdict: bool = False, missed: bool = False) -> dict:
     """Train on `facts` (default: the whole set) through the default path in `home`, then ask both models;
     with `in_context`, also the base model with every answer in its prompt (what reading the facts gives);
-    with `verdict`, also the product's evaluation with the questions asked otherwise as test questions."""
+    with `verdict`, also the product's evaluation with the questions asked otherwise as test questions; with
+    `missed`, also the next version taught the test questions it missed (teach_missed)."""
     from easytune import datasets, jobs
-    from easytune.evaluation.pair import Pair
     from easytune.evaluation.runner import side
     from easytune.evaluation.service import pair_of
     from easytune.jobs.folder import JobFolder
@@ -128,10 +130,7 @@ def run(model: str | None, overrides: dict, home: Path, facts: list[dict] | None
     proposal = make_plan(settings, model=model, dataset=dataset["id"], task="domain", level="L2",
                          overrides=overrides or None)
     started = time.monotonic()
-    job = jobs.launch(settings, proposal.plan, name="facts benchmark")
-    while job["state"] not in ("COMPLETED", "FAILED", "STOPPED", "PAUSED", "INTERRUPTED"):
-        time.sleep(2)
-        job = jobs.sync_job(settings, job["id"])
+    job = finished(settings, jobs.launch(settings, proposal.plan, name="facts benchmark"))
     train_s = time.monotonic() - started
     result = {"model": model, "plan": {k: getattr(proposal.plan, k) for k in (
         "method", "lora_r", "target_modules", "learning_rate", "epochs", "batch_size", "retention_ratio")},
@@ -140,14 +139,11 @@ def run(model: str | None, overrides: dict, home: Path, facts: list[dict] | None
         "planned_from": proposal.estimates["time_source"]}
     if job["state"] != "COMPLETED":
         return result
-    resolved = JobFolder(job["job_dir"]).resolved()
-    pair: Pair = pair_of(settings, job["id"], resolved)
     asked = probes(facts)
     for which in ("base", "tuned"):
-        with side(pair, which) as (loaded, tokenizer):
-            answers = iter(ask(loaded, tokenizer, [q for questions in asked.values() for q in questions]))
-            for name, questions in asked.items():  # asked together: fewer, fuller batches
-                result["sets"].setdefault(name, {})[which] = [next(answers) for _ in questions]
+        with side(pair_of(settings, job["id"], JobFolder(job["job_dir"]).resolved()), which) as (loaded, tokenizer):
+            for name, answers in ask_sets(loaded, tokenizer, asked).items():
+                result["sets"].setdefault(name, {})[which] = answers
             if in_context and which == "base":
                 result["in_context"] = {name: ask(loaded, tokenizer, asked[name], context=reading(facts))
                                         for name in ("taught", "asked_otherwise")}
@@ -161,7 +157,53 @@ def run(model: str | None, overrides: dict, home: Path, facts: list[dict] | None
         evaluated = evaluate_job(settings, job["id"], lang="en", questions=str(test_file))
         result["verdict"] = {"verdict": evaluated["verdict"], "text": evaluated["text"],
                              "seconds": round(time.monotonic() - started, 1)}
+    if missed:
+        result["missed"] = teach_missed(settings, job["id"], facts, home)
     return result
+
+
+def finished(settings, job: dict) -> dict:
+    from easytune import jobs
+
+    while job["state"] not in ("COMPLETED", "FAILED", "STOPPED", "PAUSED", "INTERRUPTED"):
+        time.sleep(2)
+        job = jobs.sync_job(settings, job["id"])
+    return job
+
+
+def ask_sets(model, tokenizer, sets: dict[str, list]) -> dict[str, list[dict]]:
+    """Each set's questions asked (all together: fewer, fuller batches) and judged."""
+    answers = iter(ask(model, tokenizer, [q for questions in sets.values() for q in questions]))
+    return {name: [next(answers) for _ in questions] for name, questions in sets.items()}
+
+
+def teach_missed(settings, job_id: str, facts: list[dict], home: Path) -> dict:
+    """The flywheel's step after the default path (easytune.evaluation.missed): the product evaluates the job on
+    each fact's first rewording as the user's test questions, the next version learns the ones it missed
+    (`easytune jobs next JOB --missed`), and that version is asked every set again: the first rewording (the
+    missed ones now trained on), the second (never trained on), the taught questions, the general ones."""
+    from easytune.evaluation.missed import improve_from_missed
+    from easytune.evaluation.runner import side
+    from easytune.evaluation.service import evaluate_job, pair_of
+    from easytune.jobs.folder import JobFolder
+
+    first = [{**fact, "asked_otherwise": fact["asked_otherwise"][:1]} for fact in facts]
+    test_file = home / "asked_otherwise_first.jsonl"
+    test_file.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in reworded_rows(first)),
+                         encoding="utf-8")
+    evaluate_job(settings, job_id, lang="en", questions=str(test_file))
+    started = time.monotonic()
+    improved = improve_from_missed(settings, job_id)
+    job = finished(settings, improved["job"])
+    out = {"missed": improved["dataset"]["missed"], "rows": improved["dataset"]["rows"], "state": job["state"],
+           "train_s": round(time.monotonic() - started, 1)}
+    if job["state"] == "COMPLETED":
+        asked = probes(facts)
+        sets = {"taught": asked["taught"], "first": asked["asked_otherwise"][0::2],
+                "second": asked["asked_otherwise"][1::2], "general": asked["general"]}
+        with side(pair_of(settings, job["id"], JobFolder(job["job_dir"]).resolved()), "tuned") as (loaded, tokenizer):
+            out["sets"] = ask_sets(loaded, tokenizer, sets)
+    return out
 
 
 def report(result: dict) -> str:
@@ -186,11 +228,28 @@ def report(result: dict) -> str:
         off = result["planned_s"] / result["train_s"] - 1
         lines.append(f"plan's estimate {result['planned_s']} s ({result['planned_from']}): {abs(off):.0%} "
                      + ("over" if off > 0 else "under") + " the time it took")
+    if result.get("missed", {}).get("sets"):
+        lines += missed_report(result)
     if "verdict" in result:
         lines.append("easytune eval --questions (the questions asked otherwise), "
                      f"{result['verdict']['seconds']:.0f} s:")
         lines += ["  " + line for line in result["verdict"]["text"].splitlines()]
     return "\n".join(lines)
+
+
+def missed_report(result: dict) -> list[str]:
+    """Version 1 (the default path) beside version 2 (taught the first rewordings it missed), set by set."""
+    missed, tuned = result["missed"], result["sets"]
+    before = {"taught": tuned["taught"]["tuned"], "first": tuned["asked_otherwise"]["tuned"][0::2],
+              "second": tuned["asked_otherwise"]["tuned"][1::2], "general": tuned["general"]["tuned"]}
+    lines = [f"teach what it missed (jobs next --missed): {missed['missed']} of its test questions (each fact's first "
+             f"rewording) missed, {missed['rows']} rows, version 2 {missed['state']} in {missed['train_s']:.0f} s"]
+    names = {"taught": "taught", "first": "1st rewording (missed ones taught)", "second": "2nd rewording (never)",
+             "general": "general"}
+    for name, answers in missed["sets"].items():
+        lines.append(f"  {names[name]:<34} v1 {sum(a['right'] for a in before[name]):>3}/{len(before[name])}"
+                     f"   v2 {sum(a['right'] for a in answers):>3}/{len(answers)}")
+    return lines
 
 
 def main() -> None:
@@ -203,6 +262,8 @@ def main() -> None:
                         help="also ask the base model with every answer in its prompt (a reference line)")
     parser.add_argument("--verdict", action="store_true",
                         help="also run the product's evaluation, the questions asked otherwise as test questions")
+    parser.add_argument("--missed", action="store_true",
+                        help="also teach the next version the first rewordings it missed (jobs next --missed)")
     parser.add_argument("--facts", type=Path, default=FACTS,
                         help="the set of facts (default: the shop's, presets/benchmarks/facts_en.jsonl)")
     args = parser.parse_args()
@@ -211,7 +272,7 @@ def main() -> None:
     overrides = {k: yaml.safe_load(v) for k, v in (item.split("=", 1) for item in args.set)}
     home = Path(args.home) if args.home else Path(tempfile.mkdtemp(prefix="easytune-bench-facts-"))
     result = run(args.model, overrides, home, read_facts(args.facts), in_context=args.in_context,
-                 verdict=args.verdict)
+                 verdict=args.verdict, missed=args.missed)
     print(report(result), flush=True)
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=1, ensure_ascii=False), encoding="utf-8")

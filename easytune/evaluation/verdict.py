@@ -303,7 +303,7 @@ def verdict_text(result: dict, lang: str = "zh") -> str:
     if result["next"]:
         lines.append(t("evaluation.next_head", lang))
         job = {"job": result.get("job_id") or "JOB"}  # the steps that name a command name the job
-        lines += [f"- {t(p['key'], lang, **job, **p['params'])}" for p in result["next"]]
+        lines += [f"- {t(p['key'], lang, **{**job, **p['params']})}" for p in result["next"]]
     return "\n".join(lines)
 
 
