@@ -25,11 +25,13 @@ def rows(pairs) -> str:
 
 @pytest.fixture
 def missed_home(demo_job, tmp_path) -> Path:
-    """A private copy of the demo home's database: the demo job's folder is only read, new jobs are made here."""
+    """A private copy of the demo home's database, without the evaluations other tests stored: the demo job's folder
+    is only read, new jobs are made here."""
     home = tmp_path / "home"
     home.mkdir()
     with sqlite3.connect(demo_job[0] / "easytune.db") as source, sqlite3.connect(home / "easytune.db") as copy:
         source.backup(copy)
+        copy.execute("delete from evaluations")
     return home
 
 

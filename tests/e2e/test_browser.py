@@ -145,6 +145,7 @@ def test_first_fine_tune_from_upload_to_verdict_and_export(app, browser, tmp_pat
     page.locator("#et-verdict").get_by_text(t("ui.eval.verdict_head", lang)).wait_for(timeout=400_000)
     shot(page, f"{lang}-4-verdict")
     assert t("ui.eval.samples_questions", lang) in page.locator("#et-verdict").inner_text()
+    page.locator("#et-feedback").get_by_text(t("ui.eval.feedback_head", lang)).click()
     page.locator("#et-improve-data input").click()  # the next version can learn the test questions it missed
     page.get_by_role("option", name=t("ui.eval.improve_missed", lang)).wait_for(timeout=30_000)
     page.keyboard.press("Escape")
