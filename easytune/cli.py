@@ -290,8 +290,9 @@ def _rerun(args, settings) -> int:
         record = JobFolder(job["job_dir"]).resolved()
         said = t("jobs.next_version", args.lang, job=job["id"], source=args.job, version=record["version"])
         if made:
-            said = t("missed.dataset", args.lang, missed=made["missed"], trained=made["rows"] - made["missed"],
-                     name=made["dataset"]["name"]) + "\n" + said
+            from easytune.evaluation.missed import made_text
+
+            said = made_text(made, args.lang) + "\n" + said
         if record.get("new_task"):  # chosen for the user: say so, and how to choose otherwise
             chosen = {k: v for k, v in record["new_task"].items() if k in jobs.NEW_TASK_DEFAULTS}
             said += "\n" + t("jobs.next_new_task", args.lang, pct=round(100 * record["new_task"]["shared_words"]),

@@ -20,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from easytune.evaluation.bench_facts import ask, probes, read_facts, run
+from easytune.evaluation.bench_facts import ask, finished, probes, read_facts, run
 
 WAYS = {"plain": {"continual": False, "replay_ratio": 0.0}, "replay": {"continual": False, "replay_ratio": 0.2},
         "continual": {"continual": True, "replay_ratio": 0.0}, "both": {"continual": True, "replay_ratio": 0.2}}
@@ -31,10 +31,7 @@ def version_two(settings, first: str, data: Path, changes: dict) -> tuple[dict, 
 
     dataset = datasets.add_dataset(settings, data, name=data.stem)["dataset"]
     started = time.monotonic()
-    job = jobs.next_version(settings, first, dataset["id"], changes)
-    while job["state"] not in ("COMPLETED", "FAILED", "STOPPED", "PAUSED", "INTERRUPTED"):
-        time.sleep(2)
-        job = jobs.sync_job(settings, job["id"])
+    job = finished(settings, jobs.next_version(settings, first, dataset["id"], changes))
     return job, time.monotonic() - started
 
 

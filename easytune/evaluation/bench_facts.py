@@ -163,6 +163,7 @@ def run(model: str | None, overrides: dict, home: Path, facts: list[dict] | None
 
 
 def finished(settings, job: dict) -> dict:
+    """The job once it has stopped running, whatever its end."""
     from easytune import jobs
 
     while job["state"] not in ("COMPLETED", "FAILED", "STOPPED", "PAUSED", "INTERRUPTED"):

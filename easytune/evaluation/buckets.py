@@ -101,6 +101,11 @@ def asked_as(question: str) -> str:
     return " ".join(tokenize(question))
 
 
+def trained_questions(rows: list[dict]) -> set[str]:
+    """The questions of training rows, as asked_as compares them."""
+    return {asked_as(item.question) for item in items_of(rows)}
+
+
 def job_buckets(job: dict, *, rows: dict, seed: int, questions: tuple[str, list[dict]] | None = None,
                 earlier: list[str] = ()) -> list[Bucket]:
     """seen, unseen and gatekeeper for one job. `rows` holds the most items per bucket. `questions`: (dataset name,
@@ -125,8 +130,8 @@ def job_buckets(job: dict, *, rows: dict, seed: int, questions: tuple[str, list[
         given = [item for item in items_of(questions[1]) if item.reference is not None]
         if not given:
             raise UserError("evaluation.error.no_questions", name=questions[0])
-        trained = {asked_as(item.question) for item in items_of(
-            train_rows + [row for path in earlier if Path(path).is_file() for row in read_jsonl(Path(path))])}
+        trained = trained_questions(
+            train_rows + [row for path in earlier if Path(path).is_file() for row in read_jsonl(Path(path))])
         new = [item for item in given if asked_as(item.question) not in trained]
         if not new:
             raise UserError("evaluation.error.questions_trained", name=questions[0], rows=len(given))

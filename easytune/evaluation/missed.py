@@ -28,7 +28,7 @@ import json
 import tempfile
 from pathlib import Path
 
-from easytune.i18n import UserError
+from easytune.i18n import UserError, t
 from easytune.settings import Settings
 
 
@@ -54,7 +54,7 @@ def missed_dataset(settings: Settings, job_id: str) -> dict:
     as the dataset `missed-JOB` with nothing held out. add_dataset's result plus `rows`, `missed` and `evaluation`
     (the evaluation they come from)."""
     from easytune.datasets import add_dataset
-    from easytune.evaluation.buckets import asked_as, item_of, read_jsonl
+    from easytune.evaluation.buckets import asked_as, read_jsonl, trained_questions
     from easytune.jobs import get_job
     from easytune.jobs.folder import JobFolder
     from easytune.jobs.question_variants import users_rows
@@ -63,7 +63,7 @@ def missed_dataset(settings: Settings, job_id: str) -> dict:
     resolved = JobFolder(get_job(settings, job_id)["job_dir"]).resolved()
     trained = [{k: v for k, v in row.items() if k != "line"}
                for row in users_rows(read_jsonl(Path(resolved["train_file"])), resolved)]
-    known = {asked_as(item.question) for item in map(item_of, trained) if item is not None}
+    known = trained_questions(trained)
     missed = [row for row in missed if asked_as(row["messages"][0]["content"]) not in known]
     rows = trained + missed
     with tempfile.TemporaryDirectory(prefix="easytune-missed-") as folder:
@@ -81,3 +81,9 @@ def improve_from_missed(settings: Settings, job_id: str, changes: dict | None = 
 
     made = missed_dataset(settings, job_id)
     return {"dataset": made, "job": next_version(settings, job_id, made["dataset"]["id"], changes)}
+
+
+def made_text(made: dict, lang: str) -> str:
+    """What the dataset of missed questions holds, in the user's language (the CLI's and step ④'s words)."""
+    return t("missed.dataset", lang, missed=made["missed"], trained=made["rows"] - made["missed"],
+             name=made["dataset"]["name"])

@@ -380,7 +380,7 @@ def build(ctx: Ctx) -> None:
     def on_improve(lang, job_id, labelled_, dataset, continual_, replay_):
         """The flywheel: version N+1 trained from this job's adapter on its feedback (as a dataset) or on the
         dataset picked; the monitor then follows the new version."""
-        from easytune.evaluation.missed import improve_from_missed
+        from easytune.evaluation.missed import improve_from_missed, made_text
         from easytune.feedback import improve_from_feedback
         from easytune.jobs import next_version
 
@@ -391,8 +391,7 @@ def build(ctx: Ctx) -> None:
             if dataset == MISSED:
                 improved = improve_from_missed(settings, job_id, changes)
                 job, made = improved["job"], improved["dataset"]
-                said = t("missed.dataset", lang, missed=made["missed"], trained=made["rows"] - made["missed"],
-                         name=made["dataset"]["name"]) + " " + t("ui.eval.improving_data", lang, job=job["id"])
+                said = made_text(made, lang) + " " + t("ui.eval.improving_data", lang, job=job["id"])
             elif dataset:
                 job = next_version(settings, job_id, dataset, changes)
                 said = t("ui.eval.improving_data", lang, job=job["id"])
