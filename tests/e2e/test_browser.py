@@ -78,8 +78,25 @@ def offline(guard_log) -> bool:
                                          for line in guard_log.read_text().splitlines())
 
 
+# Kept by the page across reloads: how often Start came back after the plan was made again (step ② opened,
+# a choice changed: Start waits meanwhile, and a click that lands then is lost), and every message shown.
+WATCH_JS = """document.addEventListener('DOMContentLoaded', () => {
+  window.etPlanned = 0;
+  window.etToasts = [];
+  new MutationObserver(records => {
+    for (const r of records)
+      if (r.target.id === 'et-start' && r.oldValue !== null && !r.target.disabled) window.etPlanned++;
+  }).observe(document.body, {subtree: true, attributes: true, attributeFilter: ['disabled'],
+                             attributeOldValue: true});
+  setInterval(() => document.querySelectorAll('.toast-body').forEach(e => {
+    if (!window.etToasts.includes(e.innerText)) window.etToasts.push(e.innerText);
+  }), 200);
+});"""
+
+
 def open_app(browser, url: str, lang: str):
     page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.add_init_script(WATCH_JS)
     page.goto(url)
     choice = page.get_by_text("English" if lang == "en" else "中文", exact=True)
     for _ in range(3):  # the page's own start-up sets the browser's language; a click before it ends is undone
@@ -111,10 +128,8 @@ def test_first_fine_tune_from_upload_to_verdict_and_export(app, browser, tmp_pat
     shot(page, f"{lang}-1-data")
 
     # ② goal: a task and a level, the explained plan, start
-    page.get_by_role("tab", name=steps[1]).click()
-    page.get_by_text(t("planner.level.L1", lang), exact=True).click()
-    minutes = {"zh": "分钟", "en": "minutes"}[lang]  # the plan is ready when its time estimate shows
-    page.locator("#et-plan-summary").get_by_text(re.compile(minutes)).first.wait_for(timeout=90_000)
+    replanned(page, lang, lambda: page.get_by_role("tab", name=steps[1]).click())
+    replanned(page, lang, lambda: page.get_by_text(t("planner.level.L1", lang), exact=True).click())
     shot(page, f"{lang}-2-plan")
     page.get_by_role("button", name=t("ui.plan.start", lang)).click()
 
@@ -175,20 +190,29 @@ def job_shown(page) -> str:
     return page.locator("#et-job input").input_value().split(" · ")[0]
 
 
-def start_plan(page, lang: str) -> None:
-    page.get_by_role("tab", name=t("ui.step.plan", lang)).click()
-    page.get_by_text(t("planner.level.L1", lang), exact=True).click()
-    minutes = {"zh": "分钟", "en": "minutes"}[lang]
+def replanned(page, lang: str, action) -> None:
+    """Do what makes step ② plan again, and wait until Start takes clicks again: it waits meanwhile."""
+    before = page.evaluate("() => window.etPlanned")
+    action()
+    page.wait_for_function(f"() => window.etPlanned > {before}", timeout=120_000)
+    minutes = {"zh": "分钟", "en": "minutes"}[lang]  # the plan is ready when its time estimate shows
     page.locator("#et-plan-summary").get_by_text(re.compile(minutes)).first.wait_for(timeout=90_000)
-    start = page.get_by_role("button", name=t("ui.plan.start", lang))
-    expect(start).to_be_enabled(timeout=90_000)  # not while the plan is being made again
-    start.click()
+
+
+def start_plan(page, lang: str, server_log: Path, level: str | None = None) -> None:
+    replanned(page, lang, lambda: page.get_by_role("tab", name=t("ui.step.plan", lang)).click())
+    if level:
+        replanned(page, lang, lambda: page.get_by_text(t(f"planner.level.{level}", lang), exact=True).click())
+    page.get_by_role("button", name=t("ui.plan.start", lang)).click()
     try:  # a job starts in seconds alone, in minutes beside other training runs on two cores
+        page.get_by_role("tab", name=t("ui.step.monitor", lang), selected=True).wait_for(timeout=300_000)
         page.locator("#et-loss-plot .js-plotly-plot").wait_for(timeout=300_000)
-    except playwright.TimeoutError:  # what the page said instead, for whoever reads the failure
+    except playwright.TimeoutError:  # what the page and the server said instead, for whoever reads the failure
         shot(page, f"{lang}-start-failed")
-        raise AssertionError(f"no run started; the page shows: {page.locator('.toast-body').all_inner_texts()}, "
-                             f"{page.locator('#et-status').inner_text()!r}") from None
+        server = server_log.read_text(errors="replace")[-3000:] if server_log.exists() else ""
+        raise AssertionError(f"no run started; the page said {page.evaluate('() => window.etToasts')} and "
+                             f"shows {page.locator('#et-status').inner_text()!r}; the server's log ends "
+                             f"{server}") from None
 
 
 def test_a_reload_a_language_switch_and_a_second_job_lose_nothing(app, browser, tmp_path):
@@ -196,7 +220,7 @@ def test_a_reload_a_language_switch_and_a_second_job_lose_nothing(app, browser, 
     page and is kept across the next reload; a second job from the same plan gets its own curve and ends."""
     url, guard_log = app
     page = open_app(browser, url, "en")
-    start_plan(page, "en")  # the built-in model and demo data, as the page opens
+    start_plan(page, "en", tmp_path / "server.log", "L1")  # the built-in model and demo data, as the page opens
     first = job_shown(page)
 
     page.reload()  # the job keeps training in its own process; the page finds it again
@@ -210,7 +234,7 @@ def test_a_reload_a_language_switch_and_a_second_job_lose_nothing(app, browser, 
     page.locator("#et-status").get_by_text(re.compile(t("state.COMPLETED", "zh"))).wait_for(timeout=400_000)
     assert job_shown(page) == first
 
-    start_plan(page, "zh")  # a second job: its own id, its own curve, to the end
+    start_plan(page, "zh", tmp_path / "server.log")  # a second job, L1 still: its own id, its own curve, to the end
     second = job_shown(page)
     assert second != first
     page.get_by_role("tab", name=t("ui.step.evaluate", "zh")).click()  # ④ is the second job's: empty for now

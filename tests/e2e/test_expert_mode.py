@@ -8,7 +8,7 @@ import re
 
 import pytest
 import yaml
-from test_browser import app, browser, offline, open_app, shot, t  # noqa: F401 (fixtures)
+from test_browser import app, browser, offline, open_app, replanned, shot, t  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.slow
 
@@ -25,12 +25,10 @@ def test_expert_learning_rate_is_marked_warned_explained_and_downloaded(app, bro
 
 
 def edit_learning_rate_and_download(page) -> None:
-    from playwright.sync_api import expect
 
-    page.get_by_role("tab", name=t("ui.step.plan", "en")).click()
+    # planning is over once Start is back: the form holds the planner's values
+    replanned(page, "en", lambda: page.get_by_role("tab", name=t("ui.step.plan", "en")).click())
     summary = page.locator("#et-plan-summary")
-    summary.get_by_text(re.compile("minutes")).first.wait_for(timeout=90_000)  # the planner's plan is shown
-    expect(page.locator("#et-start")).to_be_enabled(timeout=30_000)  # planning is over: the form holds its values
 
     page.get_by_text(t("ui.plan.expert", "en")).click()
     rate = page.get_by_label(f"{t('planner.field_name.learning_rate', 'en')} · learning_rate", exact=True)
