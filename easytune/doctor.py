@@ -8,7 +8,7 @@ from importlib import metadata
 from easytune.i18n import t
 from easytune.settings import Settings
 
-STACK = ("torch", "transformers", "peft", "accelerate", "datasets", "trl", "bitsandbytes", "optimum-intel",
+STACK = ("torch", "transformers", "peft", "accelerate", "datasets", "bitsandbytes", "optimum-intel",
          "openvino", "nncf", "gradio", "sqlite-utils", "plotly")
 GIB = 1024 ** 3
 

@@ -16,7 +16,6 @@ import contextlib
 
 import torch
 import torch.nn.functional as F
-from trl.trainer.utils import selective_log_softmax
 
 from easytune.train.loss import keeps_logits, scored_positions
 from easytune.train.packing import IGNORE, collate
@@ -47,6 +46,13 @@ def encode_preference(tokenizer, row: dict, max_len: int) -> dict | None:
     return example
 
 
+def target_logps(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """The log-probability of each target token, one sequence at a time: a log-softmax of the whole batch at
+    once would hold a second copy of its logits."""
+    return torch.stack([row.log_softmax(-1).gather(-1, wanted.unsqueeze(-1)).squeeze(-1)
+                        for row, wanted in zip(logits, targets)])
+
+
 def sequence_logps(model, sequences, pad_id: int, device, pack: bool) -> torch.Tensor:
     """Summed log-probability of each sequence's labelled tokens, one forward pass for all of them; the
     vocabulary projection only where a labelled token is predicted (easytune.train.loss)."""
@@ -58,7 +64,7 @@ def sequence_logps(model, sequences, pad_id: int, device, pack: bool) -> torch.T
     else:
         logits = model(**batch, use_cache=False).logits[:, positions]
     targets, segments = targets[:, positions], segments[:, 1:][:, positions]
-    token_logps = selective_log_softmax(logits, targets.clamp(min=0))
+    token_logps = target_logps(logits, targets.clamp(min=0))
     scored = targets != IGNORE
     sums = torch.zeros(len(sequences), device=device, dtype=token_logps.dtype)
     return sums.index_add(0, segments[scored], token_logps[scored])

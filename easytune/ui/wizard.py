@@ -509,9 +509,10 @@ def build(ctx: Ctx) -> None:
     monitor_outputs = [status, plot, reward_plot, logs, progress, seen, *step_outputs, job_actions, stop]
 
     def replan(event):
-        """Plan again; Start waits meanwhile, so a run never starts from a half-updated form."""
-        return event.then(lambda: gr.update(interactive=False), None, start).then(
-            on_intent, intent_inputs, intent_outputs).then(lambda: gr.update(interactive=True), None, start)
+        """Plan again; Start waits meanwhile, saying so, so a run never starts from a half-updated form."""
+        return event.then(lambda lg: gr.update(interactive=False, value=t("ui.plan.planning", lg)), language,
+                          start).then(on_intent, intent_inputs, intent_outputs).then(
+            lambda lg: gr.update(interactive=True, value=t("ui.plan.start", lg)), language, start)
 
     ctx.on_language.append((show_preview, [dataset, language], preview))
     tokens_inputs = [language, model, dataset, chart_open]
