@@ -401,6 +401,7 @@ def build(ctx: Ctx) -> None:
                 said = t("ui.eval.improving", lang, job=job["id"], rows=improved["dataset"]["rows"])
         except UserError as exc:
             return error_markdown(exc, lang), gr.skip(), gr.skip()
+        gr.Info(said)  # the page moves on to the monitor: said there too, not only in this step
         return said, gr.update(choices=job_choices(settings), value=job["id"]), gr.Tabs(selected="monitor")
 
     def on_export(lang, job_id, fmt_, confirmed, progress=gr.Progress()):

@@ -189,6 +189,7 @@ def test_first_fine_tune_from_upload_to_verdict_and_export(app, browser, tmp_pat
     page.locator("#et-improve").click()
     page.get_by_role("tab", name=steps[2], selected=True).wait_for(timeout=120_000)
     second = job_shown(page)
+    page.locator(".toast-body").filter(has_text=f"missed-{first}").wait_for(timeout=30_000)  # what it was taught
     shot(page, f"{lang}-4-improve")
     page.get_by_role("button", name=t("ui.monitor.stop", lang)).click()  # its training is the CLI tests' part
     page.locator("#et-status").get_by_text(re.compile(t("state.STOPPED", lang))).wait_for(timeout=120_000)
