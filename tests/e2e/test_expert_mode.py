@@ -25,7 +25,6 @@ def test_expert_learning_rate_is_marked_warned_explained_and_downloaded(app, bro
 
 
 def edit_learning_rate_and_download(page) -> None:
-
     # planning is over once Start is back: the form holds the planner's values
     replanned(page, "en", lambda: page.get_by_role("tab", name=t("ui.step.plan", "en")).click())
     summary = page.locator("#et-plan-summary")
