@@ -48,7 +48,13 @@ def loss_figure(series: dict[str, list[tuple[int, float]]], lang: str):
     cf = series.get("cf_pct")
     if cf:
         _per_eval(fig, cf, t("ui.chart.cf", lang), "#f472b6", right_axis=True)
-    return _style(fig, lang, t("ui.chart.loss_axis", lang), t("ui.chart.cf_axis", lang) if cf else None)
+    _style(fig, lang, t("ui.chart.loss_axis", lang), t("ui.chart.cf_axis", lang) if cf else None)
+    if not fig.data:  # a job still preparing: what will be drawn here, not empty axes
+        fig.add_annotation(text=t("ui.chart.waiting", lang), showarrow=False, xref="paper", yref="paper",
+                           x=0.5, y=0.5, font={"size": 15, "color": "#9ca3af"})
+        fig.update_xaxes(visible=False)
+        fig.update_yaxes(visible=False)
+    return fig
 
 
 def reward_figure(series: dict[str, list[tuple[int, float]]], lang: str):
