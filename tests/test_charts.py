@@ -1,5 +1,6 @@
 """The monitor's loss chart: before a job's first step it says what will be drawn, in the user's language,
-instead of showing empty axes; from the first step on, the curves alone."""
+instead of showing empty axes (or, for a job that ended first, that nothing was); from the first step on, the
+curves alone."""
 
 from __future__ import annotations
 
@@ -14,6 +15,11 @@ def test_a_job_still_preparing_gets_a_sentence_not_empty_axes(lang):
     figure = charts.loss_figure({}, lang)
     assert [note.text for note in figure.layout.annotations] == [t("ui.chart.waiting", lang)]
     assert figure.layout.xaxis.visible is False and figure.layout.yaxis.visible is False and not figure.data
+
+
+def test_a_job_that_ended_before_its_first_step_says_so():
+    figure = charts.loss_figure({}, "zh", active=False)
+    assert [note.text for note in figure.layout.annotations] == [t("ui.chart.no_steps", "zh")]
 
 
 def test_the_first_step_replaces_the_sentence_with_the_curve():

@@ -37,7 +37,9 @@ def _style(fig, lang: str, y_title: str, y2_title: str | None = None):
     return fig
 
 
-def loss_figure(series: dict[str, list[tuple[int, float]]], lang: str):
+def loss_figure(series: dict[str, list[tuple[int, float]]], lang: str, active: bool = True):
+    """The loss curves, validation loss and forgetting score; before the first step, a sentence instead: what
+    will be drawn (`active`: the job is still to train) or that nothing was (it ended first)."""
     import plotly.graph_objects as go
 
     fig = go.Figure()
@@ -49,9 +51,9 @@ def loss_figure(series: dict[str, list[tuple[int, float]]], lang: str):
     if cf:
         _per_eval(fig, cf, t("ui.chart.cf", lang), "#f472b6", right_axis=True)
     _style(fig, lang, t("ui.chart.loss_axis", lang), t("ui.chart.cf_axis", lang) if cf else None)
-    if not fig.data:  # a job still preparing: what will be drawn here, not empty axes
-        fig.add_annotation(text=t("ui.chart.waiting", lang), showarrow=False, xref="paper", yref="paper",
-                           x=0.5, y=0.5, font={"size": 15, "color": "#9ca3af"})
+    if not fig.data:  # a sentence, not empty axes
+        fig.add_annotation(text=t("ui.chart.waiting" if active else "ui.chart.no_steps", lang), showarrow=False,
+                           xref="paper", yref="paper", x=0.5, y=0.5, font={"size": 15, "color": "#9ca3af"})
         fig.update_xaxes(visible=False)
         fig.update_yaxes(visible=False)
     return fig

@@ -459,7 +459,8 @@ def build(ctx: Ctx) -> None:
                  action_choices(settings, job_id, new_lang, skip=("stop",)),
                  gr.update(visible=job_row["state"] in ACTIVE_STATES)] if moved else unchanged
         rewards = charts.reward_figure(series, new_lang)
-        return (status_markdown(settings, job_id, new_lang), charts.loss_figure(series, new_lang),
+        losses = charts.loss_figure(series, new_lang, active=job_row["state"] in ACTIVE_STATES)
+        return (status_markdown(settings, job_id, new_lang), losses,
                 gr.update(value=rewards, visible=True) if rewards else gr.update(visible=False),
                 log_html(log_lines(settings, job_id, new_lang, log_filter, search or ""), new_lang, search or ""),
                 progress_html(settings, job_id), key, *marks)
