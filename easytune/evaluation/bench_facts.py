@@ -165,8 +165,9 @@ def run(model: str | None, overrides: dict, home: Path, facts: list[dict] | None
 def finished(settings, job: dict) -> dict:
     """The job once it has stopped running, whatever its end."""
     from easytune import jobs
+    from easytune.jobs.events import TERMINAL_STATES
 
-    while job["state"] not in ("COMPLETED", "FAILED", "STOPPED", "PAUSED", "INTERRUPTED"):
+    while job["state"] not in TERMINAL_STATES:
         time.sleep(2)
         job = jobs.sync_job(settings, job["id"])
     return job
