@@ -147,7 +147,10 @@ def cmd_plan(args, settings) -> int:
     if args.out:
         proposal.plan.save(Path(args.out), args.lang)
     report = proposal.to_dict(args.lang)
-    lines = [f"{name} = {getattr(proposal.plan, name)}  — {entry['text']}" for name, entry in report["reasons"].items()]
+    intent = report["intent"]
+    lines = [f"task = {intent['task']}  — {intent['task_text']}"] if "task_text" in intent else []
+    lines += [f"{name} = {getattr(proposal.plan, name)}  — {entry['text']}"
+              for name, entry in report["reasons"].items()]
     lines += [f"⚠ {w['text']}" for w in report["warnings"]]
     if args.out:
         lines.append(t("cli.plan.saved", args.lang, path=args.out))
@@ -745,7 +748,8 @@ def build_parser() -> argparse.ArgumentParser:
     plan = sub.add_parser("plan", parents=[common], help="choose every training setting from what you want, explained")
     plan.add_argument("--model", default="easytune-tiny")
     plan.add_argument("--data", help="dataset id or name, or demo:<name> (required unless --explain)")
-    plan.add_argument("--task", default="chat", help="chat | domain | style | extraction | preference | pretrain")
+    plan.add_argument("--task", default="auto",
+                      help="auto (picked from the data) | chat | domain | style | extraction | preference | pretrain")
     plan.add_argument("--level", default="L2", help="L1 style/format · L2 domain knowledge · L3 complex instructions")
     plan.add_argument("--set", action="append", metavar="KEY=VALUE",
                       help="keep this setting as given (--explain lists the settings)")

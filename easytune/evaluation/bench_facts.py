@@ -5,8 +5,8 @@
 
 The set (presets/benchmarks/facts_en.jsonl): 20 facts of a fictional shop, each taught by two questions
 (40 training rows) and asked two other ways, in other words, that training never shows. Through the
-default path — the planner's "domain knowledge" plan with nothing set by hand unless --set says so — it
-trains, then asks the base and the tuned model:
+default path — the goal picked from the data (domain knowledge, for answers that hold facts) and its plan,
+with nothing set by hand unless --set says so — it trains, then asks the base and the tuned model:
 - the taught questions, word for word;
 - the same facts asked otherwise;
 - the general questions with answer keys (presets/gatekeeper/en.jsonl);
@@ -118,6 +118,7 @@ def run(model: str | None, overrides: dict, home: Path, facts: list[dict] | None
     from easytune.evaluation.service import pair_of
     from easytune.jobs.folder import JobFolder
     from easytune.plan.service import make_plan
+    from easytune.plan.task_choice import AUTO
     from easytune.settings import load_settings
 
     settings = load_settings(home=home)
@@ -127,12 +128,12 @@ def run(model: str | None, overrides: dict, home: Path, facts: list[dict] | None
     data_file.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in training_rows(facts)) + "\n",
                          encoding="utf-8")
     dataset = datasets.add_dataset(settings, data_file, name="facts-benchmark")["dataset"]
-    proposal = make_plan(settings, model=model, dataset=dataset["id"], task="domain", level="L2",
-                         overrides=overrides or None)
+    proposal = make_plan(settings, model=model, dataset=dataset["id"], task=AUTO, level="L2",
+                         overrides=overrides or None)  # the goal as the wizard and the CLI pick it
     started = time.monotonic()
     job = finished(settings, jobs.launch(settings, proposal.plan, name="facts benchmark"))
     train_s = time.monotonic() - started
-    result = {"model": model, "plan": {k: getattr(proposal.plan, k) for k in (
+    result = {"model": model, "task": proposal.intent["task"], "plan": {k: getattr(proposal.plan, k) for k in (
         "method", "lora_r", "target_modules", "learning_rate", "epochs", "batch_size", "retention_ratio")},
         "state": job["state"], "train_s": round(train_s, 1), "sets": {},
         "planned_s": proposal.estimates["minutes"] and round(proposal.estimates["minutes"] * 60),
@@ -209,7 +210,8 @@ def teach_missed(settings, job_id: str, facts: list[dict], home: Path) -> dict:
 
 
 def report(result: dict) -> str:
-    lines = [f"model {result['model']} · plan {result['plan']} · {result['state']} · training {result['train_s']} s"]
+    lines = [f"model {result['model']} · goal {result.get('task')} · plan {result['plan']} · {result['state']} · "
+             f"training {result['train_s']} s"]
     for name, sides in result["sets"].items():
         right = {which: sum(a["right"] for a in answers) for which, answers in sides.items()}
         total = len(sides["tuned"])

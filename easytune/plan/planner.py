@@ -54,14 +54,16 @@ from easytune.plan.rules import (  # noqa: F401  (INTENTS_PATH, IntentsError, va
     validate_intents,
 )
 from easytune.plan.schema import TrainingPlan
+from easytune.plan.task_choice import AUTO
 
 
 def choices() -> dict:
     """Tasks and levels for a form: ids with their label and help message keys."""
     rules = load_intents()
-    return {
-        "tasks": [{"id": k, "label": f"planner.task.{k}", "help": f"planner.task_help.{k}",
-                   "needs": list(rules.tasks[k].needs)} for k in TASKS],
+    return {  # first, and the default: the goal picked from the data (easytune.plan.task_choice)
+        "tasks": [{"id": AUTO, "label": f"planner.task.{AUTO}", "help": f"planner.task_help.{AUTO}", "needs": []}]
+        + [{"id": k, "label": f"planner.task.{k}", "help": f"planner.task_help.{k}",
+            "needs": list(rules.tasks[k].needs)} for k in TASKS],
         "levels": [{"id": k, "label": f"planner.level.{k}", "help": f"planner.level_help.{k}"} for k in LEVELS],
     }
 
@@ -104,8 +106,16 @@ class Proposal:
         reasons = {name: {**entry, "text": _render(entry, lang), "why": t(f"planner.why.{name}", lang)}
                    for name, entry in self.reasons.items()}  # why: the longer explanation, shown on expand
         warnings = [{**entry, "text": _render(entry, lang)} for entry in self.warnings]
+        intent = dict(self.intent)
+        if "task_reason" in intent:  # the goal picked from the data (easytune.plan.task_choice)
+            intent["task_text"] = self.task_text(lang)
         return {"plan": self.plan.to_dict(), "reasons": reasons, "user_set": list(self.user_set),
-                "warnings": warnings, "estimates": dict(self.estimates), "intent": dict(self.intent)}
+                "warnings": warnings, "estimates": dict(self.estimates), "intent": intent}
+
+    def task_text(self, lang: str = "zh") -> str | None:
+        """Which goal was picked from the data, and why; None where the user picked it."""
+        reason = self.intent.get("task_reason")
+        return _render(reason, lang) if reason else None
 
 
 # ---------------------------------------------------------------------------------------------

@@ -6,6 +6,8 @@ import json
 from pathlib import Path
 
 from easytune.plan.planner import Proposal, propose
+from easytune.plan.schema import TrainingPlan
+from easytune.plan.task_choice import AUTO, suggested_task
 from easytune.settings import Settings
 
 
@@ -44,12 +46,18 @@ def make_plan(settings: Settings, *, model: str, dataset: str, task: str, level:
     from easytune.models.registry import model_info, require_trainable
 
     require_trainable(settings, model)
+    seed = (overrides or {}).get("seed", TrainingPlan.seed)
+    chosen = suggested_task(settings, dataset, seed) if task == AUTO else None
     hardware = probe(settings.home)
     speed = measured_speed(settings, model)
     device = (overrides or {}).get("device", "auto")
     device = hardware.accelerator if device == "auto" else device
     cpu = device == "cpu" and (overrides or {}).get("precision", "auto") == "auto"  # bf16 or not: measured
-    return propose(model=model, dataset=dataset, task=task, level=level, model_info=model_info(settings, model),
-                   data_stats=dataset_stats(settings, dataset), hardware=hardware, overrides=overrides,
-                   tokens_per_s=speed, matmul_flops=matmul_rate(settings, device),
-                   cpu_bf16_flops=matmul_rate(settings, "cpu", "bf16") if cpu else None)
+    proposal = propose(model=model, dataset=dataset, task=chosen["task"] if chosen else task, level=level,
+                       model_info=model_info(settings, model), data_stats=dataset_stats(settings, dataset),
+                       hardware=hardware, overrides=overrides, tokens_per_s=speed,
+                       matmul_flops=matmul_rate(settings, device),
+                       cpu_bf16_flops=matmul_rate(settings, "cpu", "bf16") if cpu else None)
+    if chosen:  # the goal picked from the data, and why: shown above the plan
+        proposal.intent.update(task_auto=True, task_reason={"key": chosen["key"], "params": chosen["params"]})
+    return proposal

@@ -15,12 +15,11 @@ import sys
 
 from easytune.i18n import UserError
 from easytune.plan.schema import TrainingPlan
+from easytune.plan.task_choice import answers_carry_facts
 from easytune.settings import Settings
 
 METRICS = ("auto", "val_loss", "fact_accuracy")
 HIGHER_IS_BETTER = {"val_loss": False, "fact_accuracy": True}
-FACT_SHARE = 0.5  # at least half the answers must hold a fact to check, or accuracy says little
-ROWS_LOOKED_AT = 200
 MEASURE_TIMEOUT_S = 3600
 
 
@@ -28,25 +27,10 @@ def choose_metric(settings: Settings, plan: TrainingPlan, asked: str) -> str:
     """The metric a sweep compares by: `auto` picks fact accuracy where the data has facts."""
     if asked not in METRICS:
         raise UserError("sweep.error.bad_metric", metric=asked, choices=", ".join(METRICS))
-    has = answers_carry_facts(settings, plan)
+    has = answers_carry_facts(settings, plan.dataset, plan.seed)
     if asked == "fact_accuracy" and not has:
         raise UserError("sweep.error.no_facts", dataset=plan.dataset)
     return asked if asked != "auto" else "fact_accuracy" if has else "val_loss"
-
-
-def answers_carry_facts(settings: Settings, plan: TrainingPlan) -> bool:
-    """Do most of the data's answers hold a fact to check? (Answers only: preference pairs and raw text do not.)"""
-    from easytune.datasets import resolve_dataset
-    from easytune.evaluation.buckets import items_of, read_jsonl, sample
-    from easytune.evaluation.facts import facts_of
-
-    data = resolve_dataset(settings, plan.dataset)
-    if data.kind != "sft":
-        return False
-    rows = read_jsonl(data.val_file or data.train_file)
-    items = [item for item in items_of(sample(rows, ROWS_LOOKED_AT, plan.seed)) if item.reference is not None]
-    with_facts = sum(1 for item in items if facts_of(item.reference, item.question))
-    return bool(items) and with_facts >= FACT_SHARE * len(items)
 
 
 def require_validation(settings: Settings, plan: TrainingPlan) -> None:

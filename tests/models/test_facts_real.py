@@ -1,5 +1,5 @@
 """The default path teaches a real model facts and leaves what it knew: a fictional shop's FAQ (20 facts,
-each taught by two questions) through the planner's "domain knowledge" plan with nothing set by hand,
+each taught by two questions) through the plan picked for it with nothing set by hand (domain knowledge),
 then judged by what the base and the tuned model answer (easytune.evaluation.bench_facts, the benchmark's
 own code): the taught questions, the facts asked in words training never showed, and general questions
 with answer keys."""
@@ -24,6 +24,7 @@ def right(result: dict, name: str, side: str) -> int:
 
 
 def test_the_default_plan_teaches_the_facts_it_was_given(taught):
+    assert taught["task"] == "domain", "a FAQ of facts is planned as domain knowledge, with nothing set by hand"
     assert taught["state"] == "COMPLETED", taught
     total = len(taught["sets"]["taught"]["tuned"])
     assert right(taught, "taught", "base") <= 0.2 * total, "the base model must not know the shop already"
