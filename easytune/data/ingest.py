@@ -303,7 +303,7 @@ def _run(
             kept: list[int] | None = None  # the rows kept, once one was dropped as a duplicate
             for k in range(len(prep)):
                 sig = sigs[k] if sigs is not None and first + pos[k] < minhash_rows else None
-                dup = quality.duplicate(prep.fps[k], prep.lows[k], lines[k], sig)
+                dup = quality.duplicate(prep.fps[k], prep.lows[k], lines[k], sig, prep.asks[k] if sig else 0)
                 if dup is None or not drop_duplicates:
                     if kept is not None:
                         kept.append(k)

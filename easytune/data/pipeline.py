@@ -32,6 +32,7 @@ from easytune.data.quality import (
     kept_key,
     measure,
     minhash_signatures,
+    question_key,
     row_parts,
     scan_pii,
 )
@@ -72,6 +73,7 @@ class Prepared:
     fps: array = field(default_factory=lambda: array("Q"))  # fingerprint keys
     lows: array = field(default_factory=lambda: array("I"))  # digest_low() of the unmasked row
     sigs: list | None = None  # MinHash signature or None, for each row; None: no signatures in this batch
+    asks: list | None = None  # with the signatures: each row's question_key() (0: not a question and answer)
     val: bytearray = field(default_factory=bytearray)  # 1: the row goes to the validation split
     train_out: bytes = b""  # the finished output lines, in order, of the rows that go to train ...
     val_out: bytes = b""  # ... and of those that go to validation
@@ -122,6 +124,7 @@ class Stage:
         train_len = val_len = 0
         sig_texts: list[bytes] = []  # normalised text of the rows that get a signature
         sig_of: list[int] = []  # their k
+        sig_asks: list[int] = []  # and what they ask
         pos = -1
         for pos, (line, value, raw, source_line, err) in enumerate(records):
             original = raw if raw is not None else value
@@ -191,15 +194,16 @@ class Stage:
             if pos < sig_rows:
                 sig_of.append(k)
                 sig_texts.append(fp_bytes)
+                sig_asks.append(question_key(parts))
         p.records = pos + 1
         p.train_out = b"".join(train_parts)
         p.val_out = b"".join(val_parts)
         if any(s is not None for s in source_lines):
             p.source_lines = source_lines
         if sig_of:
-            p.sigs = [None] * len(p.pos)
-            for k, sig in zip(sig_of, self._signatures(sig_texts)):
-                p.sigs[k] = sig
+            p.sigs, p.asks = [None] * len(p.pos), [0] * len(p.pos)
+            for k, sig, asked in zip(sig_of, self._signatures(sig_texts), sig_asks):
+                p.sigs[k], p.asks[k] = sig, asked
         return p
 
 

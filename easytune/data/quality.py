@@ -384,17 +384,21 @@ class MinHashIndex:
         self.capacity = capacity
         self.sigs: list[int] = []  # as integers, ready for _lanes_differing
         self.lines = array("q")
+        self.asks = array("Q")  # question_key() of each row
         self.tables: list[dict] = [{} for _ in range(MINHASH_BANDS)]
 
     def full(self) -> bool:
         return len(self.sigs) >= self.capacity
 
-    def add(self, sig: bytes, line: int) -> int | None:
-        """Index one signature; return the line of an earlier similar row, if any."""
+    def add(self, sig: bytes, line: int, asked: int = 0) -> int | None:
+        """Index one signature; return the line of an earlier similar row, if any. A row that answers as an
+        earlier one does to a question in other words (`asked`: question_key(), 0 for none) is not a copy of
+        it but the same answer asked another way, which teaches it better."""
         idx = len(self.sigs)
         mine = int.from_bytes(sig, "little")
         self.sigs.append(mine)
         self.lines.append(line)
+        self.asks.append(asked)
         width = 4 * MINHASH_ROWS
         candidates = set()
         for b, table in enumerate(self.tables):
@@ -405,7 +409,8 @@ class MinHashIndex:
             return None
         need = MINHASH_THRESHOLD * MINHASH_K
         for other in sorted(candidates):
-            if MINHASH_K - _lanes_differing(mine ^ self.sigs[other]) >= need:
+            reworded = asked and self.asks[other] and asked != self.asks[other]
+            if not reworded and MINHASH_K - _lanes_differing(mine ^ self.sigs[other]) >= need:
                 return self.lines[other]
         return None
 
@@ -477,6 +482,19 @@ def fingerprint_key(all_text: str, data: bytes | None = None) -> tuple[int, byte
     """(64-bit key, normalised bytes) used to find near-duplicates. `data`: all_text as UTF-8, if at hand."""
     fp_bytes = fingerprint(all_text, data)
     return int.from_bytes(hashlib.blake2b(fp_bytes, digest_size=8).digest(), "little"), fp_bytes
+
+
+def question_key(parts: tuple) -> int:
+    """A 64-bit key of what a row asks (its prompt texts, fingerprinted: case, width, spacing and punctuation
+    ignored), for a row whose answer is the longer part: there, rows alike (MinHash) but asking different
+    things are alike by their answer. 0 for any other row (a long text with a short answer: two lightly
+    edited copies of the text ask different things and are still copies). `parts`: row_parts()."""
+    prompt, answer, _ = parts
+    asked = "\n".join(prompt)
+    if not (asked and answer) or len(asked) >= sum(map(len, answer)):
+        return 0
+    digest = hashlib.blake2b(fingerprint(asked), digest_size=8).digest()
+    return int.from_bytes(digest, "little") or 1
 
 
 def digest_low(digest: bytes) -> int:
@@ -692,9 +710,11 @@ class QualityCheck:
         self.multi_turn = self.with_system = self.with_tools = 0
 
     # duplicates ----------------------------------------------------------------------------------------
-    def duplicate(self, fp: int, low: int, line: int, sig: bytes | None = None) -> tuple[str, int] | None:
+    def duplicate(self, fp: int, low: int, line: int, sig: bytes | None = None,
+                  asked: int = 0) -> tuple[str, int] | None:
         """('exact' | 'near', first line) when this row repeats an earlier one, else None.
-        fp: fingerprint key (fingerprint_key); low: digest_low() of the row's content hash."""
+        fp: fingerprint key (fingerprint_key); low: digest_low() of the row's content hash; asked: its
+        question_key()."""
         packed = self.seen.setdefault(fp, (line << 24) | low)
         if packed is not None:
             first = packed >> 24
@@ -704,7 +724,7 @@ class QualityCheck:
             if self.minhash is None:
                 self.minhash = MinHashIndex(self.minhash_rows)
             self.minhash_checked += 1
-            first = self.minhash.add(sig, line)
+            first = self.minhash.add(sig, line, asked)
             if first is not None:
                 self.near_minhash += 1
                 return self._dup("near", line, first)

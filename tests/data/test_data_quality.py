@@ -88,6 +88,7 @@ def test_exact_and_near_duplicates(tmp_path):
         "instruction": "Explain photosynthesis in simple terms for a ten year old child.",
         "output": "Plants use sunlight, water and air to make their own food and give off oxygen.",
     }
+    founded = "Kestrel Cycles opened its first repair shop in 1987 and has fixed bikes ever since."
     rows = [
         base,
         {"instruction": "Name three primary colours.", "output": "Red, blue and yellow."},
@@ -104,6 +105,9 @@ def test_exact_and_near_duplicates(tmp_path):
             "instruction": "A different question entirely about the moon?",
             "output": "The moon orbits the Earth.",
         },
+        # the same answer asked another way (lines 7, 8): not a copy, it teaches the answer better
+        {"instruction": "When was Kestrel Cycles founded?", "output": founded},
+        {"instruction": "What year did Kestrel Cycles open?", "output": founded},
     ]
     src = _write(tmp_path, rows)
     report = import_file(src, out_dir=tmp_path / "keep", val_ratio=0)
@@ -114,11 +118,11 @@ def test_exact_and_near_duplicates(tmp_path):
         (4, 1, "near"),
         (5, 1, "near"),
     }
-    assert report.rows_usable == 6
+    assert report.rows_usable == 8
 
     report = import_file(src, out_dir=tmp_path / "drop", val_ratio=0, drop_duplicates=True)
-    assert report.rows_usable == 3 and report.rows_rejected == 3 and report.rows_dropped_duplicates == 3
-    assert [r["line"] for r in rows_of(tmp_path / "drop" / "train.jsonl")] == [1, 2, 6]
+    assert report.rows_usable == 5 and report.rows_rejected == 3 and report.rows_dropped_duplicates == 3
+    assert [r["line"] for r in rows_of(tmp_path / "drop" / "train.jsonl")] == [1, 2, 6, 7, 8]
     rejected = rows_of(tmp_path / "drop" / "rejected.jsonl")
     assert [(r["line"], r["reason"], r["params"]["first_line"]) for r in rejected] == [
         (3, "data.reject.duplicate", 1),
