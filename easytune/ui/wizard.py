@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import time
 from dataclasses import fields
 from html import escape
 from pathlib import Path
@@ -22,6 +23,7 @@ from easytune.jobs.events import ACTIVE_STATES
 from easytune.plan import planner
 from easytune.plan.schema import TrainingPlan, field_help, shown_value
 from easytune.plan.service import make_plan
+from easytune.plan.task_choice import AUTO
 from easytune.settings import PRESETS_DIR, Settings
 from easytune.ui import charts, evaluate_step, manage_models, state, sweep_panel
 from easytune.ui.choices import job_choices, model_choices
@@ -29,6 +31,9 @@ from easytune.ui.table import Table
 from easytune.ui.texts import Ctx, Texts, action_bar, action_choices, error_markdown, mapping_from_table
 
 STEPS = ("data", "plan", "monitor", "evaluate")
+# While a job runs its chart is drawn again at most this often (s): each drawing costs this process and the
+# browser CPU time the training shares (every 2 s, the monitor took a third of a core from a 2-core machine's run)
+CHART_EVERY_S = 10.0
 FORM_FIELDS = [f for f in fields(TrainingPlan) if f.metadata["group"] != "data"]
 UPLOAD_TYPES = listed_extensions()  # the file types the import's readers name
 LOG_LEVELS = ("all", "info", "warning", "error")
@@ -181,6 +186,8 @@ def plan_summary(proposal, lang: str) -> str:
     if minutes is not None:
         lines += [t("ui.plan.estimate", lang, minutes=f"{minutes:.1f}", steps=proposal.estimates.get("steps", "?")),
                   ""]
+    if proposal.task_text(lang):
+        lines += [f'<p class="et-task-chosen">🎯 {escape(proposal.task_text(lang))}</p>', ""]
     items = []
     for name, entry in report["reasons"].items():
         if name in ("model", "dataset"):
@@ -254,7 +261,7 @@ def build(ctx: Ctx) -> None:
             with gr.Row():
                 task = T.make(gr.Radio, {"label": "ui.plan.task", "info": "ui.plan.task_info",
                                          "choices": [(c["label"], c["id"]) for c in intents["tasks"]]},
-                              value="chat", elem_id="et-task")
+                              value=AUTO, elem_id="et-task")
                 level = T.make(gr.Radio, {"label": "ui.plan.level", "info": "ui.plan.level_info",
                                           "choices": [(c["label"], c["id"]) for c in intents["levels"]]},
                                value="L2", elem_id="et-level")
@@ -445,6 +452,9 @@ def build(ctx: Ctx) -> None:
         return (gr.update(choices=job_choices(settings), value=launched["id"]), gr.Tabs(selected="monitor"))
 
     def refresh(new_lang, job_id, last_seen, log_filter, search):
+        """The monitor brought up to date: at once for another job, language or state; while a job runs, its
+        chart at most every CHART_EVERY_S and its log when it has new lines. Each redraw costs this process
+        and the browser CPU time that training, on the same cores, would otherwise have."""
         unchanged = [gr.skip()] * (len(STEPS) + 3)
         if not job_id:
             return (t("ui.monitor.empty", new_lang), gr.skip(), gr.update(visible=False), "",
@@ -452,18 +462,24 @@ def build(ctx: Ctx) -> None:
         job_row = jobs.get_job(settings, job_id)
         series = jobs.metrics(settings, job_id)
         key = (job_id, new_lang, job_row["state"], sum(len(v) for v in series.values()), log_filter, search)
-        if key == last_seen:  # nothing new: leave the page alone
+        last_key, drawn_key, drawn_at, last_log = last_seen or (None, None, 0.0, None)
+        now = time.monotonic()
+        moved = key[:3] != (last_key or ())[:3]  # another job, language or state: steps and actions change
+        draw = key[:4] != drawn_key and (key[:3] != (drawn_key or ())[:3] or now - drawn_at >= CHART_EVERY_S)
+        if key == last_key and not draw:  # nothing new, or nothing the chart may show yet
             return gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip(), last_seen, *unchanged
-        moved = key[:3] != (last_seen or ())[:3]  # another job, language or state: steps and actions change
         marks = [*stepper(steps_done(settings, job_id), new_lang),
                  action_choices(settings, job_id, new_lang, skip=("stop",)),
                  gr.update(visible=job_row["state"] in ACTIVE_STATES)] if moved else unchanged
-        rewards = charts.reward_figure(series, new_lang)
-        losses = charts.loss_figure(series, new_lang, active=job_row["state"] in ACTIVE_STATES)
-        return (status_markdown(settings, job_id, new_lang), losses,
-                gr.update(value=rewards, visible=True) if rewards else gr.update(visible=False),
-                log_html(log_lines(settings, job_id, new_lang, log_filter, search or ""), new_lang, search or ""),
-                progress_html(settings, job_id), key, *marks)
+        losses = rewards = gr.skip()
+        if draw:
+            losses = charts.loss_figure(series, new_lang, active=job_row["state"] in ACTIVE_STATES)
+            drawn = charts.reward_figure(series, new_lang)
+            rewards = gr.update(value=drawn, visible=True) if drawn else gr.update(visible=False)
+        logs = log_html(log_lines(settings, job_id, new_lang, log_filter, search or ""), new_lang, search or "")
+        seen = (key, key[:4] if draw else drawn_key, now if draw else drawn_at, hash(logs))
+        return (status_markdown(settings, job_id, new_lang), losses, rewards,
+                gr.skip() if hash(logs) == last_log else logs, progress_html(settings, job_id), seen, *marks)
 
     def on_log_download(new_lang, job_id, log_filter, search):
         if not job_id:
