@@ -3,8 +3,9 @@
 A question-answer set whose answers hold facts (numbers, names, dates, codes: easytune.evaluation.facts) is a
 set of facts to teach: under "chat" a real model learns their style and not the facts (SmolLM2-135M-Instruct on a
 shop's 20 facts, each taught by two questions: 1 of the 40 taught questions answered right after the chat plan,
-38 of 40 after the domain plan; presets/intents.yaml), so such data gets the domain plan. Pairs of a better and a worse answer get preference training, raw text continued
-pre-training, and every other conversation set the chat plan.
+38 of 40 after the domain plan; presets/intents.yaml), so such data gets the domain plan. Pairs of a better and
+a worse answer get preference training, raw text continued pre-training, and every other conversation set the
+chat plan.
 """
 
 from __future__ import annotations
