@@ -34,6 +34,10 @@ STEPS = ("data", "plan", "monitor", "evaluate")
 # While a job runs its chart is drawn again at most this often (s): each drawing costs this process and the
 # browser CPU time the training shares (every 2 s, the monitor took a third of a core from a 2-core machine's run)
 CHART_EVERY_S = 10.0
+# How often the monitor looks for news (s): every tick is a round trip of the page's, about 0.15 CPU s of the
+# browser's, so a job that is not running (ended, paused, none) is looked at less often; any change of job,
+# state or language, and a job just started (the job picked), is shown at once.
+TICK_S = {"active": 2.0, "idle": 10.0}
 FORM_FIELDS = [f for f in fields(TrainingPlan) if f.metadata["group"] != "data"]
 UPLOAD_TYPES = listed_extensions()  # the file types the import's readers name
 LOG_LEVELS = ("all", "info", "warning", "error")
@@ -306,7 +310,7 @@ def build(ctx: Ctx) -> None:
         # ---- 4 evaluate and export ----
         with T.make(gr.Tab, {"label": "ui.step.evaluate"}, id="evaluate") as eval_tab:
             evaluate_step.build(ctx)
-    timer = gr.Timer(2.0)
+    timer = gr.Timer(TICK_S["active"])  # the monitor's pace: slower while its job is not running (refresh)
     seen = gr.State(None)
     restored = gr.State(False)  # the page has been put back where the user left it
     recommended = gr.State({})  # the planner's own values: what the expert form is compared against
@@ -455,10 +459,10 @@ def build(ctx: Ctx) -> None:
         """The monitor brought up to date: at once for another job, language or state; while a job runs, its
         chart at most every CHART_EVERY_S and its log when it has new lines. Each redraw costs this process
         and the browser CPU time that training, on the same cores, would otherwise have."""
-        unchanged = [gr.skip()] * (len(STEPS) + 3)
+        unchanged = [gr.skip()] * (len(STEPS) + 4)
         if not job_id:
             return (t("ui.monitor.empty", new_lang), gr.skip(), gr.update(visible=False), "",
-                    progress_html(settings, None), last_seen, *unchanged)
+                    progress_html(settings, None), last_seen, *unchanged[1:], gr.Timer(TICK_S["idle"]))
         job_row = jobs.get_job(settings, job_id)
         series = jobs.metrics(settings, job_id)
         key = (job_id, new_lang, job_row["state"], sum(len(v) for v in series.values()), log_filter, search)
@@ -468,12 +472,13 @@ def build(ctx: Ctx) -> None:
         draw = key[:4] != drawn_key and (key[:3] != (drawn_key or ())[:3] or now - drawn_at >= CHART_EVERY_S)
         if key == last_key and not draw:  # nothing new, or nothing the chart may show yet
             return gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip(), last_seen, *unchanged
+        active = job_row["state"] in ACTIVE_STATES
         marks = [*stepper(steps_done(settings, job_id), new_lang),
-                 action_choices(settings, job_id, new_lang, skip=("stop",)),
-                 gr.update(visible=job_row["state"] in ACTIVE_STATES)] if moved else unchanged
+                 action_choices(settings, job_id, new_lang, skip=("stop",)), gr.update(visible=active),
+                 gr.Timer(TICK_S["active" if active else "idle"])] if moved else unchanged
         losses = rewards = gr.skip()
         if draw:
-            losses = charts.loss_figure(series, new_lang, active=job_row["state"] in ACTIVE_STATES)
+            losses = charts.loss_figure(series, new_lang, active=active)
             drawn = charts.reward_figure(series, new_lang)
             rewards = gr.update(value=drawn, visible=True) if drawn else gr.update(visible=False)
         logs = log_html(log_lines(settings, job_id, new_lang, log_filter, search or ""), new_lang, search or "")
@@ -523,7 +528,7 @@ def build(ctx: Ctx) -> None:
     intent_outputs = [*form, summary, recommended]
     monitor_inputs = [language, job, seen, log_level, log_search]
     step_outputs = [data_tab, plan_tab, monitor_tab, eval_tab, hint]
-    monitor_outputs = [status, plot, reward_plot, logs, progress, seen, *step_outputs, job_actions, stop]
+    monitor_outputs = [status, plot, reward_plot, logs, progress, seen, *step_outputs, job_actions, stop, timer]
 
     def replan(event):
         """Plan again; Start waits meanwhile, saying so, so a run never starts from a half-updated form."""
