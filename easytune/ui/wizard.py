@@ -32,7 +32,7 @@ from easytune.ui.texts import Ctx, Texts, action_bar, action_choices, error_mark
 
 STEPS = ("data", "plan", "monitor", "evaluate")
 # While a job runs its chart is drawn again at most this often (s): each drawing costs this process and the
-# browser CPU time the training shares (every 2 s, the monitor took a third of a core from a 2-core machine's run)
+# browser CPU time the training on the same cores would otherwise have (python -m easytune.ui.bench_watching)
 CHART_EVERY_S = 10.0
 # How often the monitor looks for news (s): every tick is a round trip of the page's, about 0.15 CPU s of the
 # browser's, so a job that is not running (ended, paused, none) is looked at less often; any change of job,
@@ -462,7 +462,7 @@ def build(ctx: Ctx) -> None:
         unchanged = [gr.skip()] * (len(STEPS) + 4)
         if not job_id:
             return (t("ui.monitor.empty", new_lang), gr.skip(), gr.update(visible=False), "",
-                    progress_html(settings, None), last_seen, *unchanged[1:], gr.Timer(TICK_S["idle"]))
+                    progress_html(settings, None), last_seen, *unchanged[:-1], gr.Timer(TICK_S["idle"]))
         job_row = jobs.get_job(settings, job_id)
         series = jobs.metrics(settings, job_id)
         key = (job_id, new_lang, job_row["state"], sum(len(v) for v in series.values()), log_filter, search)
