@@ -43,10 +43,13 @@ def first_rows(path: Path, limit: int) -> list[dict]:
         return [json.loads(line) for line in islice((line for line in f if line.strip()), limit)]
 
 
+def mostly_facts(held: int, looked: int) -> bool:
+    return bool(looked) and held >= FACT_SHARE * looked
+
+
 def answers_carry_facts(settings: Settings, dataset: str, seed: int) -> bool:
     """Do most of the data's answers hold a fact to check?"""
-    held, looked = answers_with_facts(settings, dataset, seed)
-    return bool(looked) and held >= FACT_SHARE * looked
+    return mostly_facts(*answers_with_facts(settings, dataset, seed))
 
 
 def suggested_task(settings: Settings, dataset: str, seed: int) -> dict:
@@ -57,5 +60,5 @@ def suggested_task(settings: Settings, dataset: str, seed: int) -> dict:
     if kind in BY_KIND:
         return {"task": BY_KIND[kind], "key": f"planner.task_auto.{BY_KIND[kind]}", "params": {}}
     held, looked = answers_with_facts(settings, dataset, seed)
-    task = "domain" if looked and held >= FACT_SHARE * looked else "chat"
+    task = "domain" if mostly_facts(held, looked) else "chat"
     return {"task": task, "key": f"planner.task_auto.{task}", "params": {"held": held, "looked": looked}}
