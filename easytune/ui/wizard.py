@@ -191,7 +191,7 @@ def plan_summary(proposal, lang: str) -> str:
         lines += [t("ui.plan.estimate", lang, minutes=f"{minutes:.1f}", steps=proposal.estimates.get("steps", "?")),
                   ""]
     if proposal.task_text(lang):
-        lines += [f'<p class="et-task-chosen">🎯 {escape(proposal.task_text(lang))}</p>', ""]
+        lines += [f'<p class="et-task-chosen">{escape(proposal.task_text(lang))}</p>', ""]
     items = []
     for name, entry in report["reasons"].items():
         if name in ("model", "dataset"):
