@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import random
 from dataclasses import dataclass, field
-from itertools import chain, zip_longest
+from itertools import chain, islice, zip_longest
 from pathlib import Path
 
 from easytune.evaluation.metrics import tokenize
@@ -65,9 +65,10 @@ class Bucket:
         return [item for item in self.items if item.reference is not None]
 
 
-def read_jsonl(path: Path) -> list[dict]:
+def read_jsonl(path: Path, limit: int | None = None) -> list[dict]:
+    """The file's rows; with `limit`, its first `limit` rows only."""
     with open(path, encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]
+        return [json.loads(line) for line in islice((line for line in f if line.strip()), limit)]
 
 
 def item_of(row: dict) -> Item | None:

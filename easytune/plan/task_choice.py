@@ -10,8 +10,6 @@ chat plan.
 
 from __future__ import annotations
 
-import json
-from itertools import islice
 from pathlib import Path
 
 from easytune.settings import Settings
@@ -23,24 +21,18 @@ ROWS_READ = 2000  # of each file, at most: the wizard plans again at every chang
 BY_KIND = {"preference": "preference", "kto": "preference", "text": "pretrain"}
 
 
-def answers_with_facts(settings: Settings, dataset: str, seed: int) -> tuple[int, int]:
-    """(answers holding a fact to check, answers looked at) among up to ROWS_LOOKED_AT rows of a question-answer
-    dataset; (0, 0) for any other kind (preference pairs and raw text hold no single answer)."""
-    from easytune.datasets import resolve_dataset
-    from easytune.evaluation.buckets import items_of, sample
+def answers_with_facts(data, seed: int) -> tuple[int, int]:
+    """(answers holding a fact to check, answers looked at) among up to ROWS_LOOKED_AT rows of a resolved
+    question-answer dataset (easytune.datasets.resolve_dataset); (0, 0) for any other kind (preference pairs and
+    raw text hold no single answer)."""
+    from easytune.evaluation.buckets import items_of, read_jsonl, sample
     from easytune.evaluation.facts import facts_of
 
-    data = resolve_dataset(settings, dataset)
     if data.kind != "sft":
         return 0, 0
-    rows = [row for path in (data.train_file, data.val_file) if path for row in first_rows(Path(path), ROWS_READ)]
+    rows = [row for path in (data.train_file, data.val_file) if path for row in read_jsonl(Path(path), ROWS_READ)]
     items = [item for item in items_of(sample(rows, ROWS_LOOKED_AT, seed)) if item.reference is not None]
     return sum(1 for item in items if facts_of(item.reference, item.question)), len(items)
-
-
-def first_rows(path: Path, limit: int) -> list[dict]:
-    with open(path, encoding="utf-8") as f:
-        return [json.loads(line) for line in islice((line for line in f if line.strip()), limit)]
 
 
 def mostly_facts(held: int, looked: int) -> bool:
@@ -49,16 +41,18 @@ def mostly_facts(held: int, looked: int) -> bool:
 
 def answers_carry_facts(settings: Settings, dataset: str, seed: int) -> bool:
     """Do most of the data's answers hold a fact to check?"""
-    return mostly_facts(*answers_with_facts(settings, dataset, seed))
+    from easytune.datasets import resolve_dataset
+
+    return mostly_facts(*answers_with_facts(resolve_dataset(settings, dataset), seed))
 
 
 def suggested_task(settings: Settings, dataset: str, seed: int) -> dict:
     """{"task", "key", "params"}: the goal for this data, and the message saying why."""
     from easytune.datasets import resolve_dataset
 
-    kind = resolve_dataset(settings, dataset).kind
-    if kind in BY_KIND:
-        return {"task": BY_KIND[kind], "key": f"planner.task_auto.{BY_KIND[kind]}", "params": {}}
-    held, looked = answers_with_facts(settings, dataset, seed)
+    data = resolve_dataset(settings, dataset)
+    if data.kind in BY_KIND:
+        return {"task": BY_KIND[data.kind], "key": f"planner.task_auto.{BY_KIND[data.kind]}", "params": {}}
+    held, looked = answers_with_facts(data, seed)
     task = "domain" if mostly_facts(held, looked) else "chat"
     return {"task": task, "key": f"planner.task_auto.{task}", "params": {"held": held, "looked": looked}}
