@@ -117,6 +117,20 @@ def resolve_dataset(settings: Settings, name: str) -> ResolvedDataset:
                            row["sha256"], row["rows"], row["kind"] or "sft")
 
 
+def demo_report(settings: Settings, name: str) -> dict:
+    """A demo's import report, as importing its file would write it (the planner reads its lengths, languages and
+    questions as it reads an upload's): made once per home and file content, under cache/. Nothing is held out:
+    a job splits a demo itself."""
+    from easytune.data.ingest import import_file
+
+    resolved = resolve_dataset(settings, name)
+    folder = settings.folder("cache") / "demo-reports" / f"{resolved.train_file.stem}-{resolved.sha256[:12]}"
+    report = folder / "report.json"
+    if not report.is_file():
+        import_file(resolved.train_file, out_dir=folder, val_ratio=0)
+    return json.loads(report.read_text(encoding="utf-8"))
+
+
 # ---- import ---------------------------------------------------------------------------------------
 
 def add_dataset(settings: Settings, path: str | Path, *, name: str | None = None, mapping: dict | None = None,

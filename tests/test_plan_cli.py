@@ -22,3 +22,17 @@ def test_the_plan_the_planner_writes_trains_the_built_in_model(home, tmp_path):
     job = cli_json("train", "--config", str(plan), home=home)
     assert job["state"] == "COMPLETED", job
     assert job["final_loss"] < job["first_loss"]
+
+
+def test_a_demo_is_planned_from_its_rows_as_an_upload_of_it_would_be(home):
+    """A demo's plan reads the same report an import of its file writes: lengths sized to its rows, not a guess,
+    and question copies only for questions written with spaces."""
+    english = cli_json("plan", "--data", "demo:shop_faq_en", "--task", "domain", "--level", "L2", home=home)
+    assert english["reasons"]["max_seq_len"]["key"] != "planner.reason.seq_unknown"
+    assert english["plan"]["max_seq_len"] <= 128, english["plan"]["max_seq_len"]
+    assert english["plan"]["question_variants"] > 0, english["reasons"]["question_variants"]
+    assert any(w["key"] == "planner.warn.one_way_asked" for w in english["warnings"]), english["warnings"]
+    chinese = cli_json("plan", "--data", "demo:shop_faq_zh", "--task", "domain", "--level", "L2", home=home)
+    assert chinese["plan"]["question_variants"] == 0
+    assert chinese["reasons"]["question_variants"]["key"] == "planner.reason.question_variants_unspaced"
+    assert cli_json("data", "list", home=home) == []  # planning imports nothing in the user's name

@@ -12,13 +12,13 @@ from easytune.settings import Settings
 
 
 def dataset_stats(settings: Settings, dataset: str) -> dict:
-    """The import report of a dataset; for a demo, the counts the planner needs."""
-    from easytune.datasets import DEMO_PREFIX, resolve_dataset
+    """The import report of a dataset, a demo's included."""
+    from easytune.datasets import DEMO_PREFIX, demo_report, resolve_dataset
     from easytune.store import open_db
 
-    resolved = resolve_dataset(settings, dataset)
     if dataset.startswith(DEMO_PREFIX):
-        return {"rows_usable": resolved.rows, "kinds": {resolved.kind: resolved.rows}, "shape": "openai"}
+        return demo_report(settings, dataset)
+    resolved = resolve_dataset(settings, dataset)
     row = next(open_db(settings.db_path)["datasets"].rows_where("name = ?", [resolved.name]))  # (or a file's import)
     return json.loads((Path(row["path"]) / "report.json").read_text(encoding="utf-8"))
 
