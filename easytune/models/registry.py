@@ -158,11 +158,36 @@ def list_models(settings: Settings, lang: str = "en") -> dict:
 
 
 def model_info(settings: Settings, ref: str) -> dict:
-    from easytune.models.inspect import inspect_model
+    """The model's description (easytune.models.inspect), kept under cache/ for the folder as it is: inspecting
+    builds the model's skeleton, which needs the training libraries (seconds to import) that a plan, a fit or
+    the models page otherwise does without."""
+    from easytune.models import inspect
 
     row = _find(settings, ref)
     path = resolve_path(settings, ref)
-    return inspect_model(path, trust_remote_code=bool(row and row["trust_remote_code"])).to_dict()
+    trust = bool(row and row["trust_remote_code"])
+    cached = settings.folder("cache") / "model-info" / f"{_info_key(Path(path), trust, inspect.__file__)}.json"
+    if cached.is_file():
+        return json.loads(cached.read_text(encoding="utf-8"))
+    info = inspect.inspect_model(path, trust_remote_code=trust).to_dict()
+    partial = cached.with_name(f".{cached.name}.{uuid.uuid4().hex[:8]}.partial")
+    partial.parent.mkdir(parents=True, exist_ok=True)
+    partial.write_text(json.dumps(info), encoding="utf-8")
+    partial.replace(cached)  # whole or not at all, whichever process writes it
+    return info
+
+
+def _info_key(folder: Path, trust: bool, inspector: str) -> str:
+    """What a description depends on: the folder's files as they are (name, size, time written), the trust
+    choice and the inspector's own code, so an edited config or a new version of EasyTune inspects afresh."""
+    import hashlib
+
+    digest = hashlib.sha256(f"{folder.resolve()}|{trust}".encode())
+    digest.update(Path(inspector).read_bytes())
+    for item in sorted(folder.iterdir()):
+        state = item.stat()
+        digest.update(f"|{item.name}:{state.st_size}:{state.st_mtime_ns}".encode())
+    return digest.hexdigest()[:24]
 
 
 def fit(settings: Settings, ref: str, *, method: str = "lora", seq_len: int = 1024, batch: int = 4,

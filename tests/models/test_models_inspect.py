@@ -159,3 +159,30 @@ def test_target_modules_validates_scope():
     with pytest.raises(ValueError):
         target_modules(info, "everything")
     assert target_modules(info.to_dict(), "attention") == ["k_proj", "o_proj", "q_proj", "v_proj"]
+
+
+def test_a_models_description_is_kept_until_its_folder_changes(tiny_model_dir, tmp_path):
+    """Planning again on the same folder reads its description from cache/ without the training libraries; an
+    edited config is read afresh."""
+    import subprocess
+    import sys
+
+    from support import ROOT
+
+    folder = copy_model(tiny_model_dir, tmp_path / "model")
+    script = ("import json, sys; from pathlib import Path; from easytune.settings import load_settings; "
+              "from easytune.models.registry import model_info; "
+              f"info = model_info(load_settings(home=Path({str(tmp_path / 'home')!r})), {str(folder)!r}); "
+              "print(json.dumps([info['context_length'], 'transformers' in sys.modules]))")
+
+    def described() -> list:
+        done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr
+        return json.loads(done.stdout.strip().splitlines()[-1])
+
+    context, _ = described()
+    assert described() == [context, False]  # the second time: no transformers
+    config = json.loads((folder / "config.json").read_text())
+    config["max_position_embeddings"] = context * 2
+    (folder / "config.json").write_text(json.dumps(config))
+    assert described() == [context * 2, True]
