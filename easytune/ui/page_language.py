@@ -4,7 +4,8 @@ Gradio's page picks its language once, from `navigator.language`, when it mounts
 script at the top of the page's <head>, before Gradio's code, that makes the browser report the app's language:
 the one the user chose, else the browser's own as the app reads it (i18n.normalize_lang: a French browser gets
 the Chinese app, and now Chinese drop zones too). A language switch relabels the app's own words at once;
-Gradio's follow at the next load of the page.
+Gradio's follow at the next load of the page. The page's pace (page_pace.py) goes in with it: it too must run
+before Gradio's code, which keeps its own reference to the browser's frame function.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import json
 
 from easytune.i18n import normalize_lang
 from easytune.settings import Settings
-from easytune.ui import state
+from easytune.ui import page_pace, state
 
 BROWSER_LOCALE = {"zh": "zh-CN", "en": "en"}  # Gradio's names of our languages
 PAGE_PATHS = {"/", "/index.html"}
@@ -52,7 +53,7 @@ class PageLanguage:
         if scope["type"] != "http" or scope["method"] != "GET" or scope["path"] not in PAGE_PATHS:
             return await self.app(scope, receive, send)
         accept = dict(scope["headers"]).get(b"accept-language", b"").decode("latin-1")
-        script = page_script(page_language(self.settings, accept))
+        script = page_script(page_language(self.settings, accept)) + page_pace.SCRIPT.encode()
         start, body = None, []
 
         async def held(message):  # the page is small: hold it whole, then send it with the script in
