@@ -11,9 +11,10 @@ core) of the app's process and of the browser (Chromium, headless, the system's)
 Every share taken here is taken from the training on a machine with few cores (easytune.train.core_share).
 Measured on 2 cores of an AMD EPYC, 30 s windows, app + browser, before → after the monitor's pacing
 (ui/wizard.py TICK_S, CHART_EVERY_S) and the queue's (ui/server.py QUEUE_IDLE_S): the app alone 9 % → 2 %; the
-page, a job training 10 + 22 % → 5 + 25 %; the page, the job ended 9 + 18 % → 2 + 12 %. Then with an idle page's frames paced (ui/page_pace.py): 4 + 13 % and
-2 + 5 %; the real model's default run on the bike rental's FAQ took 237 s with the monitor open, 216 s alone (326 to
-344 s open before). Close other programs first: they share the cores.
+page, a job training 10 + 22 % → 5 + 25 %; the page, the job ended 9 + 18 % → 2 + 12 %. Then with an idle
+page's frames paced (ui/page_pace.py): 4 + 13 % and 2 + 5 %; the real model's default run on the bike rental's FAQ
+took 237 s with the monitor open, 216 s alone (326 to 344 s open before). Close other programs first: they share
+the cores.
 """
 
 from __future__ import annotations

@@ -26,7 +26,9 @@ SCRIPT = """<script>(() => {
     held.push([id, callback]);
     timer ??= setTimeout(() => {
       const due = held; held = []; timer = null;
-      frame((now) => due.forEach(([, held_callback]) => held_callback(now)));
+      frame((now) => due.forEach(([, due_callback]) => {
+        try { due_callback(now); } catch (error) { reportError(error); }  // as the browser's own: one failing is one
+      }));
     }, idle);
     return id;
   };
