@@ -10,6 +10,7 @@ them itself (a download, a GGUF import) and the user asks.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import time
@@ -180,8 +181,6 @@ def model_info(settings: Settings, ref: str) -> dict:
 def _info_key(folder: Path, trust: bool, inspector: str) -> str:
     """What a description depends on: the folder's files as they are (name, size, time written), the trust
     choice and the inspector's own code, so an edited config or a new version of EasyTune inspects afresh."""
-    import hashlib
-
     digest = hashlib.sha256(f"{folder.resolve()}|{trust}".encode())
     digest.update(Path(inspector).read_bytes())
     for item in sorted(folder.iterdir()):
