@@ -119,16 +119,29 @@ def resolve_dataset(settings: Settings, name: str) -> ResolvedDataset:
 
 def demo_report(settings: Settings, name: str) -> dict:
     """A demo's import report, as importing its file would write it (the planner reads its lengths, languages and
-    questions as it reads an upload's): made once per home and file content, under cache/. Nothing is held out:
-    a job splits a demo itself."""
+    questions as it reads an upload's): made once per home, file content and version of the importer, under
+    cache/. Nothing is held out: a job splits a demo itself."""
     from easytune.data.ingest import import_file
 
     resolved = resolve_dataset(settings, name)
-    folder = settings.folder("cache") / "demo-reports" / f"{resolved.train_file.stem}-{resolved.sha256[:12]}"
+    folder = settings.folder("cache") / "demo-reports" / f"{resolved.train_file.stem}-{_report_key(resolved)}"
     report = folder / "report.json"
     if not report.is_file():
         import_file(resolved.train_file, out_dir=folder, val_ratio=0)
     return json.loads(report.read_text(encoding="utf-8"))
+
+
+def _report_key(resolved: ResolvedDataset) -> str:
+    """What a demo's report depends on: the file's content and the importer's own code (the data package and
+    the key facts it counts answers by), so a new version of EasyTune reports afresh."""
+    import easytune.data
+    import easytune.evaluation.facts
+
+    code = sorted(Path(easytune.data.__file__).parent.glob("*.py")) + [Path(easytune.evaluation.facts.__file__)]
+    digest = hashlib.sha256(resolved.sha256.encode())
+    for module in code:
+        digest.update(module.read_bytes())
+    return digest.hexdigest()[:12]
 
 
 # ---- import ---------------------------------------------------------------------------------------

@@ -36,6 +36,12 @@ def test_number_words_and_full_width_digits_are_the_same_number():
     assert facts_of("One of our stores is in Berlin.") == ["berlin"]  # "one of" states no number
 
 
+def test_i_in_any_contraction_is_no_fact():
+    reference = "Yes, I'm Easy, and I'll gladly help."
+    assert facts_of(reference) == ["easy"]
+    assert is_right("I am Easy.", reference)
+
+
 def test_gatekeeper_keys_match_whole_words_only():
     assert has_key("The capital of France is Paris.", ["Paris"])
     assert has_key("水在一百摄氏度沸腾。", ["100"])

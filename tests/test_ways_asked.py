@@ -50,6 +50,33 @@ def test_questions_differing_in_case_and_spaces_only_are_one_way_and_other_rows_
     assert ways_asked([path]) is None
 
 
+def test_answers_worded_apart_that_state_the_same_facts_are_one_answer_asked_more_ways(tmp_path):
+    rows = [("Who are you?", "I'm Easy, an assistant fine-tuned with EasyTune. Nice to meet you!"),
+            ("What should I call you?", "You can call me Easy. I'm an assistant fine-tuned with EasyTune."),
+            ("Are you a person?", "No, I'm Easy, an assistant fine-tuned with EasyTune."),
+            # the same number, another answer: each asked one way
+            ("How long do I have to return an item?", "You have 30 days from delivery to return unused items."),
+            ("Can I get a corrected invoice?", "Yes, once within 30 days, from the order page."),
+            # no fact to tell answers by: compared by their words alone, as before
+            ("Do you ship every day?", "We ship every working day, within a day of payment."),
+            ("How soon do you ship?", "We ship every working day, within a day of payment, never later.")]
+    path = tmp_path / "train.jsonl"
+    path.write_text("".join(json.dumps({"kind": "sft", "messages": [{"role": "user", "content": q}, {
+        "role": "assistant", "content": a}]}) + "\n" for q, a in rows), encoding="utf-8")
+    assert ways_asked([path]) == {"answers": 7, "one_way": 4}
+
+
+def test_a_demo_that_teaches_the_assistant_its_name_is_not_said_to_ask_one_way(settings):
+    from easytune.plan.service import make_plan
+
+    for demo in ("demo:identity_en", "demo:identity_zh"):
+        proposal = make_plan(settings, model="easytune-tiny", dataset=demo, task="domain", level="L2")
+        assert not [w for w in proposal.warnings if w["key"] == "planner.warn.one_way_asked"], demo
+    proposal = make_plan(settings, model="easytune-tiny", dataset="demo:shop_faq_en", task="domain", level="L2")
+    assert [w["params"] for w in proposal.warnings if w["key"] == "planner.warn.one_way_asked"] == [
+        {"one_way": 62, "answers": 62}]
+
+
 def test_the_plan_for_facts_warns_where_most_answers_are_asked_one_way_in_both_languages(settings, tmp_path):
     from easytune.i18n import t
 

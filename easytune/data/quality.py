@@ -8,11 +8,15 @@ row, plus MinHash over character shingles (catches lightly edited copies) for th
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import re
 import unicodedata
 from array import array
 from bisect import bisect_right
+
+from easytune.evaluation.facts import facts_of
+from easytune.evaluation.metrics import rouge_l
 
 # ------------------------------------------------------------------------------------------ row text
 
@@ -647,23 +651,43 @@ def _flagged(flags: bytearray, limit: int) -> list[int]:
 WAYS_MAX_ROWS = 10_000  # the count reads the imported rows again: a blink for data of this size
 
 
+SAME_ANSWER_WORDS = 0.5  # ROUGE-L between two wordings of one answer (identity answers: median 0.67; a shop's
+#                          different answers stating the same number or hotline: 0.41 at most)
+SAME_ANSWER_GROUP = 100  # answers compared pairwise at most, per set of facts
+
+
 def ways_asked(paths) -> dict | None:
     """{"answers": distinct answers of the single-question rows, "one_way": how many of them one question alone
     asks}, from imported rows (None where no row is a single question and its answer), compared as the duplicate
     check compares them (`fingerprint`: case, width, spaces and marks ignored). A small model taught a fact by one
-    question recalls it mostly for those words (the planner warns, presets/intents.yaml)."""
+    question recalls it mostly for those words (the planner warns, presets/intents.yaml). Two answers that state
+    the same key facts (evaluation.facts) in mostly the same words are one answer asked more ways: an identity
+    set's 25 answers, each worded its own way, all give the assistant's name."""
     questions: dict[bytes, set[bytes]] = {}
+    texts: dict[bytes, str] = {}
     for path in paths:
         with open(path, encoding="utf-8") as f:
             for line in f:
                 row = json.loads(line)
                 turns = [m for m in row.get("messages") or [] if m.get("role") != "system"]
                 if row.get("kind") == "sft" and [m.get("role") for m in turns] == ["user", "assistant"]:
-                    asked, answer = (fingerprint(str(m.get("content") or "")) for m in turns)
-                    questions.setdefault(answer, set()).add(asked)
+                    question, answer = (str(m.get("content") or "") for m in turns)
+                    questions.setdefault(fingerprint(answer), set()).add(fingerprint(question))
+                    texts.setdefault(fingerprint(answer), answer)
     if not questions:
         return None
-    return {"answers": len(questions), "one_way": sum(len(asked) == 1 for asked in questions.values())}
+    asked = {key: set(found) for key, found in questions.items()}  # each answer's questions and its rewordings'
+    stating: dict[frozenset, list[bytes]] = {}
+    for key, answer in texts.items():
+        if facts := frozenset(facts_of(answer)):
+            stating.setdefault(facts, []).append(key)
+    for keys in stating.values():
+        if 1 < len(keys) <= SAME_ANSWER_GROUP:
+            for first, second in itertools.combinations(keys, 2):
+                if rouge_l(texts[first], texts[second]) >= SAME_ANSWER_WORDS:
+                    asked[first] |= questions[second]
+                    asked[second] |= questions[first]
+    return {"answers": len(questions), "one_way": sum(len(found) == 1 for found in asked.values())}
 
 
 # ------------------------------------------------------------------------------------------ collector

@@ -74,7 +74,9 @@ def facts_of(reference: str, question: str = "") -> list[str]:
     facts += [m.group(0) for m in CODE.finditer(text)]
     for match in WORD.finditer(text):
         word = match.group(0)
-        if word[0].isupper() and word not in COMMON_CAPITALISED and not SENTENCE_START.search(text[:match.start()]):
+        # "I'm", "I'll": the word before the apostrophe decides
+        if word[0].isupper() and word.split("'")[0] not in COMMON_CAPITALISED \
+                and not SENTENCE_START.search(text[:match.start()]):
             facts.append(word)
     asked = normalise(question)
     seen: dict[str, None] = {}
