@@ -36,10 +36,11 @@ def test_number_words_and_full_width_digits_are_the_same_number():
     assert facts_of("One of our stores is in Berlin.") == ["berlin"]  # "one of" states no number
 
 
-def test_i_in_any_contraction_is_no_fact():
+def test_i_in_any_contraction_and_weekdays_are_no_facts():
     reference = "Yes, I'm Easy, and I'll gladly help."
     assert facts_of(reference) == ["easy"]
     assert is_right("I am Easy.", reference)
+    assert facts_of("We ship on weekdays and on Saturdays, as on any Monday.") == []
 
 
 def test_gatekeeper_keys_match_whole_words_only():

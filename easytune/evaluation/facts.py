@@ -30,8 +30,9 @@ QUOTED = re.compile(r"[\"“「『]([^\"”」』]{2,40})[\"”」』]")
 CODE = re.compile(r"\b[A-Z0-9]*[A-Z][A-Z0-9-]*\d[A-Z0-9-]*\b|\b[A-Z]{2,}[A-Z0-9-]*\b")
 WORD = re.compile(r"[A-Za-z][\w'&-]*")
 SENTENCE_START = re.compile(r"(?:^|[.!?:;]\s+|\n)\s*$")
-COMMON_CAPITALISED = {"I", "Yes", "No", "The", "A", "An", "You", "We", "Our", "It", "If", "Please", "Monday",
-                      "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"}
+WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
+COMMON_CAPITALISED = {"I", "Yes", "No", "The", "A", "An", "You", "We", "Our", "It", "If", "Please", *WEEKDAYS,
+                      *(day + "s" for day in WEEKDAYS)}
 
 
 def chinese_number(text: str) -> str:
