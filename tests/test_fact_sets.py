@@ -6,7 +6,7 @@ import pytest
 from easytune.evaluation.bench_facts import FACTS, read_facts
 from easytune.evaluation.facts import has_key
 
-SETS = [FACTS, FACTS.with_name("facts_en_bike_rental.jsonl"), FACTS.with_name("facts_zh_bookshop.jsonl")]
+SETS = [FACTS, *(FACTS.with_name(f"facts_{name}.jsonl") for name in ("en_bike_rental", "en_ferry", "zh_bookshop"))]
 
 
 @pytest.mark.parametrize("path", SETS, ids=lambda path: path.stem)
