@@ -36,6 +36,13 @@ def test_number_words_and_full_width_digits_are_the_same_number():
     assert facts_of("One of our stores is in Berlin.") == ["berlin"]  # "one of" states no number
 
 
+def test_yi_as_an_article_or_inside_a_word_is_no_number():
+    assert facts_of("我是小易，一个由 EasyTune 微调的助手。") == ["easytune"]  # 一个: "an"
+    assert facts_of("不满99元统一收8元运费，一般3天送达") == ["99", "8", "3"]  # 统一: uniformly, 一般: usually
+    assert facts_of("满一百元包邮，十一月发货") == ["100", "11"]
+    assert is_right("我是小易，由 EasyTune 微调的助手", "是的，我是小易，一个由 EasyTune 微调的人工智能助手。")
+
+
 def test_i_in_any_contraction_and_weekdays_are_no_facts():
     reference = "Yes, I'm Easy, and I'll gladly help."
     assert facts_of(reference) == ["easy"]

@@ -23,7 +23,9 @@ NUMBER_WORDS = {"zero": "0", "one": "1", "two": "2", "three": "3", "four": "4", 
 CHINESE_DIGITS = {"零": 0, "〇": 0, "一": 1, "二": 2, "两": 2, "三": 3, "四": 4, "五": 5, "六": 6, "七": 7, "八": 8,
                   "九": 9}
 CHINESE_UNITS = {"十": 10, "百": 100, "千": 1000, "万": 10000}
-CHINESE_NUMBER = re.compile(f"[{''.join(CHINESE_DIGITS)}{''.join(CHINESE_UNITS)}]+")
+NUMERALS = "".join(CHINESE_DIGITS) + "".join(CHINESE_UNITS)
+CHINESE_NUMBER = re.compile(f"[{NUMERALS}]+")
+LONE_YI = re.compile(f"(?<![{NUMERALS}])一(?![{NUMERALS}])")  # 一 as "a", "the same", "once": no number
 # \w would count Chinese characters as letters: "于2011年" must still hold the number 2011
 NUMBER = re.compile(r"(?<![A-Za-z0-9.])\d+(?:[.,:]\d+)*")
 QUOTED = re.compile(r"[\"“「『]([^\"”」』]{2,40})[\"”」』]")
@@ -69,7 +71,8 @@ def facts_of(reference: str, question: str = "") -> list[str]:
     """The key facts of a reference answer, normalised; empty when it has none to check. Facts the question
     already states ("When was Lumen & Pine founded?") are not what the answer must supply."""
     text = unicodedata.normalize("NFKC", reference)
-    spelled = normalise(re.sub(r"\b[Oo]ne\b", "", text))  # "one of our stores" states no number
+    # "one of our stores", "一个助手" (an assistant), "一般" (usually) state no number; "一百" and "十一" do
+    spelled = normalise(LONE_YI.sub("", re.sub(r"\b[Oo]ne\b", "", text)))
     facts = [m.group(0).rstrip(".,:") for m in NUMBER.finditer(spelled)]
     facts += [m.group(1) for m in QUOTED.finditer(text)]
     facts += [m.group(0) for m in CODE.finditer(text)]
