@@ -81,11 +81,13 @@ def forgetting_level(pct: float, nats: float) -> str | None:
 
 
 def assess(series: dict[str, list[tuple[int, float]]], total_steps: int = 0, retention: float = 0.0,
-           guard: bool = True) -> list[dict]:
+           guard: bool = True, val_trusted: bool = True) -> list[dict]:
     """The warnings a run's curves call for. `retention`: the plan's share of general text, since knowledge
     retention is no advice against forgetting in a run that already uses it. `guard`: the plan's forgetting
     guard; without it (a model too small to learn without forgetting) forgetting past the stop threshold is
-    a warning, as the plan told the user, not a stop sign."""
+    a warning, as the plan told the user, not a stop sign. `val_trusted`: whether the held-out rows are
+    enough for their loss to say anything (jobs.status.held_out_trusted); a handful rises while the run
+    learns what it was given, so neither a rise nor a standstill of it is a warning then."""
     limits = health_thresholds()
     loss = [v for _, v in series.get("loss", [])]
     val = [v for _, v in series.get("val_loss", [])]
@@ -98,6 +100,7 @@ def assess(series: dict[str, list[tuple[int, float]]], total_steps: int = 0, ret
         recent = statistics.median(loss[-21:-1])
         if loss[-1] > limits.divergence.spike_ratio * recent:
             out.append(_warning("spike", ratio=round(loss[-1] / recent, 1)))
+    val = val if val_trusted else []
     k = limits.overfitting.evals
     if len(val) > k and all(val[-i] > val[-i - 1] for i in range(1, k + 1)):
         train_at_evals = [v for _, v in series.get("loss", [])][-k * 2:]

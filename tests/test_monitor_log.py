@@ -96,6 +96,23 @@ def test_forgetting_without_the_guard_warns_as_the_plan_said_it_would(demo_job):
     assert "⛔" not in status_markdown(settings, job["id"], "en")
 
 
+def test_a_handful_of_held_out_rows_is_no_ground_for_an_overfitting_or_standstill_warning(demo_job):
+    """The demo run holds out a few rows whose answers it never teaches: their loss rises while the run learns
+    what it was given, as the plan says when it delivers the last weights. The monitor, the CLI and the
+    actions do not read that rise as overfitting, nor its standstill as a run that stopped improving."""
+    from easytune import health, jobs
+    from easytune.settings import load_settings
+
+    home, job = demo_job
+    settings = load_settings(home=home)
+    assert not jobs.held_out_trusted(settings, job)
+    rising = {"loss": [(s, 3.0 - s / 10) for s in range(1, 11)], "val_loss": [(s, 1.0 + s / 10) for s in range(1, 11)]}
+    assert {w["key"] for w in health.assess(rising)} >= {"health.overfitting", "health.stalled"}
+    assert not health.assess(rising, val_trusted=False)
+    shown = cli_json("jobs", "show", job["id"], home=home)
+    assert not {w["key"] for w in shown["warnings"]} & {"health.overfitting", "health.stalled"}
+
+
 def test_the_cli_and_the_action_menu_judge_the_run_with_its_plan_as_the_monitor_does(demo_job):
     """Knowledge retention is not offered to the run that already used it: not by `jobs show`, whose
     advice reads as the monitor's, nor by its actions, which offer a lower rate instead."""

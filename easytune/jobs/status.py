@@ -7,7 +7,7 @@ import time
 from easytune import health
 from easytune.i18n import t
 from easytune.jobs.folder import JobFolder
-from easytune.jobs.rows import metrics
+from easytune.jobs.rows import logged_events, metrics
 from easytune.plan.schema import TrainingPlan
 from easytune.settings import Settings
 from easytune.store import open_db
@@ -57,4 +57,15 @@ def warnings(settings: Settings, job: dict) -> list[dict]:
     run that already uses it): the one reading the monitor, the CLI and the action menu all show."""
     plan = job_plan(job)
     return health.assess(metrics(settings, job["id"]), job["total_steps"], plan.retention_ratio if plan else 0.0,
-                         plan.forgetting_guard if plan else True)
+                         plan.forgetting_guard if plan else True, held_out_trusted(settings, job))
+
+
+def held_out_trusted(settings: Settings, job: dict) -> bool:
+    """Whether the run held out enough rows for their loss to tell anything: as many as the planner asks
+    before it delivers the weights of the lowest validation loss (presets/intents.yaml, best_min_rows).
+    True until the worker has said how many it holds out."""
+    from easytune.plan.rules import load_intents
+
+    split = next((event["data"].get("params") or {} for event in logged_events(settings, job["id"], types=("log",))
+                  if event["data"].get("key") == "train.log.data"), None)
+    return split is None or split.get("val", 0) >= load_intents().validation.best_min_rows
