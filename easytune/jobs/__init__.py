@@ -41,7 +41,7 @@ _OWNERS = {
     "create": ("create_job", "launch"),
     "follow": ("Monitor", "sync_active", "sync_job"),
     "spawn": ("start_job", "start_next"),
-    "rows": ("get_job", "list_jobs", "logged_events", "metrics", "queue", "timed_metrics"),
+    "rows": ("get_job", "list_jobs", "logged_events", "logged_params", "metrics", "queue", "timed_metrics"),
     "status": ("event_text", "held_out_trusted", "job_plan", "time_left", "warnings"),
     "lineage": ("ADAPTER_SHAPE", "NEW_TASK_DEFAULTS", "best_line", "best_versions", "continual_advice",
                 "earlier_training_files", "next_version", "version_label", "versions"),

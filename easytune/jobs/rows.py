@@ -61,3 +61,11 @@ def logged_events(settings: Settings, job_id: str,
     rows = open_db(settings.db_path)["job_events"].rows_where(
         f"job_id = ? and type in ({marks})", [job_id, *types], order_by="t")
     return [dict(row, data=json.loads(row["data"])) for row in rows]
+
+
+def logged_params(settings: Settings, job_id: str, key: str) -> dict | None:
+    """The parameters of the first log line `key` of a job (None before it is logged), read without
+    parsing the job's other events."""
+    rows = open_db(settings.db_path)["job_events"].rows_where(
+        "job_id = ? and type = 'log' and json_extract(data, '$.key') = ?", [job_id, key], order_by="t", limit=1)
+    return next((json.loads(row["data"]).get("params") or {} for row in rows), None)

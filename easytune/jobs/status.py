@@ -7,7 +7,7 @@ import time
 from easytune import health
 from easytune.i18n import t
 from easytune.jobs.folder import JobFolder
-from easytune.jobs.rows import logged_events, metrics
+from easytune.jobs.rows import logged_params, metrics
 from easytune.plan.schema import TrainingPlan
 from easytune.settings import Settings
 from easytune.store import open_db
@@ -66,6 +66,5 @@ def held_out_trusted(settings: Settings, job: dict) -> bool:
     True until the worker has said how many it holds out."""
     from easytune.plan.rules import load_intents
 
-    split = next((event["data"].get("params") or {} for event in logged_events(settings, job["id"], types=("log",))
-                  if event["data"].get("key") == "train.log.data"), None)
+    split = logged_params(settings, job["id"], "train.log.data")
     return split is None or split.get("val", 0) >= load_intents().validation.best_min_rows
