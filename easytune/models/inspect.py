@@ -30,6 +30,7 @@ from easytune.i18n import UserError
 from easytune.models.estimate import SCOPES, ModelShape
 from easytune.models.sources import check_folder, needs_remote_code, read_config
 from easytune.models.stack import import_stack
+from easytune.settings import PRESETS_DIR
 
 GROUPS = ("attention", "feed_forward", "other")
 
@@ -68,6 +69,9 @@ class ModelInfo:
     # tokens the chat template adds around one question and its answer (a default system prompt included);
     # None where the folder has no template or its tokenizer cannot be read
     template_tokens: int | None = None
+    # tokens its tokenizer spends per Chinese character (CHINESE_SAMPLE): about 1 or fewer for a model that read
+    # Chinese, about 2 where each character falls apart into its UTF-8 bytes; None where it cannot be read
+    zh_tokens_per_char: float | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -365,35 +369,50 @@ def has_chat_template(folder: Path) -> bool:
 
 
 TEMPLATE_FILES = ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja", "chat_template.json")
+# Chinese everyday text the tokenizer is measured on: its first CHINESE_CHARS characters of Chinese script
+CHINESE_SAMPLE = PRESETS_DIR / "general_reference" / "zh.txt"
+CHINESE_CHARS = 1000
 
 
-def chat_template_tokens(folder: Path) -> int | None:
-    """Tokens the chat template wraps around an empty question and answer: what every training row carries
-    besides its own words (SmolLM2's default system turn alone is 21 of its 32). Counted once per version of
-    the folder's tokenizer files: reading the tokenizer took 0.28 s of a 0.33-s inspection, and every plan
-    inspects its model."""
-    if not has_chat_template(folder):
-        return None
+def tokenizer_figures(folder: Path) -> dict:
+    """{"template_tokens", "zh_tokens_per_char"}: what the chat template wraps around an empty question and answer
+    (what every training row carries besides its own words: SmolLM2's default system turn alone is 21 of its 32),
+    and the tokens a Chinese character costs. Counted once per version of the folder's tokenizer files: reading the
+    tokenizer took 0.28 s of a 0.33-s inspection, and every plan inspects its model."""
     stamp = tuple((folder / name).stat().st_mtime_ns if (folder / name).is_file() else 0 for name in TEMPLATE_FILES)
-    return _count_template_tokens(str(folder), stamp)
+    return dict(_tokenizer_figures(str(folder), stamp, has_chat_template(folder)))
 
 
 @functools.lru_cache(maxsize=32)
-def _count_template_tokens(folder: str, stamp: tuple) -> int | None:
+def _tokenizer_figures(folder: str, stamp: tuple, chat_template: bool) -> tuple:
     from transformers import AutoTokenizer
+
+    from easytune.evaluation.metrics import CJK
 
     try:
         tokenizer = AutoTokenizer.from_pretrained(folder)
-        ids = tokenizer.apply_chat_template([{"role": "user", "content": ""}, {"role": "assistant", "content": ""}],
-                                            tokenize=True, return_dict=True)["input_ids"]
-    except Exception:  # noqa: BLE001 — a template or tokenizer this stack cannot read: the planner's typical figure
-        return None
-    return len(ids)
+    except Exception:  # noqa: BLE001 — a tokenizer this stack cannot read: the planner's typical figures
+        return (("template_tokens", None), ("zh_tokens_per_char", None))
+    template = None
+    if chat_template:
+        try:
+            template = len(tokenizer.apply_chat_template(
+                [{"role": "user", "content": ""}, {"role": "assistant", "content": ""}],
+                tokenize=True, return_dict=True)["input_ids"])
+        except Exception:  # noqa: BLE001 — a template this stack cannot render
+            template = None
+    chinese = "".join(re.findall(f"[{CJK}]", CHINESE_SAMPLE.read_text(encoding="utf-8")))[:CHINESE_CHARS]
+    try:
+        per_char = round(len(tokenizer(chinese, add_special_tokens=False)["input_ids"]) / len(chinese), 2)
+    except Exception:  # noqa: BLE001 — a tokenizer that cannot encode it says nothing of what its model read
+        per_char = None
+    return (("template_tokens", template), ("zh_tokens_per_char", per_char))
 
 
 def inspect_config(config, *, path: str | Path | None = None, trust_remote_code: bool = False,
                    size_on_disk: int = 0, chat_template: bool = False, remote_code: bool = False,
-                   stored_dtype: str | None = None, template_tokens: int | None = None) -> ModelInfo:
+                   stored_dtype: str | None = None, template_tokens: int | None = None,
+                   zh_tokens_per_char: float | None = None) -> ModelInfo:
     """ModelInfo from a transformers config object (builds the meta structure)."""
     model = build_meta_model(config, trust_remote_code=trust_remote_code)
     text = _text_config(model.config)
@@ -438,7 +457,7 @@ def inspect_config(config, *, path: str | Path | None = None, trust_remote_code:
         context_length=int(context) if context else None, dtype=dtype, quantization=quant,
         size_on_disk=int(size_on_disk), has_chat_template=chat_template, needs_remote_code=remote_code,
         gated_mlp=bool(gated), qk_norm=qk_norm, linear_modules=groups, first_block=first_block,
-        template_tokens=template_tokens)
+        template_tokens=template_tokens, zh_tokens_per_char=zh_tokens_per_char)
 
 
 def inspect_model(path: str | Path, *, trust_remote_code: bool = False) -> ModelInfo:
@@ -464,7 +483,7 @@ def inspect_model(path: str | Path, *, trust_remote_code: bool = False) -> Model
         return inspect_config(config, path=folder, trust_remote_code=trust_remote_code,
                               size_on_disk=check.size_bytes, chat_template=has_chat_template(folder),
                               remote_code=remote, stored_dtype=_safetensors_dtype(folder),
-                              template_tokens=chat_template_tokens(folder))
+                              **tokenizer_figures(folder))
     except (ValueError, KeyError, TypeError) as exc:
         raise UserError("models.unsupported_architecture", path=str(folder),
                         model_type=str(raw.get("model_type")), error=str(exc)[:200]) from exc

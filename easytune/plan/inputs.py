@@ -43,6 +43,7 @@ class ModelView:
     shape: Any = None  # ModelShape, or None when the numbers are not known
     linear_modules: dict | None = None
     template_tokens: int | None = None  # what its chat template adds to a row; None: unknown
+    zh_tokens_per_char: float | None = None  # what a Chinese character costs its tokenizer; None: unknown
 
 
 def model_view(info: dict | None) -> ModelView:
@@ -67,7 +68,8 @@ def model_view(info: dict | None) -> ModelView:
         layers=int(shape.layers) if shape else flat.get("num_layers"),
         context=flat.get("context_length") or flat.get("max_position_embeddings"),
         shape=shape,
-        linear_modules=flat.get("linear_modules") or None, template_tokens=flat.get("template_tokens"))
+        linear_modules=flat.get("linear_modules") or None, template_tokens=flat.get("template_tokens"),
+        zh_tokens_per_char=flat.get("zh_tokens_per_char"))
 
 
 def hardware_view(value) -> Hardware | None:
@@ -100,6 +102,7 @@ class DataView:
     split_val: int = 0  # rows the import already held out
     tokens: dict | None = None
     latin_pct: float | None = None  # the share of rows written in Latin script (words between spaces)
+    chinese_pct: float | None = None  # the share of rows written in Chinese
     ways_asked: dict | None = None  # {"answers", "one_way"}: answers asked by one question only (data.quality)
 
 
@@ -121,6 +124,7 @@ def data_view(stats: dict | None, needs: list[str], task: str) -> DataView:
                  kind=max(fitting, key=fitting.get), other_rows=usable - sum(fitting.values()),
                  split_val=int(splits.get("val") or 0), tokens=tokens if isinstance(tokens, dict) else None,
                  latin_pct=(languages.get("en") or {}).get("pct", 0.0) if languages else None,
+                 chinese_pct=(languages.get("zh") or {}).get("pct", 0.0) if languages else None,
                  ways_asked=(stats.get("quality") or {}).get("ways_asked"))
 
 

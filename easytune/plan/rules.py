@@ -170,6 +170,12 @@ class Validation:
 
 
 @dataclass(frozen=True)
+class Language:
+    zh_tokens_per_char: float = bounds(gt=0)
+    min_pct: float = bounds(ge=0, le=100)
+
+
+@dataclass(frozen=True)
 class CudaRate:
     min_gb: float = bounds(ge=0)
     bf16: float = bounds(gt=0)
@@ -210,6 +216,7 @@ class Intents:
     seq_len: SeqLen
     memory: Memory
     validation: Validation
+    language: Language
     throughput: Throughput
     disk: Disk
 

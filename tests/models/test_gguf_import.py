@@ -43,7 +43,21 @@ def test_import_writes_a_faithful_folder_and_records_where_it_came_from(real_mod
     check = real_model["import"]["check"]
     assert check["ok"] and check["loss"] < 0.3 * check["log_vocab"], check  # far below a blind guess
     # what its template adds to every row, its default system prompt included: the planner's rows count it
-    assert cli_json("models", "info", real_model["name"], home=real_model["home"])["template_tokens"] == 32
+    info = cli_json("models", "info", real_model["name"], home=real_model["home"])
+    assert info["template_tokens"] == 32
+    assert info["zh_tokens_per_char"] > 1.8  # a Chinese character falls apart into its bytes: it read little Chinese
+
+
+def test_planning_chinese_data_on_it_says_it_reads_little_chinese(real_model):
+    """It answers none of the 50 Chinese general questions of presets/gatekeeper (26 of the 50 English ones): a
+    Chinese user hears so before training, in Chinese, and an English FAQ on it plans without that warning."""
+    def warnings(data: str) -> list[dict]:
+        return cli_json("plan", "--model", real_model["name"], "--data", data, "--lang", "zh",
+                        home=real_model["home"])["warnings"]
+
+    chinese = [w for w in warnings("demo:shop_faq_zh") if w["key"] == "planner.warn.model_reads_little_chinese"]
+    assert chinese and "几乎没读过中文" in chinese[0]["text"], chinese
+    assert not [w for w in warnings("demo:shop_faq_en") if w["key"] == "planner.warn.model_reads_little_chinese"]
 
 
 def test_real_model_answers_a_general_question_through_chat(real_model):

@@ -354,6 +354,26 @@ def test_domain_knowledge_copies_the_questions_of_a_few_spaced_rows_and_trains_f
         assert p.plan.epochs == plain.plan.epochs
 
 
+@pytest.mark.parametrize("latin_pct,per_char,warned", [(5.0, 1.9, True), (5.0, 1.0, False), (100.0, 1.9, False),
+                                                        (5.0, None, False)])
+def test_chinese_data_on_a_model_that_read_little_chinese_is_warned_about(latin_pct, per_char, warned, tiny):
+    """The tokenizer's cost of a Chinese character tells a model that read Chinese (the built-in one: 1.0) from
+    one that did not (SmolLM2: 1.9, tests/models/test_gguf_import.py); the plan says so before any training."""
+    p = propose(model="m", dataset="d", task="domain", level="L2", model_info={**tiny, "zh_tokens_per_char": per_char},
+                data_stats=stats(40, latin_pct=latin_pct))
+    found = [w for w in p.warnings if w["key"] == "planner.warn.model_reads_little_chinese"]
+    assert bool(found) == warned, p.warnings
+    if warned:
+        assert found[0]["params"] == {"model": "m", "tokens": "1.9"}
+        assert "1.9" in p.to_dict("zh")["warnings"][0]["text"]  # the first thing the plan says
+
+
+def test_the_built_in_model_reads_chinese(tiny):
+    if not (TINY_DIR / "config.json").is_file():
+        pytest.skip("the built-in model is not built")
+    assert tiny["zh_tokens_per_char"] <= 1.1  # its tokenizer was built from the demo's Chinese and English
+
+
 def test_kto_data_trains_with_kto_and_its_beta_is_explained(tiny):
     p = propose(model="m", dataset="d", task="preference", level="L2", model_info=tiny,
                 data_stats=stats(500, "kto"))

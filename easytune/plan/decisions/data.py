@@ -37,6 +37,10 @@ def describe_inputs(ctx: PlanContext, draft: Draft) -> None:
     else:
         draft.set("dataset", ctx.dataset_name, "planner.reason.dataset_unknown", dataset=ctx.dataset_name)
         draft.warn("planner.warn.no_data_stats")
+    language = ctx.rules.language
+    if (d.chinese_pct or 0) >= language.min_pct and (m.zh_tokens_per_char or 0) >= language.zh_tokens_per_char:
+        draft.warn("planner.warn.model_reads_little_chinese", model=ctx.model_name,
+                   tokens=f"{m.zh_tokens_per_char:.1f}")
     suggest = ctx.task_rules.suggest_level
     if suggest and LEVELS.index(ctx.level) < LEVELS.index(suggest):
         draft.warn("planner.warn.level_low", level=ctx.level, suggested=suggest,
