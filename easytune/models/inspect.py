@@ -380,11 +380,12 @@ def tokenizer_figures(folder: Path) -> dict:
     and the tokens a Chinese character costs. Counted once per version of the folder's tokenizer files: reading the
     tokenizer took 0.28 s of a 0.33-s inspection, and every plan inspects its model."""
     stamp = tuple((folder / name).stat().st_mtime_ns if (folder / name).is_file() else 0 for name in TEMPLATE_FILES)
-    return dict(_tokenizer_figures(str(folder), stamp, has_chat_template(folder)))
+    template, per_char = _tokenizer_figures(str(folder), stamp, has_chat_template(folder))
+    return {"template_tokens": template, "zh_tokens_per_char": per_char}
 
 
 @functools.lru_cache(maxsize=32)
-def _tokenizer_figures(folder: str, stamp: tuple, chat_template: bool) -> tuple:
+def _tokenizer_figures(folder: str, stamp: tuple, chat_template: bool) -> tuple[int | None, float | None]:
     from transformers import AutoTokenizer
 
     from easytune.evaluation.metrics import CJK
@@ -392,7 +393,7 @@ def _tokenizer_figures(folder: str, stamp: tuple, chat_template: bool) -> tuple:
     try:
         tokenizer = AutoTokenizer.from_pretrained(folder)
     except Exception:  # noqa: BLE001 — a tokenizer this stack cannot read: the planner's typical figures
-        return (("template_tokens", None), ("zh_tokens_per_char", None))
+        return None, None
     template = None
     if chat_template:
         try:
@@ -406,7 +407,7 @@ def _tokenizer_figures(folder: str, stamp: tuple, chat_template: bool) -> tuple:
         per_char = round(len(tokenizer(chinese, add_special_tokens=False)["input_ids"]) / len(chinese), 2)
     except Exception:  # noqa: BLE001 — a tokenizer that cannot encode it says nothing of what its model read
         per_char = None
-    return (("template_tokens", template), ("zh_tokens_per_char", per_char))
+    return template, per_char
 
 
 def inspect_config(config, *, path: str | Path | None = None, trust_remote_code: bool = False,
