@@ -404,7 +404,9 @@ def _tokenizer_figures(folder: str, stamp: tuple, chat_template: bool) -> tuple[
             template = None
     chinese = "".join(re.findall(f"[{CJK}]", CHINESE_SAMPLE.read_text(encoding="utf-8")))[:CHINESE_CHARS]
     try:
-        per_char = round(len(tokenizer(chinese, add_special_tokens=False)["input_ids"]) / len(chinese), 2)
+        # (verbose off: the sample may be longer than the model reads at once, which is no fault here)
+        ids = tokenizer(chinese, add_special_tokens=False, verbose=False)["input_ids"]
+        per_char = round(len(ids) / len(chinese), 2)
     except Exception:  # noqa: BLE001 — a tokenizer that cannot encode it says nothing of what its model read
         per_char = None
     return template, per_char
