@@ -230,9 +230,20 @@ def start_plan(page, lang: str, server_log: Path, level: str | None = None) -> N
     except playwright.TimeoutError:  # what the page and the server said instead, for whoever reads the failure
         shot(page, f"{lang}-start-failed")
         server = server_log.read_text(errors="replace")[-3000:] if server_log.exists() else ""
-        raise AssertionError(f"no run started; the page said {page.evaluate('() => window.etToasts')} and "
-                             f"shows {page.locator('#et-status').inner_text()!r}; the server's log ends "
-                             f"{server}") from None
+        start = page.locator("#et-start")
+        raise AssertionError(
+            f"no run started; the page said {page.evaluate('() => window.etToasts')}, its open tabs are "
+            f"{page.locator('[role=tab][aria-selected=true]').all_inner_texts()}, Start reads {start.inner_text()!r} "
+            f"(enabled: {start.is_enabled()}), the jobs are {jobs_now(server_log.parent / 'home')}, the monitor "
+            f"shows {page.locator('#et-status').inner_text()!r}; the server's log ends {server}") from None
+
+
+def jobs_now(home: Path) -> list[tuple[str, str]]:
+    from easytune import jobs
+    from easytune.settings import load_settings
+
+    settings = load_settings(home=home)
+    return [(job["id"], jobs.sync_job(settings, job["id"])["state"]) for job in jobs.list_jobs(settings)]
 
 
 def test_a_reload_a_language_switch_and_a_second_job_lose_nothing(app, browser, tmp_path):
