@@ -8,7 +8,7 @@ import json
 import subprocess
 import sys
 
-from easytune.unused_imports import gpu_driver_present
+from easytune.deferred_imports import gpu_driver_present
 
 LOADED = "print(json.dumps(sorted(m for m in ('sklearn', 'bitsandbytes') if sys.modules.get(m))))"
 
