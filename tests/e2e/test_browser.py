@@ -97,6 +97,8 @@ WATCH_JS = """document.addEventListener('DOMContentLoaded', () => {
 def open_app(browser, url: str, lang: str):
     page = browser.new_page(viewport={"width": 1280, "height": 900})
     page.add_init_script(WATCH_JS)
+    page.said = []  # what the page wrote to the browser's console (Gradio's lost connections among it)
+    page.on("console", lambda message: page.said.append(f"{message.type}: {message.text}"[:300]))
     page.goto(url)
     choice = page.get_by_text("English" if lang == "en" else "中文", exact=True)
     for _ in range(3):  # the page's own start-up sets the browser's language; a click before it ends is undone
@@ -235,7 +237,8 @@ def start_plan(page, lang: str, server_log: Path, level: str | None = None) -> N
             f"no run started; the page said {page.evaluate('() => window.etToasts')}, its open tabs are "
             f"{page.locator('[role=tab][aria-selected=true]').all_inner_texts()}, Start reads {start.inner_text()!r} "
             f"(enabled: {start.is_enabled()}), the jobs are {jobs_now(server_log.parent / 'home')}, the monitor "
-            f"shows {page.locator('#et-status').inner_text()!r}; the server's log ends {server}") from None
+            f"shows {page.locator('#et-status').inner_text()!r}, the console's last lines are {page.said[-12:]}; "
+            f"the server's log ends {server}") from None
 
 
 def jobs_now(home: Path) -> list[tuple[str, str]]:
