@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import builtins
+import subprocess
+import sys
 
+import pytest
+
+from easytune.models import hardware
 from easytune.models.hardware import GpuInfo, Hardware, probe
 
 
@@ -29,9 +34,20 @@ def test_probe_without_torch(monkeypatch):
         return real_import(name, *args, **kwargs)
 
     monkeypatch.setattr(builtins, "__import__", no_torch)
+    monkeypatch.setattr(hardware, "torch_build", lambda: "2.13.0")  # installed, for a GPU, but will not load
     hw = probe()
     assert hw.accelerator == "cpu" and hw.cuda == [] and hw.torch_version is None
     assert hw.training_memory() == hw.ram_available
+
+
+def test_a_cpu_build_of_torch_is_not_imported_to_find_no_accelerator():
+    """Planning in the app's process probes the machine: a CPU-only PyTorch would only cost it memory."""
+    if not (hardware.torch_build() or "").endswith("+cpu"):
+        pytest.skip(f"PyTorch here is not a CPU-only build: {hardware.torch_build()}")
+    code = ("import sys; from easytune.models.hardware import probe; hw = probe(); "
+            "print(hw.accelerator, hw.torch_version, 'torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["cpu", hardware.torch_build(), "False"], out.stdout + out.stderr
 
 
 def test_training_memory_per_device():
@@ -44,9 +60,6 @@ def test_training_memory_per_device():
 
 
 def test_cpu_allocator_tuning_runs_in_a_training_process():
-    import subprocess
-    import sys
-
     from easytune.models.hardware import allocator_env
 
     code = "from easytune.models.hardware import tune_cpu_allocator; print(tune_cpu_allocator())"
