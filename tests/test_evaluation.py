@@ -53,6 +53,27 @@ def test_rouge_l_and_bleu_on_known_chinese_pair():
     assert 0 < bleu([reference, "退货"], [reference, "不支持"]) < 1
 
 
+def test_the_longest_common_subsequence_is_the_textbook_one_on_random_token_lists():
+    """ROUGE-L's subsequence is counted on integers' bits; every cell of the textbook table must agree with it,
+    on short alphabets (many matches) and long ones, empty lists and repeats."""
+    import random
+
+    from easytune.evaluation.metrics import _lcs
+
+    def textbook(a, b):
+        table = [[0] * (len(b) + 1) for _ in range(len(a) + 1)]
+        for i, x in enumerate(a):
+            for j, y in enumerate(b):
+                table[i + 1][j + 1] = table[i][j] + 1 if x == y else max(table[i][j + 1], table[i + 1][j])
+        return table[-1][-1]
+
+    rng = random.Random(7)
+    for _ in range(2000):
+        alphabet = rng.choice(["ab", "abcdef", "星河小铺满元包邮", [str(n) for n in range(60)]])
+        a, b = ([rng.choice(alphabet) for _ in range(rng.randint(0, 70))] for _ in range(2))
+        assert _lcs(a, b) == textbook(a, b), (a, b)
+
+
 def test_exact_match_only_for_short_label_answers():
     from easytune.evaluation.metrics import exact_match, looks_like_labels
 
