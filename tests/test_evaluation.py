@@ -54,7 +54,7 @@ def test_rouge_l_and_bleu_on_known_chinese_pair():
 
 
 def test_the_longest_common_subsequence_is_the_textbook_one_on_random_token_lists():
-    """ROUGE-L's subsequence is counted on integers' bits; every cell of the textbook table must agree with it,
+    """ROUGE-L's subsequence is counted on an integer's bits; the textbook table must give the same length,
     on short alphabets (many matches) and long ones, empty lists and repeats."""
     import random
 

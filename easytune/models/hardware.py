@@ -174,13 +174,12 @@ def probe(disk_path: str | Path | None = None) -> Hardware:
         except OSError:
             hw.disk_path = str(where)
     build = torch_build()
-    if build is None or build.endswith("+cpu"):  # a CPU-only build has no accelerator to look for
+    if build is not None and build.endswith("+cpu"):  # a CPU-only build has no accelerator to look for
         hw.torch_version = build  # (importing it would cost the app 180 MiB and 1.3 s, for nothing)
         return hw
     try:
         import torch
     except ImportError:
-        hw.torch_version = None
         return hw
     hw.torch_version = str(torch.__version__)
     hw.cuda_version = getattr(torch.version, "cuda", None) or getattr(torch.version, "hip", None)
