@@ -29,6 +29,7 @@ def spin_turns(turns: int) -> None:
 spin_turns(300)
 os.environ.setdefault("KMP_BLOCKTIME", "0")  # LLVM's and Intel's (torch's macOS builds): sleep at once
 
-from easytune.deferred_imports import leave_out_unused  # noqa: E402  (before anything imports transformers)
+from easytune.deferred_imports import leave_out_unused, own_process  # noqa: E402  (before transformers loads)
 
-leave_out_unused()
+if own_process():
+    leave_out_unused()

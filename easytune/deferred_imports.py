@@ -6,11 +6,11 @@ start-up for its result cache's hashing, sqlite-utils to give pandas timestamps 
 no pandas object and hands its tables to Gradio as lists (ui/table.py). So the app's process loads pandas
 only when something really uses it.
 
-Two more are left out of every EasyTune process for good (easytune/__init__.py, before anything imports
-transformers or peft): transformers imports scikit-learn for assisted generation's confidence threshold, and peft
-imports bitsandbytes for its 4-bit layers, whenever they are installed. Measured on 2 cores of an AMD EPYC:
-importing torch, transformers and peft takes 7.0 s of CPU with both, 4.9 s without, in every training run,
-evaluation, chat and export.
+Two more are left out of EasyTune's own processes for good (easytune/__init__.py, before anything imports
+transformers or peft; a program of the user's that imports EasyTune keeps them): transformers imports
+scikit-learn for assisted generation's confidence threshold, and peft imports bitsandbytes for its 4-bit layers,
+whenever they are installed. Measured on 2 cores of an AMD EPYC: importing torch, transformers and peft takes
+7.0 s of CPU with both, 4.9 s without, in every training run, evaluation, chat and export.
 """
 
 from __future__ import annotations
@@ -67,6 +67,15 @@ def leave_out_unused() -> list[str]:
     left_out = [name for name in unused if name not in sys.modules]
     sys.modules.update(dict.fromkeys(left_out))
     return left_out
+
+
+def own_process() -> bool:
+    """Whether this process is one of EasyTune's: the `easytune` command or `python -m easytune...` (the app, the
+    CLI, a training worker), not a notebook or a script of the user's, which may well use scikit-learn."""
+    argv = getattr(sys, "orig_argv", sys.argv)  # (sys.argv[0] reads "-m" while the package is being imported)
+    if "-m" in argv[:-1]:
+        return argv[argv.index("-m") + 1].split(".")[0] == "easytune"
+    return bool(sys.argv) and os.path.splitext(os.path.basename(sys.argv[0]))[0] == "easytune"
 
 
 def gpu_driver_present() -> bool:
