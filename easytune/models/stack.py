@@ -31,4 +31,7 @@ def import_stack() -> None:
 
         for name in APP_NAMES:
             getattr(transformers, name)
+        # transformers draws a bar of every model's weights loading (a second or less here), into the terminal of
+        # `easytune chat` or `eval` and into a job's worker log as a line of carriage returns: nobody reads it
+        transformers.utils.logging.disable_progress_bar()
         _done = True
