@@ -29,7 +29,8 @@ def spin_turns(turns: int) -> None:
 spin_turns(300)
 os.environ.setdefault("KMP_BLOCKTIME", "0")  # LLVM's and Intel's (torch's macOS builds): sleep at once
 
-from easytune.deferred_imports import leave_out_unused, own_process  # noqa: E402  (before transformers loads)
+from easytune.deferred_imports import leave_out_unused, own_process, quiet_library_notices  # noqa: E402
 
-if own_process():
+if own_process():  # before anything imports transformers or peft
     leave_out_unused()
+    quiet_library_notices()

@@ -21,9 +21,11 @@ import importlib.abc
 import importlib.machinery
 import importlib.util
 import os
+import re
 import shutil
 import sys
 import types
+import warnings
 from collections.abc import Callable
 
 
@@ -67,6 +69,20 @@ def leave_out_unused() -> list[str]:
     left_out = [name for name in unused if name not in sys.modules]
     sys.modules.update(dict.fromkeys(left_out))
     return left_out
+
+
+# Notices libraries print on import for their own users, which a user of EasyTune can do nothing about: EasyTune
+# chooses the versions (pyproject.toml). (category, the start of the message)
+LIBRARY_NOTICES = (
+    # peft 0.22 on transformers below 5.6, which optimum-intel 2.2 keeps: on every chat, evaluation and export
+    (FutureWarning, "Support for Transformers < "),
+)
+
+
+def quiet_library_notices() -> None:
+    """Keep the notices above out of the terminal, the app's log and every job's worker log."""
+    for category, message in LIBRARY_NOTICES:
+        warnings.filterwarnings("ignore", message=re.escape(message), category=category)
 
 
 def own_process() -> bool:

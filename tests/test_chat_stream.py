@@ -151,5 +151,6 @@ def test_cli_chat_streams_and_reports_json(tuned):
     assert similarity(reported["answer"], expected) > 0.6
     assert reported["answer"] in result.stderr  # streamed as it came, beside the JSON document
     assert "Loading weights" not in result.stderr  # and nothing else drawn in the terminal (transformers' bar)
+    assert "Warning" not in result.stderr  # nor a library's notice for its developers (peft's on transformers)
     refused = cli("chat", job_id, "-q", question, "--temperature", "3", home=settings.home, check=False, lang="zh")
     assert refused.returncode == 2 and "超出允许范围" in refused.stderr
