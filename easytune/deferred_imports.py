@@ -10,7 +10,8 @@ Two more are left out of EasyTune's own processes for good (easytune/__init__.py
 transformers or peft; a program of the user's that imports EasyTune keeps them): transformers imports
 scikit-learn for assisted generation's confidence threshold, and peft imports bitsandbytes for its 4-bit layers,
 whenever they are installed. Measured on 2 cores of an AMD EPYC: importing torch, transformers and peft takes
-7.0 s of CPU with both, 4.9 s without, in every training run, evaluation, chat and export.
+7.0 s of CPU with both, 4.9 s without, in every training run, evaluation, chat and export. The same processes
+keep out the notices libraries print on import for their own developers (quiet_library_notices).
 """
 
 from __future__ import annotations
@@ -74,7 +75,7 @@ def leave_out_unused() -> list[str]:
 # Notices libraries print on import for their own users, which a user of EasyTune can do nothing about: EasyTune
 # chooses the versions (pyproject.toml). (category, the start of the message)
 LIBRARY_NOTICES = (
-    # peft 0.22 on transformers below 5.6, which optimum-intel 2.2 keeps: on every chat, evaluation and export
+    # peft 0.22 on transformers below 5.6, which optimum-intel 2.2 keeps: wherever an adapter trains or loads
     (FutureWarning, "Support for Transformers < "),
 )
 
