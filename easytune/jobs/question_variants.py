@@ -67,13 +67,12 @@ def with_question_variants(train_file: Path, count: int, seed: int, folder: Path
 
     rng = random.Random(seed)
     rows = [json.loads(line) for line in Path(train_file).read_text(encoding="utf-8").splitlines() if line.strip()]
-    pairs = [question_and_answer(row) for row in rows]  # None: not a single question and its answer
-    ways = ways_per_answer([pair for pair in pairs if pair])
+    pairs = [pair for row in rows if (pair := question_and_answer(row))]
+    ways = ways_per_answer(pairs)
     added, one_way_rows = [], 0
-    for row, pair in zip(rows, pairs):
-        if pair is None:
-            continue
-        one_way = ways[fingerprint(pair[1])] == 1
+    for row in rows:
+        pair = question_and_answer(row)
+        one_way = pair is not None and ways.get(fingerprint(pair[1])) == 1
         copies = _variants(row, count * ONE_WAY_FACTOR if one_way else count, rng)
         added += copies
         one_way_rows += bool(one_way and copies)
@@ -86,9 +85,11 @@ def with_question_variants(train_file: Path, count: int, seed: int, folder: Path
 
 
 def _variants(row: dict, count: int, rng: random.Random) -> list[dict]:
-    """`count` copies of a single-question row (from with_question_variants) with words left out of its question."""
-    messages = row["messages"]
-    question = next(m for m in messages if m.get("role") == "user")
+    messages = row.get("messages") or []
+    turns = [m for m in messages if m.get("role") != "system"]
+    if [m.get("role") for m in turns] != ["user", "assistant"]:
+        return []
+    question = turns[0]
     asked = str(question.get("content") or "").strip()
     mark = asked[-1] if asked[-1:] in ("?", "？") else ""  # kept at the end, whichever word goes
     words, joiner = pieces(asked.rstrip("?？"))
