@@ -658,24 +658,38 @@ SAME_ANSWER_GROUP = 100  # answers compared pairwise at most, per set of facts
 
 def ways_asked(paths) -> dict | None:
     """{"answers": distinct answers of the single-question rows, "one_way": how many of them one question alone
-    asks}, from imported rows (None where no row is a single question and its answer), compared as the duplicate
-    check compares them (`fingerprint`: case, width, spaces and marks ignored). A small model taught a fact by one
-    question recalls it mostly for those words (the planner warns, presets/intents.yaml). Two answers that state
-    the same key facts (evaluation.facts) in mostly the same words are one answer asked more ways: an identity
-    set's 25 answers, each worded its own way, all give the assistant's name."""
-    questions: dict[bytes, set[bytes]] = {}
-    texts: dict[bytes, str] = {}
+    asks}, from imported rows (None where no row is a single question and its answer). A small model taught a fact
+    by one question recalls it mostly for those words (the planner warns, presets/intents.yaml)."""
+    pairs = []
     for path in paths:
         with open(path, encoding="utf-8") as f:
             for line in f:
                 row = json.loads(line)
-                turns = [m for m in row.get("messages") or [] if m.get("role") != "system"]
-                if row.get("kind") == "sft" and [m.get("role") for m in turns] == ["user", "assistant"]:
-                    question, answer = (str(m.get("content") or "") for m in turns)
-                    questions.setdefault(fingerprint(answer), set()).add(fingerprint(question))
-                    texts.setdefault(fingerprint(answer), answer)
-    if not questions:
+                if row.get("kind") == "sft" and (pair := question_and_answer(row)):
+                    pairs.append(pair)
+    ways = ways_per_answer(pairs)
+    return {"answers": len(ways), "one_way": sum(n == 1 for n in ways.values())} if ways else None
+
+
+def question_and_answer(row: dict) -> tuple[str, str] | None:
+    """(question, answer) of a row that is one question and its answer, a system turn aside; else None."""
+    turns = [m for m in row.get("messages") or [] if m.get("role") != "system"]
+    if [m.get("role") for m in turns] != ["user", "assistant"]:
         return None
+    question, answer = (str(m.get("content") or "") for m in turns)
+    return question, answer
+
+
+def ways_per_answer(pairs) -> dict[bytes, int]:
+    """{answer's fingerprint: how many different questions ask it} over (question, answer) pairs, compared as the
+    duplicate check compares them (`fingerprint`: case, width, spaces and marks ignored). Two answers that state
+    the same key facts (evaluation.facts) in mostly the same words are one answer asked more ways: an identity
+    set's 25 answers, each worded its own way, all give the assistant's name."""
+    questions: dict[bytes, set[bytes]] = {}
+    texts: dict[bytes, str] = {}
+    for question, answer in pairs:
+        questions.setdefault(fingerprint(answer), set()).add(fingerprint(question))
+        texts.setdefault(fingerprint(answer), answer)
     asked = {key: set(found) for key, found in questions.items()}  # each answer's questions and its rewordings'
     stating: dict[frozenset, list[bytes]] = {}
     for key, answer in texts.items():
@@ -687,7 +701,7 @@ def ways_asked(paths) -> dict | None:
                 if rouge_l(texts[first], texts[second]) >= SAME_ANSWER_WORDS:
                     asked[first] |= questions[second]
                     asked[second] |= questions[first]
-    return {"answers": len(questions), "one_way": sum(len(found) == 1 for found in asked.values())}
+    return {key: len(found) for key, found in asked.items()}
 
 
 # ------------------------------------------------------------------------------------------ collector

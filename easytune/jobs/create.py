@@ -52,11 +52,12 @@ def create_job(settings: Settings, plan: TrainingPlan, name: str | None = None,
     folder = JobFolder(job_dir)
     plan.save(folder.plan_file)
     train_file, val_file = job_split(data, plan.val_ratio, plan.seed, folder.data)
-    replayed = varied = 0
+    replayed = varied = one_way = 0
     if replay and plan.replay_ratio > 0:
         train_file, replayed = with_replay(train_file, replay, plan.replay_ratio, plan.seed, folder.data)
     if plan.question_variants > 0 and objective == "sft":
-        train_file, varied = with_question_variants(train_file, plan.question_variants, plan.seed, folder.data)
+        train_file, varied, one_way = with_question_variants(train_file, plan.question_variants, plan.seed,
+                                                             folder.data, held_out=val_file)
     run = resolve(settings, plan, Path(model_path), objective, {"train_file": train_file, "val_file": val_file})
     resolved = {"job_id": job_id, "model_path": str(model_path), "train_file": str(train_file),
                 "val_file": str(val_file) if val_file else None,
@@ -64,6 +65,7 @@ def create_job(settings: Settings, plan: TrainingPlan, name: str | None = None,
                 "dataset_sha256": data.sha256, "dataset_rows": data.rows, "dataset_kind": data.kind,
                 **({"replayed_rows": replayed} if replayed else {}),
                 **({"question_variant_rows": varied} if varied else {}),
+                **({"one_way_rows": one_way} if one_way else {}),
                 "objective": objective,
                 "versions": _versions(),
                 "cache_dir": str(settings.folder("cache")), **run}

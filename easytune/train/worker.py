@@ -31,7 +31,7 @@ from easytune.jobs.events import STOP_FILE, EventWriter
 from easytune.jobs.folder import JobFolder
 from easytune.jobs.guard import PAUSE_REASON, forgetting_pause
 from easytune.jobs.objective import resolve_objective
-from easytune.jobs.question_variants import users_rows
+from easytune.jobs.question_variants import stand_in_rows, users_rows
 from easytune.jobs.resolve import LR_FLOOR, SEQUENCES_PER_ROW
 from easytune.models.calibrate import auto_precision
 from easytune.models.sources import load_safe, load_tokenizer
@@ -334,8 +334,10 @@ def with_retention(run: Run, model, tokenizer, train_set: list[dict]) -> list[di
         return train_set
     started = time.perf_counter()
     # in proportion to the rows as the user wrote them: copies of a question (jobs/question_variants.py) teach
-    # the same fact again, and general text for each of them would only lengthen the run
-    wanted = round(len(users_rows(train_set, job)) * plan.retention_ratio / (1 - plan.retention_ratio))
+    # the same fact again, and general text for each of them would only lengthen the run; the extra copies of an
+    # answer asked one way count as the second question they stand in for
+    rows = len(users_rows(train_set, job)) + stand_in_rows(job)
+    wanted = round(rows * plan.retention_ratio / (1 - plan.retention_ratio))
     own = run.objective == "sft" and any(rehearsal.requests())
     if own:  # its own answers to general questions and everyday requests, in the data's language
         answers = [[token for token in e["labels"] if token != IGNORE] for e in train_set[:200]]

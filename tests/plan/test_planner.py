@@ -354,6 +354,26 @@ def test_domain_knowledge_copies_the_questions_of_a_few_spaced_rows_and_trains_f
         assert p.plan.epochs == plain.plan.epochs
 
 
+def test_the_run_counts_the_extra_copies_of_answers_asked_one_way_only(tiny):
+    """Answers no second question asks get twice the copies (jobs/question_variants.py): a plan for 40 rows whose
+    40 answers are each asked once trains longer than one for 40 rows asking 20 answers two ways each."""
+    info = {**tiny, "num_parameters": int(1.35e8)}
+
+    def plan(one_way: int):
+        data = stats(40, latin_pct=100.0)
+        data["quality"]["ways_asked"] = {"answers": 40 - (40 - one_way) // 2, "one_way": one_way}
+        return propose(model="m", dataset="d", task="domain", level="L2", model_info=info, data_stats=data,
+                       hardware=HARDWARE["cpu16"])
+
+    two_ways, one_way = plan(0), plan(40)
+    assert one_way.plan.question_variants == two_ways.plan.question_variants == 2
+    # for each row trained on (the rest held out), every answer asked one way: two more copies, and general text
+    # for the second question they stand in for (retention 50 %: one row)
+    assert one_way.estimates["train_examples"] == two_ways.estimates["train_examples"] + 3 * one_way.estimates[
+        "train_rows"]
+    assert one_way.estimates["minutes"] > two_ways.estimates["minutes"]
+
+
 @pytest.mark.parametrize("latin_pct,per_char,warned", [(5.0, 1.9, True), (5.0, 1.0, False), (100.0, 1.9, False),
                                                         (5.0, None, False)])
 def test_chinese_data_on_a_model_that_read_little_chinese_is_warned_about(latin_pct, per_char, warned, tiny):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 
+from easytune.jobs.question_variants import ONE_WAY_FACTOR
 from easytune.plan.decisions.data import Split
 from easytune.plan.draft import Draft, half_epochs, params_text, pct
 from easytune.plan.inputs import PlanContext
@@ -42,10 +43,16 @@ def train_examples(ctx: PlanContext, values: dict, split: Split) -> int | None:
     if ctx.task_rules.split_long_rows and tokens and tokens.get("mean"):
         examples *= max(1.0, float(tokens["mean"]) / values["max_seq_len"])
     ratio = values["retention_ratio"]
-    # question copies (short questions get none: at most this); general text in proportion to
-    # the rows before copying, as the worker mixes it in
+    # question copies (short questions get none: at most this), more for answers asked one way only; general text
+    # in proportion to the rows before copying and the second questions those extra copies stand in for, as the
+    # worker mixes it in
     copies = values.get("question_variants", 0)
-    return max(1, round(examples * (1 + copies + ratio / (1 - ratio)))) if split.train_rows else None
+    if not split.train_rows:
+        return None
+    one_way = (ctx.data.ways_asked or {}).get("one_way", 0) if copies else 0
+    share = split.train_rows / (split.train_rows + (split.val_rows or 0))  # of the answers, those trained on
+    stand_ins = one_way * share * (ONE_WAY_FACTOR - 1)  # their extra copies stand in for second questions
+    return max(1, round(examples * (1 + copies + ratio / (1 - ratio)) + stand_ins * (copies + ratio / (1 - ratio))))
 
 
 def decide_epochs(ctx: PlanContext, draft: Draft, split: Split, world: int) -> None:
@@ -117,7 +124,7 @@ def decide_question_variants(ctx: PlanContext, draft: Draft, split: Split) -> No
         draft.set("question_variants", 0, "planner.reason.question_variants_unspaced")
     else:
         draft.set("question_variants", count, "planner.reason.question_variants_task", count=count,
-                  task_key=f"planner.task.{ctx.task}")
+                  double=count * ONE_WAY_FACTOR, task_key=f"planner.task.{ctx.task}")
 
 
 ONE_WAY_MIN_ANSWERS = 5  # below this, a share of answers says little
