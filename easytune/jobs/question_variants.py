@@ -34,10 +34,12 @@ LEFT_OUT = 0.3  # each word's chance of being left out of a copy
 MIN_WORDS = 4  # shorter questions lose their meaning with any word gone
 MIN_KEPT = 3
 # An answer that one question alone asks gets this many times the copies: they stand in for the question it lacks.
-# The facts benchmark with each fact taught by its first question only (20 rows; AMD EPYC without bf16, seed 42),
-# asked in new words / general questions (base 26 of 50): the bike rental's 9 of 40 / 24 with two copies (171 s),
-# 16 / 22 with four; the shop's 17 / 18 with four, its general answers kept only with general text mixed in for
-# the second questions the copies stand in for (train/worker.py): 16 / 23 (306 s), the bike rental's 17 / 21.
+# The facts benchmark with each fact taught by its first question only (20 rows; AMD EPYC without bf16), asked in new
+# words / general questions (base 26 of 50), two copies → four with general text for the second questions they stand
+# in for (train/worker.py): the bike rental's 9 → 17 of 40 / 24 → 21 (seed 42; 171 → 298 s) and 11 → 17 / 22 → 26
+# (seed 7), the shop's 9 → 16 / 18 → 23 (seed 42) and 17 → 22 / 22 → 17 (seed 7). Four copies without that general
+# text: the shop's general answers 18 (seed 42). Four copies over 4 passes instead of 6, about as long as the run
+# with two: 14 and 19 of 40.
 ONE_WAY_FACTOR = 2
 CJK_PIECE = 2  # characters per piece of a question written without spaces: about a Chinese word
 # a run of Chinese characters, one of other letters or digits, or one mark
