@@ -126,6 +126,28 @@ def test_a_job_created_with_copies_trains_on_them_and_records_how_many(settings)
     assert len(Path(plain["train_file"]).read_text().splitlines()) == len(originals)
 
 
+def test_a_job_on_answers_each_asked_two_ways_gives_every_question_two_copies(settings, tmp_path):
+    """The validation split holds out some answers' second question; those answers keep two copies, as the
+    import's count of ways asked (two for every answer) has it."""
+    from easytune import datasets, jobs
+    from easytune.plan.schema import TrainingPlan
+
+    cities = ["Oslo", "Lima", "Kyiv", "Riga", "Bern", "Doha", "Baku", "Rome", "Nice", "Graz"]
+    rows = [row(question.format(city=city), f"Our {city} store opens at {7 + i}:00.")
+            for i, city in enumerate(cities)
+            for question in ("When does your {city} store open?", "What time can I visit the {city} shop?")]
+    source = tmp_path / "two_ways.jsonl"
+    source.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    dataset = datasets.add_dataset(settings, source, name="two-ways", val_ratio=0.2)["dataset"]
+    plan = TrainingPlan.load(ROOT / "presets" / "demo.yaml")
+    plan.dataset, plan.question_variants = dataset["id"], 2
+    resolved = json.loads((Path(jobs.create_job(settings, plan)["job_dir"]) / "job.json").read_text())
+    trained = [json.loads(line) for line in Path(resolved["train_file"]).read_text().splitlines()]
+    users = len(trained) - resolved["question_variant_rows"]
+    assert users < len(rows) and "one_way_rows" not in resolved  # some second questions held out, none one way
+    assert resolved["question_variant_rows"] == 2 * users
+
+
 def test_general_text_is_mixed_in_for_the_rows_as_written_not_for_their_copies(tmp_path):
     """Copies teach the same facts again: knowledge retention keeps its share of the user's own rows, so the
     copies do not also multiply the general text (and the run's length). An answer asked one way counts twice:
