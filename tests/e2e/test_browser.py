@@ -225,7 +225,17 @@ def start_plan(page, lang: str, server_log: Path, level: str | None = None) -> N
     replanned(page, lang, lambda: page.get_by_role("tab", name=t("ui.step.plan", lang)).click())
     if level:
         replanned(page, lang, lambda: page.get_by_text(t(f"planner.level.{level}", lang), exact=True).click())
+    home, said = server_log.parent / "home", "() => window.etToasts.length"
+    jobs_before, said_before = len(jobs_now(home)), page.evaluate(said)
     page.get_by_role("button", name=t("ui.plan.start", lang)).click()
+    # a click the page lost (no job recorded, nothing said: seen now and then, right after a job ended) is made
+    # again, once; a job is recorded as the click is handled, long before it trains
+    for _ in range(60):
+        if len(jobs_now(home)) > jobs_before or page.evaluate(said) > said_before:
+            break
+        page.wait_for_timeout(1000)
+    else:
+        page.get_by_role("button", name=t("ui.plan.start", lang)).click()
     try:  # a job starts in seconds alone, in minutes beside other training runs on two cores
         page.get_by_role("tab", name=t("ui.step.monitor", lang), selected=True).wait_for(timeout=300_000)
         page.locator("#et-loss-plot .js-plotly-plot").wait_for(timeout=300_000)
