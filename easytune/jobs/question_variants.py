@@ -72,11 +72,12 @@ def with_question_variants(train_file: Path, count: int, seed: int, folder: Path
     if count <= 0:
         return Path(train_file), 0, 0
     from easytune.data.quality import fingerprint, question_and_answer, ways_per_answer
+    from easytune.evaluation.buckets import read_jsonl  # (which imports this module)
 
     rng = random.Random(seed)
-    rows = _read_rows(train_file)
+    rows = read_jsonl(train_file)
     pairs = [question_and_answer(row) for row in rows]  # None: not a single question and its answer
-    others = [question_and_answer(row) for row in _read_rows(held_out)] if held_out else []
+    others = [question_and_answer(row) for row in read_jsonl(held_out)] if held_out else []
     ways = ways_per_answer([pair for pair in pairs + others if pair])
     added, one_way_rows = [], 0
     for row, pair in zip(rows, pairs):
@@ -92,10 +93,6 @@ def with_question_variants(train_file: Path, count: int, seed: int, folder: Path
     out = folder / VARIANTS_FILE
     out.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows + added), encoding="utf-8")
     return out, len(added), one_way_rows
-
-
-def _read_rows(path: Path) -> list[dict]:
-    return [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
 def _variants(row: dict, count: int, rng: random.Random) -> list[dict]:
