@@ -52,7 +52,8 @@ def train_examples(ctx: PlanContext, values: dict, split: Split) -> int | None:
     one_way = (ctx.data.ways_asked or {}).get("one_way", 0) if copies else 0
     share = split.train_rows / (split.train_rows + (split.val_rows or 0))  # of the answers, those trained on
     stand_ins = one_way * share * (ONE_WAY_FACTOR - 1)  # their extra copies stand in for second questions
-    return max(1, round(examples * (1 + copies + ratio / (1 - ratio)) + stand_ins * (copies + ratio / (1 - ratio))))
+    per_row = copies + ratio / (1 - ratio)  # what each row (or stand-in) brings beside itself
+    return max(1, round(examples * (1 + per_row) + stand_ins * per_row))
 
 
 def decide_epochs(ctx: PlanContext, draft: Draft, split: Split, world: int) -> None:
